@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+import TraceFormat
+
+/// `ckv-sim trace …`: look inside, check and repair .ckvt files.
+struct TraceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Inspect, verify and repair recorded attention traces (.ckvt).",
+        subcommands: [Inspect.self, Verify.self, Repair.self]
+    )
+}
+
+extension TraceCommand {
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a trace's header, model identity, record counts, sizes and compression ratio."
+        )
+
+        @Argument(help: "The .ckvt file.")
+        var file: String
+
+        @Option(help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var format: OutputFormat = .text
+
+        func run() async throws {
+            let reader = try TraceReader(path: file)
+            guard let index = reader.index else {
+                throw TraceCommandError.unfinished(try unreadableEnd(of: reader))
+            }
+            let info = TraceInfo(reader: reader, index: index)
+            switch format {
+            case .json: print(try jsonString(info))
+            case .text: print(info.text)
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Read every frame and check every checksum; exit 0 if the trace is intact, 1 if not."
+        )
+
+        @Argument(help: "The .ckvt file.")
+        var file: String
+
+        func run() async throws {
+            let reader = try TraceReader(path: file)
+            let result = reader.verify()
+            if let problem = result.problem {
+                throw TraceCommandError.damaged(problem, frames: result.frames, records: result.records)
+            }
+            print("\(file): ok: \(result.records) records in \(result.frames) frames, every checksum matches")
+        }
+    }
+
+    struct Repair: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rewrite the readable part of an interrupted or damaged trace as a finished file."
+        )
+
+        @Argument(help: "The damaged or unfinished .ckvt file.")
+        var file: String
+
+        @Option(name: .shortAndLong, help: "Where to write the repaired trace.")
+        var output: String
+
+        func validate() throws {
+            guard URL(fileURLWithPath: file).standardized.path != URL(fileURLWithPath: output).standardized.path else {
+                throw ValidationError("--output must differ from the input file")
+            }
+        }
+
+        func run() async throws {
+            let outcome = try TraceRepair.repair(source: file, destination: output)
+            let s = outcome.summary
+            if let stop = outcome.stoppedBy {
+                print("\(output): kept \(s.records - 1) records in \(s.frames) frames; reading \(file) stopped: \(stop)")
+            } else {
+                print("\(output): \(file) was intact; copied \(s.records) records in \(s.frames) frames")
+            }
+        }
+    }
+}
+
+/// Finds why an unfinished trace cannot be read to its end (for the one-line error).
+private func unreadableEnd(of reader: TraceReader) throws -> (TraceError, frames: Int, records: UInt64) {
+    let result = reader.verify()
+    let problem = reader.indexProblem ?? result.problem
+        ?? .corrupt(path: reader.path, offset: reader.fileSize, reason: "no valid trailer")
+    return (problem, result.frames, result.records)
+}
+
+enum TraceCommandError: Error, CustomStringConvertible {
+    case unfinished((TraceError, frames: Int, records: UInt64))
+    case damaged(TraceError, frames: Int, records: UInt64)
+
+    var description: String {
+        switch self {
+        case let .unfinished((error, frames, records)), let .damaged(error, frames, records):
+            return "\(error) (\(records) records in \(frames) complete frames before it are readable; `ckv-sim trace repair` keeps them)"
+        }
+    }
+}
+
+/// What `trace inspect` reports, one value rendered as text or JSON.
+struct TraceInfo: Encodable {
+    var path: String
+    var formatVersion: String
+    var header: TraceHeader
+    var frames: Int
+    var records: UInt64
+    var recordsByType: [String: UInt64]
+    var rawPayloadBytes: UInt64
+    var storedPayloadBytes: UInt64
+    var fileBytes: UInt64
+    var compressionRatio: Double
+
+    init(reader: TraceReader, index: TraceIndex) {
+        path = reader.path
+        formatVersion = "\(reader.majorVersion).\(reader.minorVersion)"
+        header = reader.header
+        frames = index.frames.count
+        records = index.recordCount
+        recordsByType = Dictionary(uniqueKeysWithValues: index.recordsByType.map { (TraceRecord.name(ofType: $0.type), $0.count) })
+        rawPayloadBytes = index.rawPayloadBytes
+        storedPayloadBytes = index.storedPayloadBytes
+        fileBytes = reader.fileSize
+        compressionRatio = storedPayloadBytes == 0 ? 1 : Double(rawPayloadBytes) / Double(storedPayloadBytes)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, header, frames, records
+        case formatVersion = "format_version"
+        case recordsByType = "records_by_type"
+        case rawPayloadBytes = "raw_payload_bytes"
+        case storedPayloadBytes = "stored_payload_bytes"
+        case fileBytes = "file_bytes"
+        case compressionRatio = "compression_ratio"
+    }
+
+    var text: String {
+        let m = header.model
+        var shape = "\(m.layers) layers, \(m.queryHeads) query heads / \(m.kvHeads) KV heads, head_dim \(m.headDim), context \(m.contextLength)"
+        if let w = m.slidingWindow { shape += ", sliding window \(w)" }
+        let params = header.task.parameters.keys.sorted().map { "\($0)=\(header.task.parameters[$0]!)" }.joined(separator: " ")
+        var rows: [(String, String)] = [
+            ("file", path),
+            ("format", "ckvt \(formatVersion), finished"),
+            ("model", "\(m.name) (\(m.architecture))"),
+            ("shape", shape),
+            ("gguf sha256", m.ggufSHA256),
+            ("task", "\(header.task.kind), seed \(header.task.seed), \(header.task.promptTokens) prompt tokens" + (params.isEmpty ? "" : "; \(params)")),
+            ("producer", header.producer),
+            ("records", "\(records) in \(frames) frames"),
+        ]
+        for name in recordsByType.keys.sorted() {
+            rows.append(("  \(name)", "\(recordsByType[name]!)"))
+        }
+        rows += [
+            ("payload", "\(Units.bytes(rawPayloadBytes)) raw, \(Units.bytes(storedPayloadBytes)) stored"),
+            ("compression", Units.fixed(compressionRatio, 2) + "×"),
+            ("file size", Units.bytes(fileBytes)),
+        ]
+        return keyValueLines(rows)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+@testable import CKVCommands
+import TraceFormat
+
+/// Runs the built `ckv-sim` (it sits beside the test bundle) and captures its output.
+func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ckv-sim")
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+func scratch() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-cli-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+private func smallTrace(at path: String) throws -> TraceWriteSummary {
+    let header = TraceHeader(
+        model: ModelIdentity(name: "cli-fixture", architecture: "gemma3", ggufSHA256: String(repeating: "0", count: 64),
+                             layers: 2, queryHeads: 4, kvHeads: 1, headDim: 8, contextLength: 512, slidingWindow: 128, globalLayers: [1]),
+        task: TaskDescription(kind: "needle", seed: 3, promptTokens: 64), producer: "ckv-sim tests")
+    let writer = try TraceWriter(path: path, header: header, frameSize: 4096)
+    try writer.append(.tokens(role: .prompt, ids: Array(0..<64)))
+    for layer in 0..<2 {
+        for head in 0..<4 {
+            try writer.append(.headStatistic(HeadStatistic(kind: .windowSum, layer: UInt16(layer), head: UInt16(head), window: 8, encoding: .f16,
+                                                           values: (0..<64).map { Float(($0 * 7 + head) % 13) / 13 })))
+        }
+    }
+    return try writer.finish()
+}
+
+@Suite("ckv-sim command line")
+struct CLITests {
+    @Test("commands parse into their types")
+    func parsing() throws {
+        #expect(try CKVSim.parseAsRoot(["trace", "inspect", "a.ckvt", "--format", "json"]) is TraceCommand.Inspect)
+        #expect(try CKVSim.parseAsRoot(["trace", "verify", "a.ckvt"]) is TraceCommand.Verify)
+        #expect(try CKVSim.parseAsRoot(["bench", "trace", "--level", "5"]) is BenchTrace)
+        #expect(throws: (any Error).self) { try CKVSim.parseAsRoot(["bench", "trace", "--level", "99"]) }
+    }
+
+    @Test("--help lists every subcommand with a summary")
+    func help() throws {
+        let r = try runCLI(["--help"])
+        #expect(r.status == 0)
+        for name in ["trace", "bench"] { #expect(r.stdout.contains("  \(name) ")) }
+    }
+
+    @Test("trace inspect reports counts, sizes and ratio as text and JSON")
+    func inspect() throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        let summary = try smallTrace(at: path)
+        let text = try runCLI(["trace", "inspect", path])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("cli-fixture (gemma3)"))
+        #expect(text.stdout.contains("head_statistic"))
+        let json = try runCLI(["trace", "inspect", path, "--format", "json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["records"] as? Int == 9)
+        #expect((object["records_by_type"] as? [String: Int])?["head_statistic"] == 8)
+        #expect(object["raw_payload_bytes"] as? Int == Int(summary.rawPayloadBytes))
+        #expect(object["file_bytes"] as? Int == Int(summary.fileBytes))
+        let verify = try runCLI(["trace", "verify", path])
+        #expect(verify.status == 0)
+        #expect(verify.stdout.contains("ok: 9 records"))
+    }
+
+    @Test("bad input: one line naming the file and offset, non-zero exit")
+    func badInput() throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        _ = try smallTrace(at: path)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        let cut = dir.appendingPathComponent("cut.ckvt").path
+        try bytes.prefix(bytes.count - 40).write(to: URL(fileURLWithPath: cut))
+        let flipped = dir.appendingPathComponent("flipped.ckvt").path
+        var copy = bytes
+        copy[copy.count / 2] ^= 0x5A
+        try copy.write(to: URL(fileURLWithPath: flipped))
+        let missing = dir.appendingPathComponent("missing.ckvt").path
+
+        let cases: [([String], String)] = [
+            (["trace", "inspect", missing], "No such file"),
+            (["trace", "verify", missing], "No such file"),
+            (["trace", "inspect", cut], "truncated at offset"),
+            (["trace", "verify", cut], "truncated at offset"),
+            (["trace", "verify", flipped], "corrupt at offset"),
+            (["trace", "inspect", "/etc/hostname"], "not a .ckvt trace"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try runCLI(arguments)
+            #expect(r.status != 0, "\(arguments)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(arguments): \(r.stderr)")
+            #expect(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+            #expect(r.stderr.contains(arguments[2]), "\(arguments): \(r.stderr)")
+        }
+    }
+
+    @Test("repair turns a cut trace into a finished one")
+    func repair() throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        _ = try smallTrace(at: path)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let cut = dir.appendingPathComponent("cut.ckvt").path
+        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: cut))
+        let fixed = dir.appendingPathComponent("fixed.ckvt").path
+        let r = try runCLI(["trace", "repair", cut, "--output", fixed])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try runCLI(["trace", "verify", fixed]).status == 0)
+    }
+}

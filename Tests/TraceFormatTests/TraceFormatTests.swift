@@ -1,0 +1,295 @@
+import Foundation
+import Testing
+@testable import TraceFormat
+
+// MARK: - Fixtures
+
+private struct Rng {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+}
+
+private let header = TraceHeader(
+    model: ModelIdentity(name: "test-model", architecture: "llama", ggufSHA256: String(repeating: "ab", count: 32),
+                         layers: 4, queryHeads: 6, kvHeads: 2, headDim: 16, contextLength: 2048),
+    task: TaskDescription(kind: "passkey", seed: 42, promptTokens: 300, parameters: ["depth": "0.5"]),
+    producer: "ckv-sim tests", notes: ["purpose": "fixture"])
+
+/// Records of every kind, values already representable in their encoding so round trips compare exactly.
+private func fixtureRecords(seed: UInt64 = 1, prompt: Int = 300, steps: Int = 6) -> [TraceRecord] {
+    var rng = Rng(state: seed)
+    var records: [TraceRecord] = [.tokens(role: .prompt, ids: (0..<prompt).map { _ in UInt32(rng.next() % 50000) }),
+                                  .span(role: .answer, start: 120, end: 125),
+                                  .annotation(key: "task.answer", value: "68147 ✓")]
+    let encodings: [ValueEncoding] = [.f16, .bf16, .f32]
+    for layer in 0..<4 {
+        for head in 0..<6 {
+            for (k, kind) in StatisticKind.allCases.enumerated() {
+                let e = encodings[(layer + head + k) % 3]
+                let values = (0..<prompt).map { _ in TraceRecord.quantized(rng.unit(), e) }
+                records.append(.headStatistic(HeadStatistic(kind: kind, layer: UInt16(layer), head: UInt16(head),
+                                                            window: kind == .accumulated ? 0 : 8, encoding: e, values: values)))
+            }
+        }
+    }
+    for step in 0..<steps {
+        for layer in 0..<4 {
+            for head in 0..<6 {
+                let values = (0..<(prompt + step + 1)).map { _ in TraceRecord.quantized(rng.unit(), .f16) }
+                records.append(.decodeAttention(DecodeAttention(layer: UInt16(layer), head: UInt16(head), step: UInt32(step), encoding: .f16, values: values)))
+            }
+            records.append(.decodeVector(DecodeVector(kind: .output, layer: UInt16(layer), head: 0, step: UInt32(step), encoding: .f32,
+                                                      values: (0..<16).map { _ in rng.unit() - 0.5 })))
+        }
+    }
+    records.append(.tokens(role: .generated, ids: (0..<UInt32(steps)).map { $0 + 100 }))
+    records.append(.unknown(type: 999, body: [1, 2, 3, 4, 5]))
+    return records
+}
+
+private func scratchDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ckvt-tests-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@discardableResult
+private func writeTrace(_ path: String, _ records: [TraceRecord], frameSize: Int = 8 << 10, level: Int32? = 3) throws -> TraceWriteSummary {
+    let writer = try TraceWriter(path: path, header: header, level: level, frameSize: frameSize)
+    for r in records { try writer.append(r) }
+    return try writer.finish()
+}
+
+private func readAll(_ path: String) throws -> [TraceRecord] {
+    var out: [TraceRecord] = []
+    try TraceReader(path: path).forEachRecord { _, r in out.append(r) }
+    return out
+}
+
+/// Reads as far as possible: the records delivered and the error that stopped reading.
+private func readPrefix(_ path: String) -> (records: [TraceRecord], error: Error?) {
+    var out: [TraceRecord] = []
+    do {
+        let reader = try TraceReader(path: path)
+        var it = reader.makeRecordIterator()
+        while let r = try it.next() { out.append(r) }
+        return (out, nil)
+    } catch {
+        return (out, error)
+    }
+}
+
+// MARK: - Tests
+
+@Suite("CRC-32")
+struct CRCTests {
+    @Test func knownVector() {
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
+        #expect(CRC32.checksum([UInt8]()) == 0)
+    }
+}
+
+@Suite("trace round trip")
+struct RoundTripTests {
+    @Test("every record kind and encoding survives write and read", arguments: [Int32?.none, 1, 3, 9])
+    func roundTrip(level: Int32?) throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        let records = fixtureRecords()
+        let summary = try writeTrace(path, records, level: level)
+        #expect(summary.records == UInt64(records.count))
+        #expect(summary.frames > 5)
+        let reader = try TraceReader(path: path)
+        #expect(reader.header == header)
+        #expect(reader.isFinished)
+        #expect(try readAll(path) == records)
+        #expect(reader.verify().isValid)
+        let index = try #require(reader.index)
+        #expect(index.recordCount == UInt64(records.count))
+        let byType = Dictionary(uniqueKeysWithValues: index.recordsByType.map { ($0.type, $0.count) })
+        #expect(byType[TraceRecord.Kind.headStatistic.rawValue] == 4 * 6 * 3)
+        #expect(byType[999] == 1)
+        #expect(summary.fileBytes == reader.fileSize)
+    }
+
+    @Test("records are reachable by number through the index and without it")
+    func seek() throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        let records = fixtureRecords(seed: 9)
+        try writeTrace(path, records, frameSize: 4096)
+        let reader = try TraceReader(path: path)
+        var rng = Rng(state: 5)
+        for n in [0, records.count - 1] + (0..<40).map({ _ in rng.below(records.count) }) {
+            #expect(try reader.record(at: UInt64(n)) == records[n])
+        }
+        #expect(throws: TraceError.self) { try reader.record(at: UInt64(records.count)) }
+    }
+
+    @Test("lossy encodings stay within their stated error")
+    func encodings() {
+        var rng = Rng(state: 11)
+        for _ in 0..<10_000 {
+            let v = (rng.unit() + 1e-4) * (rng.below(2) == 0 ? 1 : 300)
+            #expect(TraceRecord.quantized(v, .f32) == v)
+            #expect(abs(TraceRecord.quantized(v, .f16) - v) <= v * 0x1p-11)
+            #expect(abs(TraceRecord.quantized(v, .bf16) - v) <= v * 0x1p-8)
+        }
+    }
+
+    @Test("frames close at the frame size: the writer never buffers more than one frame")
+    func frameBound() throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("t.ckvt").path
+        let records = fixtureRecords()
+        let frameSize = 4096
+        try writeTrace(path, records, frameSize: frameSize)
+        let largest = records.map { $0.encodedSize }.max()!
+        let index = try #require(try TraceReader(path: path).index)
+        for frame in index.frames {
+            #expect(Int(frame.rawLength) < frameSize + largest)
+        }
+    }
+}
+
+@Suite("damaged traces")
+struct DamageTests {
+    /// Every way a writer can be interrupted leaves a prefix of the finished file (the writer only
+    /// appends). For cuts at every frame boundary and at seeded random offsets, the reader must return
+    /// exactly the records of the complete frames and then report truncation at the first incomplete one.
+    @Test("truncated at every frame boundary and at random offsets")
+    func truncation() throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let full = dir.appendingPathComponent("full.ckvt").path
+        let records = fixtureRecords(seed: 3)
+        try writeTrace(full, records, frameSize: 8 << 10)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: full)))
+        let reader = try TraceReader(path: full)
+        let index = try #require(reader.index)
+        let trailerOffset = UInt64(bytes.count - TraceLayout.trailerSize)
+        let indexOffset = UInt64(index.frames.last!.offset) + 36 + UInt64(index.frames.last!.storedLength)
+
+        var cuts = Set<Int>([0, 1, 7, 8, 15, 16, Int(reader.dataOffset) - 1, Int(reader.dataOffset), bytes.count - 1])
+        for f in index.frames {
+            cuts.formUnion([Int(f.offset), Int(f.offset) + 1, Int(f.offset) + 35, Int(f.offset) + 36, Int(f.offset) + 36 + Int(f.storedLength) - 1])
+        }
+        cuts.formUnion([Int(indexOffset), Int(indexOffset) + 40, Int(trailerOffset), Int(trailerOffset) + 31])
+        var rng = Rng(state: 2024)
+        for _ in 0..<150 { cuts.insert(rng.below(bytes.count)) }
+
+        let cutPath = dir.appendingPathComponent("cut.ckvt").path
+        for cut in cuts.sorted() {
+            try Data(bytes[0..<cut]).write(to: URL(fileURLWithPath: cutPath))
+            let (got, error) = readPrefix(cutPath)
+            if cut < Int(reader.dataOffset) {
+                if cut == 0 {
+                    guard case .notATrace = error as? TraceError else { Issue.record("cut \(cut): \(String(describing: error))"); continue }
+                } else {
+                    guard case .truncated(_, 0, _) = error as? TraceError else { Issue.record("cut \(cut): \(String(describing: error))"); continue }
+                }
+                continue
+            }
+            let complete = index.frames.filter { $0.offset + 36 + UInt64($0.storedLength) <= UInt64(cut) }
+            let expectedRecords = complete.reduce(0) { $0 + Int($1.recordCount) }
+            #expect(got == Array(records.prefix(expectedRecords)), "cut \(cut)")
+            let expectedOffset: UInt64 = complete.count < index.frames.count ? index.frames[complete.count].offset
+                : (UInt64(cut) < trailerOffset ? indexOffset : trailerOffset)
+            guard case let .truncated(path, offset, _) = error as? TraceError else {
+                Issue.record("cut \(cut): expected truncation, got \(String(describing: error))")
+                continue
+            }
+            #expect(path == cutPath)
+            #expect(offset == expectedOffset, "cut \(cut)")
+            #expect((error as! TraceError).description.contains("truncated at offset \(expectedOffset)"))
+            #expect(!(try TraceReader(path: cutPath).verify().isValid))
+        }
+    }
+
+    @Test("an abandoned writer leaves a readable file that repair finishes")
+    func abandonedWriter() throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("abandoned.ckvt").path
+        let records = fixtureRecords(seed: 4)
+        do {
+            let writer = try TraceWriter(path: path, header: header, frameSize: 8 << 10)
+            for r in records.prefix(100) { try writer.append(r) }
+            // No finish(): the writer goes away as if the recording failed.
+        }
+        let (got, error) = readPrefix(path)
+        #expect(got == Array(records.prefix(100)))
+        guard case .truncated = error as? TraceError else { Issue.record("\(String(describing: error))"); return }
+
+        let repaired = dir.appendingPathComponent("repaired.ckvt").path
+        let outcome = try TraceRepair.repair(source: path, destination: repaired)
+        #expect(outcome.stoppedBy != nil)
+        let back = try readAll(repaired)
+        #expect(Array(back.dropLast()) == Array(records.prefix(100)))
+        guard case let .annotation(key, _) = back.last else { Issue.record("no repair note"); return }
+        #expect(key == "ckvt.repaired")
+        #expect(try TraceReader(path: repaired).verify().isValid)
+    }
+
+    /// Every byte of a trace is covered by a magic, a checksum or a cross-check.
+    @Test("a flipped byte anywhere is found by verify", arguments: [UInt64(1), 2, 3])
+    func flips(seed: UInt64) throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let full = dir.appendingPathComponent("full.ckvt").path
+        try writeTrace(full, fixtureRecords(seed: seed, prompt: 120, steps: 3), frameSize: 4 << 10)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: full)))
+        let flipped = dir.appendingPathComponent("flipped.ckvt").path
+        var rng = Rng(state: seed &* 77)
+        for _ in 0..<120 {
+            var copy = bytes
+            let at = rng.below(copy.count)
+            copy[at] ^= UInt8(1 + rng.below(255))
+            try Data(copy).write(to: URL(fileURLWithPath: flipped))
+            do {
+                let reader = try TraceReader(path: flipped)
+                let result = reader.verify()
+                #expect(!result.isValid, "flip at \(at) went unnoticed")
+                if let problem = result.problem { #expect(problem.description.hasPrefix(flipped)) }
+            } catch let error as TraceError {
+                #expect(error.description.hasPrefix(flipped))
+            }
+        }
+    }
+
+    @Test("missing, empty, foreign and future-version files get one clear error")
+    func badFiles() throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let missing = dir.appendingPathComponent("missing.ckvt").path
+        #expect(throws: TraceError.unreadable(path: missing, reason: "No such file or directory")) { try TraceReader(path: missing) }
+
+        let empty = dir.appendingPathComponent("empty.ckvt").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        #expect(throws: TraceError.notATrace(path: empty, found: "an empty file")) { try TraceReader(path: empty) }
+
+        let foreign = dir.appendingPathComponent("foreign.ckvt").path
+        try Data("GGUF\u{3}\0\0\0 and more bytes".utf8).write(to: URL(fileURLWithPath: foreign))
+        #expect(throws: TraceError.notATrace(path: foreign, found: "47 47 55 46 03 00 00 00")) { try TraceReader(path: foreign) }
+
+        // A well-formed header of major version 2.
+        var w = ByteWriter()
+        w.raw(TraceLayout.magic); w.u16(2); w.u16(0); w.u32(2); w.raw(Array("{}".utf8))
+        w.u32(CRC32.checksum(w.bytes))
+        let future = dir.appendingPathComponent("future.ckvt").path
+        try Data(w.bytes).write(to: URL(fileURLWithPath: future))
+        #expect(throws: TraceError.unsupportedVersion(path: future, major: 2, minor: 0, supported: 1)) { try TraceReader(path: future) }
+        #expect(TraceError.unsupportedVersion(path: future, major: 2, minor: 0, supported: 1).description.contains("offset 8"))
+    }
+}
