@@ -147,6 +147,21 @@ struct RoundTripTests {
         }
     }
 
+    @Test("the fast f16 rounding gives Float16's bits across the float range")
+    func halfRounding() {
+        var mismatches = 0
+        for bits in stride(from: UInt64(0), to: 1 << 32, by: 613) {
+            let v = Float(bitPattern: UInt32(bits))
+            let fast = TraceRecord.halfBits(v), reference = Float16(v)
+            if reference.isNaN ? !Float16(bitPattern: fast).isNaN : fast != reference.bitPattern { mismatches += 1 }
+        }
+        // Ties and the overflow edge, which a stride can miss.
+        for v: Float in [65504, 65519.99, 65520, 65535, 6.1035156e-05, 5.9604645e-08, 2.9802322e-08, 2.9802326e-08, 1.00048828125, 1.00146484375, -0.0] {
+            if TraceRecord.halfBits(v) != Float16(v).bitPattern { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+
     @Test("frames close at the frame size: the writer never buffers more than one frame")
     func frameBound() throws {
         let dir = try scratchDirectory()
