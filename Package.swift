@@ -13,6 +13,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries, bound through C modules.
@@ -25,11 +28,26 @@ let package = Package(
         .target(name: "ZstdModule", dependencies: ["CZstd"]),
         // The .ckvt trace file: header, typed records, checksummed zstd frames, index.
         .target(name: "TraceFormat", dependencies: ["ZstdModule", "CZlib"]),
+        // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
+        .target(name: "GGUF"),
+        // GPU and model catalogues, vLLM memory math, roofline cost model.
+        .target(name: "Hardware", dependencies: ["GGUF"]),
+        // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
+        .target(
+            name: "Simulator",
+            dependencies: [
+                "Hardware", "SeededRandom",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",
             dependencies: [
-                "TraceFormat", "ZstdModule", "SeededRandom",
+                "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -37,6 +55,9 @@ let package = Package(
 
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
         .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "HardwareTests", dependencies: ["Hardware", "GGUF"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Hardware"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["CKVCommands", "TraceFormat", "ckv-sim"]),
     ]
 )

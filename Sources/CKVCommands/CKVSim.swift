@@ -12,7 +12,7 @@ public struct CKVSim: AsyncParsableCommand {
         (see Docs/trace-format.md). Every command prints one clear line and exits non-zero on bad input.
         """,
         version: version,
-        subcommands: [TraceCommand.self, BenchCommand.self]
+        subcommands: [SimulateCommand.self, MemoryCommand.self, GPUsCommand.self, ModelsCommand.self, TraceCommand.self, BenchCommand.self]
     )
 
     public init() {}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Hardware
+
+extension WeightFormat: ExpressibleByArgument {}
+extension KVFormat: ExpressibleByArgument {}
+
+/// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
+struct HardwareOptions: ParsableArguments {
+    @Option(help: "Target GPU (case-insensitive); `ckv-sim gpus` lists them.")
+    var gpu: String
+
+    @Option(help: "A catalogue model name (`ckv-sim models`), a Hugging Face config.json, or a .gguf file.")
+    var model: String = "Llama-3.1-8B-Instruct"
+
+    @Option(name: .customLong("tp"), help: "Tensor-parallel GPUs in one node.")
+    var tensorParallel: Int = 1
+
+    @Option(help: "Weight format: \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var weights: WeightFormat = .bf16
+
+    @Option(name: .customLong("kv-dtype"), help: "KV-cache format: \(KVFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var kvFormat: KVFormat = .bf16
+
+    func validate() throws {
+        guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
+    }
+
+    func resolveGPU() throws -> GPU {
+        guard let g = GPUCatalog.named(gpu) else {
+            throw CLIError("unknown GPU '\(gpu)'; known: \(GPUCatalog.all.map(\.name).joined(separator: ", "))")
+        }
+        return g
+    }
+
+    func resolveModel() throws -> ModelSpec {
+        if model.hasSuffix(".json") { return try ModelSpec.fromHFConfig(path: model) }
+        if model.hasSuffix(".gguf") { return try ModelSpec.fromGGUF(path: model) }
+        guard let m = ModelCatalog.named(model) else {
+            throw CLIError("unknown model '\(model)'; known: \(ModelCatalog.all.map(\.name).joined(separator: ", ")) (or pass a config.json or .gguf path)")
+        }
+        return m
+    }
+
+    /// Applies the formats and TP to a serving config.
+    func apply(to serving: inout ServingConfig) {
+        serving.tensorParallel = tensorParallel
+        serving.weightFormat = weights
+        serving.kvFormat = kvFormat
+    }
+}
+
+/// A one-line error for the user.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Parses token counts written as `131072`, `128k`, `32K`, `1m` (k = 1024).
+func parseTokenCount(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+    if let n = Int(t) { return n }
+    guard let unit = t.last, let base = Double(t.dropLast()), base > 0 else { return nil }
+    switch unit {
+    case "k": return Int((base * 1024).rounded())
+    case "m": return Int((base * 1024 * 1024).rounded())
+    default: return nil
+    }
+}

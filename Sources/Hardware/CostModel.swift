@@ -1,0 +1,158 @@
+/// The work of one engine step, as the scheduler formed it.
+public struct StepWork: Equatable, Sendable {
+    /// Tokens of prompts (or prompt chunks) processed in this step.
+    public var prefillTokens: Int = 0
+    /// Σ over prefill chunks of chunk × (tokens before the chunk + chunk/2): the causal
+    /// attention area, per global layer.
+    public var prefillAttentionArea: Double = 0
+    /// Same, with each chunk's context capped at the sliding window (local layers).
+    public var prefillLocalArea: Double = 0
+    /// Sequences with a prompt chunk in this step.
+    public var prefillSequences: Int = 0
+    /// Sequences decoding one token in this step.
+    public var decodeSequences: Int = 0
+    /// Σ over decoding sequences of the KV tokens their attention reads, summed over layers
+    /// (kept tokens on global layers, at most the window on local ones), per KV head.
+    public var decodeTokenLayers: Double = 0
+    /// Rows of logits computed (one per decoding sequence and per prompt that completes).
+    public var logitRows: Int = 0
+    /// Seconds of compression scoring and compaction attached to this step.
+    public var compressionSeconds: Double = 0
+
+    public init() {}
+}
+
+/// A step's time, split the way a report can show it.
+public struct StepTime: Equatable, Sendable {
+    public var linear: Double
+    public var attention: Double
+    public var lmHead: Double
+    public var communication: Double
+    public var compression: Double
+    public var overhead: Double
+    public var total: Double { linear + attention + lmHead + communication + compression + overhead }
+}
+
+/// Efficiency factors and fixed costs of the roofline (each documented in `Docs/simulator.md`).
+public struct CostConstants: Codable, Equatable, Sendable {
+    /// Fraction of dense peak a large GEMM reaches (cuBLAS bf16 on A100/H100 reaches 70–80 % at
+    /// large sizes; 0.70 is the value calibrated on the KV-Compress L4 runs).
+    public var gemmEfficiency = 0.70
+    /// Fraction of peak memory bandwidth a weight-streaming GEMV/GEMM reaches (0.80: decode
+    /// steps of vLLM on A100 read weights at 75–85 % of peak).
+    public var memoryEfficiency = 0.80
+    /// Fraction of dense peak FlashAttention reaches in prefill (FlashAttention-2: 50–73 % on A100).
+    public var attentionComputeEfficiency = 0.50
+    /// Fraction of peak bandwidth paged decode attention reaches reading KV (PagedAttention:
+    /// lower than a dense GEMV: scattered 16-token blocks).
+    public var attentionMemoryEfficiency = 0.60
+    /// Scheduler and Python overhead per step, seconds (vLLM 0.6 with its async output processing).
+    public var stepOverhead = 0.004
+    /// Additional overhead per sequence in the step (block-table building, sampling), seconds.
+    public var perSequenceOverhead = 0.000_02
+    /// Latency of one all-reduce, seconds.
+    public var allReduceLatency = 0.000_010
+
+    public init() {}
+}
+
+/// Predicts the wall time of one engine step from a roofline: each part takes the larger of its
+/// compute time (FLOPs ÷ (peak × efficiency)) and its memory time (bytes ÷ (bandwidth × efficiency)).
+///
+/// - Linear layers: 2 × linear parameters × tokens FLOPs against reading the weights once per step.
+/// - Attention: prefill 4 × heads × head_dim × causal area FLOPs per layer; decode reads each
+///   sequence's *kept* KV once (4 × heads × head_dim FLOPs per KV token).
+/// - LM head: one row of logits per decoding sequence and per completed prompt.
+/// - Tensor parallelism: two all-reduces of tokens × hidden activations per layer over the link.
+/// - A fixed scheduler overhead per step and a small one per sequence.
+public struct CostModel: Sendable {
+    public var gpu: GPU
+    public var model: ModelSpec
+    public var serving: ServingConfig
+    public var constants: CostConstants
+
+    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, constants: CostConstants = CostConstants()) {
+        self.gpu = gpu
+        self.model = model
+        self.serving = serving
+        self.constants = constants
+        tp = Double(serving.tensorParallel)
+        gemmFLOPS = gpu.flops(serving.weightFormat.computeFormat) * constants.gemmEfficiency
+        attentionFLOPS = gpu.flops(.bf16) * constants.attentionComputeEfficiency
+        bandwidth = gpu.bandwidthGBps * 1e9
+        globalLayers = Double(model.globalLayers)
+        localLayers = Double(model.localLayers)
+        linearParameters = model.linearParameters
+        kvBytesPerTokenLayer = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
+    }
+
+    // Derived once: the step loop calls `stepTime` for every engine step.
+    private let tp: Double
+    private let gemmFLOPS: Double
+    private let attentionFLOPS: Double
+    private let bandwidth: Double
+    private let globalLayers: Double
+    private let localLayers: Double
+    private let linearParameters: Double
+    private let kvBytesPerTokenLayer: Double
+
+    /// The time of one step doing `work`.
+    public func stepTime(_ work: StepWork) -> StepTime {
+        let tokens = Double(work.prefillTokens + work.decodeSequences)
+        let sequences = Double(work.decodeSequences + work.prefillSequences)
+
+        let linearFlops = 2 * linearParameters / tp * tokens
+        let linearBytes = linearParameters * serving.weightFormat.linearBytes / tp
+        let linear = tokens == 0 ? 0 : max(linearFlops / gemmFLOPS, linearBytes / (bandwidth * constants.memoryEfficiency))
+
+        let qHeads = Double(model.heads) / tp
+        let perArea = 4 * qHeads * Double(model.headDim)
+        let prefillFlops = perArea * (work.prefillAttentionArea * globalLayers + work.prefillLocalArea * localLayers)
+        let decodeFlops = 4 * qHeads * Double(model.headDim) * work.decodeTokenLayers
+        let decodeBytes = work.decodeTokenLayers * kvBytesPerTokenLayer
+        let attention = prefillFlops / attentionFLOPS
+            + max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
+
+        let rows = Double(work.logitRows)
+        let headParams = Double(model.vocab) * Double(model.hidden) / tp
+        let lmHead = rows == 0 ? 0 : max(2 * headParams * rows / gemmFLOPS, headParams * 2 / (bandwidth * constants.memoryEfficiency))
+
+        var communication = 0.0
+        if serving.tensorParallel > 1, tokens > 0 {
+            let bytes = tokens * Double(model.hidden) * 2
+            let perReduce = 2 * (tp - 1) / tp * bytes / (gpu.interconnect.gbPerSecond * 1e9) + constants.allReduceLatency
+            communication = 2 * Double(model.layers) * perReduce
+        }
+        let overhead = tokens == 0 ? 0 : constants.stepOverhead + constants.perSequenceOverhead * sequences
+        return StepTime(linear: linear, attention: attention, lmHead: lmHead, communication: communication,
+                        compression: work.compressionSeconds, overhead: overhead)
+    }
+
+    /// Scoring and compaction time of compressing one sequence of `promptTokens` tokens down to
+    /// `keptTokens` per layer and KV head, for a policy that scores with a `window`-query
+    /// observation window on `scoredLayers` of the global layers (all, or fewer with ChunkKV's
+    /// index reuse), optionally materialising the full attention over the prompt (H2O) or
+    /// sorting block metrics across all layers and heads (KV-Compress).
+    public func compressionTime(promptTokens n: Int, keptTokens kept: Int, window: Int, scoredLayers: Int,
+                                fullAttentionScores: Bool, sortsAcrossLayers: Bool) -> Double {
+        let heads = Double(model.heads) / tp
+        let kvHeads = Double(model.kvHeadsPerGPU(tp: serving.tensorParallel))
+        let d = Double(model.headDim)
+        let n = Double(n)
+        let perLayerKV = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
+        // Window scores: Q_w Kᵀ and softmax for the window queries against all keys; read K once.
+        var flops = 2 * heads * d * Double(window) * n
+        var bytes = n * kvHeads * d * serving.kvFormat.bytes + heads * n * 4 * 3 // K; scores written, pooled, top-k
+        if fullAttentionScores {
+            // H2O's accumulated attention: every prompt query's row (causal half), materialised.
+            flops = 2 * heads * d * n * n / 2
+            bytes += heads * n * n / 2 * 2 * 2
+        }
+        let scoring = Double(scoredLayers) * max(flops / attentionFLOPS, bytes / (bandwidth * constants.memoryEfficiency))
+        // Compaction: read every prompt KV once, write the kept ones, on every global layer.
+        let compaction = Double(model.globalLayers) * (n + Double(kept)) * perLayerKV / (bandwidth * constants.memoryEfficiency)
+        // KV-Compress: sort the (layer, head, block) eviction metrics of the sequence.
+        let sort = sortsAcrossLayers ? Double(model.globalLayers) * kvHeads * n * 4 * 4 / (bandwidth * constants.memoryEfficiency) : 0
+        return scoring + compaction + sort
+    }
+}

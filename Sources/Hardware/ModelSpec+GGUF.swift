@@ -1,0 +1,39 @@
+import GGUF
+
+extension ModelSpec {
+    /// Reads a model's shape from GGUF metadata (`{arch}.block_count`, `{arch}.embedding_length`,
+    /// `{arch}.attention.head_count[_kv]`, `{arch}.attention.key_length`, `{arch}.feed_forward_length`,
+    /// `{arch}.context_length`, `{arch}.attention.sliding_window`, the token list's length; the LM head
+    /// is tied when the file has no `output.weight`).
+    /// - Throws: `GGUFError` naming the file and the missing key.
+    public static func fromGGUF(path: String) throws -> ModelSpec {
+        let file = try GGUFFile(path: path)
+        let arch = try file.string("general.architecture")
+        func key(_ k: String) -> String { "\(arch).\(k)" }
+        let hidden = try file.int(key("embedding_length"))
+        let heads = try file.int(key("attention.head_count"))
+        let kvHeads = file.metadata[key("attention.head_count_kv")] == nil ? heads : try file.int(key("attention.head_count_kv"))
+        let headDim = file.metadata[key("attention.key_length")] == nil ? hidden / heads : try file.int(key("attention.key_length"))
+        let vocab: Int
+        if let tokens = file.metadata["tokenizer.ggml.tokens"]?.array {
+            vocab = tokens.count
+        } else {
+            vocab = try file.int(key("vocab_size"))
+        }
+        let window = file.metadata[key("attention.sliding_window")]?.int
+        let name = file.metadata["general.name"]?.string ?? NSStringLike(path: path).lastComponent
+        return ModelSpec(name: name, layers: try file.int(key("block_count")), hidden: hidden, heads: heads, kvHeads: kvHeads,
+                         headDim: headDim, intermediate: try file.int(key("feed_forward_length")), vocab: vocab,
+                         maxContext: try file.int(key("context_length")),
+                         tiedEmbeddings: file.tensor(named: "output.weight") == nil,
+                         slidingWindow: window, globalEvery: window != nil && arch.hasPrefix("gemma3") ? 6 : (window != nil && arch == "gemma2" ? 2 : nil),
+                         qkvBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
+                         source: path)
+    }
+}
+
+/// The last path component without Foundation.
+private struct NSStringLike {
+    let path: String
+    var lastComponent: String { path.split(separator: "/").last.map(String.init) ?? path }
+}

@@ -1,0 +1,253 @@
+import Foundation
+
+/// Storage formats for weights.
+public enum WeightFormat: String, CaseIterable, Codable, Sendable {
+    /// 2 bytes per parameter.
+    case bf16
+    /// 1 byte per linear-layer weight plus a per-channel bf16 scale; embeddings and the LM head stay
+    /// bf16, as vLLM's FP8 checkpoints (e.g. Llama-3.1-70B-Instruct-FP8) keep them.
+    case fp8
+    /// 4-bit weights in groups of 128 with an fp16 scale and zero point per group (AWQ/GPTQ),
+    /// 0.5 + 4/128 bytes per linear weight; embeddings and the LM head bf16.
+    case int4
+
+    /// Bytes per linear-layer weight.
+    var linearBytes: Double {
+        switch self {
+        case .bf16: 2
+        case .fp8: 1
+        case .int4: 0.5 + 4.0 / 128
+        }
+    }
+
+    /// The format the GEMMs run in.
+    public var computeFormat: ComputeFormat {
+        switch self {
+        case .bf16: .bf16
+        case .fp8: .fp8
+        case .int4: .bf16 // weights dequantised in the kernel; tensor cores run in bf16/fp16
+        }
+    }
+}
+
+/// Storage formats for the KV cache.
+public enum KVFormat: String, CaseIterable, Codable, Sendable {
+    case bf16, fp16, fp8
+    public var bytes: Double { self == .fp8 ? 1 : 2 }
+}
+
+/// The shape facts of a decoder-only transformer that decide its memory and cost.
+public struct ModelSpec: Codable, Equatable, Sendable {
+    public var name: String
+    public var layers: Int
+    public var hidden: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var intermediate: Int
+    public var vocab: Int
+    public var maxContext: Int
+    public var tiedEmbeddings: Bool
+    /// Sliding-window size of local layers (nil: every layer is global).
+    public var slidingWindow: Int?
+    /// With a window: every `globalEvery`-th layer (il % globalEvery == globalEvery − 1) is
+    /// global, the rest local (Gemma 3: 6). nil with a window: every layer is local.
+    public var globalEvery: Int?
+    public var qkvBias: Bool
+    /// Where the facts come from (HF config, GGUF, catalogue).
+    public var source: String
+
+    public init(name: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, intermediate: Int,
+                vocab: Int, maxContext: Int, tiedEmbeddings: Bool, slidingWindow: Int? = nil, globalEvery: Int? = nil,
+                qkvBias: Bool = false, source: String) {
+        self.name = name
+        self.layers = layers
+        self.hidden = hidden
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.intermediate = intermediate
+        self.vocab = vocab
+        self.maxContext = maxContext
+        self.tiedEmbeddings = tiedEmbeddings
+        self.slidingWindow = slidingWindow
+        self.globalEvery = globalEvery
+        self.qkvBias = qkvBias
+        self.source = source
+    }
+
+    // MARK: Layer kinds
+
+    /// True when layer `il` attends to the whole sequence.
+    public func isGlobal(layer il: Int) -> Bool {
+        guard slidingWindow != nil else { return true }
+        guard let every = globalEvery else { return false }
+        return il % every == every - 1
+    }
+
+    /// Layers with il % globalEvery == globalEvery − 1 (all without a window, none when every layer slides).
+    public var globalLayers: Int {
+        guard slidingWindow != nil else { return layers }
+        guard let every = globalEvery else { return 0 }
+        return layers / every
+    }
+    public var localLayers: Int { layers - globalLayers }
+
+    // MARK: Parameters
+
+    /// Parameters of the attention and MLP projections of all layers (what GEMMs multiply by).
+    public var linearParameters: Double {
+        let attention = Double(hidden) * Double(heads * headDim) * 2 + Double(hidden) * Double(kvHeads * headDim) * 2
+        let bias = qkvBias ? Double((heads + 2 * kvHeads) * headDim) : 0
+        let mlp = 3 * Double(hidden) * Double(intermediate)
+        return Double(layers) * (attention + bias + mlp)
+    }
+
+    /// Token-embedding parameters (and as many again for an untied LM head).
+    public var embeddingParameters: Double { Double(vocab) * Double(hidden) }
+
+    /// Norm weights: two per layer, the final norm.
+    public var normParameters: Double { Double(layers * 2 * hidden + hidden) }
+
+    public var totalParameters: Double {
+        linearParameters + embeddingParameters * (tiedEmbeddings ? 1 : 2) + normParameters
+    }
+
+    /// Weight bytes on one GPU with tensor parallelism `tp` (vLLM shards the projections,
+    /// the vocabulary-parallel embedding and LM head; norms are replicated).
+    public func weightBytes(_ format: WeightFormat, tp: Int = 1) -> Double {
+        let linear = linearParameters * format.linearBytes
+        let embed = embeddingParameters * 2 * (tiedEmbeddings ? 1 : 2)
+        return (linear + embed) / Double(tp) + normParameters * 2
+    }
+
+    // MARK: KV cache
+
+    /// KV heads held by one GPU: vLLM splits KV heads across ranks and replicates them when
+    /// there are fewer heads than ranks.
+    public func kvHeadsPerGPU(tp: Int) -> Int { max(1, kvHeads / tp) }
+
+    /// Bytes of K and V for one token in one layer on one GPU.
+    public func kvBytesPerTokenLayer(_ format: KVFormat, tp: Int = 1) -> Double {
+        2 * Double(kvHeadsPerGPU(tp: tp) * headDim) * format.bytes
+    }
+
+    /// KV bytes of one sequence of `tokens` tokens with `kept` tokens kept per global layer
+    /// (local layers keep at most the window), on one GPU.
+    public func kvBytes(tokens: Int, kept: Int? = nil, format: KVFormat, tp: Int = 1) -> Double {
+        let perLayer = kvBytesPerTokenLayer(format, tp: tp)
+        let global = Double(globalLayers * (kept ?? tokens))
+        let local = Double(localLayers * min(tokens, slidingWindow ?? tokens))
+        return perLayer * (global + local)
+    }
+}
+
+/// The models ckv-sim knows by name, each from its Hugging Face `config.json`.
+public enum ModelCatalog {
+    public static let all: [ModelSpec] = [
+        ModelSpec(name: "Llama-3.1-8B-Instruct", layers: 32, hidden: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediate: 14336,
+                  vocab: 128256, maxContext: 131072, tiedEmbeddings: false, source: "meta-llama/Llama-3.1-8B-Instruct config.json"),
+        ModelSpec(name: "Llama-3.1-70B-Instruct", layers: 80, hidden: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediate: 28672,
+                  vocab: 128256, maxContext: 131072, tiedEmbeddings: false, source: "meta-llama/Llama-3.1-70B-Instruct config.json"),
+        ModelSpec(name: "Llama-3.2-1B-Instruct", layers: 16, hidden: 2048, heads: 32, kvHeads: 8, headDim: 64, intermediate: 8192,
+                  vocab: 128256, maxContext: 131072, tiedEmbeddings: true, source: "meta-llama/Llama-3.2-1B-Instruct config.json"),
+        ModelSpec(name: "Llama-3.2-3B-Instruct", layers: 28, hidden: 3072, heads: 24, kvHeads: 8, headDim: 128, intermediate: 8192,
+                  vocab: 128256, maxContext: 131072, tiedEmbeddings: true, source: "meta-llama/Llama-3.2-3B-Instruct config.json"),
+        ModelSpec(name: "Mistral-7B-Instruct-v0.3", layers: 32, hidden: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediate: 14336,
+                  vocab: 32768, maxContext: 32768, tiedEmbeddings: false, source: "mistralai/Mistral-7B-Instruct-v0.3 config.json"),
+        ModelSpec(name: "Qwen2.5-7B-Instruct", layers: 28, hidden: 3584, heads: 28, kvHeads: 4, headDim: 128, intermediate: 18944,
+                  vocab: 152064, maxContext: 131072, tiedEmbeddings: false, qkvBias: true,
+                  source: "Qwen/Qwen2.5-7B-Instruct config.json (32768 native; 131072 with the YaRN factor 4 its card documents)"),
+        ModelSpec(name: "Qwen2.5-72B-Instruct", layers: 80, hidden: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediate: 29568,
+                  vocab: 152064, maxContext: 131072, tiedEmbeddings: false, qkvBias: true,
+                  source: "Qwen/Qwen2.5-72B-Instruct config.json (32768 native; 131072 with the YaRN factor 4 its card documents)"),
+        ModelSpec(name: "Gemma-3-27B-it", layers: 62, hidden: 5376, heads: 32, kvHeads: 16, headDim: 128, intermediate: 21504,
+                  vocab: 262208, maxContext: 131072, tiedEmbeddings: true, slidingWindow: 1024, globalEvery: 6,
+                  source: "google/gemma-3-27b-it config.json (text_config)"),
+        ModelSpec(name: "Gemma-3-270M", layers: 18, hidden: 640, heads: 4, kvHeads: 1, headDim: 256, intermediate: 2048,
+                  vocab: 262144, maxContext: 32768, tiedEmbeddings: true, slidingWindow: 512, globalEvery: 6,
+                  source: "gemma-3-270m-q4_k_m.gguf metadata (reference model)"),
+        ModelSpec(name: "SmolLM2-135M-Instruct", layers: 30, hidden: 576, heads: 9, kvHeads: 3, headDim: 64, intermediate: 1536,
+                  vocab: 49152, maxContext: 8192, tiedEmbeddings: true, source: "SmolLM2-135M-Instruct.Q4_1.gguf metadata (reference model)"),
+    ]
+
+    /// The catalogue model called `name`, case-insensitively, with or without "-Instruct"/"-it".
+    public static func named(_ name: String) -> ModelSpec? {
+        let key = normalise(name)
+        return all.first { normalise($0.name) == key }
+            ?? all.first { normalise($0.name).replacingOccurrences(of: "instruct", with: "") == key }
+            ?? all.first { normalise($0.name).hasSuffix("it") && String(normalise($0.name).dropLast(2)) == key }
+    }
+
+    static func normalise(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber || $0 == "." } }
+}
+
+/// Why a model description could not be used.
+public struct ModelSpecError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension ModelSpec {
+    /// Reads a Hugging Face `config.json` (Llama, Mistral, Qwen2, Gemma 2/3 and look-alikes;
+    /// Gemma 3 multimodal configs are read through their `text_config`).
+    /// - Throws: `ModelSpecError` naming the file and the missing or malformed key.
+    public static func fromHFConfig(path: String) throws -> ModelSpec {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ModelSpecError("\(path): cannot read: \((error as NSError).localizedDescription)")
+        }
+        let json: [String: Any]
+        do {
+            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw ModelSpecError("\(path): expected a JSON object at the top level")
+            }
+            json = object
+        } catch let error as ModelSpecError { throw error } catch {
+            throw ModelSpecError("\(path): not valid JSON (\(error.localizedDescription))")
+        }
+        let c = (json["text_config"] as? [String: Any]).map { $0.merging(json) { a, _ in a } } ?? json
+        func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
+            if let v = c[key] as? Int { return v }
+            if let v = c[key] as? Double, v == v.rounded() { return Int(v) }
+            if let fallback { return fallback }
+            throw ModelSpecError("\(path): config.json has no integer \"\(key)\", which is needed")
+        }
+        let hidden = try int("hidden_size")
+        let heads = try int("num_attention_heads")
+        let kvHeads = try int("num_key_value_heads", heads)
+        let headDim = try int("head_dim", hidden / heads)
+        var window: Int? = nil
+        var globalEvery: Int? = nil
+        let modelType = (c["model_type"] as? String) ?? ""
+        if let w = c["sliding_window"] as? Int, (c["use_sliding_window"] as? Bool) != false {
+            // Mistral v0.1 sets a window on every layer; Gemma 2 alternates (every 2nd global),
+            // Gemma 3 has 5 local layers to each global one.
+            if modelType.hasPrefix("gemma3") {
+                window = w
+                globalEvery = (c["sliding_window_pattern"] as? Int) ?? 6
+            } else if modelType.hasPrefix("gemma2") {
+                window = w
+                globalEvery = 2
+            } else if modelType.hasPrefix("qwen2") {
+                window = nil // Qwen2's window applies only with use_sliding_window, off by default
+            } else {
+                window = w
+            }
+        }
+        var context = try int("max_position_embeddings")
+        if let scaling = c["rope_scaling"] as? [String: Any], (scaling["rope_type"] as? String ?? scaling["type"] as? String) == "yarn",
+           let factor = scaling["factor"] as? Double, let original = scaling["original_max_position_embeddings"] as? Int {
+            context = max(context, Int(Double(original) * factor))
+        }
+        let name = (json["_name_or_path"] as? String).map { ($0 as NSString).lastPathComponent }
+            ?? URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
+        return ModelSpec(name: name.isEmpty ? "config.json" : name,
+                         layers: try int("num_hidden_layers"), hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                         intermediate: try int("intermediate_size"), vocab: try int("vocab_size"), maxContext: context,
+                         tiedEmbeddings: (c["tie_word_embeddings"] as? Bool) ?? modelType.hasPrefix("gemma"),
+                         slidingWindow: window, globalEvery: globalEvery,
+                         qkvBias: (c["attention_bias"] as? Bool) ?? modelType.hasPrefix("qwen2"),
+                         source: path)
+    }
+}

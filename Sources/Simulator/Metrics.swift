@@ -1,0 +1,204 @@
+import Histogram
+
+/// Latency percentiles in milliseconds.
+public struct Percentiles: Codable, Equatable, Sendable {
+    public var p50: Double
+    public var p90: Double
+    public var p99: Double
+    public var mean: Double
+    public var max: Double
+
+    init(_ h: Histogram<UInt64>) {
+        func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
+        if h.totalCount == 0 {
+            p50 = 0; p90 = 0; p99 = 0; mean = 0; max = 0
+        } else {
+            p50 = ms(h.valueAtPercentile(50))
+            p90 = ms(h.valueAtPercentile(90))
+            p99 = ms(h.valueAtPercentile(99))
+            mean = h.mean / 1000
+            max = ms(h.max)
+        }
+    }
+}
+
+/// A value over simulated time, downsampled to at most `capacity` buckets: when full, adjacent
+/// buckets merge and the bucket width doubles, so memory stays flat however long the run.
+public struct TimeSeries: Codable, Equatable, Sendable {
+    /// Bucket width, microseconds.
+    public private(set) var width: Int64
+    /// Time-weighted mean of each bucket.
+    public private(set) var values: [Double] = []
+    private var weights: [Double] = []
+    let capacity: Int
+
+    init(capacity: Int = 256, initialWidth: Int64 = 100_000) {
+        self.capacity = capacity
+        self.width = initialWidth
+    }
+
+    /// Adds `value` held over [start, end).
+    mutating func add(_ value: Double, from start: Int64, to end: Int64) {
+        var t = start
+        while t < end {
+            var bucket = Int(t / width)
+            while bucket >= capacity {
+                merge()
+                bucket = Int(t / width)
+            }
+            let bucketEnd = Int64(bucket + 1) * width
+            let stop = min(end, bucketEnd)
+            while values.count <= bucket {
+                values.append(0)
+                weights.append(0)
+            }
+            let w = Double(stop - t)
+            values[bucket] = (values[bucket] * weights[bucket] + value * w) / (weights[bucket] + w)
+            weights[bucket] += w
+            t = stop
+        }
+    }
+
+    private mutating func merge() {
+        var v: [Double] = [], w: [Double] = []
+        var i = 0
+        while i < values.count {
+            let w0 = weights[i], w1 = i + 1 < values.count ? weights[i + 1] : 0
+            let total = w0 + w1
+            v.append(total == 0 ? 0 : (values[i] * w0 + (i + 1 < values.count ? values[i + 1] * w1 : 0)) / total)
+            w.append(total)
+            i += 2
+        }
+        values = v
+        weights = w
+        width *= 2
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case values
+        case width = "bucket_us"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        width = try c.decode(Int64.self, forKey: .width)
+        values = try c.decode([Double].self, forKey: .values)
+        weights = values.map { _ in 1 }
+        capacity = 256
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(width, forKey: .width)
+        try c.encode(values.map { ($0 * 1000).rounded() / 1000 }, forKey: .values)
+    }
+}
+
+/// Streams a run's measurements: histograms and running sums, no per-request history.
+struct MetricsRecorder {
+    var ttft = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
+    var tpot = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
+    var e2e = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
+    var batch = Histogram<UInt64>(highestTrackableValue: 1 << 20, numberOfSignificantValueDigits: .three)
+    var batchSeries = TimeSeries()
+    var kvSeries = TimeSeries()
+    var completed = 0
+    var rejected = 0
+    var preemptions = 0
+    var compressions = 0
+    var promptTokens = 0
+    var outputTokens = 0
+    var steps = 0
+    var busyTime: Int64 = 0
+    var batchTimeSum = 0.0
+    var kvTimeSum = 0.0
+    var kvPeak = 0.0
+    var firstArrival: Int64?
+    var lastFinish: Int64 = 0
+
+    mutating func step(start: Int64, end: Int64, batchSize: Int, kvUtilisation: Double) {
+        steps += 1
+        let dt = end - start
+        busyTime += dt
+        batchTimeSum += Double(batchSize) * Double(dt)
+        kvTimeSum += kvUtilisation * Double(dt)
+        kvPeak = max(kvPeak, kvUtilisation)
+        batch.record(UInt64(batchSize))
+        batchSeries.add(Double(batchSize), from: start, to: end)
+        kvSeries.add(kvUtilisation, from: start, to: end)
+    }
+
+    mutating func finish(arrival: Int64, firstToken: Int64, end: Int64, prompt: Int, output: Int) {
+        completed += 1
+        promptTokens += prompt
+        outputTokens += output
+        ttft.record(UInt64(max(0, firstToken - arrival)))
+        e2e.record(UInt64(max(0, end - arrival)))
+        if output > 1 { tpot.record(UInt64(max(0, (end - firstToken) / Int64(output - 1)))) }
+        lastFinish = max(lastFinish, end)
+    }
+}
+
+/// The outcome of one simulation, ready to render (all times in ms or s as named).
+public struct SimulationResult: Codable, Equatable, Sendable {
+    public var requests: Int
+    public var completed: Int
+    public var rejected: Int
+    public var preemptions: Int
+    public var compressions: Int
+    public var steps: Int
+    /// Simulated seconds from the first arrival to the last completion.
+    public var durationSeconds: Double
+    public var requestsPerSecond: Double
+    public var outputTokensPerSecond: Double
+    public var totalTokensPerSecond: Double
+    public var ttftMs: Percentiles
+    public var tpotMs: Percentiles
+    public var e2eMs: Percentiles
+    public var meanBatch: Double
+    public var maxBatch: Int
+    public var meanKVUtilisation: Double
+    public var peakKVUtilisation: Double
+    public var batchOverTime: TimeSeries
+    public var kvUtilisationOverTime: TimeSeries
+
+    enum CodingKeys: String, CodingKey {
+        case requests, completed, rejected, preemptions, compressions, steps
+        case durationSeconds = "duration_s"
+        case requestsPerSecond = "requests_per_s"
+        case outputTokensPerSecond = "output_tokens_per_s"
+        case totalTokensPerSecond = "total_tokens_per_s"
+        case ttftMs = "ttft_ms"
+        case tpotMs = "tpot_ms"
+        case e2eMs = "e2e_ms"
+        case meanBatch = "mean_batch"
+        case maxBatch = "max_batch"
+        case meanKVUtilisation = "mean_kv_utilisation"
+        case peakKVUtilisation = "peak_kv_utilisation"
+        case batchOverTime = "batch_over_time"
+        case kvUtilisationOverTime = "kv_utilisation_over_time"
+    }
+
+    init(_ m: MetricsRecorder, requests: Int) {
+        self.requests = requests
+        completed = m.completed
+        rejected = m.rejected
+        preemptions = m.preemptions
+        compressions = m.compressions
+        steps = m.steps
+        let span = Double(m.lastFinish - (m.firstArrival ?? 0)) / 1e6
+        durationSeconds = span
+        requestsPerSecond = span > 0 ? Double(m.completed) / span : 0
+        outputTokensPerSecond = span > 0 ? Double(m.outputTokens) / span : 0
+        totalTokensPerSecond = span > 0 ? Double(m.outputTokens + m.promptTokens) / span : 0
+        ttftMs = Percentiles(m.ttft)
+        tpotMs = Percentiles(m.tpot)
+        e2eMs = Percentiles(m.e2e)
+        meanBatch = m.busyTime > 0 ? m.batchTimeSum / Double(m.busyTime) : 0
+        maxBatch = Int(m.batch.totalCount > 0 ? m.batch.max : 0)
+        meanKVUtilisation = m.busyTime > 0 ? m.kvTimeSum / Double(m.busyTime) : 0
+        peakKVUtilisation = m.kvPeak
+        batchOverTime = m.batchSeries
+        kvUtilisationOverTime = m.kvSeries
+    }
+}

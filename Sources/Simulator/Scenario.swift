@@ -1,0 +1,209 @@
+import Foundation
+import Hardware
+import Yams
+
+/// A workload and serving settings, read from `Scenarios/*.yaml` (schema in `Docs/simulator.md`).
+public struct Scenario: Sendable {
+    public var path: String
+    public var name: String
+    public var description: String
+    public var seed: UInt64
+    public var arrivals: Arrivals
+    /// Synthetic: number of requests. Log: at most this many (nil: the whole log).
+    public var requests: Int?
+    public var prompt: LengthDistribution?
+    public var output: LengthDistribution?
+    public var serving: ServingConfig
+
+    /// Where requests come from.
+    public enum Arrivals: Sendable, Equatable {
+        case synthetic(ArrivalProcess)
+        case log(path: String, format: LogFormat, timeScale: Double, offset: Int)
+    }
+
+    /// Reads and checks a scenario file.
+    /// - Throws: `WorkloadError` naming the file, the line or key, and what was expected.
+    public static func load(path: String) throws -> Scenario {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw WorkloadError("\(path): cannot read the scenario file")
+        }
+        let file: ScenarioFile
+        do {
+            file = try YAMLDecoder().decode(ScenarioFile.self, from: data)
+        } catch let error as DecodingError {
+            throw WorkloadError("\(path): \(describe(error))")
+        } catch let error as YamlError {
+            throw WorkloadError("\(path): \(describe(error))")
+        } catch {
+            throw WorkloadError("\(path): \(error)")
+        }
+        return try file.scenario(path: path)
+    }
+
+    /// The request stream, with arrivals sped up by `rateScale` (2 = twice the rate) or slowed by
+    /// `timeScale` (2 = gaps twice as long) and the request count overridden by `requests`.
+    public func source(rateScale: Double = 1, timeScale: Double = 1, requests override: Int? = nil) throws -> any RequestSource {
+        let scale = timeScale / rateScale
+        switch arrivals {
+        case let .synthetic(process):
+            let scaled: ArrivalProcess
+            switch process {
+            case .batch: scaled = .batch
+            case let .poisson(rate): scaled = .poisson(rate: rate / scale)
+            case let .gamma(rate, cv): scaled = .gamma(rate: rate / scale, cv: cv)
+            }
+            return SyntheticSource(arrivals: scaled, prompt: prompt!, output: output!, count: override ?? requests ?? 1000, seed: seed)
+        case let .log(logPath, format, logScale, offset):
+            return try LogSource(path: logPath, format: format, timeScale: logScale * scale, offset: offset, limit: override ?? requests)
+        }
+    }
+
+    /// Checks the synthetic lengths against the model's maximum (a log's overlong requests are
+    /// rejected one by one at run time, as vLLM does).
+    public func validate(model: ModelSpec, serving: ServingConfig) throws {
+        let maxLen = serving.modelLen(for: model)
+        if let prompt, let output, prompt.maximum + output.maximum > maxLen {
+            throw WorkloadError("\(path): prompt up to \(prompt.maximum) + output up to \(output.maximum) tokens exceeds max_model_len \(maxLen) of \(model.name)")
+        }
+    }
+}
+
+// MARK: - File schema
+
+private struct ScenarioFile: Decodable {
+    var name: String
+    var description: String?
+    var seed: UInt64?
+    var arrivals: ArrivalsFile
+    var requests: Int?
+    var prompt: LengthFile?
+    var output: LengthFile?
+    var serving: ServingConfig?
+
+    struct ArrivalsFile: Decodable {
+        var process: String
+        var rate: Double?
+        var cv: Double?
+        var log: String?
+        var format: LogFormat?
+        var timeScale: Double?
+        var offset: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case process, rate, cv, log, format, offset
+            case timeScale = "time_scale"
+        }
+    }
+
+    struct LengthFile: Decodable {
+        var distribution: String
+        var tokens: Int?
+        var min: Int?
+        var max: Int?
+        var median: Double?
+        var sigma: Double?
+        var mean: Double?
+        var sd: Double?
+    }
+
+    func scenario(path: String) throws -> Scenario {
+        func bad(_ key: String, _ what: String) -> WorkloadError { WorkloadError("\(path): key \(key): \(what)") }
+        let arrivalsValue: Scenario.Arrivals
+        switch arrivals.process {
+        case "batch":
+            arrivalsValue = .synthetic(.batch)
+        case "poisson", "gamma":
+            guard let rate = arrivals.rate else { throw bad("arrivals.rate", "a \(arrivals.process) process needs a rate (requests/s)") }
+            guard rate > 0, rate.isFinite else { throw bad("arrivals.rate", "must be a positive number of requests per second, found \(rate)") }
+            if arrivals.process == "gamma" {
+                let cv = arrivals.cv ?? 1
+                guard cv > 0, cv.isFinite else { throw bad("arrivals.cv", "must be positive, found \(cv)") }
+                arrivalsValue = .synthetic(.gamma(rate: rate, cv: cv))
+            } else {
+                arrivalsValue = .synthetic(.poisson(rate: rate))
+            }
+        case "log":
+            guard let log = arrivals.log else { throw bad("arrivals.log", "a log process needs the log's path") }
+            guard let format = arrivals.format else { throw bad("arrivals.format", "expected one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))") }
+            let scale = arrivals.timeScale ?? 1
+            guard scale > 0, scale.isFinite else { throw bad("arrivals.time_scale", "must be positive, found \(scale)") }
+            let offset = arrivals.offset ?? 0
+            guard offset >= 0 else { throw bad("arrivals.offset", "must be ≥ 0") }
+            let resolved = log.hasPrefix("/") ? log : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(log).path
+            arrivalsValue = .log(path: resolved, format: format, timeScale: scale, offset: offset)
+        default:
+            throw bad("arrivals.process", "expected batch, poisson, gamma or log, found \(arrivals.process)")
+        }
+        if let requests, requests <= 0 { throw bad("requests", "must be positive, found \(requests)") }
+        var promptValue: LengthDistribution?
+        var outputValue: LengthDistribution?
+        if case .synthetic = arrivalsValue {
+            guard let prompt else { throw bad("prompt", "synthetic arrivals need a prompt length distribution") }
+            guard let output else { throw bad("output", "synthetic arrivals need an output length distribution") }
+            promptValue = try length(prompt, key: "prompt", bad)
+            outputValue = try length(output, key: "output", bad)
+        }
+        let serving = self.serving ?? ServingConfig()
+        guard serving.gpuMemoryUtilization > 0, serving.gpuMemoryUtilization <= 1 else {
+            throw bad("serving.gpu_memory_utilization", "must be in (0, 1], found \(serving.gpuMemoryUtilization)")
+        }
+        guard serving.maxNumSeqs > 0 else { throw bad("serving.max_num_seqs", "must be positive") }
+        if let t = serving.maxNumBatchedTokens, t <= 0 { throw bad("serving.max_num_batched_tokens", "must be positive") }
+        guard serving.blockSize > 0 else { throw bad("serving.block_size", "must be positive") }
+        guard serving.tensorParallel > 0 else { throw bad("serving.tensor_parallel", "must be positive") }
+        return Scenario(path: path, name: name, description: description ?? "", seed: seed ?? 1, arrivals: arrivalsValue,
+                        requests: requests, prompt: promptValue, output: outputValue, serving: serving)
+    }
+
+    private func length(_ f: LengthFile, key: String, _ bad: (String, String) -> WorkloadError) throws -> LengthDistribution {
+        func positive(_ v: Int?, _ name: String) throws -> Int {
+            guard let v else { throw bad("\(key).\(name)", "missing; \(f.distribution) needs it") }
+            guard v > 0 else { throw bad("\(key).\(name)", "must be a positive token count, found \(v)") }
+            return v
+        }
+        switch f.distribution {
+        case "fixed":
+            return .fixed(try positive(f.tokens, "tokens"))
+        case "uniform":
+            let lo = try positive(f.min, "min"), hi = try positive(f.max, "max")
+            guard lo <= hi else { throw bad("\(key).min", "min \(lo) exceeds max \(hi)") }
+            return .uniform(min: lo, max: hi)
+        case "lognormal":
+            guard let median = f.median, median > 0 else { throw bad("\(key).median", "a lognormal needs a positive median") }
+            guard let sigma = f.sigma, sigma >= 0 else { throw bad("\(key).sigma", "a lognormal needs sigma ≥ 0") }
+            let lo = try positive(f.min ?? 1, "min"), hi = try positive(f.max, "max")
+            return .lognormal(median: median, sigma: sigma, min: lo, max: hi)
+        case "normal":
+            guard let mean = f.mean, mean > 0 else { throw bad("\(key).mean", "a normal needs a positive mean") }
+            guard let sd = f.sd, sd >= 0 else { throw bad("\(key).sd", "a normal needs sd ≥ 0") }
+            let lo = try positive(f.min ?? 1, "min"), hi = try positive(f.max, "max")
+            return .normal(mean: mean, sd: sd, min: lo, max: hi)
+        default:
+            throw bad("\(key).distribution", "expected fixed, uniform, lognormal or normal, found \(f.distribution)")
+        }
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ p: [CodingKey]) -> String { p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+    switch error {
+    case let .keyNotFound(key, context):
+        let at = path(context.codingPath)
+        return "key \(at.isEmpty ? "" : at + ".")\(key.stringValue): missing"
+    case let .typeMismatch(type, context), let .valueNotFound(type, context):
+        return "key \(path(context.codingPath)): expected \(type)"
+    case let .dataCorrupted(context):
+        return "key \(path(context.codingPath)): \(context.debugDescription)"
+    @unknown default:
+        return "\(error)"
+    }
+}
+
+private func describe(_ error: YamlError) -> String {
+    switch error {
+    case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _):
+        return "line \(mark.line), column \(mark.column): \(problem)\(context.map { " (\($0.text))" } ?? "")"
+    default:
+        return "\(error)"
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import SeededRandom
+
+/// One request as the simulator sees it.
+public struct Request: Equatable, Sendable {
+    public var id: Int
+    /// Arrival time, microseconds from the start.
+    public var arrival: Int64
+    public var promptTokens: Int
+    public var outputTokens: Int
+
+    public init(id: Int, arrival: Int64, promptTokens: Int, outputTokens: Int) {
+        self.id = id
+        self.arrival = arrival
+        self.promptTokens = promptTokens
+        self.outputTokens = outputTokens
+    }
+}
+
+/// A stream of requests in arrival order. Sources generate lazily, so a long run holds only the
+/// requests in flight.
+public protocol RequestSource {
+    mutating func next() -> Request?
+}
+
+/// A token-length distribution.
+public enum LengthDistribution: Equatable, Sendable {
+    case fixed(Int)
+    case uniform(min: Int, max: Int)
+    /// Log-normal with the given median and σ of log-length, clipped to [min, max].
+    case lognormal(median: Double, sigma: Double, min: Int, max: Int)
+    /// Normal, clipped to [min, max].
+    case normal(mean: Double, sd: Double, min: Int, max: Int)
+
+    /// The largest length it can produce.
+    public var maximum: Int {
+        switch self {
+        case let .fixed(n): n
+        case let .uniform(_, hi), let .lognormal(_, _, _, hi), let .normal(_, _, _, hi): hi
+        }
+    }
+
+    public var minimum: Int {
+        switch self {
+        case let .fixed(n): n
+        case let .uniform(lo, _), let .lognormal(_, _, lo, _), let .normal(_, _, lo, _): lo
+        }
+    }
+
+    func sample(_ rng: inout SplitMix64) -> Int {
+        switch self {
+        case let .fixed(n):
+            return n
+        case let .uniform(lo, hi):
+            return lo + Int(rng.next() % UInt64(hi - lo + 1))
+        case let .lognormal(median, sigma, lo, hi):
+            return clamp(Int((median * Foundation.exp(sigma * gaussian(&rng))).rounded()), lo, hi)
+        case let .normal(mean, sd, lo, hi):
+            return clamp(Int((mean + sd * gaussian(&rng)).rounded()), lo, hi)
+        }
+    }
+}
+
+/// How requests arrive.
+public enum ArrivalProcess: Equatable, Sendable {
+    /// All at t = 0 (vLLM `benchmark_throughput`).
+    case batch
+    /// Exponential gaps at `rate` requests/s.
+    case poisson(rate: Double)
+    /// Gamma-distributed gaps with mean 1/rate and coefficient of variation `cv` (bursty when > 1).
+    case gamma(rate: Double, cv: Double)
+}
+
+/// Synthetic requests: an arrival process and two length distributions, seeded.
+public struct SyntheticSource: RequestSource {
+    public var arrivals: ArrivalProcess
+    public var prompt: LengthDistribution
+    public var output: LengthDistribution
+    public var count: Int
+    private var arrivalRNG: SplitMix64
+    private var lengthRNG: SplitMix64
+    private var produced = 0
+    private var clock = 0.0
+
+    public init(arrivals: ArrivalProcess, prompt: LengthDistribution, output: LengthDistribution, count: Int, seed: UInt64) {
+        self.arrivals = arrivals
+        self.prompt = prompt
+        self.output = output
+        self.count = count
+        let root = SplitMix64(seed: seed)
+        arrivalRNG = root.derived("arrivals")
+        lengthRNG = root.derived("lengths")
+    }
+
+    public mutating func next() -> Request? {
+        guard produced < count else { return nil }
+        switch arrivals {
+        case .batch:
+            break
+        case let .poisson(rate):
+            clock += -Foundation.log(1 - arrivalRNG.nextUnit()) / rate
+        case let .gamma(rate, cv):
+            let shape = 1 / (cv * cv)
+            clock += gammaSample(shape: shape, &arrivalRNG) / (shape * rate)
+        }
+        defer { produced += 1 }
+        return Request(id: produced, arrival: Int64((clock * 1e6).rounded()), promptTokens: prompt.sample(&lengthRNG),
+                       outputTokens: max(1, output.sample(&lengthRNG)))
+    }
+}
+
+/// The request-log formats ckv-sim reads.
+public enum LogFormat: String, Codable, Sendable, CaseIterable {
+    /// Azure LLM inference trace 2023: CSV `TIMESTAMP,ContextTokens,GeneratedTokens`,
+    /// timestamps `YYYY-MM-DD HH:MM:SS.fffffff`.
+    case azure
+    /// Mooncake FAST'25 JSONL: `{"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": […]}`.
+    case mooncake
+}
+
+/// Why a workload cannot be read.
+public struct WorkloadError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A replayed request log, with its times scaled.
+public struct LogSource: RequestSource {
+    public let requests: [Request]
+    private var position = 0
+
+    /// Reads `path` in `format`.
+    /// - Parameters:
+    ///   - timeScale: multiplies every inter-arrival time (0.5 replays twice as fast).
+    ///   - limit: keep at most this many requests (from `offset`).
+    /// - Throws: `WorkloadError` naming the file and line of the first malformed row.
+    public init(path: String, format: LogFormat, timeScale: Double = 1, offset: Int = 0, limit: Int? = nil) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw WorkloadError("\(path): cannot read the request log")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        var rows: [(Double, Int, Int)] = []
+        var lineNumber = 0
+        var skipped = 0
+        // "\r\n" is one Character in Swift: split on both line ends.
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            lineNumber += 1
+            if line.isEmpty { continue }
+            if skipped < offset + (format == .azure ? 1 : 0) {
+                skipped += 1
+                if format == .azure, skipped == 1 {
+                    guard line.hasPrefix("TIMESTAMP,") else {
+                        throw WorkloadError("\(path):1: expected the Azure header TIMESTAMP,ContextTokens,GeneratedTokens, found \(line.prefix(60))")
+                    }
+                }
+                continue
+            }
+            if let limit, rows.count >= limit { break }
+            switch format {
+            case .azure:
+                let f = line.split(separator: ",")
+                guard f.count == 3, let t = Self.azureSeconds(f[0]), let p = Int(f[1]), let o = Int(f[2]) else {
+                    throw WorkloadError("\(path):\(lineNumber): expected TIMESTAMP,ContextTokens,GeneratedTokens, found \(line.prefix(80))")
+                }
+                rows.append((t, p, o))
+            case .mooncake:
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let t = (obj["timestamp"] as? NSNumber)?.doubleValue, let p = obj["input_length"] as? Int, let o = obj["output_length"] as? Int else {
+                    throw WorkloadError("\(path):\(lineNumber): expected a JSON object with timestamp, input_length and output_length, found \(line.prefix(80))")
+                }
+                rows.append((t / 1000, p, o))
+            }
+            if let last = rows.last, last.1 < 0 || last.2 < 0 {
+                throw WorkloadError("\(path):\(lineNumber): negative token count")
+            }
+        }
+        guard let first = rows.first else { throw WorkloadError("\(path): no requests after offset \(offset)") }
+        requests = rows.enumerated().map { i, r in
+            Request(id: i, arrival: Int64(((r.0 - first.0) * timeScale * 1e6).rounded()), promptTokens: max(1, r.1), outputTokens: max(1, r.2))
+        }
+        for i in 1..<max(requests.count, 1) where requests[i].arrival < requests[i - 1].arrival {
+            throw WorkloadError("\(path): request \(i + offset + 1) arrives before the one before it (the log must be sorted by time)")
+        }
+    }
+
+    public mutating func next() -> Request? {
+        guard position < requests.count else { return nil }
+        defer { position += 1 }
+        return requests[position]
+    }
+
+    /// Seconds since 2000-01-01 of `YYYY-MM-DD HH:MM:SS.fffffff` (only differences matter).
+    static func azureSeconds(_ s: Substring) -> Double? {
+        let parts = s.split(separator: " ")
+        guard parts.count == 2 else { return nil }
+        let date = parts[0].split(separator: "-").compactMap { Int($0) }
+        let time = parts[1].split(separator: ":")
+        guard date.count == 3, time.count == 3, let h = Int(time[0]), let m = Int(time[1]), let sec = Double(time[2]) else { return nil }
+        // Days from civil (H. Hinnant's algorithm), enough for differences across month ends.
+        let y = date[1] <= 2 ? date[0] - 1 : date[0]
+        let era = y / 400
+        let yoe = y - era * 400
+        let mp = (date[1] + 9) % 12
+        let doy = (153 * mp + 2) / 5 + date[2] - 1
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return Double(days) * 86400 + Double(h * 3600 + m * 60) + sec
+    }
+}
+
+// MARK: - Sampling helpers
+
+private func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int { min(max(v, lo), hi) }
+
+/// Standard normal by Box–Muller.
+func gaussian(_ rng: inout SplitMix64) -> Double {
+    let u1 = max(rng.nextUnit(), 1e-300), u2 = rng.nextUnit()
+    return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)
+}
+
+/// Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 through the boost x·U^(1/shape).
+func gammaSample(shape: Double, _ rng: inout SplitMix64) -> Double {
+    if shape < 1 {
+        return gammaSample(shape: shape + 1, &rng) * Foundation.pow(max(rng.nextUnit(), 1e-300), 1 / shape)
+    }
+    let d = shape - 1.0 / 3, c = 1 / (9 * d).squareRoot()
+    while true {
+        var x = 0.0, v = 0.0
+        repeat {
+            x = gaussian(&rng)
+            v = 1 + c * x
+        } while v <= 0
+        v = v * v * v
+        let u = rng.nextUnit()
+        if u < 1 - 0.0331 * x * x * x * x || Foundation.log(u) < 0.5 * x * x + d * (1 - v + Foundation.log(v)) { return d * v }
+    }
+}
