@@ -12,8 +12,48 @@ public struct CKVSim: AsyncParsableCommand {
         (see Docs/trace-format.md). Every command prints one clear line and exits non-zero on bad input.
         """,
         version: version,
-        subcommands: [SimulateCommand.self, MemoryCommand.self, GPUsCommand.self, ModelsCommand.self, TraceCommand.self, BenchCommand.self]
+        subcommands: [SimulateCommand.self, MemoryCommand.self, GPUsCommand.self, ModelsCommand.self, ValidateCommand.self, TraceCommand.self, BenchCommand.self]
     )
 
     public init() {}
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Ends the process (the C library's `exit`, which `ParsableCommand.exit` shadows here).
+private func terminate(_ code: Int32) -> Never {
+    #if canImport(Glibc)
+    Glibc.exit(code)
+    #else
+    Darwin.exit(code)
+    #endif
+}
+
+extension CKVSim {
+    /// Parses and runs a command line. `--help` and `--version` print as usual; any error is one
+    /// line on standard error, `ckv-sim: …`, and a non-zero exit (ArgumentParser's own output would
+    /// follow a bad flag with usage and help lines).
+    public static func runMain(arguments: [String]) async -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            terminate(0)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { self.exit(withError: error) } // help, version
+            let text = message(for: error)
+                .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .joined(separator: " ")
+            printError("ckv-sim: \(text)")
+            terminate(code == .success ? 1 : code.rawValue)
+        }
+    }
 }

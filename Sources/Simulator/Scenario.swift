@@ -193,7 +193,9 @@ private func describe(_ error: DecodingError) -> String {
     case let .typeMismatch(type, context), let .valueNotFound(type, context):
         return "key \(path(context.codingPath)): expected \(type)"
     case let .dataCorrupted(context):
-        return "key \(path(context.codingPath)): \(context.debugDescription)"
+        if let yaml = context.underlyingError as? YamlError { return describe(yaml) }
+        let at = path(context.codingPath)
+        return at.isEmpty ? context.debugDescription : "key \(at): \(context.debugDescription)"
     @unknown default:
         return "\(error)"
     }

@@ -189,7 +189,8 @@ public struct LogSource: RequestSource {
         return requests[position]
     }
 
-    /// Seconds since 2000-01-01 of `YYYY-MM-DD HH:MM:SS.fffffff` (only differences matter).
+    /// Seconds since about 2000 of `YYYY-MM-DD HH:MM:SS.fffffff` (only differences matter; a
+    /// recent origin keeps sub-microsecond resolution in a Double).
     static func azureSeconds(_ s: Substring) -> Double? {
         let parts = s.split(separator: " ")
         guard parts.count == 2 else { return nil }
@@ -202,7 +203,7 @@ public struct LogSource: RequestSource {
         let yoe = y - era * 400
         let mp = (date[1] + 9) % 12
         let doy = (153 * mp + 2) / 5 + date[2] - 1
-        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 730_000
         return Double(days) * 86400 + Double(h * 3600 + m * 60) + sec
     }
 }

@@ -4,6 +4,6 @@ import CKVCommands
 @main
 enum Main {
     static func main() async {
-        await CKVSim.main()
+        await CKVSim.runMain(arguments: Array(CommandLine.arguments.dropFirst()))
     }
 }

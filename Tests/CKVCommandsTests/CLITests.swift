@@ -55,7 +55,7 @@ struct CLITests {
     func help() throws {
         let r = try runCLI(["--help"])
         #expect(r.status == 0)
-        for name in ["trace", "bench"] { #expect(r.stdout.contains("  \(name) ")) }
+        for name in ["simulate", "memory", "gpus", "models", "validate", "trace", "bench"] { #expect(r.stdout.contains("  \(name) ")) }
     }
 
     @Test("trace inspect reports counts, sizes and ratio as text and JSON")

@@ -1,0 +1,281 @@
+import ArgumentParser
+import Foundation
+import Hardware
+import Simulator
+
+/// `ckv-sim validate`: reproduces the published serving results with their configurations and
+/// writes the comparison (Docs/validation.md).
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Reproduce published KV-compression serving results and vLLM KV capacities; write Docs/validation.md."
+    )
+
+    @Option(help: "Write the Markdown report here (default: print it).")
+    var out: String?
+
+    @Option(help: "Directory holding the scenario files.")
+    var scenarios: String = "Scenarios"
+
+    @Flag(help: "Search the cost constants that best fit the four KV-Compress L4 rows and print them (about a minute).")
+    var calibrate = false
+
+    func run() async throws {
+        if calibrate {
+            print(try Validation(scenarioDirectory: scenarios).calibrate())
+            return
+        }
+        let report = try Validation(scenarioDirectory: scenarios).markdown()
+        if let out {
+            try report.write(toFile: out, atomically: true, encoding: .utf8)
+            printError("wrote \(out)")
+        } else {
+            print(report)
+        }
+    }
+}
+
+/// One published figure and what the simulator predicts for its configuration.
+struct ValidationCase {
+    var claim: String
+    var source: String
+    var published: Double
+    var predicted: Double
+    var unit: String
+    var errorPercent: Double { 100 * (predicted - published) / published }
+}
+
+/// The validation runs, deterministic: the same build gives the same report.
+struct Validation {
+    var scenarioDirectory: String
+    var constants = CostConstants()
+
+    func scenario(_ name: String) throws -> Scenario { try Scenario.load(path: "\(scenarioDirectory)/\(name).yaml") }
+
+    func throughput(_ gpu: String, _ model: String, _ scenarioName: String, weights: WeightFormat = .bf16, tp: Int = 1,
+                    compression: CompressionSpec = .none, serving tweak: (inout ServingConfig) -> Void = { _ in }) throws -> SimulationResult {
+        let s = try scenario(scenarioName)
+        var serving = s.serving
+        serving.weightFormat = weights
+        serving.tensorParallel = tp
+        tweak(&serving)
+        return try Simulation.run(gpu: GPUCatalog.named(gpu)!, model: ModelCatalog.named(model)!, serving: serving,
+                                  compression: compression, constants: constants, source: try s.source())
+    }
+
+    /// KV-Compress's per-sample cache for compression rate r (`benchmark_throughput.py`):
+    /// max(128, ((⌊L/r⌋ − 1) // 16) · 16).
+    static func kvCompressBudget(prompt: Int, rate: Int) -> Int { max(128, ((prompt / rate - 1) / 16) * 16) }
+
+    /// The four KV-Compress L4 rows: the calibration set.
+    func l4Cases() throws -> [ValidationCase] {
+        var cases: [ValidationCase] = []
+        let l4 = "KV-Compress (arXiv 2410.00161), Llama-3.1-8B-Instruct, one L4, vLLM benchmark_throughput, 256 prompts, 500 out"
+        for (prompt, rate, published) in [(500, 2, 2.00), (500, 4, 2.54), (6000, 32, 4.93), (6000, 64, 5.18)] {
+            let name = "throughput-\(prompt)-500"
+            let full = try throughput("L4", "Llama-3.1-8B-Instruct", name)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: prompt, rate: rate)), window: 32)
+            let compressed = try throughput("L4", "Llama-3.1-8B-Instruct", name, compression: spec)
+            cases.append(ValidationCase(claim: "throughput × at r = \(rate), \(prompt)-token prompts", source: l4, published: published,
+                                        predicted: compressed.outputTokensPerSecond / full.outputTokensPerSecond, unit: "×"))
+        }
+        return cases
+    }
+
+    /// The Llama-3.1-70B-FP8 rows: held out of calibration.
+    func h100Cases() throws -> [ValidationCase] {
+        var cases: [ValidationCase] = []
+        // The 70B runs' prompt length is not stated with the result. A 70B FP8 model does not fit
+        // one H100 with a 19,000-token profiling run (weights 67.7 GiB + its activations exceed
+        // 0.9 × 79 GiB), so 500-token prompts and chunked prefill in 512-token chunks (vLLM 0.6's
+        // default chunk when chunked prefill is on) are assumed.
+        let h100 = "KV-Compress, Llama-3.1-70B-Instruct-FP8, one H100 (assumed: 500-token prompts, chunked prefill, 512-token chunks)"
+        for (rate, published) in [(8, 1.8), (64, 2.14)] {
+            let chunked: (inout ServingConfig) -> Void = { $0.chunkedPrefill = true; $0.maxNumBatchedTokens = 512 }
+            let full = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8, serving: chunked)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: 500, rate: rate)), window: 32)
+            let compressed = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8,
+                                            compression: spec, serving: chunked)
+            cases.append(ValidationCase(claim: "throughput × at r = \(rate)", source: h100, published: published,
+                                        predicted: compressed.outputTokensPerSecond / full.outputTokensPerSecond, unit: "×"))
+        }
+        return cases
+    }
+
+    func chunkKVCases() throws -> [ValidationCase] {
+        // ChunkKV's efficiency table: 8,192 in / 1,024 out, index reuse against no reuse. The paper
+        // does not give the GPU or the reuse depth here; A100-80G and groups of 2 layers are assumed.
+        let source = "ChunkKV (arXiv 2502.00299), 8192 in / 1024 out, layer-wise index reuse (assumed: A100-80G, Llama-3.1-8B, reuse groups of 2, budget 10 %)"
+        let base = CompressionSpec(policy: .chunkKV, budget: .fraction(0.1), reuseGroup: 1)
+        let reuse = CompressionSpec(policy: .chunkKV, budget: .fraction(0.1), reuseGroup: 2)
+        let single: (inout ServingConfig) -> Void = { $0.maxNumSeqs = 1 }
+        let latencyBase = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: base, serving: single)
+        let latencyReuse = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: reuse, serving: single)
+        let tputBase = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: base)
+        let tputReuse = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: reuse)
+        return [
+            ValidationCase(claim: "latency change with index reuse (one request at a time)", source: source, published: -20.7,
+                           predicted: 100 * (latencyReuse.e2eMs.mean / latencyBase.e2eMs.mean - 1), unit: "%"),
+            ValidationCase(claim: "throughput change with index reuse (64 requests at t = 0)", source: source, published: 26.5,
+                           predicted: 100 * (tputReuse.outputTokensPerSecond / tputBase.outputTokensPerSecond - 1), unit: "%"),
+        ]
+    }
+
+    /// The full-cache baseline's sensitivity: the published multipliers hinge on how many
+    /// 6,000-token sequences vLLM's full cache held.
+    func sensitivity() throws -> [(String, Int, Double)] {
+        var rows: [(String, Int, Double)] = []
+        for util in [0.90, 0.92, 0.94, 0.96] {
+            let set: (inout ServingConfig) -> Void = { $0.gpuMemoryUtilization = util }
+            let s = try scenario("throughput-6000-500")
+            var serving = s.serving
+            set(&serving)
+            let plan = try MemoryPlan(gpu: GPUCatalog.named("L4")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: serving)
+            let full = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", serving: set)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32)
+            let comp = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", compression: spec, serving: set)
+            rows.append((String(format: "%.2f", util), plan.kvTokens, comp.outputTokensPerSecond / full.outputTokensPerSecond))
+        }
+        return rows
+    }
+
+    func memoryCases() throws -> [(String, Double, Double)] {
+        // vLLM (V1) log, H100 80GB, Llama 3.1 8B (vllm-project/vllm issue on EAGLE overhead):
+        // "Available KV cache memory: 51.63 GiB", "GPU KV cache size: 410,128 tokens".
+        let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        let perToken = model.kvBytesPerTokenLayer(.bf16) * Double(model.layers)
+        let predicted = (51.63 * 1_073_741_824 / (perToken * 16)).rounded(.down) * 16
+        return [("Llama-3.1-8B, H100 80GB: tokens from 51.63 GiB of KV memory (vLLM log: 410,128)", 410_128, predicted)]
+    }
+
+    /// Grid search over the per-sequence overhead, the step overhead and the GEMM efficiency,
+    /// minimising the median absolute error of the four L4 rows.
+    func calibrate() throws -> String {
+        var best: (Double, CostConstants)?
+        var lines = ["per-seq ms  step ms  gemm eff  median |error| of the 4 L4 rows"]
+        for perSeq in [0.0, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4] {
+            for step in [0.002, 0.004, 0.008] {
+                for gemm in [0.25, 0.3, 0.4, 0.5, 0.7] {
+                    var c = CostConstants()
+                    c.perSequenceOverhead = perSeq / 1000
+                    c.stepOverhead = step
+                    c.gemmEfficiency = gemm
+                    let errors = try Validation(scenarioDirectory: scenarioDirectory, constants: c).l4Cases().map { abs($0.errorPercent) }.sorted()
+                    let median = (errors[1] + errors[2]) / 2
+                    if best == nil || median < best!.0 { best = (median, c) }
+                    lines.append(String(format: "%11.2f  %7.0f  %8.2f  %.1f %%", perSeq, step * 1000, gemm, median))
+                }
+            }
+        }
+        let c = best!.1
+        lines.append(String(format: "best: perSequenceOverhead %.4f s, stepOverhead %.3f s, gemmEfficiency %.2f: median error %.1f %%",
+                            c.perSequenceOverhead, c.stepOverhead, c.gemmEfficiency, best!.0))
+        return lines.joined(separator: "\n")
+    }
+
+    func markdown() throws -> String {
+        let defaults = try l4Cases() + h100Cases() + chunkKVCases()
+        let calibratedRun = Validation(scenarioDirectory: scenarioDirectory, constants: .calibratedKVCompressL4)
+        let calibrated = try calibratedRun.l4Cases() + calibratedRun.h100Cases() + calibratedRun.chunkKVCases()
+        func median(_ cases: ArraySlice<ValidationCase>) -> Double {
+            let e = cases.map { abs($0.errorPercent) }.sorted()
+            return e.count % 2 == 1 ? e[e.count / 2] : (e[e.count / 2 - 1] + e[e.count / 2]) / 2
+        }
+        let c = CostConstants.calibratedKVCompressL4, d = CostConstants()
+        var md = """
+        # Validation: the simulator against published measurements
+
+        Generated by `ckv-sim validate --out Docs/validation.md` (deterministic: the same build
+        writes the same file). Each row runs the simulator with the paper's own configuration as
+        far as the paper states it (assumptions are named in the last column) and compares the
+        predicted figure with the published one. Error = (predicted − published) / published.
+
+        Two sets of cost constants: the **defaults** (`Docs/simulator.md`; GEMM efficiency \(d.gemmEfficiency),
+        step overhead \(fmtMs(d.stepOverhead)), per-sequence overhead \(fmtMs(d.perSequenceOverhead))), and the
+        **calibrated** set that `ckv-sim validate --calibrate` fits to the four L4 rows by grid search
+        (GEMM efficiency \(c.gemmEfficiency), step overhead \(fmtMs(c.stepOverhead)), per-sequence overhead
+        \(fmtMs(c.perSequenceOverhead))). The calibrated column is in-sample for the L4 rows and out-of-sample
+        for the others.
+
+        ## Serving results
+
+        | claim | published | defaults | error | calibrated | error | configuration and source |
+        | --- | ---: | ---: | ---: | ---: | ---: | --- |
+
+        """
+        for (a, b) in zip(defaults, calibrated) {
+            md += "| \(a.claim) | \(fmt(a.published))\(a.unit) | \(fmt(a.predicted))\(a.unit) | \(pct(a.errorPercent)) | \(fmt(b.predicted))\(b.unit) | \(pct(b.errorPercent)) | \(a.source) |\n"
+        }
+        md += """
+
+        | median absolute error | defaults | calibrated |
+        | --- | ---: | ---: |
+        | KV-Compress, L4 (4 rows; calibration set) | \(String(format: "%.0f", median(defaults[0..<4]))) % | \(String(format: "%.0f", median(calibrated[0..<4]))) % |
+        | KV-Compress, H100 70B-FP8 (2 rows; held out) | \(String(format: "%.0f", median(defaults[4..<6]))) % | \(String(format: "%.0f", median(calibrated[4..<6]))) % |
+        | ChunkKV index reuse (2 rows; held out) | \(String(format: "%.0f", median(defaults[6..<8]))) % | \(String(format: "%.0f", median(calibrated[6..<8]))) % |
+        | all 8 rows | \(String(format: "%.0f", median(defaults[...]))) % | \(String(format: "%.0f", median(calibrated[...]))) % |
+
+        The goal is a median error ≤ 10 %. With the defaults it is **not met** (\(String(format: "%.0f", median(defaults[...]))) %). The
+        calibrated constants meet it on the four rows they were fitted to; on the held-out 70B-FP8
+        rows they cut the error from \(String(format: "%.0f", median(defaults[4..<6]))) % to \(String(format: "%.0f", median(calibrated[4..<6]))) %, still above the goal, and they
+        leave ChunkKV where it was. The simulator keeps the defaults: the calibrated per-sequence
+        term would put a 256-sequence decode step of an 8B model on an A100 near 200 ms, several
+        times what vLLM is reported to take, so it describes these vLLM 0.6 runs rather than
+        serving in general. More published measurements are needed to choose.
+
+        ## Why the KV-Compress multipliers are over-predicted with the defaults
+
+        The multiplier is compressed throughput over full-cache throughput. With the defaults the
+        compressed runs reach mean decode batches of 20 to 100 sequences at nearly the cost of a
+        small batch, because a decode step is dominated by streaming 15 GiB of weights; anything in
+        the real system that grows with the batch (per-sequence CPU work in vLLM 0.6, KV-Compress's
+        per-step metric updates, slower kernels over per-head variable-length blocks) is what the
+        calibration's large per-sequence term absorbs. The full-cache baseline matters as much: on
+        an L4 it runs two or three 6,000-token sequences at once, because the 22 GiB card holds
+        15 GiB of weights and the KV cache is what is left after vLLM's profiling run. The paper does
+        not give the baseline's `# GPU blocks`, so the simulator's memory arithmetic decides it. How
+        the r = 64 multiplier (defaults) moves with the memory left for KV, varied through
+        `gpu_memory_utilization`:
+
+        | gpu_memory_utilization | KV tokens (full cache) | predicted r = 64 multiplier |
+        | ---: | ---: | ---: |
+
+        """
+        for (util, tokens, ratio) in try sensitivity() {
+            md += "| \(util) | \(tokens) | \(fmt(ratio))× |\n"
+        }
+        md += """
+
+        ChunkKV's layer-wise index reuse saves only the scoring of the reused layers. In this cost
+        model scoring is a few milliseconds per request (window attention of a few queries and a
+        top-k per layer), so skipping half of it changes latency and throughput by well under 1 %;
+        the paper's −20.7 % / +26.5 % come from its own implementation, where selection costs far
+        more relative to the forward pass. The simulator does not reproduce them, with either set.
+
+        ## KV capacity against vLLM's own arithmetic
+
+        vLLM sizes the cache as `⌊available / (block_size × layers × 2 × kv_heads × head_dim ×
+        dtype bytes)⌋` blocks of 16 tokens. `Tests/HardwareTests` checks `MemoryPlan` against that
+        formula, written out independently, for Llama-3.1-8B on A100-80G, Mistral-7B-v0.3 on L4 and
+        Qwen2.5-72B on 4 × H100 (TP 4), and against this published log line:
+
+        | case | vLLM | ckv-sim | error |
+        | --- | ---: | ---: | ---: |
+
+        """
+        for (label, published, predicted) in try memoryCases() {
+            md += "| \(label) | \(Int(published)) | \(Int(predicted)) | \(String(format: "%+.1f", 100 * (predicted - published) / published)) % |\n"
+        }
+        md += """
+
+        The per-token arithmetic matches vLLM's formula exactly (the tests); the gap against the log
+        line is not explained by it, and is left as measured.
+        """
+        return md + "\n"
+    }
+
+    private func pct(_ v: Double) -> String { String(format: "%+.0f %%", v) }
+    private func fmtMs(_ s: Double) -> String { String(format: "%g ms", s * 1000) }
+
+    private func fmt(_ v: Double) -> String { String(format: abs(v) >= 10 ? "%.1f" : "%.2f", v) }
+}

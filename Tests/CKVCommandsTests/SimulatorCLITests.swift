@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+@testable import CKVCommands
+
+@Suite("simulator commands")
+struct SimulatorCLITests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var scenarios: String { Self.root.appendingPathComponent("Scenarios").path }
+
+    @Test("token counts parse as 131072, 128k, 32K")
+    func tokens() {
+        #expect(parseTokenCount("131072") == 131072)
+        #expect(parseTokenCount("128k") == 131072)
+        #expect(parseTokenCount("32K") == 32768)
+        #expect(parseTokenCount("1m") == 1_048_576)
+        #expect(parseTokenCount("lots") == nil)
+        #expect(parseTokenCount("-5k") == nil)
+    }
+
+    @Test("simulate prints a table, JSON and CSV from one run")
+    func simulate() throws {
+        let scenario = "\(scenarios)/throughput-500-500.yaml"
+        let json = try runCLI(["simulate", "--gpu", "a100-80g", "--scenario", scenario, "--requests", "40", "--format", "json"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let result = try #require(object["result"] as? [String: Any])
+        #expect(result["completed"] as? Int == 40)
+        let csv = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "40", "--format", "csv",
+                              "--policy", "snapkv", "--budget", "256"])
+        let lines = csv.stdout.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].hasPrefix("scenario,gpu,model,policy"))
+        #expect(lines[1].contains(",snapkv,256 tokens,40,40,"))
+        let table = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "40"])
+        #expect(table.stdout.contains("TTFT p50/p90/p99"))
+    }
+
+    @Test("memory prints the breakdown and concurrency rows")
+    func memory() throws {
+        let r = try runCLI(["memory", "--gpu", "H100", "--model", "Llama-3.1-8B-Instruct", "--context", "128k", "--format", "json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let rows = try #require(object["rows"] as? [[String: Any]])
+        let full = try #require(rows.first)
+        #expect(full["setting"] as? String == "full cache")
+        let concurrency = rows.compactMap { $0["max_concurrency"] as? Int }
+        #expect(concurrency.count == rows.count && concurrency.last! > concurrency.first!)
+    }
+
+    @Test("gpus and models list the catalogues")
+    func catalogues() throws {
+        let gpus = try runCLI(["gpus"])
+        for name in ["A100-40G", "A100-80G", "H100-80G-SXM", "H100-80G-PCIe", "H200", "L4", "L40S", "A10G", "B200", "MI300X"] {
+            #expect(gpus.stdout.contains(name))
+        }
+        let models = try runCLI(["models", "--format", "json"])
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(models.stdout.utf8)) as? [[String: Any]])
+        #expect(list.count >= 10)
+    }
+
+    @Test("bad input: one line, non-zero exit")
+    func badInput() throws {
+        let scenario = "\(scenarios)/throughput-500-500.yaml"
+        let cases: [([String], String)] = [
+            (["memory", "--gpu", "V100", "--context", "8k"], "known: A100-40G"),
+            (["memory", "--gpu", "L4", "--model", "GPT-5", "--context", "8k"], "known: Llama-3.1-8B-Instruct"),
+            (["memory", "--gpu", "L4", "--context", "256k"], "maximum context of Llama-3.1-8B-Instruct, 131072"),
+            (["memory", "--gpu", "L4", "--model", "Llama-3.1-70B-Instruct", "--context", "8k"], "does not fit on L4"),
+            (["memory", "--gpu", "L4", "--context", "lots"], "not a token count"),
+            (["simulate", "--gpu", "L4", "--scenario", "/nonexistent.yaml"], "cannot read the scenario"),
+            (["simulate", "--gpu", "L4", "--scenario", scenario, "--policy", "snapkv", "--budget", "4"], "smaller than the observation window"),
+            (["simulate", "--gpu", "L4", "--scenario", scenario, "--policy", "magic", "--budget", "64"], "snapkv"),
+            (["simulate", "--gpu", "L4", "--scenario", scenario, "--model", "/nonexistent/config.json"], "cannot read"),
+            (["simulate", "--gpu", "L4", "--model", "SmolLM2-135M-Instruct", "--scenario", "\(scenarios)/long-context-poisson.yaml"], "exceeds max_model_len 8192"),
+        ]
+        for (arguments, expected) in cases {
+            let r = try runCLI(arguments)
+            #expect(r.status != 0, "\(arguments)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(arguments): \(r.stderr)")
+            #expect(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+        }
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import Testing
+@testable import Hardware
+
+private func tempFile(_ name: String, _ contents: String) throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-hw-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let path = dir.appendingPathComponent(name).path
+    try contents.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Suite("model specs")
+struct ModelSpecTests {
+    /// Parameter counts the model cards state.
+    @Test("parameter counts match the published sizes", arguments: [
+        ("Llama-3.1-8B-Instruct", 8.03e9), ("Llama-3.1-70B-Instruct", 70.55e9), ("Llama-3.2-1B-Instruct", 1.24e9),
+        ("Llama-3.2-3B-Instruct", 3.21e9), ("Mistral-7B-Instruct-v0.3", 7.25e9), ("Qwen2.5-7B-Instruct", 7.62e9),
+        ("Qwen2.5-72B-Instruct", 72.7e9), ("SmolLM2-135M-Instruct", 0.135e9),
+    ])
+    func parameters(name: String, published: Double) throws {
+        let m = try #require(ModelCatalog.named(name))
+        #expect(abs(m.totalParameters - published) / published < 0.01, "\(name): \(m.totalParameters)")
+    }
+
+    @Test("KV bytes per token: layers × 2 × KV heads × head_dim × dtype, windows capped")
+    func kvBytes() throws {
+        let llama = try #require(ModelCatalog.named("llama-3.1-8b"))
+        #expect(llama.kvBytesPerTokenLayer(.bf16) * Double(llama.layers) == 131_072)
+        #expect(llama.kvBytes(tokens: 1000, format: .fp8) == 65_536 * 1000)
+        #expect(llama.kvBytesPerTokenLayer(.bf16, tp: 4) * 32 == 32_768) // 2 of 8 KV heads per GPU
+        let gemma = try #require(ModelCatalog.named("Gemma-3-27B-it"))
+        #expect(gemma.globalLayers == 10 && gemma.localLayers == 52)
+        #expect(gemma.isGlobal(layer: 5) && !gemma.isGlobal(layer: 6))
+        let perLayer = 2.0 * 16 * 128 * 2
+        #expect(gemma.kvBytes(tokens: 32768, format: .bf16) == perLayer * (10 * 32768 + 52 * 1024))
+        #expect(gemma.kvBytes(tokens: 32768, kept: 512, format: .bf16) == perLayer * (10 * 512 + 52 * 1024))
+        // KV heads are replicated, not split, when there are fewer than ranks.
+        let smol = try #require(ModelCatalog.named("SmolLM2-135M-Instruct"))
+        #expect(smol.kvHeadsPerGPU(tp: 4) == 1)
+    }
+
+    @Test("weight bytes per format: fp8 and int4 keep embeddings in bf16")
+    func weights() throws {
+        let m = try #require(ModelCatalog.named("Llama-3.1-70B-Instruct"))
+        let embed = m.embeddingParameters * 2 * 2
+        #expect(abs(m.weightBytes(.fp8) - (m.linearParameters + embed + m.normParameters * 2)) < 1)
+        #expect(m.weightBytes(.int4) < m.weightBytes(.fp8))
+        #expect(abs(m.weightBytes(.bf16, tp: 4) - (m.weightBytes(.bf16) - m.normParameters * 2) / 4 - m.normParameters * 2) < 1)
+    }
+
+    @Test("a Hugging Face config.json is read, and a missing key is named")
+    func hfConfig() throws {
+        let llama = try tempFile("config.json", """
+        {"_name_or_path": "meta-llama/Llama-3.1-8B-Instruct", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+         "num_hidden_layers": 32, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072,
+         "tie_word_embeddings": false, "model_type": "llama"}
+        """)
+        let m = try ModelSpec.fromHFConfig(path: llama)
+        var expected = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        expected.source = llama
+        #expect(m == expected)
+
+        let gemma = try tempFile("config.json", """
+        {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "hidden_size": 5376, "num_attention_heads": 32,
+         "num_key_value_heads": 16, "head_dim": 128, "num_hidden_layers": 62, "intermediate_size": 21504, "vocab_size": 262208,
+         "max_position_embeddings": 131072, "sliding_window": 1024, "sliding_window_pattern": 6}}
+        """)
+        let g = try ModelSpec.fromHFConfig(path: gemma)
+        #expect(g.slidingWindow == 1024 && g.globalLayers == 10 && g.tiedEmbeddings)
+
+        let qwen = try tempFile("config.json", """
+        {"model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4, "num_hidden_layers": 28,
+         "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768, "sliding_window": 131072, "use_sliding_window": false,
+         "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}
+        """)
+        let q = try ModelSpec.fromHFConfig(path: qwen)
+        #expect(q.maxContext == 131072 && q.slidingWindow == nil && q.qkvBias)
+
+        let missing = try tempFile("config.json", #"{"hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 8192}"#)
+        #expect(throws: ModelSpecError("\(missing): config.json has no integer \"num_hidden_layers\", which is needed")) {
+            try ModelSpec.fromHFConfig(path: missing)
+        }
+        let broken = try tempFile("config.json", "{ not json")
+        #expect((try? ModelSpec.fromHFConfig(path: broken)) == nil)
+    }
+}
+
+@Suite("memory math")
+struct MemoryPlanTests {
+    /// vLLM's `CacheEngine.get_cache_block_size` and `num_gpu_blocks = available // block_bytes`,
+    /// written out independently of `MemoryPlan`.
+    static func vllmBlocks(available: Double, model: ModelSpec, tp: Int, dtypeBytes: Int = 2) -> Int {
+        let kvHeads = max(1, model.kvHeads / tp)
+        let blockBytes = 16 * model.layers * 2 * kvHeads * model.headDim * dtypeBytes
+        return Int(available) / blockBytes
+    }
+
+    @Test("KV blocks agree with vLLM's arithmetic", arguments: [
+        ("Llama-3.1-8B-Instruct", "A100-80G", 1), ("Mistral-7B-Instruct-v0.3", "L4", 1), ("Qwen2.5-72B-Instruct", "H100-80G-SXM", 4),
+    ])
+    func vllmCapacity(model name: String, gpu: String, tp: Int) throws {
+        var serving = ServingConfig()
+        serving.tensorParallel = tp
+        let model = try #require(ModelCatalog.named(name))
+        let plan = try MemoryPlan(gpu: try #require(GPUCatalog.named(gpu)), model: model, serving: serving)
+        #expect(plan.vllmBlocks == Self.vllmBlocks(available: plan.kvBytes, model: model, tp: tp))
+        #expect(plan.kvTokens == plan.vllmBlocks * 16)
+        // The parts add up.
+        #expect(abs(plan.budgetBytes - plan.weightBytes - plan.activationBytes - plan.nonTorchBytes - plan.kvBytes) < 1)
+    }
+
+    @Test("the activation peak grows with the profiling run's tokens")
+    func activation() throws {
+        let gpu = GPUCatalog.named("A100-80G")!, model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        var small = ServingConfig(), large = ServingConfig()
+        small.maxNumBatchedTokens = 2048
+        large.maxNumBatchedTokens = 16384
+        let a = try MemoryPlan(gpu: gpu, model: model, serving: small), b = try MemoryPlan(gpu: gpu, model: model, serving: large)
+        #expect(b.activationBytes > a.activationBytes * 4)
+        #expect(b.kvBytes < a.kvBytes)
+        var unchunked = ServingConfig()
+        unchunked.chunkedPrefill = false
+        unchunked.maxModelLen = 131072
+        #expect(unchunked.batchedTokens(for: model) == 131072)
+    }
+
+    @Test("a model that cannot fit says why")
+    func doesNotFit() {
+        do {
+            _ = try MemoryPlan(gpu: GPUCatalog.named("L4")!, model: ModelCatalog.named("Llama-3.1-70B-Instruct")!, serving: ServingConfig())
+            Issue.record("70B bf16 fitted on an L4")
+        } catch let error as CapacityError {
+            #expect(error.description.contains("does not fit on L4"))
+            #expect(error.description.contains("weights"))
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+
+    @Test("concurrency shrinks with context and grows with compression")
+    func concurrency() throws {
+        let plan = try MemoryPlan(gpu: GPUCatalog.named("A100-80G")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: ServingConfig())
+        let at32k = plan.maxConcurrency(tokens: 32768, kept: 32768)
+        let at128k = plan.maxConcurrency(tokens: 131072, kept: 131072)
+        #expect(at32k > at128k && at128k >= 2)
+        #expect(plan.maxConcurrency(tokens: 131072, kept: 1024) > 50 * at128k)
+    }
+
+    @Test("GPU names are case-insensitive with aliases")
+    func names() {
+        #expect(GPUCatalog.named("a100-80g")?.name == "A100-80G")
+        #expect(GPUCatalog.named("h100")?.name == "H100-80G-SXM")
+        #expect(GPUCatalog.named("H100 PCIe")?.name == "H100-80G-PCIe")
+        #expect(GPUCatalog.named("V100") == nil)
+        #expect(GPUCatalog.all.count >= 10)
+        // fp8 on a GPU without it falls back to bf16.
+        #expect(GPUCatalog.named("A100-80G")!.flops(.fp8) == 312e12)
+    }
+}
+
+@Suite("cost model")
+struct CostModelTests {
+    let gpu = GPUCatalog.named("A100-80G")!
+    let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+
+    @Test("a small decode step is bound by reading the weights")
+    func decodeBound() {
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig())
+        var w = StepWork()
+        w.decodeSequences = 1
+        w.logitRows = 1
+        w.decodeTokenLayers = 1000 * 32
+        let t = cost.stepTime(w)
+        let weightsRead = model.linearParameters * 2 / (gpu.bandwidthGBps * 1e9 * cost.constants.memoryEfficiency)
+        #expect(abs(t.linear - weightsRead) / weightsRead < 1e-9)
+        // More sequences cost more, but far less than proportionally.
+        w.decodeSequences = 64
+        w.logitRows = 64
+        w.decodeTokenLayers = 64 * 1000 * 32
+        let t64 = cost.stepTime(w)
+        #expect(t64.total > t.total && t64.total < 8 * t.total)
+    }
+
+    @Test("a long prefill is bound by compute and attention grows quadratically")
+    func prefill() {
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig())
+        func prefill(_ n: Double) -> StepTime {
+            var w = StepWork()
+            w.prefillTokens = Int(n)
+            w.prefillSequences = 1
+            w.prefillAttentionArea = n * n / 2
+            w.logitRows = 1
+            return cost.stepTime(w)
+        }
+        let a = prefill(8192), b = prefill(16384)
+        #expect(abs(b.linear / a.linear - 2) < 1e-9)
+        #expect(abs(b.attention / a.attention - 4) < 1e-9)
+    }
+
+    @Test("tensor parallelism splits the work and adds all-reduces")
+    func tensorParallel() {
+        var serving = ServingConfig()
+        serving.tensorParallel = 4
+        let one = CostModel(gpu: gpu, model: model, serving: ServingConfig()), four = CostModel(gpu: gpu, model: model, serving: serving)
+        var w = StepWork()
+        w.prefillTokens = 4096
+        w.prefillSequences = 1
+        w.prefillAttentionArea = 4096 * 2048
+        #expect(four.stepTime(w).linear < one.stepTime(w).linear / 3.9)
+        #expect(four.stepTime(w).communication > 0 && one.stepTime(w).communication == 0)
+    }
+
+    @Test("H2O's scoring costs more than SnapKV's at long prompts")
+    func scoring() {
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig())
+        let snap = cost.compressionTime(promptTokens: 32768, keptTokens: 1024, window: 32, scoredLayers: 32, fullAttentionScores: false, sortsAcrossLayers: false)
+        let h2o = cost.compressionTime(promptTokens: 32768, keptTokens: 1024, window: 8, scoredLayers: 32, fullAttentionScores: true, sortsAcrossLayers: false)
+        #expect(h2o > 10 * snap && snap > 0)
+    }
+}
+
+@Suite("model specs from the reference GGUFs")
+struct GGUFImportTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test("Gemma 3 270M and SmolLM2-135M read as REFERENCES.md describes them")
+    func referenceModels() throws {
+        let gemmaPath = Self.root.appendingPathComponent("Models/gemma-3-270m-q4_k_m.gguf").path
+        let smolPath = Self.root.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+        try #require(FileManager.default.fileExists(atPath: gemmaPath) && FileManager.default.fileExists(atPath: smolPath),
+                     "run scripts/setup.sh to install the reference models")
+        let g = try ModelSpec.fromGGUF(path: gemmaPath)
+        #expect([g.layers, g.hidden, g.heads, g.kvHeads, g.headDim, g.intermediate, g.vocab, g.maxContext] == [18, 640, 4, 1, 256, 2048, 262_144, 32768] as [Int])
+        #expect(g.slidingWindow == 512 && g.globalLayers == 3 && g.tiedEmbeddings)
+        let s = try ModelSpec.fromGGUF(path: smolPath)
+        #expect([s.layers, s.hidden, s.heads, s.kvHeads, s.headDim, s.intermediate, s.vocab, s.maxContext] == [30, 576, 9, 3, 64, 1536, 49152, 8192] as [Int])
+        #expect(s.slidingWindow == nil && s.tiedEmbeddings)
+        // The catalogue entries agree with the files.
+        let catalogue = ModelCatalog.named("SmolLM2-135M-Instruct")!
+        #expect([catalogue.layers, catalogue.heads, catalogue.kvHeads, catalogue.headDim] == [s.layers, s.heads, s.kvHeads, s.headDim] as [Int])
+    }
+}

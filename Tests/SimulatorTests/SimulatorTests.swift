@@ -1,0 +1,223 @@
+import Foundation
+import Testing
+@testable import Hardware
+@testable import Simulator
+
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let a100 = GPUCatalog.named("A100-80G")!
+let l4 = GPUCatalog.named("L4")!
+let llama8b = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+
+func scenarioFile(_ yaml: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("scenario-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).yaml").path
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+func run(_ source: any RequestSource, gpu: GPU = a100, model: ModelSpec = llama8b, serving: ServingConfig = ServingConfig(),
+         compression: CompressionSpec = .none) throws -> SimulationResult {
+    try Simulation.run(gpu: gpu, model: model, serving: serving, compression: compression, source: source)
+}
+
+/// vLLM 0.6 throughput-benchmark settings.
+var benchmarkServing: ServingConfig {
+    var s = ServingConfig()
+    s.chunkedPrefill = false
+    s.maxModelLen = 19000
+    return s
+}
+
+@Suite("simulator invariants")
+struct InvariantTests {
+    @Test("every request completes, latencies are ordered, and the same inputs give the same result", arguments: [true, false])
+    func conservationAndDeterminism(chunked: Bool) throws {
+        var serving = ServingConfig()
+        serving.chunkedPrefill = chunked
+        func source() -> SyntheticSource {
+            SyntheticSource(arrivals: .gamma(rate: 4, cv: 2), prompt: .lognormal(median: 2000, sigma: 1, min: 16, max: 30000),
+                            output: .lognormal(median: 200, sigma: 0.8, min: 1, max: 2000), count: 3000, seed: 11)
+        }
+        let a = try run(source(), serving: serving)
+        let b = try run(source(), serving: serving)
+        #expect(a == b)
+        #expect(a.completed + a.rejected == 3000)
+        #expect(a.rejected == 0)
+        for p in [a.ttftMs, a.tpotMs, a.e2eMs] {
+            #expect(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.max && p.p50 >= 0)
+        }
+        #expect(a.ttftMs.p50 <= a.e2eMs.p50)
+        #expect(a.peakKVUtilisation <= 1 && a.meanKVUtilisation > 0)
+        #expect(a.maxBatch <= serving.maxNumSeqs)
+    }
+
+    @Test("a light load is served at its arrival rate with no queueing")
+    func lightLoad() throws {
+        let source = SyntheticSource(arrivals: .poisson(rate: 0.2), prompt: .fixed(1000), output: .fixed(100), count: 400, seed: 3)
+        let r = try run(source)
+        #expect(abs(r.requestsPerSecond - 0.2) / 0.2 < 0.15)
+        // TTFT ≈ one prefill step; TPOT ≈ one small decode step (weights read at 80 % of 2 TB/s ≈ 9 ms).
+        #expect(r.ttftMs.p50 < 150)
+        #expect(r.tpotMs.p50 > 5 && r.tpotMs.p50 < 20)
+        #expect(r.preemptions == 0)
+    }
+
+    @Test("too little memory preempts (recompute) and still completes everything")
+    func preemption() throws {
+        // Full cache on an L4: 6,000-token prompts growing by 2,000 tokens each outgrow the pool.
+        let source = SyntheticSource(arrivals: .batch, prompt: .fixed(6000), output: .fixed(2000), count: 12, seed: 1)
+        var serving = benchmarkServing
+        serving.maxModelLen = 8192
+        let r = try run(source, gpu: l4, serving: serving)
+        #expect(r.preemptions > 0)
+        #expect(r.completed == 12)
+    }
+
+    @Test("a request that can never fit is refused with the reason")
+    func neverFits() throws {
+        let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: ServingConfig())
+        let sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: ServingConfig()),
+                             source: SyntheticSource(arrivals: .batch, prompt: .fixed(100_000), output: .fixed(10), count: 1, seed: 1))
+        #expect(throws: CapacityError.self) { try sim.checkFits(prompt: 100_000, output: 10) }
+        do {
+            try sim.checkFits(prompt: 100_000, output: 10)
+        } catch {
+            #expect("\(error)".contains("GiB of KV during prefill"))
+        }
+        // At run time such a request is rejected, not run.
+        let r = try run(SyntheticSource(arrivals: .batch, prompt: .fixed(100_000), output: .fixed(10), count: 3, seed: 1), gpu: l4)
+        #expect(r.rejected == 3 && r.completed == 0)
+    }
+}
+
+@Suite("compression in the simulator")
+struct CompressionTests {
+    let source = { SyntheticSource(arrivals: .batch, prompt: .fixed(6000), output: .fixed(500), count: 64, seed: 1) }
+
+    @Test("compression raises memory-bound throughput and batch size", arguments: [PolicyName.snapKV, .kvCompress, .h2o, .streamingLLM, .pyramidKV])
+    func throughput(policy: PolicyName) throws {
+        let full = try run(source(), gpu: l4, serving: benchmarkServing)
+        let compressed = try run(source(), gpu: l4, serving: benchmarkServing, compression: CompressionSpec(policy: policy, budget: .tokens(256)))
+        #expect(compressed.outputTokensPerSecond > 2 * full.outputTokensPerSecond, "\(policy)")
+        #expect(compressed.meanBatch > 2 * full.meanBatch)
+        #expect(compressed.compressions >= 64)
+        #expect(compressed.completed == 64)
+    }
+
+    @Test("continual policies hold the cache at the budget; prefill-time ones let it grow")
+    func continual() throws {
+        let long = { SyntheticSource(arrivals: .batch, prompt: .fixed(2000), output: .fixed(3000), count: 200, seed: 2) }
+        var serving = ServingConfig()
+        serving.maxModelLen = 8192
+        let snap = try run(long(), gpu: l4, serving: serving, compression: CompressionSpec(policy: .snapKV, budget: .tokens(256)))
+        let streaming = try run(long(), gpu: l4, serving: serving, compression: CompressionSpec(policy: .streamingLLM, budget: .tokens(256)))
+        #expect(streaming.meanBatch > snap.meanBatch)
+        #expect(streaming.preemptions <= snap.preemptions)
+    }
+
+    @Test("budgets: tokens are capped by the prompt, fractions round up, KV-Compress rounds to blocks")
+    func budgets() {
+        #expect(Budget.tokens(1024).kept(prompt: 500) == 500)
+        #expect(Budget.fraction(0.1).kept(prompt: 1001) == 101)
+        #expect(CompressionSpec(policy: .kvCompress, budget: .tokens(100)).kept(prompt: 6000, blockSize: 16) == 112)
+        #expect(CompressionSpec(policy: .snapKV, budget: .tokens(100)).kept(prompt: 6000, blockSize: 16) == 100)
+        #expect(CompressionSpec.none.kept(prompt: 6000, blockSize: 16) == 6000)
+    }
+
+    @Test("per-head blocks pack tokens; per-sequence blocks round each head up")
+    func footprints() throws {
+        let plan = try MemoryPlan(gpu: a100, model: llama8b, serving: ServingConfig())
+        let perSeq = NominalFootprint(perHeadBlocks: false).phb(tokens: 6000, kept: 100, plan: plan)
+        let perHead = NominalFootprint(perHeadBlocks: true).phb(tokens: 6000, kept: 100, plan: plan)
+        #expect(perSeq == 32 * 8 * 7) // ⌈100/16⌉ = 7 blocks per layer-head
+        #expect(perHead == (32 * 8 * 100 + 15) / 16)
+        #expect(perHead < perSeq)
+    }
+}
+
+@Suite("workloads and scenarios")
+struct WorkloadTests {
+    @Test("the Azure log: arrival times from its timestamps, CRLF lines, time scale")
+    func azure() throws {
+        let path = root.appendingPathComponent("Scenarios/data/azure_llm_2023_conv.csv").path
+        let log = try LogSource(path: path, format: .azure, limit: 3)
+        #expect(log.requests.map(\.promptTokens) == [374, 396, 879])
+        #expect(log.requests[0].arrival == 0)
+        #expect(abs(Double(log.requests[1].arrival) - 4_314_579) < 2) // 18:15:50.9951690 − 18:15:46.6805900
+        let fast = try LogSource(path: path, format: .azure, timeScale: 0.5, limit: 3)
+        #expect(abs(fast.requests[1].arrival - log.requests[1].arrival / 2) <= 1)
+        let all = try LogSource(path: path, format: .azure)
+        #expect(all.requests.count == 19_366)
+    }
+
+    @Test("the Mooncake log and its malformed lines")
+    func mooncake() throws {
+        let path = root.appendingPathComponent("Scenarios/data/mooncake_fast25_conversation.jsonl").path
+        let log = try LogSource(path: path, format: .mooncake, limit: 3)
+        #expect(log.requests.map(\.promptTokens) == [6758, 7322, 7236])
+        #expect(log.requests.map(\.outputTokens) == [500, 490, 794])
+        let bad = try scenarioFile("{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 5}\n{\"timestamp\": 1, \"input_length\": \"x\"}\n")
+        #expect(throws: WorkloadError.self) { try LogSource(path: bad, format: .mooncake) }
+        do { _ = try LogSource(path: bad, format: .mooncake) } catch { #expect("\(error)".contains(":2:")) }
+    }
+
+    @Test("synthetic arrivals have the asked mean rate, seeded")
+    func synthetic() {
+        for process in [ArrivalProcess.poisson(rate: 5), .gamma(rate: 5, cv: 3)] {
+            var s = SyntheticSource(arrivals: process, prompt: .uniform(min: 10, max: 20), output: .fixed(5), count: 20000, seed: 9)
+            var last: Request?
+            var n = 0
+            while let r = s.next() { last = r; n += 1; #expect((10...20).contains(r.promptTokens)) }
+            let rate = Double(n) / (Double(last!.arrival) / 1e6)
+            #expect(abs(rate - 5) / 5 < 0.05, "\(process): \(rate)")
+        }
+    }
+
+    @Test("every bundled scenario loads and runs a few requests")
+    func bundled() throws {
+        let dir = root.appendingPathComponent("Scenarios").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.count >= 6)
+        for file in files {
+            let s = try Scenario.load(path: "\(dir)/\(file)")
+            var serving = s.serving
+            serving.maxModelLen = serving.maxModelLen ?? llama8b.maxContext
+            try s.validate(model: llama8b, serving: serving)
+            let r = try run(try s.source(requests: 20), serving: serving)
+            #expect(r.completed + r.rejected == 20, "\(file)")
+        }
+    }
+
+    @Test("bad scenarios: one line naming the file and the key or line")
+    func badScenarios() throws {
+        let cases: [(String, String)] = [
+            ("name: x\narrivals: {process: poisson, rate: -2}\nprompt: {distribution: fixed, tokens: 10}\noutput: {distribution: fixed, tokens: 5}\n", "key arrivals.rate"),
+            ("name: x\narrivals: {process: teleport}\n", "key arrivals.process"),
+            ("name: x\narrivals: {process: batch}\nprompt: {distribution: fixed, tokens: -4}\noutput: {distribution: fixed, tokens: 5}\n", "key prompt.tokens"),
+            ("name: x\narrivals: {process: batch}\nprompt: {distribution: fixed, tokens: 10}\n", "key output"),
+            ("name: x\narrivals: [unclosed\n", "line"),
+            ("arrivals: {process: batch}\n", "key name: missing"),
+        ]
+        for (yaml, expected) in cases {
+            let path = try scenarioFile(yaml)
+            do {
+                _ = try Scenario.load(path: path)
+                Issue.record("accepted: \(yaml)")
+            } catch {
+                #expect("\(error)".hasPrefix(path), "\(error)")
+                #expect("\(error)".contains(expected), "\(error)")
+                #expect(!"\(error)".contains("\n"))
+            }
+        }
+        let tooLong = try Scenario.load(path: try scenarioFile("name: x\narrivals: {process: batch}\nprompt: {distribution: fixed, tokens: 9000}\noutput: {distribution: fixed, tokens: 500}\n"))
+        #expect(throws: WorkloadError.self) { try tooLong.validate(model: ModelCatalog.named("SmolLM2-135M-Instruct")!, serving: ServingConfig()) }
+    }
+
+    @Test("the time series stays bounded however long the run")
+    func timeSeries() {
+        var t = TimeSeries(capacity: 16, initialWidth: 10)
+        t.add(1, from: 0, to: 1_000_000)
+        t.add(3, from: 1_000_000, to: 2_000_000)
+        #expect(t.values.count <= 16)
+        #expect(abs(t.values.first! - 1) < 1e-9 && abs(t.values.last! - 3) < 1e-9)
+    }
+}
