@@ -232,6 +232,32 @@ struct DamageTests {
         }
     }
 
+    /// The bundled traces (recorded from the engine) get the same treatment as the fixture: intact,
+    /// and readable up to the last complete frame when cut at any frame boundary.
+    @Test("bundled traces verify and survive truncation at every frame boundary")
+    func bundledTraces() throws {
+        let traces = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Traces")
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: traces.path)) ?? []).filter { $0.hasSuffix(".ckvt") }.sorted()
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for file in files {
+            let path = traces.appendingPathComponent(file).path
+            let reader = try TraceReader(path: path)
+            #expect(reader.verify().isValid, "\(file)")
+            let index = try #require(reader.index)
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            let cut = dir.appendingPathComponent("cut.ckvt").path
+            for (k, frame) in index.frames.enumerated() {
+                try Data(bytes[0..<Int(frame.offset)]).write(to: URL(fileURLWithPath: cut))
+                let (got, error) = readPrefix(cut)
+                #expect(UInt64(got.count) == frame.firstRecord, "\(file) cut at frame \(k)")
+                guard case let .truncated(_, offset, _) = error as? TraceError else { Issue.record("\(file): \(String(describing: error))"); continue }
+                #expect(offset == frame.offset)
+            }
+        }
+    }
+
     @Test("an abandoned writer leaves a readable file that repair finishes")
     func abandonedWriter() throws {
         let dir = try scratchDirectory()
