@@ -81,6 +81,22 @@ public enum Zstd {
         return code
     }
 
+    /// A compression context set to `level` and the checksum flag; the caller frees it.
+    static func compressionContext(level: Int32, checksum: Bool) throws -> OpaquePointer {
+        try validate(level: level)
+        guard let context = ZSTD_createCCtx() else {
+            throw ZstdError(operation: "create context", message: "out of memory")
+        }
+        do {
+            _ = try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "set level")
+            _ = try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, checksum ? 1 : 0), "set checksum flag")
+        } catch {
+            ZSTD_freeCCtx(context)
+            throw error
+        }
+        return context
+    }
+
     static func validate(level: Int32) throws {
         guard levels.contains(level) else {
             throw ZstdError(operation: "set level", message: "level \(level) is outside \(levels.lowerBound)...\(levels.upperBound)")
@@ -99,19 +115,8 @@ public final class ZstdCompressor {
 
     /// - Throws: `ZstdError` if the level is outside `Zstd.levels` or libzstd refuses a parameter.
     public init(level: Int32 = Zstd.defaultLevel, checksum: Bool = true) throws {
-        try Zstd.validate(level: level)
-        guard let context = ZSTD_createCCtx() else {
-            throw ZstdError(operation: "create context", message: "out of memory")
-        }
-        self.context = context
+        context = try Zstd.compressionContext(level: level, checksum: checksum)
         self.level = level
-        do {
-            _ = try Zstd.check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "set level")
-            _ = try Zstd.check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, checksum ? 1 : 0), "set checksum flag")
-        } catch {
-            ZSTD_freeCCtx(context)
-            throw error
-        }
     }
 
     deinit { ZSTD_freeCCtx(context) }
@@ -167,19 +172,8 @@ public final class ZstdStreamCompressor {
     private var finished = false
 
     public init(level: Int32 = Zstd.defaultLevel, checksum: Bool = true) throws {
-        try Zstd.validate(level: level)
-        guard let context = ZSTD_createCCtx() else {
-            throw ZstdError(operation: "create context", message: "out of memory")
-        }
-        self.context = context
-        self.buffer = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
-        do {
-            _ = try Zstd.check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "set level")
-            _ = try Zstd.check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, checksum ? 1 : 0), "set checksum flag")
-        } catch {
-            ZSTD_freeCCtx(context)
-            throw error
-        }
+        context = try Zstd.compressionContext(level: level, checksum: checksum)
+        buffer = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
     }
 
     deinit { ZSTD_freeCCtx(context) }

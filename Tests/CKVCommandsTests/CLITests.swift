@@ -19,6 +19,22 @@ func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, std
     return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// Expects `ckv-sim arguments` to fail with exactly one line on stderr containing `expected`.
+func expectOneLineError(_ arguments: [String], _ expected: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let r = try runCLI(arguments)
+    #expect(r.status != 0, "\(arguments)", sourceLocation: sourceLocation)
+    #expect(r.stderr.split(separator: "\n").count == 1, "\(arguments): \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(r.stderr.contains(expected), "\(arguments): \(r.stderr)", sourceLocation: sourceLocation)
+}
+
+/// Writes the first `keep` bytes of `source` (or all but `drop`) to a new file beside it.
+func cutCopy(of source: String, named name: String, dropping drop: Int) throws -> String {
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: source))
+    let path = URL(fileURLWithPath: source).deletingLastPathComponent().appendingPathComponent(name).path
+    try bytes.prefix(bytes.count - drop).write(to: URL(fileURLWithPath: path))
+    return path
+}
+
 func scratch() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-cli-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -87,8 +103,7 @@ struct CLITests {
         _ = try smallTrace(at: path)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
 
-        let cut = dir.appendingPathComponent("cut.ckvt").path
-        try bytes.prefix(bytes.count - 40).write(to: URL(fileURLWithPath: cut))
+        let cut = try cutCopy(of: path, named: "cut.ckvt", dropping: 40)
         let flipped = dir.appendingPathComponent("flipped.ckvt").path
         var copy = bytes
         copy[copy.count / 2] ^= 0x5A
@@ -104,12 +119,8 @@ struct CLITests {
             (["trace", "inspect", "/etc/hostname"], "not a .ckvt trace"),
         ]
         for (arguments, expected) in cases {
-            let r = try runCLI(arguments)
-            #expect(r.status != 0, "\(arguments)")
-            let lines = r.stderr.split(separator: "\n")
-            #expect(lines.count == 1, "\(arguments): \(r.stderr)")
-            #expect(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
-            #expect(r.stderr.contains(arguments[2]), "\(arguments): \(r.stderr)")
+            try expectOneLineError(arguments, expected)
+            try expectOneLineError(arguments, arguments[2]) // names the file
         }
     }
 
@@ -119,9 +130,7 @@ struct CLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("t.ckvt").path
         _ = try smallTrace(at: path)
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        let cut = dir.appendingPathComponent("cut.ckvt").path
-        try bytes.prefix(bytes.count - 10).write(to: URL(fileURLWithPath: cut))
+        let cut = try cutCopy(of: path, named: "cut.ckvt", dropping: 10)
         let fixed = dir.appendingPathComponent("fixed.ckvt").path
         let r = try runCLI(["trace", "repair", cut, "--output", fixed])
         #expect(r.status == 0, "\(r.stderr)")

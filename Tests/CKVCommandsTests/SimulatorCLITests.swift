@@ -73,11 +73,7 @@ struct SimulatorCLITests {
             (["simulate", "--gpu", "L4", "--model", "SmolLM2-135M-Instruct", "--scenario", "\(scenarios)/long-context-poisson.yaml"], "exceeds max_model_len 8192"),
         ]
         for (arguments, expected) in cases {
-            let r = try runCLI(arguments)
-            #expect(r.status != 0, "\(arguments)")
-            let lines = r.stderr.split(separator: "\n")
-            #expect(lines.count == 1, "\(arguments): \(r.stderr)")
-            #expect(r.stderr.contains(expected), "\(arguments): \(r.stderr)")
+            try expectOneLineError(arguments, expected)
         }
     }
 }
