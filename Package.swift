@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "TraceFormat", dependencies: ["ZstdModule", "CZlib"]),
         // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
         .target(name: "GGUF"),
+        // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
+        .target(name: "Kernels"),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
         .target(name: "Hardware", dependencies: ["GGUF"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
@@ -56,6 +58,7 @@ let package = Package(
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
         .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "GGUF"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Hardware"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["CKVCommands", "TraceFormat", "ckv-sim"]),

@@ -1,0 +1,93 @@
+import Dispatch
+
+/// A weight matrix in a ggml type: `rows` rows of `columns` elements, row-major (ggml's
+/// `ne[0]` = columns is the contiguous dimension).
+public struct QuantizedMatrix: @unchecked Sendable {
+    public let type: GGMLType
+    public let rows: Int
+    public let columns: Int
+    /// The first byte of row 0; rows follow each other `type.rowBytes(columns)` apart.
+    public let data: UnsafeRawPointer
+
+    public init(type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) {
+        precondition(columns % type.blockSize == 0, "\(columns) columns are not a multiple of \(type.name)'s block")
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        self.data = data
+    }
+
+    public var rowBytes: Int { type.rowBytes(columns) }
+
+    /// Row `r` dequantised into `dst[0 ..< columns]`.
+    public func row(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        dequantizeRow(type, data + r * rowBytes, dst, count: columns)
+    }
+
+    /// The dot product of row `r` with `x`: each block is dequantised (bit-exact) into a small
+    /// buffer and multiplied with `x` in 8 SIMD lanes, two accumulators, summed at the end.
+    /// - Complexity: O(columns).
+    @inline(__always)
+    public func dot(row r: Int, _ x: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>) -> Float {
+        let bs = type.blockSize
+        var src = data + r * rowBytes
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var xp = x
+        if bs == 1 {
+            dequantizeRow(type, src, scratch, count: columns)
+            return dotF32(scratch, x, columns)
+        }
+        for _ in 0..<(columns / bs) {
+            dequantizeBlock(type, src, scratch)
+            var j = 0
+            while j < bs {
+                let w0 = UnsafeRawPointer(scratch + j).loadUnaligned(as: SIMD8<Float>.self)
+                let x0 = UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self)
+                let w1 = UnsafeRawPointer(scratch + j + 8).loadUnaligned(as: SIMD8<Float>.self)
+                let x1 = UnsafeRawPointer(xp + j + 8).loadUnaligned(as: SIMD8<Float>.self)
+                acc0 += w0 * x0
+                acc1 += w1 * x1
+                j += 16
+            }
+            src += type.blockBytes
+            xp += bs
+        }
+        return (acc0 + acc1).sum()
+    }
+
+    /// y = W x, rows split across `threads` workers.
+    /// - Parameters:
+    ///   - x: `columns` inputs.
+    ///   - y: `rows` outputs.
+    public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
+        nonisolated(unsafe) let xp = x, yp = y
+        let matrix = self
+        let workers = max(1, min(threads, rows / 16))
+        let chunk = (rows + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(matrix.type.blockSize, matrix.type.blockSize == 1 ? matrix.columns : 0))
+            defer { scratch.deallocate() }
+            for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
+                yp[r] = matrix.dot(row: r, xp, scratch: scratch)
+            }
+        }
+    }
+}
+
+/// Σ a[i]·b[i] in 8 SIMD lanes with two accumulators, remainder scalar.
+@inline(__always)
+public func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= n {
+        acc0 += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        acc1 += UnsafeRawPointer(a + i + 8).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+        i += 16
+    }
+    var s = (acc0 + acc1).sum()
+    while i < n {
+        s += a[i] * b[i]
+        i += 1
+    }
+    return s
+}
