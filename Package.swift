@@ -32,6 +32,12 @@ let package = Package(
         .target(name: "GGUF"),
         // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
         .target(name: "Kernels"),
+        // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
+        .target(
+            name: "Engine",
+            dependencies: ["GGUF", "Kernels", "SeededRandom", .product(name: "HeapModule", package: "swift-collections")],
+            linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
+        ),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
         .target(name: "Hardware", dependencies: ["GGUF"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
@@ -49,7 +55,7 @@ let package = Package(
         .target(
             name: "CKVCommands",
             dependencies: [
-                "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator",
+                "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

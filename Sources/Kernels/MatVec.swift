@@ -74,6 +74,28 @@ public struct QuantizedMatrix: @unchecked Sendable {
     }
 }
 
+extension QuantizedMatrix {
+    /// Y[t] = W · X[t] for `tokens` inputs (X and Y token-major: X[t] at x + t·columns, Y[t] at
+    /// y + t·rows). Each weight row is dequantised once and used for every token; rows are split
+    /// across `threads` workers.
+    public func multiplyBatch(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
+        nonisolated(unsafe) let xp = x, yp = y
+        let matrix = self
+        let workers = max(1, min(threads, rows / 16))
+        let chunk = (rows + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: matrix.columns)
+            defer { scratch.deallocate() }
+            for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
+                matrix.row(r, into: scratch)
+                for t in 0..<tokens {
+                    yp[t * matrix.rows + r] = dotF32(scratch, xp + t * matrix.columns, matrix.columns)
+                }
+            }
+        }
+    }
+}
+
 /// Σ a[i]·b[i] in 8 SIMD lanes with two accumulators, remainder scalar.
 @inline(__always)
 public func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// `ckv-sim generate`: stream text from a GGUF model.
+struct GenerateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate text with the reference engine from a GGUF model (Gemma 3).")
+
+    @Option(help: "The GGUF model file.")
+    var model: String
+
+    @Option(help: "The prompt (special tokens such as <start_of_turn> are recognised).")
+    var prompt: String
+
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.")
+    var maxTokens = 64
+
+    @Option(help: "Sampling temperature (0 = greedy).")
+    var temperature: Float = 0
+
+    @Option(help: "Seed of the sampler.")
+    var seed: UInt64 = 1
+
+    func validate() throws {
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+    }
+
+    func run() async throws {
+        let m = try Gemma3Model(path: model)
+        let tokens = m.tokenizer.encode(prompt)
+        var pending: [UInt8] = []
+        try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: { token in
+            pending += m.tokenizer.piece(token)
+            // Hold back an incomplete UTF-8 sequence until its last byte arrives.
+            var cut = pending.count
+            var i = pending.count - 1, back = 0
+            while i >= 0, back < 4, pending[i] & 0xC0 == 0x80 { i -= 1; back += 1 }
+            if i >= 0, pending[i] >= 0xC0 {
+                let need = pending[i] >= 0xF0 ? 4 : pending[i] >= 0xE0 ? 3 : 2
+                if pending.count - i < need { cut = i }
+            }
+            FileHandle.standardOutput.write(Data(pending[0..<cut]))
+            pending.removeFirst(cut)
+        })
+        FileHandle.standardOutput.write(Data(pending + [0x0A]))
+    }
+}
+
+/// `ckv-sim engine …`: the engine's reference outputs.
+struct EngineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "engine", abstract: "Reference-engine outputs for comparison with llama.cpp.",
+                                                    subcommands: [Eval.self])
+
+    struct Eval: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Tokens, per-position argmax, last-position top-10 logits and a greedy continuation per prompt (llamacpp-oracle's shape)."
+        )
+
+        @Option(help: "The GGUF model file.")
+        var model: String
+
+        @Option(help: "A JSON array of prompt strings.")
+        var prompts: String
+
+        @Option(help: "Where to write the JSON results.")
+        var out: String
+
+        @Option(help: "Greedy tokens to generate per prompt.")
+        var greedy = 24
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: prompts) else { throw CLIError("\(prompts): cannot read the prompts file") }
+            guard let list = try? JSONSerialization.jsonObject(with: data) as? [String] else {
+                throw CLIError("\(prompts): expected a JSON array of strings")
+            }
+            let m = try Gemma3Model(path: model)
+            var results: [[String: Any]] = []
+            for (n, p) in list.enumerated() {
+                printError("prompt \(n + 1)/\(list.count)")
+                let tokens = m.tokenizer.encode(p)
+                guard tokens.count + greedy <= m.config.contextLength else {
+                    throw CLIError("prompt \(n + 1) has \(tokens.count) tokens; with \(greedy) more it exceeds the context of \(m.config.contextLength)")
+                }
+                var cache = m.makeCache(tokens: tokens.count + greedy)
+                var all: [[Float]] = []
+                var i = 0
+                while i < tokens.count {
+                    let chunk = Array(tokens[i..<min(tokens.count, i + 256)])
+                    all += m.forward(chunk, cache: &cache, logitsFor: .all)
+                    i += chunk.count
+                }
+                let last = all.last!
+                let top = last.indices.sorted { last[$0] > last[$1] || (last[$0] == last[$1] && $0 < $1) }.prefix(10)
+                var gen: [Int32] = []
+                var logits = last
+                for _ in 0..<greedy {
+                    let t = Int32(argmax(logits))
+                    gen.append(t)
+                    logits = m.forward([t], cache: &cache, logitsFor: .last)[0]
+                }
+                results.append([
+                    "prompt": p, "tokens": tokens.map(Int.init), "argmax": all.map { argmax($0) },
+                    "last_top10": top.map { [$0, Double(last[$0])] as [Any] },
+                    "greedy": gen.map(Int.init), "greedy_text": m.tokenizer.decode(gen),
+                ])
+            }
+            let json = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .withoutEscapingSlashes])
+            try json.write(to: URL(fileURLWithPath: out))
+            printError("wrote \(results.count) prompts to \(out)")
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import SeededRandom
+
+/// How the next token is chosen from the logits.
+public enum Sampler: Sendable {
+    /// The highest logit (the lowest id on a tie).
+    case greedy
+    /// Softmax at `temperature`, drawn with a seeded SplitMix64.
+    case temperature(Float, seed: UInt64)
+}
+
+/// Why generation cannot run.
+public struct GenerationError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Index of the largest value (first on ties).
+public func argmax(_ v: [Float]) -> Int {
+    var best = 0
+    for i in 1..<v.count where v[i] > v[best] { best = i }
+    return best
+}
+
+extension Gemma3Model {
+    /// Prefills `prompt` in chunks of `batch`, then generates up to `maxTokens` tokens, stopping
+    /// at EOS (and `<end_of_turn>`); `onToken` sees each new token as it is produced.
+    /// - Throws: `GenerationError` when the prompt and the tokens to generate exceed the context.
+    @discardableResult
+    public func generate(prompt: [Int32], maxTokens: Int, sampler: Sampler = .greedy, batch: Int = 256,
+                         probe: AttentionProbe? = nil, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+        guard !prompt.isEmpty else { throw GenerationError("the prompt is empty") }
+        guard prompt.count + maxTokens <= config.contextLength else {
+            throw GenerationError("the prompt (\(prompt.count) tokens) and \(maxTokens) tokens to generate exceed the model's context of \(config.contextLength) tokens")
+        }
+        var cache = makeCache(tokens: prompt.count + maxTokens)
+        var logits: [Float] = []
+        var i = 0
+        while i < prompt.count {
+            let chunk = Array(prompt[i..<min(prompt.count, i + batch)])
+            logits = forward(chunk, cache: &cache, logitsFor: .last, probe: probe)[0]
+            i += chunk.count
+        }
+        var rng: SplitMix64?
+        if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
+        let stops = Set([tokenizer.eos, tokenizer.tokens.firstIndex(of: Array("<end_of_turn>".utf8)).map(Int32.init)].compactMap { $0 })
+        var out: [Int32] = []
+        while out.count < maxTokens {
+            let next: Int32
+            switch sampler {
+            case .greedy:
+                next = Int32(argmax(logits))
+            case let .temperature(t, _):
+                next = Int32(sample(logits, temperature: t, rng: &rng!))
+            }
+            out.append(next)
+            onToken(next)
+            if stops.contains(next) || out.count == maxTokens { break }
+            logits = forward([next], cache: &cache, logitsFor: .last, probe: probe)[0]
+        }
+        return out
+    }
+
+    private func sample(_ logits: [Float], temperature: Float, rng: inout SplitMix64) -> Int {
+        guard temperature > 0 else { return argmax(logits) }
+        let m = logits.max()!
+        var weights = logits.map { Double(expf(($0 - m) / temperature)) }
+        let total = weights.reduce(0, +)
+        var r = rng.nextUnit() * total
+        for i in weights.indices {
+            r -= weights[i]
+            if r <= 0 { return i }
+        }
+        weights.removeAll()
+        return logits.count - 1
+    }
+}
