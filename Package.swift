@@ -4,6 +4,12 @@
 // Module map (see Docs/architecture.md): one target per part of the design.
 import PackageDescription
 
+// The engine's kernels are built for the CPU the setup script finds (CKV_TARGET_CPU, e.g.
+// "haswell" for AVX2 + FMA: see Docs/engine.md); without it, a baseline x86-64 build that runs
+// anywhere. Only the root package may use unsafeFlags, which is what ckv-sim is.
+let targetCPU = Context.environment["CKV_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+let cpuFlags: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
+
 let package = Package(
     name: "ckv-sim",
     platforms: [.macOS(.v14)],
@@ -24,18 +30,22 @@ let package = Package(
 
         // Seeded randomness shared by every subsystem (SplitMix64).
         .target(name: "SeededRandom"),
+        // Exact binary16 conversions that are fast on baseline x86-64 builds.
+        .target(name: "HalfFloat"),
         // zstd binding: a thin safe wrapper, knows nothing about traces.
         .target(name: "ZstdModule", dependencies: ["CZstd"]),
         // The .ckvt trace file: header, typed records, checksummed zstd frames, index.
-        .target(name: "TraceFormat", dependencies: ["ZstdModule", "CZlib"]),
+        .target(name: "TraceFormat", dependencies: ["ZstdModule", "CZlib", "HalfFloat"]),
         // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
         .target(name: "GGUF"),
         // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
-        .target(name: "Kernels"),
+        .target(name: "Kernels", dependencies: ["HalfFloat"], swiftSettings: cpuFlags,
+                linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
         .target(
             name: "Engine",
-            dependencies: ["GGUF", "Kernels", "SeededRandom", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["GGUF", "Kernels", "HalfFloat", "SeededRandom", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: cpuFlags,
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
@@ -65,6 +75,7 @@ let package = Package(
         .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "HardwareTests", dependencies: ["Hardware", "GGUF"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Hardware"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["CKVCommands", "TraceFormat", "ckv-sim"]),

@@ -7,6 +7,7 @@
 # Safe to run again: each step does nothing when its result is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CKV_TARGET_CPU="${CKV_TARGET_CPU-$(bash scripts/cpu.sh)}"
 
 missing=()
 for pkg in libzstd-dev zlib1g-dev zstd pkg-config; do

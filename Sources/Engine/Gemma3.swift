@@ -10,6 +10,7 @@
 // GGUF already stores Gemma's RMSNorm weights as (1 + w). Layers with il % 6 == 5 are global.
 import Foundation
 import GGUF
+import HalfFloat
 import Kernels
 
 /// Gemma 3's hyper-parameters, from GGUF keys with llama.cpp's defaults.
@@ -99,21 +100,25 @@ struct Weights {
 /// the attention of that query to cache position `firstKey + j`. Costs nothing when absent.
 public typealias AttentionProbe = (_ layer: Int, _ head: Int, _ position: Int, _ firstKey: Int, _ weights: UnsafeBufferPointer<Float>) -> Void
 
-/// The KV cache of one sequence: per layer, keys and values of every position so far,
-/// sized to the request (prompt + tokens to generate), not to the model's context.
+/// The KV cache of one sequence: per layer, keys and values of every position so far in
+/// binary16 (llama.cpp's default cache type), sized to the request (prompt + tokens to
+/// generate), not to the model's context.
 public struct KVCache {
     public let capacity: Int
     let stride: Int
-    var keys: [[Float]]
-    var values: [[Float]]
+    var keys: [[UInt16]]
+    var values: [[UInt16]]
     public internal(set) var count = 0
 
     init(layers: Int, capacity: Int, kvDimension: Int) {
         self.capacity = capacity
         stride = kvDimension
-        keys = Array(repeating: [Float](repeating: 0, count: capacity * kvDimension), count: layers)
+        keys = Array(repeating: [UInt16](repeating: 0, count: capacity * kvDimension), count: layers)
         values = keys
     }
+
+    /// Bytes the cache holds.
+    public var bytes: Int { keys.count * capacity * stride * 2 * 2 }
 }
 
 /// Gemma 3 over a memory-mapped GGUF, f32 activations.
@@ -206,11 +211,9 @@ public final class Gemma3Model: @unchecked Sendable {
             rope(&k, heads: c.kvHeads, positions: start, count: T, base: base)
             let qScale = 1 / Float(c.headDim).squareRoot()
             for i in q.indices { q[i] *= qScale }
-            cache.keys[il].withUnsafeMutableBufferPointer { kc in
-                k.withUnsafeBufferPointer { kp in (kc.baseAddress! + start * kvDim).update(from: kp.baseAddress!, count: T * kvDim) }
-            }
-            cache.values[il].withUnsafeMutableBufferPointer { vc in
-                v.withUnsafeBufferPointer { vp in (vc.baseAddress! + start * kvDim).update(from: vp.baseAddress!, count: T * kvDim) }
+            for i in 0..<(T * kvDim) {
+                cache.keys[il][start * kvDim + i] = HalfFloat.bits(k[i])
+                cache.values[il][start * kvDim + i] = HalfFloat.bits(v[i])
             }
             attention(layer: il, q: q, cache: cache, start: start, count: T, out: &attn, window: c.isGlobal(il) ? nil : c.slidingWindow, probe: probe)
             matmul(b.wo, attn, &o, T)
@@ -219,7 +222,7 @@ public final class Gemma3Model: @unchecked Sendable {
             rmsNorm(x, into: &h, weight: b.ffnNorm, width: H)
             matmul(b.gate, h, &g, T)
             matmul(b.up, h, &u, T)
-            for i in g.indices { g[i] = geluTanh(g[i]) * u[i] }
+            for i in g.indices { g[i] = geluF16(g[i]) * u[i] }
             matmul(b.down, g, &o, T)
             rmsNorm(o, into: &o, weight: b.postFfwNorm, width: H)
             for i in x.indices { x[i] += o[i] }
@@ -270,15 +273,20 @@ public final class Gemma3Model: @unchecked Sendable {
                         DispatchQueue.concurrentPerform(iterations: lanes) { w in
                             var scores = [Float](repeating: 0, count: start + T)
                             var acc = [Float](repeating: 0, count: d)
+                            var qh = [Float](repeating: 0, count: d)
+                            let table = HalfFloat.table
                             var item = w
                             while item < work {
                                 let t = item / c.heads, head = item % c.heads, kvHead = head / group
                                 let pos = start + t
                                 let first = window.map { max(0, pos - $0 + 1) } ?? 0
-                                let qv = qb + t * qDim + head * d
+                                // As ggml's f16 × f32 product: the query is rounded to f16.
+                                for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
                                 for j in first...pos {
-                                    let s = dotF32(qv, kb + j * kvDim + kvHead * d, d)
+                                    let kv = kb + j * kvDim + kvHead * d
+                                    var s: Float = 0
+                                    for i in 0..<d { s += qh[i] * table[Int(kv[i])] }
                                     scores[j - first] = s
                                     maxScore = max(maxScore, s)
                                 }
@@ -294,8 +302,9 @@ public final class Gemma3Model: @unchecked Sendable {
                                 for j in 0..<n {
                                     let p = scores[j] * inv
                                     scores[j] = p
+                                    let weight = HalfFloat.round(p) // the weights meet f16 V as f16
                                     let vv = vb + (first + j) * kvDim + kvHead * d
-                                    for i in 0..<d { acc[i] += p * vv[i] }
+                                    for i in 0..<d { acc[i] += weight * table[Int(vv[i])] }
                                 }
                                 for i in 0..<d { ob[t * qDim + head * d + i] = acc[i] }
                                 if let probeRef {
@@ -346,6 +355,15 @@ public final class Gemma3Model: @unchecked Sendable {
 public enum LogitPositions: Sendable {
     case last
     case all
+}
+
+/// GELU as ggml's CPU backend computes it (`ggml_vec_gelu_f32` with `GGML_GELU_FP16`): a
+/// table over binary16 inputs holding binary16 results, 0 below −10, identity above 10.
+@inline(__always)
+func geluF16(_ x: Float) -> Float {
+    if x <= -10 { return 0 }
+    if x >= 10 { return x }
+    return HalfFloat.round(geluTanh(HalfFloat.round(x)))
 }
 
 /// GELU with the tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).

@@ -91,10 +91,15 @@ public struct Tokenizer: Sendable {
     /// Splits on special tokens, longest first (llama.cpp `tokenizer_st_partition`).
     func partition(_ text: [UInt8], parseSpecial: Bool) -> [Fragment] {
         var fragments: [Fragment] = [.text(text)]
+        // Adjacent byte pairs present in the text: a special whose first two bytes never occur
+        // together cannot occur, and is skipped without scanning (an exact shortcut).
+        var pairs = [Bool](repeating: false, count: 65536)
+        for i in 0..<max(0, text.count - 1) { pairs[Int(text[i]) << 8 | Int(text[i + 1])] = true }
         for id in specials {
             let type = types[Int(id)]
             if !parseSpecial, type == .control || type == .unknown { continue }
             let needle = tokens[Int(id)]
+            if needle.count >= 2, !pairs[Int(needle[0]) << 8 | Int(needle[1])] { continue }
             var next: [Fragment] = []
             next.reserveCapacity(fragments.count)
             for fragment in fragments {

@@ -1,3 +1,5 @@
+import HalfFloat
+
 /// The typed records a trace holds (`Docs/trace-format.md`, "Records").
 ///
 /// Every record is an 8-byte envelope (u16 type, u16 flags = 0, u32 body length) and a body.
@@ -254,26 +256,9 @@ extension TraceRecord {
         }
     }
 
-    /// Rounds binary32 to binary16 bits (nearest, ties to even), the same bits as
-    /// `Float16(v).bitPattern` without the software conversion a baseline x86-64 build calls.
-    /// Method: F. Giesen, "float_to_half_fast3_rtne" (2016): rebias the exponent with one add
-    /// that also rounds; subnormal results come from adding 0.5 and reading the low bits.
+    /// Rounds binary32 to binary16 bits (nearest, ties to even), as `Float16(v).bitPattern`.
     @inline(__always)
-    static func halfBits(_ v: Float) -> UInt16 {
-        let x = v.bitPattern
-        let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
-        let a = x & 0x7FFF_FFFF
-        if a >= 0x4780_0000 { // ≥ 65536, infinity or NaN
-            return sign | (a > 0x7F80_0000 ? 0x7E00 : 0x7C00)
-        }
-        if a < 0x3880_0000 { // below 2⁻¹⁴: a subnormal half or zero
-            let shifted = Float(bitPattern: a) + 0.5
-            return sign | UInt16(truncatingIfNeeded: shifted.bitPattern &- 0x3F00_0000)
-        }
-        let odd = (a >> 13) & 1
-        let rebiased = a &+ 0xC800_0FFF &+ odd // exponent −112, round half to even
-        return sign | UInt16(truncatingIfNeeded: rebiased >> 13)
-    }
+    static func halfBits(_ v: Float) -> UInt16 { HalfFloat.bits(v) }
 
     /// Rounds binary32 to bfloat16 (nearest, ties to even; NaN stays a quiet NaN).
     static func bfloat16Bits(_ v: Float) -> UInt16 {
@@ -388,7 +373,7 @@ extension TraceRecord {
             case .f32:
                 for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
             case .f16:
-                halfToFloat.withUnsafeBufferPointer { table in
+                HalfFloat.table.withUnsafeBufferPointer { table in
                     for i in 0..<count { out[i] = table[Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))] }
                 }
             case .bf16:
@@ -398,7 +383,3 @@ extension TraceRecord {
         }
     }
 }
-
-/// Every binary16 value as binary32 (exact). A baseline x86-64 build converts `Float16` in a
-/// software routine; one table lookup per value is several times faster and gives the same bits.
-private let halfToFloat: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
