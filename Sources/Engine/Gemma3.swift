@@ -100,25 +100,26 @@ struct Weights {
 /// the attention of that query to cache position `firstKey + j`. Costs nothing when absent.
 public typealias AttentionProbe = (_ layer: Int, _ head: Int, _ position: Int, _ firstKey: Int, _ weights: UnsafeBufferPointer<Float>) -> Void
 
-/// The KV cache of one sequence: per layer, keys and values of every position so far in
-/// binary16 (llama.cpp's default cache type), sized to the request (prompt + tokens to
-/// generate), not to the model's context.
+/// The KV cache of one sequence: per layer, keys and values of every position so far, sized to
+/// the request (prompt + tokens to generate), not to the model's context. Values are rounded to
+/// binary16 as they are stored (llama.cpp's default cache type, so the numerics are an f16
+/// cache's) and kept as f32 so the attention loops run in SIMD without converting.
 public struct KVCache {
     public let capacity: Int
     let stride: Int
-    var keys: [[UInt16]]
-    var values: [[UInt16]]
+    var keys: [[Float]]
+    var values: [[Float]]
     public internal(set) var count = 0
 
     init(layers: Int, capacity: Int, kvDimension: Int) {
         self.capacity = capacity
         stride = kvDimension
-        keys = Array(repeating: [UInt16](repeating: 0, count: capacity * kvDimension), count: layers)
+        keys = Array(repeating: [Float](repeating: 0, count: capacity * kvDimension), count: layers)
         values = keys
     }
 
     /// Bytes the cache holds.
-    public var bytes: Int { keys.count * capacity * stride * 2 * 2 }
+    public var bytes: Int { keys.count * capacity * stride * 4 * 2 }
 }
 
 /// Gemma 3 over a memory-mapped GGUF, f32 activations.
@@ -212,8 +213,8 @@ public final class Gemma3Model: @unchecked Sendable {
             let qScale = 1 / Float(c.headDim).squareRoot()
             for i in q.indices { q[i] *= qScale }
             for i in 0..<(T * kvDim) {
-                cache.keys[il][start * kvDim + i] = HalfFloat.bits(k[i])
-                cache.values[il][start * kvDim + i] = HalfFloat.bits(v[i])
+                cache.keys[il][start * kvDim + i] = HalfFloat.round(k[i])
+                cache.values[il][start * kvDim + i] = HalfFloat.round(v[i])
             }
             attention(layer: il, q: q, cache: cache, start: start, count: T, out: &attn, window: c.isGlobal(il) ? nil : c.slidingWindow, probe: probe)
             matmul(b.wo, attn, &o, T)
@@ -274,7 +275,6 @@ public final class Gemma3Model: @unchecked Sendable {
                             var scores = [Float](repeating: 0, count: start + T)
                             var acc = [Float](repeating: 0, count: d)
                             var qh = [Float](repeating: 0, count: d)
-                            let table = HalfFloat.table
                             var item = w
                             while item < work {
                                 let t = item / c.heads, head = item % c.heads, kvHead = head / group
@@ -283,12 +283,12 @@ public final class Gemma3Model: @unchecked Sendable {
                                 // As ggml's f16 × f32 product: the query is rounded to f16.
                                 for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
-                                for j in first...pos {
-                                    let kv = kb + j * kvDim + kvHead * d
-                                    var s: Float = 0
-                                    for i in 0..<d { s += qh[i] * table[Int(kv[i])] }
-                                    scores[j - first] = s
-                                    maxScore = max(maxScore, s)
+                                qh.withUnsafeBufferPointer { qp in
+                                    for j in first...pos {
+                                        let s = dotF32(qp.baseAddress!, kb + j * kvDim + kvHead * d, d)
+                                        scores[j - first] = s
+                                        maxScore = max(maxScore, s)
+                                    }
                                 }
                                 let n = pos - first + 1
                                 var sum: Float = 0
@@ -299,12 +299,13 @@ public final class Gemma3Model: @unchecked Sendable {
                                 }
                                 let inv = 1 / sum
                                 for i in 0..<d { acc[i] = 0 }
-                                for j in 0..<n {
-                                    let p = scores[j] * inv
-                                    scores[j] = p
-                                    let weight = HalfFloat.round(p) // the weights meet f16 V as f16
-                                    let vv = vb + (first + j) * kvDim + kvHead * d
-                                    for i in 0..<d { acc[i] += weight * table[Int(vv[i])] }
+                                acc.withUnsafeMutableBufferPointer { ap in
+                                    for j in 0..<n {
+                                        let p = scores[j] * inv
+                                        scores[j] = p
+                                        // The weights meet the f16 V as f16.
+                                        axpy(HalfFloat.round(p), vb + (first + j) * kvDim + kvHead * d, ap.baseAddress!, d)
+                                    }
                                 }
                                 for i in 0..<d { ob[t * qDim + head * d + i] = acc[i] }
                                 if let probeRef {

@@ -1,5 +1,15 @@
 import Dispatch
 
+/// acc + a·b, fused when the build targets a CPU with FMA (`CKV_FMA`), else a multiply and an add.
+@inline(__always)
+func madd<V: SIMD>(_ acc: V, _ a: V, _ b: V) -> V where V.Scalar: BinaryFloatingPoint {
+    #if CKV_FMA
+    return acc.addingProduct(a, b)
+    #else
+    return acc + a * b
+    #endif
+}
+
 /// A weight matrix in a ggml type: `rows` rows of `columns` elements, row-major (ggml's
 /// `ne[0]` = columns is the contiguous dimension).
 public struct QuantizedMatrix: @unchecked Sendable {
@@ -44,10 +54,31 @@ public struct QuantizedMatrix: @unchecked Sendable {
                 for j in stride(from: 0, to: 32, by: 16) {
                     let q0 = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (src + 2 + j).loadUnaligned(as: SIMD8<Int8>.self)))
                     let q1 = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: (src + 2 + j + 8).loadUnaligned(as: SIMD8<Int8>.self)))
-                    acc0 += (q0 * d) * UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self)
-                    acc1 += (q1 * d) * UnsafeRawPointer(xp + j + 8).loadUnaligned(as: SIMD8<Float>.self)
+                    acc0 = madd(acc0, q0 * d, UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self))
+                    acc1 = madd(acc1, q1 * d, UnsafeRawPointer(xp + j + 8).loadUnaligned(as: SIMD8<Float>.self))
                 }
                 src += 34
+                xp += 32
+            }
+            return (acc0 + acc1).sum()
+        }
+        if type == .q5_0 {
+            // Fused: element j's value (q − 16) · d with q = nibble | (bit j of qh) << 4, as dequantizeBlock.
+            let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
+            for _ in 0..<(columns / 32) {
+                let d = SIMD8<Float>(repeating: half(src, 0))
+                let qh = SIMD8<UInt32>(repeating: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 2, as: UInt32.self)))
+                for half8 in 0..<2 {
+                    let qs = SIMD8<UInt32>(truncatingIfNeeded: (src + 6 + 8 * half8).loadUnaligned(as: SIMD8<UInt8>.self))
+                    let shiftLo = lanes &+ UInt32(8 * half8), shiftHi = shiftLo &+ 16
+                    let lo = (qs & 0xF) | (((qh &>> shiftLo) & 1) &<< 4)
+                    let hi = (qs &>> 4) | (((qh &>> shiftHi) & 1) &<< 4)
+                    let wLo = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: lo) &- 16) * d
+                    let wHi = SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: hi) &- 16) * d
+                    acc0 = madd(acc0, wLo, UnsafeRawPointer(xp + 8 * half8).loadUnaligned(as: SIMD8<Float>.self))
+                    acc1 = madd(acc1, wHi, UnsafeRawPointer(xp + 16 + 8 * half8).loadUnaligned(as: SIMD8<Float>.self))
+                }
+                src += 22
                 xp += 32
             }
             return (acc0 + acc1).sum()
@@ -60,8 +91,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
                 let x0 = UnsafeRawPointer(xp + j).loadUnaligned(as: SIMD8<Float>.self)
                 let w1 = UnsafeRawPointer(scratch + j + 8).loadUnaligned(as: SIMD8<Float>.self)
                 let x1 = UnsafeRawPointer(xp + j + 8).loadUnaligned(as: SIMD8<Float>.self)
-                acc0 += w0 * x0
-                acc1 += w1 * x1
+                acc0 = madd(acc0, w0, x0)
+                acc1 = madd(acc1, w1, x1)
                 j += 16
             }
             src += type.blockBytes
@@ -117,8 +148,8 @@ public func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: In
     var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
     var i = 0
     while i + 16 <= n {
-        acc0 += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        acc1 += UnsafeRawPointer(a + i + 8).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+        acc0 = madd(acc0, UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
+        acc1 = madd(acc1, UnsafeRawPointer(a + i + 8).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(b + i + 8).loadUnaligned(as: SIMD8<Float>.self))
         i += 16
     }
     var s = (acc0 + acc1).sum()
@@ -127,4 +158,20 @@ public func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: In
         i += 1
     }
     return s
+}
+
+/// y += a · x over n values, in SIMD.
+@inline(__always)
+public func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let av = SIMD8<Float>(repeating: a)
+    var i = 0
+    while i + 8 <= n {
+        let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: madd(yv, av, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < n {
+        y[i] += a * x[i]
+        i += 1
+    }
 }
