@@ -73,13 +73,14 @@ let package = Package(
         ),
         .executableTarget(name: "ckv-sim", dependencies: ["CKVCommands"]),
 
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
-        .testTarget(name: "TraceFormatTests", dependencies: ["TraceFormat"]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "TraceFormatTests", dependencies: ["TestSupport", "TraceFormat"]),
+        .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "HardwareTests", dependencies: ["Hardware", "GGUF"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Hardware"]),
-        .testTarget(name: "CKVCommandsTests", dependencies: ["CKVCommands", "TraceFormat", "ckv-sim"]),
+        .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware"]),
+        .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "ckv-sim"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import CKVCommands
 import TraceFormat
 
@@ -35,11 +36,7 @@ func cutCopy(of source: String, named name: String, dropping drop: Int) throws -
     return path
 }
 
-func scratch() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-cli-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
+func scratch() throws -> URL { try TestSupport.scratchDirectory("ckv-cli") }
 
 private func smallTrace(at path: String) throws -> TraceWriteSummary {
     let header = TraceHeader(

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import CKVCommands
 
 @Suite("simulator commands")
 struct SimulatorCLITests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = TestSupport.repositoryRoot
     var scenarios: String { Self.root.appendingPathComponent("Scenarios").path }
 
     @Test("token counts parse as 131072, 128k, 32K")

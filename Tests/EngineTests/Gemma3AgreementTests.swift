@@ -1,8 +1,9 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Engine
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = TestSupport.repositoryRoot
 
 /// One prompt's reference outputs, as `llamacpp-oracle outputs` (llama-cpp-python 0.3.36) wrote them.
 struct OracleOutput: Decodable {

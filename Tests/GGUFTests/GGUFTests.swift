@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import GGUF
 
 /// Builds GGUF v3 bytes: metadata of every type and a few tensor infos.
@@ -40,14 +41,9 @@ struct GGUFBuilder {
     }
 }
 
-private func write(_ bytes: [UInt8]) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).gguf").path
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    return path
-}
+private func write(_ bytes: [UInt8]) throws -> String { try TestSupport.temporaryFile("model.gguf", bytes) }
 
-/// The repository root (Models/ holds the reference models installed by scripts/setup.sh).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repositoryRoot = TestSupport.repositoryRoot
 
 @Suite("GGUF reader")
 struct GGUFTests {

@@ -1,14 +1,9 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Hardware
 
-private func tempFile(_ name: String, _ contents: String) throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-hw-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let path = dir.appendingPathComponent(name).path
-    try contents.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
+private func tempFile(_ name: String, _ contents: String) throws -> String { try TestSupport.temporaryFile(name, contents) }
 
 @Suite("model specs")
 struct ModelSpecTests {
@@ -222,7 +217,7 @@ struct CostModelTests {
 
 @Suite("model specs from the reference GGUFs")
 struct GGUFImportTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = TestSupport.repositoryRoot
 
     @Test("Gemma 3 270M and SmolLM2-135M read as REFERENCES.md describes them")
     func referenceModels() throws {

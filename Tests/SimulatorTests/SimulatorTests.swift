@@ -1,18 +1,15 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Hardware
 @testable import Simulator
 
-let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let root = TestSupport.repositoryRoot
 let a100 = GPUCatalog.named("A100-80G")!
 let l4 = GPUCatalog.named("L4")!
 let llama8b = ModelCatalog.named("Llama-3.1-8B-Instruct")!
 
-func scenarioFile(_ yaml: String) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("scenario-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).yaml").path
-    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
+func scenarioFile(_ yaml: String) throws -> String { try TestSupport.temporaryFile("scenario.yaml", yaml) }
 
 func run(_ source: any RequestSource, gpu: GPU = a100, model: ModelSpec = llama8b, serving: ServingConfig = ServingConfig(),
          compression: CompressionSpec = .none) throws -> SimulationResult {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TraceFormat
 
 // MARK: - Fixtures
@@ -55,11 +56,7 @@ private func fixtureRecords(seed: UInt64 = 1, prompt: Int = 300, steps: Int = 6)
     return records
 }
 
-private func scratchDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ckvt-tests-\(getpid())-\(UInt64.random(in: 0...UInt64.max))")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
+private func scratchDirectory() throws -> URL { try TestSupport.scratchDirectory("ckvt-tests") }
 
 @discardableResult
 private func writeTrace(_ path: String, _ records: [TraceRecord], frameSize: Int = 8 << 10, level: Int32? = 3) throws -> TraceWriteSummary {
@@ -236,8 +233,7 @@ struct DamageTests {
     /// and readable up to the last complete frame when cut at any frame boundary.
     @Test("bundled traces verify and survive truncation at every frame boundary")
     func bundledTraces() throws {
-        let traces = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Traces")
+        let traces = TestSupport.repositoryRoot.appendingPathComponent("Traces")
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: traces.path)) ?? []).filter { $0.hasSuffix(".ckvt") }.sorted()
         let dir = try scratchDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
