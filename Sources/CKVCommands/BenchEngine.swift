@@ -61,12 +61,7 @@ struct BenchEngine: AsyncParsableCommand {
         let clock = ContinuousClock()
         var logits: [Float] = []
         let prefill = clock.measure {
-            var i = 0
-            while i < tokens.count {
-                let chunk = Array(tokens[i..<min(tokens.count, i + 512)])
-                logits = m.forward(chunk, cache: &cache, logitsFor: .last)[0]
-                i += chunk.count
-            }
+            logits = m.prefill(tokens, cache: &cache, chunk: 512)[0]
         }
         let decoding = clock.measure {
             for _ in 0..<decode {

@@ -83,13 +83,7 @@ struct EngineCommand: AsyncParsableCommand {
                     throw CLIError("prompt \(n + 1) has \(tokens.count) tokens; with \(greedy) more it exceeds the context of \(m.config.contextLength)")
                 }
                 var cache = m.makeCache(tokens: tokens.count + greedy)
-                var all: [[Float]] = []
-                var i = 0
-                while i < tokens.count {
-                    let chunk = Array(tokens[i..<min(tokens.count, i + 256)])
-                    all += m.forward(chunk, cache: &cache, logitsFor: .all)
-                    i += chunk.count
-                }
+                let all = m.prefill(tokens, cache: &cache, chunk: 256, logitsFor: .all)
                 let last = all.last!
                 let top = last.indices.sorted { last[$0] > last[$1] || (last[$0] == last[$1] && $0 < $1) }.prefix(10)
                 var gen: [Int32] = []

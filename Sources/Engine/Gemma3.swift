@@ -175,6 +175,21 @@ public final class Gemma3Model: @unchecked Sendable {
         KVCache(layers: config.layers, capacity: tokens, kvDimension: config.kvHeads * config.headDim)
     }
 
+    /// Runs a prompt through `forward` in chunks of `chunk` tokens (bounding the activations),
+    /// returning the logits of the last position (`.last`) or of every position (`.all`).
+    public func prefill(_ tokens: [Int32], cache: inout KVCache, chunk: Int = 512, logitsFor: LogitPositions = .last,
+                        probe: AttentionProbe? = nil) -> [[Float]] {
+        var logits: [[Float]] = []
+        var i = 0
+        while i < tokens.count {
+            let part = Array(tokens[i..<min(tokens.count, i + chunk)])
+            let out = forward(part, cache: &cache, logitsFor: logitsFor, probe: probe)
+            logits = logitsFor == .all ? logits + out : out
+            i += part.count
+        }
+        return logits
+    }
+
     /// Runs `tokens` at the next positions of `cache` and returns the logits of the positions
     /// `logitsFor` selects (by offset within `tokens`), each `vocab` floats.
     /// - Complexity: O(tokens × parameters + tokens × context × hidden).
@@ -207,9 +222,7 @@ public final class Gemma3Model: @unchecked Sendable {
             matmul(b.wv, h, &v, T)
             rmsNorm(q, into: &q, weight: b.qNorm, width: c.headDim)
             rmsNorm(k, into: &k, weight: b.kNorm, width: c.headDim)
-            let base = c.isGlobal(il) ? c.ropeBaseGlobal : c.ropeBaseLocal
-            rope(&q, heads: c.heads, positions: start, count: T, base: base)
-            rope(&k, heads: c.kvHeads, positions: start, count: T, base: base)
+            rope(&q, &k, positions: start, count: T, base: c.isGlobal(il) ? c.ropeBaseGlobal : c.ropeBaseLocal)
             let qScale = 1 / Float(c.headDim).squareRoot()
             for i in q.indices { q[i] *= qScale }
             for i in 0..<(T * kvDim) {
@@ -233,13 +246,9 @@ public final class Gemma3Model: @unchecked Sendable {
         case .last: [T - 1]
         case .all: Array(0..<T)
         }
-        var normed = [Float](repeating: 0, count: wanted.count * H)
-        for (n, t) in wanted.enumerated() {
-            let row = Array(x[t * H..<(t + 1) * H])
-            var out = [Float](repeating: 0, count: H)
-            rmsNorm(row, into: &out, weight: outputNorm, width: H)
-            normed.replaceSubrange(n * H..<(n + 1) * H, with: out)
-        }
+        let rows = wanted.count == T ? x : Array(x[(T - 1) * H..<T * H])
+        var normed = [Float](repeating: 0, count: rows.count)
+        rmsNorm(rows, into: &normed, weight: outputNorm, width: H)
         var logits = [Float](repeating: 0, count: wanted.count * c.vocab)
         matmul(embedding, normed, &logits, wanted.count)
         return (0..<wanted.count).map { Array(logits[$0 * c.vocab..<($0 + 1) * c.vocab]) }
@@ -320,22 +329,27 @@ public final class Gemma3Model: @unchecked Sendable {
         }
     }
 
-    /// NEOX rotary embedding (pairs i and i + d/2), θ_i = pos · base^(−2i/d).
-    func rope(_ x: inout [Float], heads: Int, positions start: Int, count T: Int, base: Float) {
+    /// NEOX rotary embedding (pairs i and i + d/2), θ_i = pos · base^(−2i/d), applied to the
+    /// queries and keys of the same positions with one cos/sin per (position, i).
+    func rope(_ q: inout [Float], _ k: inout [Float], positions start: Int, count T: Int, base: Float) {
         let d = config.headDim, half = d / 2
+        func rotate(_ x: inout [Float], _ heads: Int, _ t: Int, _ i: Int, _ cs: Float, _ sn: Float) {
+            for h in 0..<heads {
+                let o = (t * heads + h) * d
+                let x0 = x[o + i], x1 = x[o + i + half]
+                x[o + i] = x0 * cs - x1 * sn
+                x[o + i + half] = x0 * sn + x1 * cs
+            }
+        }
         var inv = [Float](repeating: 0, count: half)
         for i in 0..<half { inv[i] = powf(base, -2 * Float(i) / Float(d)) }
-        for t in 0..<T {
+        for t in 0..<T { // position-major: q and k are walked in memory order
             let pos = Float(start + t)
             for i in 0..<half {
                 let theta = pos * inv[i]
                 let cs = cosf(theta), sn = sinf(theta)
-                for h in 0..<heads {
-                    let o = (t * heads + h) * d
-                    let x0 = x[o + i], x1 = x[o + i + half]
-                    x[o + i] = x0 * cs - x1 * sn
-                    x[o + i + half] = x0 * sn + x1 * cs
-                }
+                rotate(&q, config.heads, t, i, cs, sn)
+                rotate(&k, config.kvHeads, t, i, cs, sn)
             }
         }
     }

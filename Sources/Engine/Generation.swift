@@ -34,13 +34,7 @@ extension Gemma3Model {
             throw GenerationError("the prompt (\(prompt.count) tokens) and \(maxTokens) tokens to generate exceed the model's context of \(config.contextLength) tokens")
         }
         var cache = makeCache(tokens: prompt.count + maxTokens)
-        var logits: [Float] = []
-        var i = 0
-        while i < prompt.count {
-            let chunk = Array(prompt[i..<min(prompt.count, i + batch)])
-            logits = forward(chunk, cache: &cache, logitsFor: .last, probe: probe)[0]
-            i += chunk.count
-        }
+        var logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
         var rng: SplitMix64?
         if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
         let stops = Set([tokenizer.eos, tokenizer.tokens.firstIndex(of: Array("<end_of_turn>".utf8)).map(Int32.init)].compactMap { $0 })

@@ -50,13 +50,7 @@ struct Gemma3AgreementTests {
         var worst = 0.0
         for reference in fixture {
             var cache = m.makeCache(tokens: reference.tokens.count + reference.greedy.count)
-            var all: [[Float]] = []
-            var i = 0
-            while i < reference.tokens.count {
-                let chunk = Array(reference.tokens[i..<min(reference.tokens.count, i + 512)])
-                all += m.forward(chunk, cache: &cache, logitsFor: .all)
-                i += chunk.count
-            }
+            let all = m.prefill(reference.tokens, cache: &cache, logitsFor: .all)
             for (p, logits) in all.enumerated() {
                 positions += 1
                 if argmax(logits) == reference.argmax[p] { agree += 1 }
