@@ -3,11 +3,24 @@
 // ckv-sim: plan KV-cache compression for long-context LLM serving.
 // Module map (see Docs/architecture.md): one target per part of the design.
 import PackageDescription
+import Foundation
 
-// The engine's kernels are built for the CPU the setup script finds (CKV_TARGET_CPU, e.g.
-// "haswell" for AVX2 + FMA: see Docs/engine.md); without it, a baseline x86-64 build that runs
-// anywhere. Only the root package may use unsafeFlags, which is what ckv-sim is.
-let targetCPU = Context.environment["CKV_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+// The engine's kernels are built for this machine's CPU: CKV_TARGET_CPU when set (e.g.
+// "haswell" for AVX2 + FMA, "baseline" for a build that runs on any x86-64), else "haswell"
+// when /proc/cpuinfo lists avx2 and fma (see Docs/engine.md). Only the root package may use
+// unsafeFlags, which is what ckv-sim is.
+func detectedCPU() -> String? {
+    #if arch(x86_64) && os(Linux)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+    let set = Set(flags.split(separator: " ").map(String.init))
+    return set.contains("avx2") && set.contains("fma") ? "haswell" : nil
+    #else
+    return nil
+    #endif
+}
+let requestedCPU = Context.environment["CKV_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
+let targetCPU = requestedCPU == "baseline" ? nil : requestedCPU ?? detectedCPU()
 // CKV_FMA: the target has fused multiply-add, so the kernels use `addingProduct` (on a baseline
 // build it would become a software `fmaf` call, ~30× slower than a multiply and an add).
 let cpuFlags: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0]), .define("CKV_FMA")] } ?? []

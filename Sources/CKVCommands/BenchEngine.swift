@@ -50,7 +50,7 @@ struct BenchEngine: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let m = try Gemma3Model(path: model)
+        let m = try LanguageModel(path: model)
         m.threads = threads
         let filler = Array(repeating: "the grass is green and the sky is blue while rivers run to the sea", count: 4000).joined(separator: " ")
         let tokens = Array(m.tokenizer.encode(filler).prefix(context))

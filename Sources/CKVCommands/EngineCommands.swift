@@ -27,7 +27,7 @@ struct GenerateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let m = try Gemma3Model(path: model)
+        let m = try LanguageModel(path: model)
         let tokens = m.tokenizer.encode(prompt)
         var pending: [UInt8] = []
         try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: { token in
@@ -74,7 +74,7 @@ struct EngineCommand: AsyncParsableCommand {
             guard let list = try? JSONSerialization.jsonObject(with: data) as? [String] else {
                 throw CLIError("\(prompts): expected a JSON array of strings")
             }
-            let m = try Gemma3Model(path: model)
+            let m = try LanguageModel(path: model)
             var results: [[String: Any]] = []
             for (n, p) in list.enumerated() {
                 printError("prompt \(n + 1)/\(list.count)")

@@ -22,9 +22,9 @@ public func argmax(_ v: [Float]) -> Int {
     return best
 }
 
-extension Gemma3Model {
+extension LanguageModel {
     /// Prefills `prompt` in chunks of `batch`, then generates up to `maxTokens` tokens, stopping
-    /// at EOS (and `<end_of_turn>`); `onToken` sees each new token as it is produced.
+    /// at an end-of-generation token (`Tokenizer.endOfGeneration`); `onToken` sees each new token as it is produced.
     /// - Throws: `GenerationError` when the prompt and the tokens to generate exceed the context.
     @discardableResult
     public func generate(prompt: [Int32], maxTokens: Int, sampler: Sampler = .greedy, batch: Int = 256,
@@ -37,7 +37,7 @@ extension Gemma3Model {
         var logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
         var rng: SplitMix64?
         if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
-        let stops = Set([tokenizer.eos, tokenizer.tokens.firstIndex(of: Array("<end_of_turn>".utf8)).map(Int32.init)].compactMap { $0 })
+        let stops = tokenizer.endOfGeneration
         var out: [Int32] = []
         while out.count < maxTokens {
             let next: Int32

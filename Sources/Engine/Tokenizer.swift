@@ -13,7 +13,8 @@ public struct TokenizerError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A tokenizer read from GGUF metadata: the vocabulary, special-token handling and BOS/EOS, with
-/// the algorithm chosen by `tokenizer.ggml.model` (`llama` → SentencePiece).
+/// the algorithm chosen by `tokenizer.ggml.model` (`llama` → SentencePiece, `gpt2` → byte-level
+/// BPE with the pre-tokenizer `tokenizer.ggml.pre` names).
 ///
 /// Pipeline, as llama.cpp's `llama_vocab::tokenize` (src/llama-vocab.cpp): split the text on
 /// special tokens (control, user-defined and unknown ones, longest first; control tokens only when
@@ -27,6 +28,8 @@ public struct Tokenizer: Sendable {
     public let eos: Int32?
     public let addBOS: Bool
     public let addSpacePrefix: Bool
+    /// The BPE merges (nil for SentencePiece).
+    let bpe: MergeTable?
     let lookup: [[UInt8]: Int32]
     /// Special tokens, longest text first.
     let specials: [Int32]
@@ -36,8 +39,8 @@ public struct Tokenizer: Sendable {
     /// - Throws: `TokenizerError` for an unsupported `tokenizer.ggml.model` or a malformed vocabulary.
     public init(gguf file: GGUFFile) throws {
         let model = try file.string("tokenizer.ggml.model")
-        guard model == "llama" else {
-            throw TokenizerError("\(file.path): tokenizer.ggml.model '\(model)' is not supported (llama, the SentencePiece tokenizer, is)")
+        guard model == "llama" || model == "gpt2" else {
+            throw TokenizerError("\(file.path): tokenizer.ggml.model '\(model)' is not supported (llama = SentencePiece and gpt2 = byte-level BPE are)")
         }
         guard let list = file.metadata["tokenizer.ggml.tokens"]?.array else { throw GGUFError.missingKey(path: file.path, key: "tokenizer.ggml.tokens") }
         tokens = list.map { Array(($0.string ?? "").utf8) }
@@ -49,12 +52,26 @@ public struct Tokenizer: Sendable {
         }
         bos = file.metadata["tokenizer.ggml.bos_token_id"]?.int.map(Int32.init)
         eos = file.metadata["tokenizer.ggml.eos_token_id"]?.int.map(Int32.init)
-        addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? true
-        addSpacePrefix = file.metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? true
         var lookup: [[UInt8]: Int32] = [:]
         lookup.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() where lookup[t] == nil { lookup[t] = Int32(i) }
         self.lookup = lookup
+        if model == "gpt2" {
+            let name = file.metadata["tokenizer.ggml.pre"]?.string ?? "default"
+            // llama.cpp's aliases for the same splitters.
+            let aliases: [String: PreTokenizer] = ["gpt-2": .gpt2, "gpt2": .gpt2, "smollm": .smollm, "llama-bpe": .llama3, "llama3": .llama3,
+                                                   "llama-v3": .llama3, "qwen2": .qwen2]
+            guard let pre = aliases[name] else {
+                throw TokenizerError("\(file.path): tokenizer.ggml.pre '\(name)' is not supported (known: \(aliases.keys.sorted().joined(separator: ", ")))")
+            }
+            bpe = try MergeTable(tokens: tokens, lookup: lookup, merges: try file.strings("tokenizer.ggml.merges"), pre: pre)
+            addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? (pre == .llama3)
+            addSpacePrefix = false
+        } else {
+            bpe = nil
+            addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? true
+            addSpacePrefix = file.metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? true
+        }
         let tokenList = tokens, typeList = types
         specials = (0..<Int32(tokenList.count))
             .filter { [.control, .userDefined, .unknown].contains(typeList[Int($0)]) && !tokenList[Int($0)].isEmpty }
@@ -77,7 +94,12 @@ public struct Tokenizer: Sendable {
         for fragment in partition(Array(text.utf8), parseSpecial: parseSpecial) {
             switch fragment {
             case let .token(id): out.append(id)
-            case let .text(bytes): sentencePiece(bytes, into: &out)
+            case let .text(bytes):
+                if let bpe {
+                    bpe.encode(bytes, into: &out) { lookup[[$0]] }
+                } else {
+                    sentencePiece(bytes, into: &out)
+                }
             }
         }
         return out
@@ -158,7 +180,7 @@ public struct Tokenizer: Sendable {
         var symbols: [Symbol] = []
         var offset = 0
         while offset < text.count {
-            let n = min(utf8Length(text[offset]), text.count - offset)
+            let n = min(utf8Width(text[offset]), text.count - offset)
             symbols.append(Symbol(start: offset, length: n, prev: symbols.count - 1, next: offset + n == text.count ? -1 : symbols.count + 1))
             offset += n
         }
@@ -196,8 +218,8 @@ public struct Tokenizer: Sendable {
 
     // MARK: Decoding
 
-    /// The bytes token `id` stands for: '▁' becomes a space, `<0xXX>` its byte; control tokens
-    /// are empty unless `special`.
+    /// The bytes token `id` stands for: '▁' becomes a space (SentencePiece), GPT-2's byte
+    /// characters their bytes (BPE), `<0xXX>` its byte; control tokens are empty unless `special`.
     public func piece(_ id: Int32, special: Bool = false) -> [UInt8] {
         guard id >= 0, Int(id) < tokens.count else { return [] }
         let t = tokens[Int(id)]
@@ -208,6 +230,14 @@ public struct Tokenizer: Sendable {
             if t.count == 6, let b = UInt8(String(decoding: t[3..<5], as: UTF8.self), radix: 16) { return [b] }
             return t
         case .normal, .userDefined:
+            if bpe != nil {
+                guard types[Int(id)] == .normal else { return t }
+                var out: [UInt8] = []
+                for s in String(decoding: t, as: UTF8.self).unicodeScalars {
+                    if let b = ByteAlphabet.decode[s.value] { out.append(b) } else { out += Array(String(s).utf8) }
+                }
+                return out
+            }
             var out: [UInt8] = []
             var i = 0
             while i < t.count {
@@ -223,18 +253,18 @@ public struct Tokenizer: Sendable {
         }
     }
 
+    /// Tokens that end a generation: EOS and the end-of-turn markers of the known chat formats
+    /// present in the vocabulary (as llama.cpp's end-of-generation set).
+    public var endOfGeneration: Set<Int32> {
+        var out = Set([eos].compactMap { $0 })
+        for marker in ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>"] {
+            if let id = lookup[Array(marker.utf8)], types[Int(id)] == .control || types[Int(id)] == .userDefined { out.insert(id) }
+        }
+        return out
+    }
+
     /// The text of `ids` (invalid UTF-8 replaced).
     public func decode(_ ids: [Int32], special: Bool = false) -> String {
         String(decoding: ids.flatMap { piece($0, special: special) }, as: UTF8.self)
-    }
-}
-
-@inline(__always)
-private func utf8Length(_ lead: UInt8) -> Int {
-    switch lead >> 4 {
-    case 0xF: 4
-    case 0xE: 3
-    case 0xC, 0xD: 2
-    default: 1
     }
 }

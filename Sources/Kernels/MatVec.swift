@@ -101,11 +101,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
         return (acc0 + acc1).sum()
     }
 
-    /// y = W x, rows split across `threads` workers.
+    /// y = W x, rows split across `threads` workers. For the 32-element block types the
+    /// activations are quantised to Q8 blocks first, as ggml does (`multiplyQ8`).
     /// - Parameters:
     ///   - x: `columns` inputs.
     ///   - y: `rows` outputs.
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
+        if type.multipliesQ8Activations { return multiplyQ8(x, tokens: 1, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
@@ -123,8 +125,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
 extension QuantizedMatrix {
     /// Y[t] = W · X[t] for `tokens` inputs (X and Y token-major: X[t] at x + t·columns, Y[t] at
     /// y + t·rows). Each weight row is dequantised once and used for every token; rows are split
-    /// across `threads` workers.
+    /// across `threads` workers. Q8 activations for the 32-element block types, as `multiply`.
     public func multiplyBatch(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
+        if type.multipliesQ8Activations { return multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))

@@ -25,9 +25,9 @@ func loadFixture(_ name: String) throws -> [OracleOutput] {
 struct Gemma3AgreementTests {
     static let modelPath = repositoryRoot.appendingPathComponent("Models/gemma-3-270m-q4_k_m.gguf").path
 
-    static func model() throws -> Gemma3Model {
+    static func model() throws -> LanguageModel {
         try #require(FileManager.default.fileExists(atPath: modelPath), "run scripts/setup.sh to install the reference models")
-        return try Gemma3Model(path: modelPath)
+        return try LanguageModel(path: modelPath)
     }
 
     @Test("tokens identical on every prompt")
@@ -89,7 +89,7 @@ struct Gemma3AgreementTests {
     @Test("not a GGUF, a foreign architecture: one clear error")
     func badModels() throws {
         let smol = repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
-        #expect(throws: ModelLoadError.self) { try Gemma3Model(path: smol) }
-        #expect(throws: (any Error).self) { try Gemma3Model(path: repositoryRoot.appendingPathComponent("Package.swift").path) }
+        #expect(throws: ModelLoadError.self) { try LanguageModel(path: smol) }
+        #expect(throws: (any Error).self) { try LanguageModel(path: repositoryRoot.appendingPathComponent("Package.swift").path) }
     }
 }

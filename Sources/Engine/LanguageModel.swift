@@ -1,5 +1,6 @@
-// Gemma 3 text model, ported from llama.cpp `src/models/gemma3.cpp` (graph) and
-// `src/llama-model.cpp` (hyper-parameters):
+// Decoder-only transformers over a memory-mapped GGUF, ported from llama.cpp's graphs:
+//
+// Gemma 3 (`src/models/gemma3.cpp`):
 //   x = embed(token) · √hidden
 //   per layer: h = RMSNorm(x)·w_attn_norm; q,k,v = h·W; q,k = per-head RMSNorm·w_q_norm / w_k_norm;
 //              NEOX RoPE (base 10 000 on sliding-window layers, `gemma3.rope.freq_base` on global
@@ -7,14 +8,31 @@
 //              o = attn·W_o; x += RMSNorm(o)·w_post_attention_norm
 //              h = RMSNorm(x)·w_ffn_norm; x += RMSNorm(W_down(gelu_tanh(W_gate h) ⊙ W_up h))·w_post_ffw_norm
 //   logits = RMSNorm(x)·w_output_norm · token_embdᵀ (tied)
-// GGUF already stores Gemma's RMSNorm weights as (1 + w). Layers with il % 6 == 5 are global.
+//   GGUF already stores Gemma's RMSNorm weights as (1 + w). Layers with il % 6 == 5 are global.
+//
+// Llama family — Llama, Mistral, Qwen2, SmolLM (`src/models/llama.cpp`, `qwen2.cpp`):
+//   x = embed(token)
+//   per layer: h = RMSNorm(x)·w_attn_norm; q,k,v = h·W (+ b for Qwen2); NORM RoPE (adjacent
+//              pairs, the converter permuted Q/K; `rope_freqs` factors and linear scaling when
+//              the GGUF has them); softmax(q·kᵀ/√head_dim) over the cache (GQA: query head h
+//              reads KV head h / (heads / kv_heads)); x += attn·W_o
+//              h = RMSNorm(x)·w_ffn_norm; x += W_down(silu(W_gate h) ⊙ W_up h)
+//   logits = RMSNorm(x)·w_output_norm · output (or token_embd when there is no output.weight)
 import Foundation
 import GGUF
 import HalfFloat
 import Kernels
 
-/// Gemma 3's hyper-parameters, from GGUF keys with llama.cpp's defaults.
-public struct Gemma3Config: Equatable, Sendable {
+/// The graph families the engine runs.
+public enum Architecture: String, Sendable, CaseIterable {
+    case gemma3, llama, mistral, qwen2
+
+    var isLlamaFamily: Bool { self != .gemma3 }
+}
+
+/// A model's hyper-parameters, from GGUF keys (`<arch>.block_count`, …) with llama.cpp's defaults.
+public struct ModelConfig: Equatable, Sendable {
+    public var architecture: Architecture
     public var layers: Int
     public var hidden: Int
     public var heads: Int
@@ -23,13 +41,20 @@ public struct Gemma3Config: Equatable, Sendable {
     public var ffn: Int
     public var vocab: Int
     public var contextLength: Int
-    public var slidingWindow: Int
     public var rmsEpsilon: Float
-    public var ropeBaseGlobal: Float
+    /// RoPE base of the global (full-attention) layers.
+    public var ropeBase: Float
+    /// RoPE base of sliding-window layers (Gemma 3), else `ropeBase`.
     public var ropeBaseLocal: Float
+    /// Multiplies positions (linear RoPE scaling: 1 / factor).
+    public var ropeFrequencyScale: Float
+    /// The window of sliding-window layers (nil: every layer is global).
+    public var slidingWindow: Int?
 
-    public init(layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, vocab: Int, contextLength: Int,
-                slidingWindow: Int, rmsEpsilon: Float = 1e-6, ropeBaseGlobal: Float = 1_000_000, ropeBaseLocal: Float = 10_000) {
+    public init(architecture: Architecture, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, ffn: Int, vocab: Int,
+                contextLength: Int, rmsEpsilon: Float, ropeBase: Float, ropeBaseLocal: Float? = nil, ropeFrequencyScale: Float = 1,
+                slidingWindow: Int? = nil) {
+        self.architecture = architecture
         self.layers = layers
         self.hidden = hidden
         self.heads = heads
@@ -38,30 +63,46 @@ public struct Gemma3Config: Equatable, Sendable {
         self.ffn = ffn
         self.vocab = vocab
         self.contextLength = contextLength
-        self.slidingWindow = slidingWindow
         self.rmsEpsilon = rmsEpsilon
-        self.ropeBaseGlobal = ropeBaseGlobal
-        self.ropeBaseLocal = ropeBaseLocal
+        self.ropeBase = ropeBase
+        self.ropeBaseLocal = ropeBaseLocal ?? ropeBase
+        self.ropeFrequencyScale = ropeFrequencyScale
+        self.slidingWindow = slidingWindow
     }
 
-    init(gguf f: GGUFFile) throws {
-        func key(_ k: String) -> String { "gemma3.\(k)" }
+    init(gguf f: GGUFFile, architecture: Architecture) throws {
+        let prefix = architecture.rawValue
+        func key(_ k: String) -> String { "\(prefix).\(k)" }
         let hidden = try f.int(key("embedding_length"))
         let heads = try f.int(key("attention.head_count"))
-        self.init(layers: try f.int(key("block_count")), hidden: hidden, heads: heads,
+        let gemma = architecture == .gemma3
+        var scale: Float = 1
+        if let type = f.metadata[key("rope.scaling.type")]?.string, type != "none" {
+            guard type == "linear" else {
+                throw ModelLoadError("\(f.path): \(key("rope.scaling.type")) '\(type)' is not supported (none and linear are)")
+            }
+            scale = 1 / Float(f.metadata[key("rope.scaling.factor")]?.double ?? 1)
+        }
+        self.init(architecture: architecture, layers: try f.int(key("block_count")), hidden: hidden, heads: heads,
                   kvHeads: f.metadata[key("attention.head_count_kv")]?.int ?? heads,
                   headDim: f.metadata[key("attention.key_length")]?.int ?? hidden / heads,
                   ffn: try f.int(key("feed_forward_length")),
                   vocab: try f.strings("tokenizer.ggml.tokens").count,
                   contextLength: try f.int(key("context_length")),
-                  slidingWindow: f.metadata[key("attention.sliding_window")]?.int ?? 512,
-                  rmsEpsilon: Float(f.metadata[key("attention.layer_norm_rms_epsilon")]?.double ?? 1e-6),
-                  ropeBaseGlobal: Float(f.metadata[key("rope.freq_base")]?.double ?? 1_000_000),
-                  ropeBaseLocal: 10_000)
+                  rmsEpsilon: Float(f.metadata[key("attention.layer_norm_rms_epsilon")]?.double ?? (gemma ? 1e-6 : 1e-5)),
+                  ropeBase: Float(f.metadata[key("rope.freq_base")]?.double ?? (gemma ? 1_000_000 : 10_000)),
+                  ropeBaseLocal: gemma ? 10_000 : nil, ropeFrequencyScale: scale,
+                  slidingWindow: gemma ? f.metadata[key("attention.sliding_window")]?.int ?? 512 : nil)
     }
 
-    /// True for layers that attend to the whole sequence.
-    public func isGlobal(_ layer: Int) -> Bool { layer % 6 == 5 }
+    /// True for layers that attend to the whole sequence (Gemma 3: il % 6 == 5; Llama: all).
+    public func isGlobal(_ layer: Int) -> Bool { architecture != .gemma3 || layer % 6 == 5 }
+
+    /// The keys a query of `layer` sees back from itself (nil: all).
+    public func window(_ layer: Int) -> Int? { isGlobal(layer) ? nil : slidingWindow }
+
+    /// Query heads per KV head.
+    public var groupSize: Int { heads / kvHeads }
 }
 
 /// Why a model cannot be loaded.
@@ -122,44 +163,63 @@ public struct KVCache {
     public var bytes: Int { keys.count * capacity * stride * 4 * 2 }
 }
 
-/// Gemma 3 over a memory-mapped GGUF, f32 activations.
-public final class Gemma3Model: @unchecked Sendable {
+/// A decoder-only transformer over a memory-mapped GGUF (weights are not copied), f32
+/// activations, an f16-rounded KV cache as llama.cpp's default.
+public final class LanguageModel: @unchecked Sendable {
     public let file: GGUFFile
-    public let config: Gemma3Config
+    public let config: ModelConfig
     public let tokenizer: Tokenizer
     let embedding: QuantizedMatrix
+    /// The output projection (`output.weight`, or the embedding when tied).
+    let output: QuantizedMatrix
     let outputNorm: [Float]
     let blocks: [Block]
-    /// Worker threads for the matrix products.
+    /// Per-pair RoPE frequency divisors (`rope_freqs.weight`, Llama 3), else nil.
+    let ropeFactors: [Float]?
+    /// Worker threads for the matrix products and attention.
     public var threads = 2
 
     struct Block {
-        var attnNorm, qNorm, kNorm, postAttnNorm, ffnNorm, postFfwNorm: [Float]
+        var attnNorm, ffnNorm: [Float]
+        /// Gemma 3 only: per-head q/k norms and the norms after attention and FFN.
+        var qNorm, kNorm, postAttnNorm, postFfwNorm: [Float]?
+        /// Qwen2 only: projection biases.
+        var bq, bk, bv: [Float]?
         var wq, wk, wv, wo, gate, up, down: QuantizedMatrix
     }
 
-    /// Loads `path` (architecture `gemma3`).
+    /// Loads `path` (architecture gemma3, llama, mistral or qwen2).
     /// - Throws: `GGUFError` or `ModelLoadError` naming the file and what is wrong.
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
         self.file = file
-        guard file.architecture == "gemma3" else {
-            throw ModelLoadError("\(path): architecture '\(file.architecture ?? "none")' is not gemma3")
+        guard let arch = Architecture(rawValue: file.architecture ?? "") else {
+            throw ModelLoadError("\(path): architecture '\(file.architecture ?? "none")' is not supported (supported: \(Architecture.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        let c = try Gemma3Config(gguf: file)
+        let c = try ModelConfig(gguf: file, architecture: arch)
+        guard c.heads % c.kvHeads == 0, c.headDim % 2 == 0 else {
+            throw ModelLoadError("\(path): \(c.heads) query heads over \(c.kvHeads) KV heads of dimension \(c.headDim) is not a valid attention layout")
+        }
         config = c
         tokenizer = try Tokenizer(gguf: file)
         embedding = try Weights.matrix(file, "token_embd.weight", rows: c.vocab, columns: c.hidden)
+        output = file.tensor(named: "output.weight") == nil ? embedding : try Weights.matrix(file, "output.weight", rows: c.vocab, columns: c.hidden)
         outputNorm = try Weights.vector(file, "output_norm.weight", count: c.hidden)
+        ropeFactors = file.tensor(named: "rope_freqs.weight") == nil ? nil : try Weights.vector(file, "rope_freqs.weight", count: c.headDim / 2)
         let q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
+        let gemma = arch == .gemma3
+        func optional(_ name: String, _ count: Int) throws -> [Float]? {
+            file.tensor(named: name) == nil ? nil : try Weights.vector(file, name, count: count)
+        }
         blocks = try (0..<c.layers).map { il in
             let p = "blk.\(il)."
             return Block(attnNorm: try Weights.vector(file, p + "attn_norm.weight", count: c.hidden),
-                         qNorm: try Weights.vector(file, p + "attn_q_norm.weight", count: c.headDim),
-                         kNorm: try Weights.vector(file, p + "attn_k_norm.weight", count: c.headDim),
-                         postAttnNorm: try Weights.vector(file, p + "post_attention_norm.weight", count: c.hidden),
                          ffnNorm: try Weights.vector(file, p + "ffn_norm.weight", count: c.hidden),
-                         postFfwNorm: try Weights.vector(file, p + "post_ffw_norm.weight", count: c.hidden),
+                         qNorm: gemma ? try Weights.vector(file, p + "attn_q_norm.weight", count: c.headDim) : nil,
+                         kNorm: gemma ? try Weights.vector(file, p + "attn_k_norm.weight", count: c.headDim) : nil,
+                         postAttnNorm: gemma ? try Weights.vector(file, p + "post_attention_norm.weight", count: c.hidden) : nil,
+                         postFfwNorm: gemma ? try Weights.vector(file, p + "post_ffw_norm.weight", count: c.hidden) : nil,
+                         bq: try optional(p + "attn_q.bias", q), bk: try optional(p + "attn_k.bias", kv), bv: try optional(p + "attn_v.bias", kv),
                          wq: try Weights.matrix(file, p + "attn_q.weight", rows: q, columns: c.hidden),
                          wk: try Weights.matrix(file, p + "attn_k.weight", rows: kv, columns: c.hidden),
                          wv: try Weights.matrix(file, p + "attn_v.weight", rows: kv, columns: c.hidden),
@@ -198,12 +258,13 @@ public final class Gemma3Model: @unchecked Sendable {
         let c = config, T = tokens.count, H = c.hidden
         precondition(cache.count + T <= cache.capacity, "KV cache overflow")
         let start = cache.count
+        let gemma = c.architecture == .gemma3
         var x = [Float](repeating: 0, count: T * H)
-        let scale = Float(H).squareRoot()
         x.withUnsafeMutableBufferPointer { xp in
-            for (t, token) in tokens.enumerated() {
-                embedding.row(Int(token), into: xp.baseAddress! + t * H)
-                for i in 0..<H { xp[t * H + i] *= scale }
+            for (t, token) in tokens.enumerated() { embedding.row(Int(token), into: xp.baseAddress! + t * H) }
+            if gemma {
+                let scale = Float(H).squareRoot()
+                for i in xp.indices { xp[i] *= scale }
             }
         }
         let qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim
@@ -220,25 +281,34 @@ public final class Gemma3Model: @unchecked Sendable {
             matmul(b.wq, h, &q, T)
             matmul(b.wk, h, &k, T)
             matmul(b.wv, h, &v, T)
-            rmsNorm(q, into: &q, weight: b.qNorm, width: c.headDim)
-            rmsNorm(k, into: &k, weight: b.kNorm, width: c.headDim)
-            rope(&q, &k, positions: start, count: T, base: c.isGlobal(il) ? c.ropeBaseGlobal : c.ropeBaseLocal)
+            if let bias = b.bq { addBias(&q, bias) }
+            if let bias = b.bk { addBias(&k, bias) }
+            if let bias = b.bv { addBias(&v, bias) }
+            if let w = b.qNorm { rmsNorm(q, into: &q, weight: w, width: c.headDim) }
+            if let w = b.kNorm { rmsNorm(k, into: &k, weight: w, width: c.headDim) }
+            rope(&q, &k, positions: start, count: T, base: c.isGlobal(il) ? c.ropeBase : c.ropeBaseLocal)
             let qScale = 1 / Float(c.headDim).squareRoot()
-            for i in q.indices { q[i] *= qScale }
+            // Gemma scales q before the product (ggml_scale); Llama scales the scores in the softmax.
+            if gemma { for i in q.indices { q[i] *= qScale } }
             for i in 0..<(T * kvDim) {
                 cache.keys[il][start * kvDim + i] = HalfFloat.round(k[i])
                 cache.values[il][start * kvDim + i] = HalfFloat.round(v[i])
             }
-            attention(layer: il, q: q, cache: cache, start: start, count: T, out: &attn, window: c.isGlobal(il) ? nil : c.slidingWindow, probe: probe)
+            attention(layer: il, q: q, cache: cache, start: start, count: T, out: &attn, window: c.window(il),
+                      scoreScale: gemma ? 1 : qScale, probe: probe)
             matmul(b.wo, attn, &o, T)
-            rmsNorm(o, into: &o, weight: b.postAttnNorm, width: H)
+            if let w = b.postAttnNorm { rmsNorm(o, into: &o, weight: w, width: H) }
             for i in x.indices { x[i] += o[i] }
             rmsNorm(x, into: &h, weight: b.ffnNorm, width: H)
             matmul(b.gate, h, &g, T)
             matmul(b.up, h, &u, T)
-            for i in g.indices { g[i] = geluF16(g[i]) * u[i] }
+            if gemma {
+                for i in g.indices { g[i] = geluF16(g[i]) * u[i] }
+            } else {
+                swiglu(&g, u)
+            }
             matmul(b.down, g, &o, T)
-            rmsNorm(o, into: &o, weight: b.postFfwNorm, width: H)
+            if let w = b.postFfwNorm { rmsNorm(o, into: &o, weight: w, width: H) }
             for i in x.indices { x[i] += o[i] }
         }
         cache.count = start + T
@@ -250,7 +320,7 @@ public final class Gemma3Model: @unchecked Sendable {
         var normed = [Float](repeating: 0, count: rows.count)
         rmsNorm(rows, into: &normed, weight: outputNorm, width: H)
         var logits = [Float](repeating: 0, count: wanted.count * c.vocab)
-        matmul(embedding, normed, &logits, wanted.count)
+        matmul(output, normed, &logits, wanted.count)
         return (0..<wanted.count).map { Array(logits[$0 * c.vocab..<($0 + 1) * c.vocab]) }
     }
 
@@ -264,10 +334,23 @@ public final class Gemma3Model: @unchecked Sendable {
         }
     }
 
-    /// Causal attention of `count` queries (positions start…) against the cache.
+    func addBias(_ y: inout [Float], _ bias: [Float]) {
+        for s in stride(from: 0, to: y.count, by: bias.count) {
+            for i in bias.indices { y[s + i] += bias[i] }
+        }
+    }
+
+    /// Causal attention of `count` queries (positions start…) against the cache: query head h
+    /// reads KV head h / groupSize; scores are (q · k) · scoreScale.
+    ///
+    /// The arithmetic is llama.cpp's (non-flash) attention on an f16 cache, operation for
+    /// operation: q rounded to f16; each score a tinyBLAS-ordered dot; softmax with ggml's
+    /// vectorised exp over 8-cell groups aligned at cell 0, the group sums added in double;
+    /// the weights rounded to f16 and the output of each dimension accumulated in 8 lanes by
+    /// cell index (c mod 8), summed in ggml's order.
     func attention(layer il: Int, q: [Float], cache: KVCache, start: Int, count T: Int, out: inout [Float],
-                   window: Int?, probe: AttentionProbe?) {
-        let c = config, d = c.headDim, group = c.heads / c.kvHeads
+                   window: Int?, scoreScale: Float, probe: AttentionProbe?) {
+        let c = config, d = c.headDim, group = c.groupSize
         let qDim = c.heads * d, kvDim = c.kvHeads * d
         let keys = cache.keys[il], values = cache.values[il]
         let work = T * c.heads
@@ -281,44 +364,56 @@ public final class Gemma3Model: @unchecked Sendable {
                         // Probes are called in a fixed order: run single-threaded when one is attached.
                         let lanes = probeRef == nil ? workers : 1
                         DispatchQueue.concurrentPerform(iterations: lanes) { w in
-                            var scores = [Float](repeating: 0, count: start + T)
-                            var acc = [Float](repeating: 0, count: d)
+                            // Scores for cells 0 … start+T rounded up to whole 8-cell groups.
+                            let cells = (start + T + 7) / 8 * 8
+                            var scores = [Float](repeating: 0, count: cells)
+                            // A batch's products run as tinyBLAS (8 lanes by cell), a single
+                            // token's as ggml_vec_dot_f16 (32 lanes by cell).
+                            let lanesOut = T == 1 ? 32 : 8
+                            var acc = [Float](repeating: 0, count: lanesOut * d)
                             var qh = [Float](repeating: 0, count: d)
                             var item = w
                             while item < work {
                                 let t = item / c.heads, head = item % c.heads, kvHead = head / group
                                 let pos = start + t
                                 let first = window.map { max(0, pos - $0 + 1) } ?? 0
-                                // As ggml's f16 × f32 product: the query is rounded to f16.
                                 for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
                                 qh.withUnsafeBufferPointer { qp in
                                     for j in first...pos {
-                                        let s = dotF32(qp.baseAddress!, kb + j * kvDim + kvHead * d, d)
-                                        scores[j - first] = s
+                                        let k = kb + j * kvDim + kvHead * d
+                                        let s = (T == 1 ? ggmlDotF16(k, qp.baseAddress!, d) : ggmlDot(k, qp.baseAddress!, d)) * scoreScale
+                                        scores[j] = s
                                         maxScore = max(maxScore, s)
                                     }
                                 }
-                                let n = pos - first + 1
-                                var sum: Float = 0
-                                for j in 0..<n {
-                                    let e = expf(scores[j] - maxScore)
-                                    scores[j] = e
-                                    sum += e
-                                }
-                                let inv = 1 / sum
-                                for i in 0..<d { acc[i] = 0 }
-                                acc.withUnsafeMutableBufferPointer { ap in
-                                    for j in 0..<n {
-                                        let p = scores[j] * inv
-                                        scores[j] = p
-                                        // The weights meet the f16 V as f16.
-                                        axpy(HalfFloat.round(p), vb + (first + j) * kvDim + kvHead * d, ap.baseAddress!, d)
+                                // exp in 8-cell groups from cell 0 (masked cells are exp(−∞) = 0).
+                                var sum: Double = 0
+                                scores.withUnsafeMutableBufferPointer { sp in
+                                    for g in stride(from: first / 8 * 8, through: pos, by: 8) {
+                                        var lane = SIMD8<Float>(repeating: -.infinity)
+                                        for m in 0..<8 where g + m >= first && g + m <= pos { lane[m] = sp[g + m] }
+                                        let e = ggmlExp(lane - SIMD8(repeating: maxScore))
+                                        for m in 0..<8 { sp[g + m] = e[m] }
+                                        sum += Double(ggmlSum(e))
                                     }
                                 }
-                                for i in 0..<d { ob[t * qDim + head * d + i] = acc[i] }
+                                let inv = Float(1 / sum)
+                                for i in 0..<(lanesOut * d) { acc[i] = 0 }
+                                acc.withUnsafeMutableBufferPointer { ap in
+                                    for j in first...pos {
+                                        let p = scores[j] * inv
+                                        scores[j] = p
+                                        fusedAxpy(HalfFloat.round(p), vb + j * kvDim + kvHead * d, ap.baseAddress! + (j % lanesOut) * d, d)
+                                    }
+                                }
+                                for i in 0..<d {
+                                    var lane = [SIMD8<Float>](repeating: SIMD8(), count: lanesOut / 8)
+                                    for m in 0..<lanesOut { lane[m / 8][m % 8] = acc[m * d + i] }
+                                    ob[t * qDim + head * d + i] = lanesOut == 8 ? ggmlSum(lane[0]) : ggmlReduce4(lane[0], lane[1], lane[2], lane[3])
+                                }
                                 if let probeRef {
-                                    scores.withUnsafeBufferPointer { probeRef(il, head, pos, first, UnsafeBufferPointer(rebasing: $0[0..<n])) }
+                                    scores.withUnsafeBufferPointer { probeRef(il, head, pos, first, UnsafeBufferPointer(rebasing: $0[first...pos])) }
                                 }
                                 item += lanes
                             }
@@ -329,38 +424,51 @@ public final class Gemma3Model: @unchecked Sendable {
         }
     }
 
-    /// NEOX rotary embedding (pairs i and i + d/2), θ_i = pos · base^(−2i/d), applied to the
-    /// queries and keys of the same positions with one cos/sin per (position, i).
+    /// Rotary embedding of the queries and keys of the same positions, one cos/sin per
+    /// (position, pair). Angles as ggml's `rope_cache_init`: θ₀ = pos · freq_scale and each next
+    /// pair's θ is the previous one times base^(−2/d) (divided by `rope_freqs` when present).
+    /// Gemma pairs i with i + d/2 (NEOX); the Llama family pairs 2i with 2i + 1.
     func rope(_ q: inout [Float], _ k: inout [Float], positions start: Int, count T: Int, base: Float) {
         let d = config.headDim, half = d / 2
-        func rotate(_ x: inout [Float], _ heads: Int, _ t: Int, _ i: Int, _ cs: Float, _ sn: Float) {
-            for h in 0..<heads {
-                let o = (t * heads + h) * d
-                let x0 = x[o + i], x1 = x[o + i + half]
-                x[o + i] = x0 * cs - x1 * sn
-                x[o + i + half] = x0 * sn + x1 * cs
+        let neox = config.architecture == .gemma3
+        let thetaScale = powf(base, -2 / Float(d))
+        var cs = [Float](repeating: 0, count: half), sn = [Float](repeating: 0, count: half)
+        func rotate(_ x: inout [Float], _ heads: Int, _ t: Int) {
+            x.withUnsafeMutableBufferPointer { xp in
+                for h in 0..<heads {
+                    let o = (t * heads + h) * d
+                    for i in 0..<half {
+                        let a = neox ? o + i : o + 2 * i, b = neox ? a + half : a + 1
+                        let x0 = xp[a], x1 = xp[b]
+                        // As GCC contracts ggml's x0·cos − x1·sin: the first product fused.
+                        xp[a] = (-(x1 * sn[i])).addingProduct(x0, cs[i])
+                        xp[b] = (x1 * cs[i]).addingProduct(x0, sn[i])
+                    }
+                }
             }
         }
-        var inv = [Float](repeating: 0, count: half)
-        for i in 0..<half { inv[i] = powf(base, -2 * Float(i) / Float(d)) }
-        for t in 0..<T { // position-major: q and k are walked in memory order
-            let pos = Float(start + t)
+        for t in 0..<T {
+            var theta = Float(start + t)
             for i in 0..<half {
-                let theta = pos * inv[i]
-                let cs = cosf(theta), sn = sinf(theta)
-                rotate(&q, config.heads, t, i, cs, sn)
-                rotate(&k, config.kvHeads, t, i, cs, sn)
+                let angle = config.ropeFrequencyScale * (ropeFactors.map { theta / $0[i] } ?? theta)
+                cs[i] = cosf(angle)
+                sn[i] = sinf(angle)
+                theta *= thetaScale
             }
+            rotate(&q, config.heads, t)
+            rotate(&k, config.kvHeads, t)
         }
     }
 
-    /// RMSNorm of every `width` slice: x / √(mean(x²) + ε) · weight.
+    /// RMSNorm of every `width` slice: x / √(mean(x²) + ε) · weight, as ggml: the squares
+    /// summed in double, the mean rounded to float.
     func rmsNorm(_ x: [Float], into y: inout [Float], weight: [Float], width: Int) {
         let eps = config.rmsEpsilon
         for s in stride(from: 0, to: x.count, by: width) {
-            var ss: Float = 0
-            for i in 0..<width { ss += x[s + i] * x[s + i] }
-            let scale = 1 / (ss / Float(width) + eps).squareRoot()
+            var ss: Double = 0
+            for i in 0..<width { ss += Double(x[s + i] * x[s + i]) }
+            let mean = Float(ss / Double(width))
+            let scale = 1 / (mean + eps).squareRoot()
             for i in 0..<width { y[s + i] = x[s + i] * scale * weight[i] }
         }
     }
@@ -386,3 +494,24 @@ func geluF16(_ x: Float) -> Float {
 func geluTanh(_ x: Float) -> Float {
     0.5 * x * (1 + tanhf(0.797_884_56 * (x + 0.044715 * x * x * x)))
 }
+
+/// g = silu(g) ⊙ u with ggml's vectorised SiLU (`ggml_vec_swiglu_f32`), 8 at a time, the
+/// remainder with the scalar formula.
+func swiglu(_ g: inout [Float], _ u: [Float]) {
+    g.withUnsafeMutableBufferPointer { gp in
+        u.withUnsafeBufferPointer { up in
+            var i = 0
+            while i + 8 <= gp.count {
+                let x = UnsafeRawPointer(gp.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
+                let v = UnsafeRawPointer(up.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(gp.baseAddress! + i).storeBytes(of: ggmlSiLU(x) * v, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < gp.count {
+                gp[i] = gp[i] / (1 + expf(-gp[i])) * up[i]
+                i += 1
+            }
+        }
+    }
+}
+

@@ -1,0 +1,120 @@
+// The vectorised elementary functions and reductions of ggml's x86 CPU backend (AVX2 + FMA),
+// written for SIMD8 so the engine computes the same floats as llama.cpp on the same machine
+// kind: `ggml_v_expf` (a polynomial exp, max error 1.45 ulp, from Arm's optimized-routines),
+// `ggml_v_silu` = x / (1 + exp(−x)), and the 8-lane horizontal sum in ggml's order.
+// Small models with massive activations amplify last-bit differences layer by layer, so the
+// agreement with llama.cpp depends on computing the same roundings, not just close values.
+
+/// ggml's 8-lane horizontal sum: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+@inline(__always)
+public func ggmlSum(_ v: SIMD8<Float>) -> Float {
+    let a = v.lowHalf + v.highHalf
+    let b0 = a[0] + a[2], b1 = a[1] + a[3]
+    return b0 + b1
+}
+
+/// ggml's vectorised expf (AVX2 `ggml_v_expf`): n = round(x/ln2), b = x − n·ln2 (two-part),
+/// 2ⁿ by exponent arithmetic, a degree-5 polynomial in b; out-of-range lanes handled apart
+/// (|n| > 126 by scaling in two steps, |n| > 192 saturating to 0 or ∞).
+@inline(__always)
+public func ggmlExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let r = SIMD8<Float>(repeating: 0x1.8p23)
+    let z = fma(x, SIMD8(repeating: 0x1.715476p+0), r)
+    let n = z - r
+    let b = fma(-n, SIMD8(repeating: 0x1.7f7d1cp-20), fma(-n, SIMD8(repeating: 0x1.62e4p-1), x))
+    let e = z.bitPattern &<< 23
+    let k = SIMD8<Float>(bitPattern: e &+ SIMD8<Float>(repeating: 1).bitPattern)
+    let absN = SIMD8<Float>(bitPattern: n.bitPattern & 0x7FFF_FFFF)
+    let c = absN .> 126
+    let u = b * b
+    let j = fma(fma(fma(SIMD8(repeating: 0x1.0e4020p-7), b, SIMD8(repeating: 0x1.573e2ep-5)), u,
+                    fma(SIMD8(repeating: 0x1.555e66p-3), b, SIMD8(repeating: 0x1.fffdb6p-2))),
+                u, SIMD8(repeating: 0x1.ffffecp-1) * b)
+    let normal = fma(j, k, k)
+    if !any(c) { return normal }
+    let g = SIMD8<UInt32>(repeating: 0).replacing(with: 0x8200_0000, where: n .<= 0)
+    let s1 = SIMD8<Float>(bitPattern: g &+ 0x7F00_0000)
+    let s2 = SIMD8<Float>(bitPattern: e &- g)
+    let scaled = fma(s2, j, s2) * s1
+    let huge = absN .> 192
+    return normal.replacing(with: scaled, where: c).replacing(with: s1 * s1, where: huge)
+}
+
+/// ggml's vectorised SiLU (`ggml_v_silu`): x / (1 + exp(−x)) with `ggmlExp`.
+@inline(__always)
+public func ggmlSiLU(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    x / (1 + ggmlExp(0 - x))
+}
+
+/// a·b + c, always fused (ggml's `_mm256_fmadd_ps`); exact agreement needs the single rounding.
+@inline(__always)
+func fma(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> SIMD8<Float> {
+    c.addingProduct(a, b)
+}
+
+extension SIMD8 where Scalar == Float {
+    @inline(__always)
+    init(bitPattern v: SIMD8<UInt32>) {
+        self = unsafeBitCast(v, to: SIMD8<Float>.self)
+    }
+
+    @inline(__always)
+    var bitPattern: SIMD8<UInt32> { unsafeBitCast(self, to: SIMD8<UInt32>.self) }
+}
+
+/// Σ a[i]·b[i] as llamafile's tinyBLAS computes one output of an f16 matrix product: one
+/// 8-lane fused accumulator over the elements in order, then `ggmlSum`. `n` is a multiple of 8.
+@inline(__always)
+public func ggmlDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD8<Float>()
+    var i = 0
+    while i < n {
+        acc = fma(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self), acc)
+        i += 8
+    }
+    return ggmlSum(acc)
+}
+
+/// y += a · x over `n` values (a multiple of 8), fused.
+@inline(__always)
+public func fusedAxpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let av = SIMD8<Float>(repeating: a)
+    var i = 0
+    while i < n {
+        let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: fma(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self), av, yv), as: SIMD8<Float>.self)
+        i += 8
+    }
+}
+
+/// Σ a[i]·b[i] as `ggml_vec_dot_f16` (AVX2/F16C): four 8-lane fused accumulators over 32-element
+/// steps, reduced as `GGML_F32x8_REDUCE` ((s0+s2)+(s1+s3), halves added, two horizontal adds);
+/// elements past the last whole step are added in double.
+@inline(__always)
+public func ggmlDotF16(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    var i = 0
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    while i + 32 <= n {
+        s0 = fma(load(a + i), load(b + i), s0)
+        s1 = fma(load(a + i + 8), load(b + i + 8), s1)
+        s2 = fma(load(a + i + 16), load(b + i + 16), s2)
+        s3 = fma(load(a + i + 24), load(b + i + 24), s3)
+        i += 32
+    }
+    var sum = Double(ggmlReduce4(s0, s1, s2, s3))
+    while i < n {
+        sum += Double(a[i] * b[i])
+        i += 1
+    }
+    return Float(sum)
+}
+
+/// `GGML_F32x8_REDUCE` of four accumulators: (s0+s2) + (s1+s3), then the two 128-bit halves
+/// added, then two `hadd`s: (t0+t1) + (t2+t3).
+@inline(__always)
+public func ggmlReduce4(_ s0: SIMD8<Float>, _ s1: SIMD8<Float>, _ s2: SIMD8<Float>, _ s3: SIMD8<Float>) -> Float {
+    let x = (s0 + s2) + (s1 + s3)
+    let t = x.lowHalf + x.highHalf
+    return (t[0] + t[1]) + (t[2] + t[3])
+}
