@@ -4,13 +4,19 @@ import Foundation
 
 /// `ckv-sim generate`: stream text from a GGUF model.
 struct GenerateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate text with the reference engine from a GGUF model (Gemma 3).")
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate text with the reference engine from a GGUF model (Gemma 3 or the Llama family).")
 
     @Option(help: "The GGUF model file.")
     var model: String
 
     @Option(help: "The prompt (special tokens such as <start_of_turn> are recognised).")
     var prompt: String
+
+    @Flag(help: "Wrap the prompt as a user turn in the model's chat format (ChatML for SmolLM2, Gemma's turns).")
+    var chat = false
+
+    @Option(help: "With --chat: a system message.")
+    var system: String?
 
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.")
     var maxTokens = 64
@@ -24,11 +30,17 @@ struct GenerateCommand: AsyncParsableCommand {
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+        guard chat || system == nil else { throw ValidationError("--system needs --chat") }
     }
 
     func run() async throws {
         let m = try LanguageModel(path: model)
-        let tokens = m.tokenizer.encode(prompt)
+        var text = prompt
+        if chat {
+            let turns = (system.map { [ChatMessage(role: .system, content: $0)] } ?? []) + [ChatMessage(role: .user, content: prompt)]
+            text = try ChatTemplate(model: m).render(turns)
+        }
+        let tokens = m.tokenizer.encode(text)
         var pending: [UInt8] = []
         try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: { token in
             pending += m.tokenizer.piece(token)

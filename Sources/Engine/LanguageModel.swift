@@ -407,10 +407,8 @@ public final class LanguageModel: @unchecked Sendable {
                                         fusedAxpy(HalfFloat.round(p), vb + j * kvDim + kvHead * d, ap.baseAddress! + (j % lanesOut) * d, d)
                                     }
                                 }
-                                for i in 0..<d {
-                                    var lane = [SIMD8<Float>](repeating: SIMD8(), count: lanesOut / 8)
-                                    for m in 0..<lanesOut { lane[m / 8][m % 8] = acc[m * d + i] }
-                                    ob[t * qDim + head * d + i] = lanesOut == 8 ? ggmlSum(lane[0]) : ggmlReduce4(lane[0], lane[1], lane[2], lane[3])
+                                acc.withUnsafeBufferPointer { ap in
+                                    reduceLanes(ap.baseAddress!, lanes: lanesOut, width: d, into: ob + t * qDim + head * d)
                                 }
                                 if let probeRef {
                                     scores.withUnsafeBufferPointer { probeRef(il, head, pos, first, UnsafeBufferPointer(rebasing: $0[first...pos])) }
@@ -515,3 +513,24 @@ func swiglu(_ g: inout [Float], _ u: [Float]) {
     }
 }
 
+/// Per column i of `lanes` rows of `width` values, the lanes summed in ggml's order — as
+/// `ggmlSum` (8 lanes) or `ggmlReduce4` (32 lanes: 4 accumulators × 8) — vectorised across
+/// 8 columns at a time (`width` is a multiple of 8).
+@inline(__always)
+func reduceLanes(_ acc: UnsafePointer<Float>, lanes: Int, width d: Int, into out: UnsafeMutablePointer<Float>) {
+    @inline(__always) func row(_ m: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(acc + m * d + i).loadUnaligned(as: SIMD8<Float>.self) }
+    for i in stride(from: 0, to: d, by: 8) {
+        let r: SIMD8<Float>
+        if lanes == 8 {
+            // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
+            let a0 = row(0, i) + row(4, i), a1 = row(1, i) + row(5, i), a2 = row(2, i) + row(6, i), a3 = row(3, i) + row(7, i)
+            r = (a0 + a2) + (a1 + a3)
+        } else {
+            // lane l of accumulator j is row 8j + l: x_l = (s0+s2)+(s1+s3), t_l = x_l + x_{l+4}, (t0+t1)+(t2+t3)
+            @inline(__always) func xl(_ l: Int) -> SIMD8<Float> { (row(l, i) + row(16 + l, i)) + (row(8 + l, i) + row(24 + l, i)) }
+            let t0 = xl(0) + xl(4), t1 = xl(1) + xl(5), t2 = xl(2) + xl(6), t3 = xl(3) + xl(7)
+            r = (t0 + t1) + (t2 + t3)
+        }
+        UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
+    }
+}

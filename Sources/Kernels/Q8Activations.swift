@@ -66,33 +66,32 @@ extension QuantizedMatrix {
     /// vectors in ggml's lane order: vector k, lane l holds element 4l + k.
     @inline(__always)
     func blockLanes(_ src: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-        @inline(__always) func lanes(_ make: (UInt32) -> SIMD8<Int32>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-            (SIMD8<Float>(make(0)), SIMD8<Float>(make(1)), SIMD8<Float>(make(2)), SIMD8<Float>(make(3)))
-        }
         switch type {
         case .q4_0, .q4_1:
-            // Bytes 4m + k of the 16 nibble bytes, as the k-th byte of word m: the low nibbles are
+            // Byte 4m + k of the 16 nibble bytes is byte k of word m; the low nibbles are
             // elements 0…15, the high ones 16…31.
             let words = (src + (type == .q4_0 ? 2 : 4)).loadUnaligned(as: SIMD4<UInt32>.self)
-            let bias: Int32 = type == .q4_0 ? 8 : 0
-            return lanes { k in
+            let bias: Float = type == .q4_0 ? 8 : 0
+            @inline(__always) func lane(_ k: UInt32) -> SIMD8<Float> {
                 let bytes = (words &>> (8 * k)) & 0xFF
-                let v = SIMD8<UInt32>(lowHalf: bytes & 0xF, highHalf: bytes &>> 4)
-                return SIMD8<Int32>(truncatingIfNeeded: v) &- bias
+                return exactFloat(SIMD8(lowHalf: bytes & 0xF, highHalf: bytes &>> 4)) - bias
             }
+            return (lane(0), lane(1), lane(2), lane(3))
         case .q5_0:
             let qh = SIMD8<UInt32>(repeating: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 2, as: UInt32.self)))
             let words = (src + 6).loadUnaligned(as: SIMD4<UInt32>.self)
             let bit = SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28) // element 4l + k takes bit 4l + k of qh
-            return lanes { k in
+            @inline(__always) func lane(_ k: UInt32) -> SIMD8<Float> {
                 let bytes = (words &>> (8 * k)) & 0xFF
-                let nibbles = SIMD8<UInt32>(lowHalf: bytes & 0xF, highHalf: bytes &>> 4)
                 let high = ((qh &>> (bit &+ k)) & 1) &<< 4
-                return SIMD8<Int32>(truncatingIfNeeded: nibbles | high) &- 16
+                return exactFloat(SIMD8(lowHalf: bytes & 0xF, highHalf: bytes &>> 4) | high) - 16
             }
+            return (lane(0), lane(1), lane(2), lane(3))
         case .q8_0:
             let words = (src + 2).loadUnaligned(as: SIMD8<UInt32>.self)
-            return lanes { k in SIMD8<Int32>(truncatingIfNeeded: words &<< (24 - 8 * k)) &>> 24 }
+            // Byte b as a signed value: (b ^ 0x80) − 128.
+            @inline(__always) func lane(_ k: UInt32) -> SIMD8<Float> { exactFloat(((words &>> (8 * k)) & 0xFF) ^ 0x80) - 128 }
+            return (lane(0), lane(1), lane(2), lane(3))
         default:
             preconditionFailure("\(type.name) does not multiply Q8 activations")
         }
@@ -116,77 +115,120 @@ extension QuantizedMatrix {
         }
     }
 
-    /// Row `r`'s product with token `t` of `a`, straight from the quantised row (decode).
+    /// Row `r`'s product with one token's activations (`q`, per-block `d`, `s`), straight from
+    /// the quantised row: Σ over blocks of (d_w · d_a) · Σ q_w q_a (+ m_w · s_a for Q4_1), as
+    /// ggml's `vec_dot_*_q8_0` / `_q8_1`. The integer sums are exact in float (|Σ| < 2²⁴).
     @inline(__always)
-    func dotQ8(row r: Int, _ a: Q8Activations, q aq: UnsafePointer<Float>, token t: Int) -> Float {
-        let blocks = columns / 32
+    func dotQ8(row r: Int, q: UnsafePointer<Float>, d: UnsafePointer<Float>, s: UnsafePointer<Float>) -> Float {
         var src = data + r * rowBytes
-        var x = aq + t * columns
+        var x = q
         var acc = SIMD8<Float>()
         var offset: Float = 0
         let hasMins = type == .q4_1
-        for b in 0..<blocks {
+        for b in 0..<(columns / 32) {
             let (w0, w1, w2, w3) = blockLanes(src)
             var p = w0 * load8(x)
             p = fma(w1, load8(x + 8), p)
             p = fma(w2, load8(x + 16), p)
             p = fma(w3, load8(x + 24), p)
-            let ab = t * blocks + b
-            acc = fma(SIMD8(repeating: half(src, 0) * a.d[ab]), p, acc)
-            if hasMins { offset += half(src, 2) * a.s[ab] }
+            acc = fma(SIMD8(repeating: half(src, 0) * d[b]), p, acc)
+            if hasMins { offset += half(src, 2) * s[b] }
             src += type.blockBytes
             x += 32
         }
         return ggmlSum(acc) + offset
     }
 
-    /// Σ over blocks of (d_w · d_a) · Σ q_w q_a (+ m_w · s_a for Q4_1): row `r`'s product with
-    /// token `t` of `a`, as ggml's `vec_dot_*_q8_0` / `_q8_1`. The integer sums are exact in
-    /// float (|Σ| < 2²⁴); `ints`, `scales`, `mins` are `blockIntegers`' output for row `r`.
+    /// One token's product from a row's `blockIntegers` (the prefill remainder).
     @inline(__always)
-    func dot(ints: UnsafePointer<Float>, scales: UnsafePointer<Float>, mins: UnsafePointer<Float>, _ a: Q8Activations,
-             q aq: UnsafePointer<Float>, token t: Int) -> Float {
-        let blocks = columns / 32
-        let qa = aq + t * columns
+    func dot(ints: UnsafePointer<Float>, scales: UnsafePointer<Float>, mins: UnsafePointer<Float>,
+             q: UnsafePointer<Float>, d: UnsafePointer<Float>, s: UnsafePointer<Float>) -> Float {
         var acc = SIMD8<Float>()
         var offset: Float = 0
         let hasMins = type == .q4_1
-        for b in 0..<blocks {
-            let w = ints + 32 * b, x = qa + 32 * b
-            var p = load8(w) * load8(x)
-            p = fma(load8(w + 8), load8(x + 8), p)
-            p = fma(load8(w + 16), load8(x + 16), p)
-            p = fma(load8(w + 24), load8(x + 24), p)
-            let ab = t * blocks + b
-            acc = fma(SIMD8(repeating: scales[b] * a.d[ab]), p, acc)
-            if hasMins { offset += mins[b] * a.s[ab] }
+        for b in 0..<(columns / 32) {
+            let w = ints + 32 * b, x = q + 32 * b
+            let p = fma(load8(w + 24), load8(x + 24), fma(load8(w + 16), load8(x + 16), fma(load8(w + 8), load8(x + 8), load8(w) * load8(x))))
+            acc = fma(SIMD8(repeating: scales[b] * d[b]), p, acc)
+            if hasMins { offset += mins[b] * s[b] }
         }
         return ggmlSum(acc) + offset
     }
 
-    /// y = W x with `x` quantised to Q8 blocks first (ggml's numerics for these types).
+    /// The same products for four tokens at once from a row's `blockIntegers` (prefill): each
+    /// weight vector is loaded once for the four.
+    @inline(__always)
+    func dotQ8x4(ints: UnsafePointer<Float>, scales: UnsafePointer<Float>, mins: UnsafePointer<Float>,
+                 q: UnsafePointer<Float>, d: UnsafePointer<Float>, s: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, stride: Int) {
+        let blocks = columns / 32
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var o0: Float = 0, o1: Float = 0, o2: Float = 0, o3: Float = 0
+        let hasMins = type == .q4_1
+        let c = columns
+        for b in 0..<blocks {
+            let w = ints + 32 * b
+            let w0 = load8(w), w1 = load8(w + 8), w2 = load8(w + 16), w3 = load8(w + 24)
+            @inline(__always) func block(_ x: UnsafePointer<Float>) -> SIMD8<Float> {
+                fma(w3, load8(x + 24), fma(w2, load8(x + 16), fma(w1, load8(x + 8), w0 * load8(x))))
+            }
+            let x = q + 32 * b
+            let p0 = block(x), p1 = block(x + c), p2 = block(x + 2 * c), p3 = block(x + 3 * c)
+            let sc = scales[b]
+            a0 = fma(SIMD8(repeating: sc * d[b]), p0, a0)
+            a1 = fma(SIMD8(repeating: sc * d[blocks + b]), p1, a1)
+            a2 = fma(SIMD8(repeating: sc * d[2 * blocks + b]), p2, a2)
+            a3 = fma(SIMD8(repeating: sc * d[3 * blocks + b]), p3, a3)
+            if hasMins {
+                let m = mins[b]
+                o0 += m * s[b]
+                o1 += m * s[blocks + b]
+                o2 += m * s[2 * blocks + b]
+                o3 += m * s[3 * blocks + b]
+            }
+        }
+        out[0] = ggmlSum(a0) + o0
+        out[stride] = ggmlSum(a1) + o1
+        out[2 * stride] = ggmlSum(a2) + o2
+        out[3 * stride] = ggmlSum(a3) + o3
+    }
+
+    /// Y[t] = W · X[t] with the activations quantised to Q8 blocks first (ggml's numerics for
+    /// these types); rows split across `threads` workers.
     func multiplyQ8(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
         let a = Q8Activations(x, tokens: tokens, columns: columns)
         nonisolated(unsafe) let yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
         let chunk = (rows + workers - 1) / workers
-        a.q.withUnsafeBufferPointer { qp in
-            nonisolated(unsafe) let aq = qp.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let blocks = matrix.columns / 32
-                let ints = UnsafeMutablePointer<Float>.allocate(capacity: matrix.columns)
-                let scales = UnsafeMutablePointer<Float>.allocate(capacity: blocks)
-                let mins = UnsafeMutablePointer<Float>.allocate(capacity: blocks)
-                defer { ints.deallocate(); scales.deallocate(); mins.deallocate() }
-                for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
-                    if tokens == 1 {
-                        yp[r] = matrix.dotQ8(row: r, a, q: aq, token: 0)
-                        continue
-                    }
-                    matrix.blockIntegers(row: r, into: ints, scales: scales, mins: mins)
-                    for t in 0..<tokens {
-                        yp[t * matrix.rows + r] = matrix.dot(ints: ints, scales: scales, mins: mins, a, q: aq, token: t)
+        let blocks = columns / 32
+        a.q.withUnsafeBufferPointer { qb in
+            a.d.withUnsafeBufferPointer { db in
+                a.s.withUnsafeBufferPointer { sb in
+                    nonisolated(unsafe) let aq = qb.baseAddress!, ad = db.baseAddress!, asum = sb.baseAddress!
+                    DispatchQueue.concurrentPerform(iterations: workers) { w in
+                        let rows = (w * chunk)..<min(matrix.rows, (w + 1) * chunk)
+                        if tokens == 1 {
+                            for r in rows { yp[r] = matrix.dotQ8(row: r, q: aq, d: ad, s: asum) }
+                            return
+                        }
+                        let ints = UnsafeMutablePointer<Float>.allocate(capacity: matrix.columns)
+                        let scales = UnsafeMutablePointer<Float>.allocate(capacity: blocks)
+                        let mins = UnsafeMutablePointer<Float>.allocate(capacity: blocks)
+                        defer { ints.deallocate(); scales.deallocate(); mins.deallocate() }
+                        for r in rows {
+                            matrix.blockIntegers(row: r, into: ints, scales: scales, mins: mins)
+                            var t = 0
+                            while t + 4 <= tokens {
+                                matrix.dotQ8x4(ints: ints, scales: scales, mins: mins, q: aq + t * matrix.columns, d: ad + t * blocks,
+                                               s: asum + t * blocks, into: yp + t * matrix.rows + r, stride: matrix.rows)
+                                t += 4
+                            }
+                            while t < tokens {
+                                yp[t * matrix.rows + r] = matrix.dot(ints: ints, scales: scales, mins: mins, q: aq + t * matrix.columns,
+                                                                     d: ad + t * blocks, s: asum + t * blocks)
+                                t += 1
+                            }
+                        }
                     }
                 }
             }
@@ -201,3 +243,10 @@ private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
 
 
 import Dispatch
+
+/// Unsigned integers below 2²³ as floats, exactly: the integer placed in the mantissa of 2²³,
+/// minus 2²³ (two SIMD operations instead of a per-lane conversion).
+@inline(__always)
+func exactFloat(_ v: SIMD8<UInt32>) -> SIMD8<Float> {
+    SIMD8<Float>(bitPattern: v | 0x4B00_0000) - 8_388_608
+}

@@ -19,6 +19,43 @@ func loadFixture(_ name: String) throws -> [OracleOutput] {
     return try JSONDecoder().decode([OracleOutput].self, from: Data(contentsOf: url))
 }
 
+/// The engine's outputs against a fixture, with the figures of the agreement protocol: tokens,
+/// per-position argmax, last-position top-1 and top-10 logits, 24-token greedy continuation.
+struct Agreement: CustomStringConvertible {
+    var prompts = 0, tokensIdentical = 0, agree = 0, positions = 0, topOne = 0, greedySame = 0
+    var worstTop10 = 0.0
+    var argmaxRate: Double { Double(agree) / Double(max(positions, 1)) }
+
+    init(model m: LanguageModel, fixture: [OracleOutput]) throws {
+        for reference in fixture {
+            prompts += 1
+            if m.tokenizer.encode(reference.prompt) == reference.tokens { tokensIdentical += 1 }
+            var cache = m.makeCache(tokens: reference.tokens.count + reference.greedy.count)
+            let all = m.prefill(reference.tokens, cache: &cache, chunk: 256, logitsFor: .all)
+            for (p, logits) in all.enumerated() {
+                positions += 1
+                if argmax(logits) == reference.argmax[p] { agree += 1 }
+            }
+            let last = all.last!
+            if argmax(last) == Int(reference.last_top10[0][0]) { topOne += 1 }
+            for pair in reference.last_top10 { worstTop10 = max(worstTop10, abs(Double(last[Int(pair[0])]) - pair[1])) }
+            var generated: [Int32] = []
+            var logits = last
+            for _ in reference.greedy.indices {
+                let t = Int32(argmax(logits))
+                generated.append(t)
+                logits = m.forward([t], cache: &cache, logitsFor: .last)[0]
+            }
+            if generated == reference.greedy { greedySame += 1 }
+        }
+    }
+
+    var description: String {
+        "tokens \(tokensIdentical)/\(prompts); argmax \(agree)/\(positions) = \(argmaxRate); last top-1 \(topOne)/\(prompts); " +
+            "max top-10 logit difference \(worstTop10); greedy identical \(greedySame)/\(prompts)"
+    }
+}
+
 /// Gemma 3 270M against llama.cpp on the same GGUF (Tests/EngineTests/Fixtures, recorded with
 /// `llamacpp-oracle outputs Models/gemma-3-270m-q4_k_m.gguf gemma3-prompts.json gemma3-llamacpp.json`).
 @Suite("Gemma 3 270M agrees with llama.cpp", .serialized)
@@ -39,39 +76,18 @@ struct Gemma3AgreementTests {
     }
 
     /// Issue #4's full protocol also asks for the last-position top-1 on every prompt, top-10 logits
-    /// within 0.5 and identical 24-token greedy continuations on ≥ 80 % of prompts; measured
-    /// 23/24, max 0.70 and 10/24 (Docs/engine.md). Those are recorded here, and asserted only
-    /// where met, until the engine's numerics follow llama.cpp's quantised products closely enough.
+    /// within 0.5 and identical 24-token greedy continuations on ≥ 80 % of prompts. The Llama
+    /// family meets all of it bit for bit (SmolLM2AgreementTests); Gemma's Q4_K/Q6_K products
+    /// still run on f32 activations where llama.cpp uses repacked Q8_K ones (Docs/engine.md), so
+    /// only what is met is asserted here and the rest is printed.
     @Test("argmax agrees at ≥ 97 % of positions; the other agreement figures are recorded")
     func logits() throws {
-        let m = try Self.model()
         let fixture = try loadFixture("gemma3-llamacpp")
-        var agree = 0, positions = 0, greedySame = 0, topOne = 0
-        var worst = 0.0
-        for reference in fixture {
-            var cache = m.makeCache(tokens: reference.tokens.count + reference.greedy.count)
-            let all = m.prefill(reference.tokens, cache: &cache, logitsFor: .all)
-            for (p, logits) in all.enumerated() {
-                positions += 1
-                if argmax(logits) == reference.argmax[p] { agree += 1 }
-            }
-            let last = all.last!
-            if argmax(last) == Int(reference.last_top10[0][0]) { topOne += 1 }
-            for pair in reference.last_top10 { worst = max(worst, abs(Double(last[Int(pair[0])]) - pair[1])) }
-            var gen: [Int32] = []
-            var logits = last
-            for _ in reference.greedy.indices {
-                let t = Int32(argmax(logits))
-                gen.append(t)
-                logits = m.forward([t], cache: &cache, logitsFor: .last)[0]
-            }
-            if gen == reference.greedy { greedySame += 1 }
-        }
-        let rate = Double(agree) / Double(positions)
-        print("gemma3 vs llama.cpp: argmax \(agree)/\(positions) = \(rate); last top-1 \(topOne)/\(fixture.count); max top-10 logit difference \(worst); greedy identical \(greedySame)/\(fixture.count)")
-        #expect(rate >= 0.97)
-        #expect(topOne >= fixture.count - 2)
-        #expect(worst < 1.0)
+        let a = try Agreement(model: try Self.model(), fixture: fixture)
+        print("gemma3 vs llama.cpp: \(a)")
+        #expect(a.argmaxRate >= 0.97)
+        #expect(a.topOne >= fixture.count - 2)
+        #expect(a.worstTop10 < 1.0)
     }
 
     @Test("generation streams tokens, stops at the limit, and refuses a prompt beyond the context")
@@ -86,10 +102,8 @@ struct Gemma3AgreementTests {
         #expect(throws: GenerationError.self) { try m.generate(prompt: [2, 3], maxTokens: m.config.contextLength) }
     }
 
-    @Test("not a GGUF, a foreign architecture: one clear error")
+    @Test("not a GGUF: one clear error")
     func badModels() throws {
-        let smol = repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
-        #expect(throws: ModelLoadError.self) { try LanguageModel(path: smol) }
         #expect(throws: (any Error).self) { try LanguageModel(path: repositoryRoot.appendingPathComponent("Package.swift").path) }
     }
 }
