@@ -379,32 +379,42 @@ public final class LanguageModel: @unchecked Sendable {
                                 let first = window.map { max(0, pos - $0 + 1) } ?? 0
                                 for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
-                                qh.withUnsafeBufferPointer { qp in
+                                qh.withUnsafeBufferPointer { qp in scores.withUnsafeMutableBufferPointer { scores in
                                     for j in first...pos {
                                         let k = kb + j * kvDim + kvHead * d
                                         let s = (T == 1 ? ggmlDotF16(k, qp.baseAddress!, d) : ggmlDot(k, qp.baseAddress!, d)) * scoreScale
                                         scores[j] = s
                                         maxScore = max(maxScore, s)
                                     }
-                                }
+                                } }
                                 // exp in 8-cell groups from cell 0 (masked cells are exp(−∞) = 0).
                                 var sum: Double = 0
                                 scores.withUnsafeMutableBufferPointer { sp in
+                                    let base = UnsafeMutableRawPointer(sp.baseAddress!)
+                                    let maxima = SIMD8<Float>(repeating: maxScore)
                                     for g in stride(from: first / 8 * 8, through: pos, by: 8) {
-                                        var lane = SIMD8<Float>(repeating: -.infinity)
-                                        for m in 0..<8 where g + m >= first && g + m <= pos { lane[m] = sp[g + m] }
-                                        let e = ggmlExp(lane - SIMD8(repeating: maxScore))
-                                        for m in 0..<8 { sp[g + m] = e[m] }
+                                        var lane: SIMD8<Float>
+                                        if g >= first, g + 7 <= pos {
+                                            lane = base.loadUnaligned(fromByteOffset: 4 * g, as: SIMD8<Float>.self)
+                                        } else { // a group at the window's or the causal edge
+                                            lane = SIMD8(repeating: -.infinity)
+                                            for m in 0..<8 where g + m >= first && g + m <= pos { lane[m] = sp[g + m] }
+                                        }
+                                        let e = ggmlExp(lane - maxima)
+                                        base.storeBytes(of: e, toByteOffset: 4 * g, as: SIMD8<Float>.self)
                                         sum += Double(ggmlSum(e))
                                     }
                                 }
                                 let inv = Float(1 / sum)
                                 for i in 0..<(lanesOut * d) { acc[i] = 0 }
                                 acc.withUnsafeMutableBufferPointer { ap in
-                                    for j in first...pos {
-                                        let p = scores[j] * inv
-                                        scores[j] = p
-                                        fusedAxpy(HalfFloat.round(p), vb + j * kvDim + kvHead * d, ap.baseAddress! + (j % lanesOut) * d, d)
+                                    scores.withUnsafeMutableBufferPointer { sp in
+                                        let v = vb + kvHead * d, a = ap.baseAddress!
+                                        for j in first...pos {
+                                            let p = sp[j] * inv
+                                            sp[j] = p
+                                            fusedAxpy(HalfFloat.round(p), v + j * kvDim, a + (j % lanesOut) * d, d)
+                                        }
                                     }
                                 }
                                 acc.withUnsafeBufferPointer { ap in

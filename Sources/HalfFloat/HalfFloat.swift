@@ -5,7 +5,7 @@ public enum HalfFloat {
     public static let table: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
 
     /// The binary32 value of binary16 `bits`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func float(_ bits: UInt16) -> Float {
         table.withUnsafeBufferPointer { $0[Int(bits)] }
     }
@@ -13,7 +13,7 @@ public enum HalfFloat {
     /// `v` rounded to binary16 (nearest, ties to even): the same bits as `Float16(v).bitPattern`.
     /// Method: F. Giesen, "float_to_half_fast3_rtne" (2016): rebias the exponent with one add
     /// that also rounds; subnormal results come from adding 0.5 and reading the low bits.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func bits(_ v: Float) -> UInt16 {
         let x = v.bitPattern
         let sign = UInt16(truncatingIfNeeded: (x >> 16) & 0x8000)
@@ -31,6 +31,6 @@ public enum HalfFloat {
     }
 
     /// `v` after a round trip through binary16.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func round(_ v: Float) -> Float { float(bits(v)) }
 }
