@@ -18,6 +18,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let columns: Int
     /// The first byte of row 0; rows follow each other `type.rowBytes(columns)` apart.
     public let data: UnsafeRawPointer
+    /// Whether products quantise the activations to Q8 blocks first, as ggml does for the
+    /// 32-element block types (`multiplyQ8`); false multiplies f32 activations.
+    public var quantizesActivations: Bool
 
     public init(type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) {
         precondition(columns % type.blockSize == 0, "\(columns) columns are not a multiple of \(type.name)'s block")
@@ -25,6 +28,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.data = data
+        quantizesActivations = type.multipliesQ8Activations
     }
 
     public var rowBytes: Int { type.rowBytes(columns) }
@@ -107,7 +111,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     ///   - x: `columns` inputs.
     ///   - y: `rows` outputs.
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
-        if type.multipliesQ8Activations { return multiplyQ8(x, tokens: 1, into: y, threads: threads) }
+        if quantizesActivations { return multiplyQ8(x, tokens: 1, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
@@ -127,7 +131,7 @@ extension QuantizedMatrix {
     /// y + t·rows). Each weight row is dequantised once and used for every token; rows are split
     /// across `threads` workers. Q8 activations for the 32-element block types, as `multiply`.
     public func multiplyBatch(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
-        if type.multipliesQ8Activations { return multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
+        if quantizesActivations { return multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
