@@ -65,6 +65,8 @@ let package = Package(
         ),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
         .target(name: "Hardware", dependencies: ["GGUF"]),
+        // Token selection and budget allocation, pure functions over attention statistics.
+        .target(name: "Policies"),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",
@@ -92,6 +94,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF"]),
         .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "ckv-sim"]),
