@@ -66,7 +66,7 @@ let package = Package(
         // GPU and model catalogues, vLLM memory math, roofline cost model.
         .target(name: "Hardware", dependencies: ["GGUF"]),
         // Token selection and budget allocation, pure functions over attention statistics.
-        .target(name: "Policies"),
+        .target(name: "Policies", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",

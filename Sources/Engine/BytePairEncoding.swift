@@ -71,6 +71,21 @@ struct WordSplitter {
         return out
     }
 
+    /// The length of a contraction `'s|'t|'re|'ve|'m|'ll|'d` at `pos` (ASCII case folded for
+    /// Llama 3's `(?i:…)`), or nil.
+    func contraction(at pos: Int, end: Int, caseInsensitive: Bool) -> Int? {
+        guard text[pos] == "'", pos + 1 < end else { return nil }
+        func letter(_ i: Int) -> Unicode.Scalar {
+            let s = text[i]
+            return caseInsensitive && ("A"..."Z").contains(s) ? Unicode.Scalar(s.value + 32)! : s
+        }
+        let n = letter(pos + 1)
+        if n == "s" || n == "t" || n == "m" || n == "d" { return 2 }
+        guard pos + 2 < end else { return nil }
+        let nn = letter(pos + 2)
+        return (n == "r" && nn == "e") || (n == "v" && nn == "e") || (n == "l" && nn == "l") ? 3 : nil
+    }
+
     func gpt2(in range: Range<Int>) -> [Range<Int>] {
         var words: [Range<Int>] = []
         let end = range.upperBound
@@ -85,14 +100,7 @@ struct WordSplitter {
         }
         while pos < end {
             let c = text[pos]
-            if c == "'", pos + 1 < end {
-                let n = text[pos + 1]
-                if n == "s" || n == "t" || n == "m" || n == "d" { emit(pos + 2); continue }
-                if pos + 2 < end {
-                    let nn = text[pos + 2]
-                    if (n == "r" && nn == "e") || (n == "v" && nn == "e") || (n == "l" && nn == "l") { emit(pos + 3); continue }
-                }
-            }
+            if let n = contraction(at: pos, end: end, caseInsensitive: false) { emit(pos + n); continue }
             let space = c == " " ? 1 : 0
             let lead = cls(pos + space)
             if lead == .letter || lead == .number {
@@ -120,7 +128,6 @@ struct WordSplitter {
         var words: [Range<Int>] = []
         let end = range.upperBound
         func cls(_ i: Int) -> CharacterClass? { i < end ? classes[i] : nil }
-        func lower(_ s: Unicode.Scalar) -> Unicode.Scalar { s.value < 0x80 ? Unicode.Scalar(UInt8(ascii: s) | (s.value >= 65 && s.value <= 90 ? 0x20 : 0)) : s }
         var pos = range.lowerBound
         var wordStart = pos
         func emit(_ to: Int) {
@@ -131,14 +138,7 @@ struct WordSplitter {
         func isNewline(_ i: Int) -> Bool { i < end && (text[i] == "\r" || text[i] == "\n") }
         while pos < end {
             let c = text[pos], cc = classes[pos]
-            if c == "'", pos + 1 < end {
-                let n = lower(text[pos + 1])
-                if n == "s" || n == "t" || n == "m" || n == "d" { emit(pos + 2); continue }
-                if pos + 2 < end {
-                    let nn = lower(text[pos + 2])
-                    if (n == "r" && nn == "e") || (n == "v" && nn == "e") || (n == "l" && nn == "l") { emit(pos + 3); continue }
-                }
-            }
+            if let n = contraction(at: pos, end: end, caseInsensitive: true) { emit(pos + n); continue }
             // [^\r\n\p{L}\p{N}]?\p{L}+
             if !(c == "\r" || c == "\n" || cc == .number), cc == .letter || cls(pos + 1) == .letter {
                 var i = pos + 1

@@ -85,3 +85,61 @@ struct PoliciesTests {
         #expect(kept[2][0].starts(with: Array(0..<10))) // a new group scores again
     }
 }
+
+@Suite("head-aware policies")
+struct HeadAwarePoliciesTests {
+    /// Squared window sums from per-head rows.
+    private func squaredLayer(keys: Int, rows: [[Float]], kvHeads: Int, window: Int) -> LayerStatistics {
+        LayerStatistics(keys: keys, queryHeads: rows.count, kvHeads: kvHeads, windowSums: [window: rows],
+                        windowSquaredSums: [window: rows.map { $0.map { $0 * $0 } }], accumulated: rows)
+    }
+
+    @Test("KV-Compress frees whole blocks, cheapest first across heads and layers, and keeps its window")
+    func kvCompress() throws {
+        // Two layers × 2 KV heads, 64 keys each (4 blocks of 16). Head (0, 0) has high metric
+        // everywhere, the others low: eviction takes the low heads' blocks and spares head (0, 0).
+        let hot = [Float](repeating: 1, count: 64)
+        let cold: [Float] = (0..<64).map { Float($0 % 7 + 1) / 1000 }
+        let l0 = squaredLayer(keys: 64, rows: [hot, cold], kvHeads: 2, window: 8)
+        let l1 = squaredLayer(keys: 64, rows: [cold, cold], kvHeads: 2, window: 8)
+        let policy = KVCompress(window: 8, kernel: 1, blockSize: 16)
+        let s = try policy.select([l0, l1], budget: 32)
+        let counts = s.counts
+        // 16 blocks held, ⌈32·4/16⌉ = 8 allowed: 8 blocks evicted, all from the cold heads.
+        #expect(counts[0][0] == 64)
+        let blocks: Int = counts.flatMap { $0 }.map { ($0 + 15) / 16 }.reduce(0, +)
+        #expect(blocks == 8)
+        for (l, layer) in s.kept.enumerated() {
+            for kept in layer { #expect(Array(kept.suffix(8)) == Array(56..<64), "layer \(l) keeps its window") }
+        }
+        #expect(throws: PolicyError.self) { try policy.select([l0], budget: 4) }
+    }
+
+    @Test("CompressKV scores with the profile's retrieval heads only and shares one index set per layer")
+    func compressKV() throws {
+        // Query head 1 (the retrieval head) attends to key 20; head 0 to key 5.
+        var rows = [[Float]](repeating: [Float](repeating: 0, count: 48), count: 2)
+        rows[0][5] = 1
+        rows[1][20] = 1
+        let layer = LayerStatistics(keys: 48, queryHeads: 2, kvHeads: 1, windowSums: [8: rows], accumulated: rows)
+        let profile = HeadProfile(model: "test", scores: [[0.1, 0.9]])
+        let kept = try CompressKV(profile: profile, window: 8, kernel: 1, heads: 1).select([layer], budget: 9).kept[0][0]
+        let expected: [Int] = [20] + Array(40..<48)
+        #expect(kept == expected)
+        #expect(throws: PolicyError.self) { try CompressKV(profile: HeadProfile(model: "other", scores: [[1], [1]])).select([layer], budget: 16) }
+    }
+
+    @Test("error-aware layer budgets sum to B·L, stay within [m, 3B] and follow the errors")
+    func layerAllocation() {
+        let errors = [0.05, 0.30, 0.10, 0.40, 0.15]
+        let b = layerBudgets(errors: errors, budget: 128, minimum: 32)
+        #expect(b.reduce(0, +) == 128 * 5)
+        #expect(b.allSatisfy { (32...384).contains($0) })
+        #expect(b[3] > b[1] && b[1] > b[4] && b[4] > b[2] && b[2] > b[0])
+        // One dominant layer hits the 3B cap; the residue goes to the others.
+        // m = 16, R = 192: layer 0 wants 16 + 186 and is capped at 192; the others get 18 each,
+        // and the residue of 10 goes round them one token at a time in descending error order.
+        let capped = layerBudgets(errors: [0.97, 0.01, 0.01, 0.01], budget: 64, minimum: 16)
+        #expect(capped == [192, 22, 21, 21])
+    }
+}

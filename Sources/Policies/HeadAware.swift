@@ -1,0 +1,160 @@
+import HeapModule
+
+// The two head-aware seeds: KV-Compress (per-head variable rates over a paged layout, whole
+// blocks evicted) and CompressKV (Semantic Retrieval Heads score the tokens; layer budgets from
+// offline eviction errors). REFERENCES.md has the algorithms and their sources.
+
+/// KV-Compress's eviction (IsaacRe/vllm-kvcompress): per (layer, KV head, token) the squared
+/// attention of the last `window` queries, max-pooled per query head and summed over the group;
+/// the `window` most recent tokens are protected. Heads hold blocks of `blockSize` tokens; evicting
+/// e blocks of a head costs its ((e − 1)·blockSize + h)-th smallest metric (h = tokens in its last,
+/// partly filled block). The cheapest blocks across all heads and layers go until the sequence
+/// fits ⌈C′·L·H/blockSize⌉ blocks, C′ = the budget rounded up to a multiple of the block size.
+public struct KVCompress: Sendable, Equatable {
+    public var window: Int
+    public var kernel: Int
+    public var blockSize: Int
+
+    public init(window: Int = 8, kernel: Int = 7, blockSize: Int = 16) {
+        self.window = window
+        self.kernel = kernel
+        self.blockSize = blockSize
+    }
+
+    /// The metric per (layer, KV head, prompt position); protected positions are +∞.
+    public func metric(_ layers: [LayerStatistics]) throws -> [[[Float]]] {
+        try layers.map { layer in
+            let squares = try layer.window(window, squared: true)
+            let n = layer.keys
+            return (0..<layer.kvHeads).map { g in
+                var m = groupSum(layer.group(g).map { Pooling.max.apply(Array(squares[$0][0..<max(0, n - window)]), kernel: kernel) })
+                m += Array(repeating: .infinity, count: min(window, n))
+                return m
+            }
+        }
+    }
+
+    /// The kept positions at `budget` tokens per layer per KV head on average.
+    /// - Throws: `PolicyError` for a budget below the protected window or missing statistics.
+    public func select(_ layers: [LayerStatistics], budget: Int) throws -> Selection {
+        guard budget >= window else { throw PolicyError("budget \(budget) is below kvcompress's protected window of \(window) tokens") }
+        let metrics = try metric(layers)
+        // Ascending metric order per head: evicting k tokens removes the k smallest.
+        var order: [[[Int]]] = metrics.map { $0.map { m in m.indices.sorted { m[$0] < m[$1] || (m[$0] == m[$1] && $0 < $1) } } }
+        var evicted = layers.map { Array(repeating: 0, count: $0.kvHeads) }
+        let rounded = (budget + blockSize - 1) / blockSize * blockSize
+        let heads = layers.reduce(0) { $0 + ($1.isGlobal ? $1.kvHeads : 0) }
+        let allowed = (rounded * heads + blockSize - 1) / blockSize
+        var blocks = 0
+        struct Candidate: Comparable {
+            var cost: Float, layer: Int, head: Int
+            static func < (a: Self, b: Self) -> Bool { (a.cost, a.layer, a.head) > (b.cost, b.layer, b.head) } // popMax = cheapest
+        }
+        var heap = Heap<Candidate>()
+        func next(_ l: Int, _ h: Int) -> Candidate? {
+            let remaining = layers[l].keys - evicted[l][h]
+            guard remaining > 0 else { return nil }
+            let partial = remaining % blockSize == 0 ? blockSize : remaining % blockSize
+            let k = evicted[l][h] + partial // the tokens gone once this block is freed
+            let cost = metrics[l][h][order[l][h][k - 1]]
+            return cost.isFinite ? Candidate(cost: cost, layer: l, head: h) : nil
+        }
+        for (l, layer) in layers.enumerated() where layer.isGlobal {
+            for h in 0..<layer.kvHeads {
+                blocks += (layer.keys + blockSize - 1) / blockSize
+                if let c = next(l, h) { heap.insert(c) }
+            }
+        }
+        while blocks > allowed, let c = heap.popMax() {
+            let remaining = layers[c.layer].keys - evicted[c.layer][c.head]
+            evicted[c.layer][c.head] += remaining % blockSize == 0 ? blockSize : remaining % blockSize
+            blocks -= 1
+            if let n = next(c.layer, c.head) { heap.insert(n) }
+        }
+        for l in order.indices { for h in order[l].indices { order[l][h] = Array(order[l][h].dropFirst(evicted[l][h])).sorted() } }
+        return Selection(kept: order)
+    }
+}
+
+/// A model's Semantic Retrieval Heads: per layer, the query heads CompressKV lets score tokens.
+public struct HeadProfile: Codable, Sendable, Equatable {
+    public var model: String
+    /// Per layer, per query head: the semantic retrieval score (paper eq. 5, mean over kept trials).
+    public var scores: [[Double]]
+    /// Per layer, offline eviction error at budget 32, L1-normalised (nil until estimated).
+    public var layerErrors: [Double]?
+
+    public init(model: String, scores: [[Double]], layerErrors: [Double]? = nil) {
+        self.model = model
+        self.scores = scores
+        self.layerErrors = layerErrors
+    }
+
+    /// The `k` best query heads of `layer` (highest score, lower index on a tie), ascending.
+    public func retrievalHeads(layer: Int, k: Int) -> [Int] {
+        let s = scores[layer]
+        return Array(s.indices.sorted { s[$0] > s[$1] || (s[$0] == s[$1] && $0 < $1) }.prefix(k)).sorted()
+    }
+}
+
+/// CompressKV (TUDa-HWAI/CompressKV): per layer, the window sums of the top-`heads` Semantic
+/// Retrieval Heads, average-pooled (kernel 5, zero padding counted) and averaged, choose the
+/// top-(B_l − w) positions plus the window, one index set for all KV heads of the layer. Layer
+/// budgets B_l come from the profile's eviction errors (`layerBudgets`), else uniform.
+public struct CompressKV: Sendable, Equatable {
+    public var profile: HeadProfile
+    public var window: Int
+    public var kernel: Int
+    public var heads: Int
+    public var minimumBudget: Int
+
+    public init(profile: HeadProfile, window: Int = 8, kernel: Int = 5, heads: Int = 4, minimumBudget: Int = 32) {
+        self.profile = profile
+        self.window = window
+        self.kernel = kernel
+        self.heads = heads
+        self.minimumBudget = minimumBudget
+    }
+
+    public func select(_ layers: [LayerStatistics], budget: Int) throws -> Selection {
+        guard budget >= window else { throw PolicyError("budget \(budget) is below compresskv's window of \(window) tokens") }
+        guard profile.scores.count == layers.count else {
+            throw PolicyError("the head profile of \(profile.model) has \(profile.scores.count) layers; the statistics have \(layers.count)")
+        }
+        let budgets = profile.layerErrors.map { layerBudgets(errors: $0, budget: budget, minimum: min(minimumBudget, budget)) }
+            ?? Array(repeating: budget, count: layers.count)
+        return Selection(kept: try layers.enumerated().map { l, layer in
+            let n = layer.keys, b = max(budgets[l], window)
+            guard layer.isGlobal, n > b else { return Array(repeating: Array(0..<n), count: layer.kvHeads) }
+            let sums = try layer.window(window)
+            let srh = profile.retrievalHeads(layer: l, k: min(heads, layer.queryHeads))
+            let pooled = groupSum(srh.map { Pooling.average.apply(Array(sums[$0][0..<(n - window)]), kernel: kernel) })
+            let indices = topIndices(pooled, count: b - window) + Array((n - window)..<n)
+            return Array(repeating: indices, count: layer.kvHeads)
+        })
+    }
+}
+
+/// CompressKV's error-aware layer budgets: total B·L, every layer starts at m; B_i = clip(m +
+/// round(ẽ_i·R), m, 3B) with R = B·L − L·m and ẽ the L1-normalised errors; the residue left by
+/// rounding and clipping is fixed one token per layer per pass (added to layers below the cap in
+/// descending ẽ, removed from layers above m in ascending ẽ).
+public func layerBudgets(errors: [Double], budget B: Int, minimum m: Int) -> [Int] {
+    let L = errors.count
+    guard L > 0 else { return [] }
+    let total = errors.reduce(0, +)
+    let e = total > 0 ? errors.map { $0 / total } : Array(repeating: 1 / Double(L), count: L)
+    let R = Double(B * L - L * m)
+    var b = e.map { min(max(m + Int(($0 * R).rounded()), m), 3 * B) }
+    var residue = B * L - b.reduce(0, +)
+    let descending = e.indices.sorted { e[$0] > e[$1] || (e[$0] == e[$1] && $0 < $1) }
+    while residue != 0 {
+        var moved = false
+        for i in residue > 0 ? descending : descending.reversed() where residue != 0 {
+            if residue > 0, b[i] < 3 * B { b[i] += 1; residue -= 1; moved = true }
+            else if residue < 0, b[i] > m { b[i] -= 1; residue += 1; moved = true }
+        }
+        if !moved { break }
+    }
+    return b
+}
