@@ -59,7 +59,7 @@ let package = Package(
         // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
         .target(
             name: "Engine",
-            dependencies: ["GGUF", "Kernels", "HalfFloat", "SeededRandom", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["GGUF", "Kernels", "HalfFloat", "SeededRandom", "Policies", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: cpuFlags,
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "CKVCommands",
             dependencies: [
-                "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine",
+                "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine", "Policies",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Policies
 
 /// `ckv-sim generate`: stream text from a GGUF model.
 struct GenerateCommand: AsyncParsableCommand {
@@ -18,6 +19,15 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "With --chat: a system message.")
     var system: String?
 
+    @Option(help: "Compress the KV cache after the prompt with this policy (\(PolicyChoice.names.joined(separator: ", "))); greedy.")
+    var policy: String?
+
+    @Option(help: "With --policy: tokens kept per layer per KV head, the observation window included.")
+    var budget: Int?
+
+    @Option(help: "With --policy compresskv: the model's head profile (JSON).")
+    var profile: String?
+
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.")
     var maxTokens = 64
 
@@ -31,6 +41,9 @@ struct GenerateCommand: AsyncParsableCommand {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
         guard chat || system == nil else { throw ValidationError("--system needs --chat") }
+        guard (policy == nil) == (budget == nil) else { throw ValidationError("--policy and --budget go together") }
+        if let budget { guard budget > 0 else { throw ValidationError("--budget must be positive") } }
+        guard policy == nil || temperature == 0 else { throw ValidationError("--policy runs greedy: drop --temperature") }
     }
 
     func run() async throws {
@@ -42,7 +55,7 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let tokens = m.tokenizer.encode(text)
         var pending: [UInt8] = []
-        try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: { token in
+        let emit: (Int32) -> Void = { token in
             pending += m.tokenizer.piece(token)
             // Hold back an incomplete UTF-8 sequence until its last byte arrives.
             var cut = pending.count
@@ -54,8 +67,17 @@ struct GenerateCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data(pending[0..<cut]))
             pending.removeFirst(cut)
-        })
-        FileHandle.standardOutput.write(Data(pending + [0x0A]))
+        }
+        if let policy, let budget {
+            let select = try PolicyChoice.selector(policy, budget: budget, profile: profile)
+            let run = try m.generateCompressed(prompt: tokens, maxTokens: maxTokens, select: select, onToken: emit)
+            FileHandle.standardOutput.write(Data(pending + [0x0A]))
+            let held = run.selection.counts.joined().reduce(0, +), full = tokens.count * m.config.layers * m.config.kvHeads
+            printError("\(policy) at budget \(budget): kept \(held) of \(full) prompt KV entries (\(Units.fixed(100 * Double(held) / Double(full), 1)) %)")
+        } else {
+            try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: emit)
+            FileHandle.standardOutput.write(Data(pending + [0x0A]))
+        }
     }
 }
 

@@ -137,31 +137,10 @@ struct Weights {
 
 /// A per-(layer, query head) consumer of post-softmax attention rows.
 ///
-/// Called for every query position as `probe(layer, head, position, weights)`, with `weights[j]`
-/// the attention of that query to cache position `firstKey + j`. Costs nothing when absent.
+/// Called for every query position as `probe(layer, head, position, firstKey, weights)`, with
+/// `weights[j]` the attention of that query to cache slot `firstKey + j` (the position itself
+/// while nothing has been evicted). Costs nothing when absent.
 public typealias AttentionProbe = (_ layer: Int, _ head: Int, _ position: Int, _ firstKey: Int, _ weights: UnsafeBufferPointer<Float>) -> Void
-
-/// The KV cache of one sequence: per layer, keys and values of every position so far, sized to
-/// the request (prompt + tokens to generate), not to the model's context. Values are rounded to
-/// binary16 as they are stored (llama.cpp's default cache type, so the numerics are an f16
-/// cache's) and kept as f32 so the attention loops run in SIMD without converting.
-public struct KVCache {
-    public let capacity: Int
-    let stride: Int
-    var keys: [[Float]]
-    var values: [[Float]]
-    public internal(set) var count = 0
-
-    init(layers: Int, capacity: Int, kvDimension: Int) {
-        self.capacity = capacity
-        stride = kvDimension
-        keys = Array(repeating: [Float](repeating: 0, count: capacity * kvDimension), count: layers)
-        values = keys
-    }
-
-    /// Bytes the cache holds.
-    public var bytes: Int { keys.count * capacity * stride * 4 * 2 }
-}
 
 /// A decoder-only transformer over a memory-mapped GGUF (weights are not copied), f32
 /// activations, an f16-rounded KV cache as llama.cpp's default.
@@ -249,7 +228,7 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// A cache for a request of `tokens` tokens in all.
     public func makeCache(tokens: Int) -> KVCache {
-        KVCache(layers: config.layers, capacity: tokens, kvDimension: config.kvHeads * config.headDim)
+        KVCache(layers: config.layers, kvHeads: config.kvHeads, headDim: config.headDim, capacity: tokens)
     }
 
     /// Runs a prompt through `forward` in chunks of `chunk` tokens (bounding the activations),
@@ -307,10 +286,7 @@ public final class LanguageModel: @unchecked Sendable {
             let qScale = 1 / Float(c.headDim).squareRoot()
             // Gemma scales q before the product (ggml_scale); Llama scales the scores in the softmax.
             if gemma { for i in q.indices { q[i] *= qScale } }
-            for i in 0..<(T * kvDim) {
-                cache.keys[il][start * kvDim + i] = HalfFloat.round(k[i])
-                cache.values[il][start * kvDim + i] = HalfFloat.round(v[i])
-            }
+            cache.append(layer: il, keys: k, values: v, tokens: T, firstPosition: start)
             attention(layer: il, q: q, cache: cache, start: start, count: T, out: &attn, window: c.window(il),
                       scoreScale: gemma ? 1 : qScale, probe: probe)
             matmul(b.wo, attn, &o, T)
@@ -368,8 +344,13 @@ public final class LanguageModel: @unchecked Sendable {
     func attention(layer il: Int, q: [Float], cache: KVCache, start: Int, count T: Int, out: inout [Float],
                    window: Int?, scoreScale: Float, probe: AttentionProbe?) {
         let c = config, d = c.headDim, group = c.groupSize
-        let qDim = c.heads * d, kvDim = c.kvHeads * d
+        let qDim = c.heads * d
         let keys = cache.keys[il], values = cache.values[il]
+        let capacity = cache.capacity
+        // Slots before this call's tokens, per KV head (cache.append already added them).
+        let before = cache.lengths[il].map { $0 - T }
+        let slotPositions = cache.positions?[il]
+        let longest = cache.lengths[il].max() ?? 0
         let work = T * c.heads
         nonisolated(unsafe) let probeRef = probe
         q.withUnsafeBufferPointer { qp in
@@ -382,7 +363,7 @@ public final class LanguageModel: @unchecked Sendable {
                         let lanes = probeRef == nil ? workers : 1
                         DispatchQueue.concurrentPerform(iterations: lanes) { w in
                             // Scores for cells 0 … start+T rounded up to whole 8-cell groups.
-                            let cells = (start + T + 7) / 8 * 8
+                            let cells = (longest + 7) / 8 * 8
                             var scores = [Float](repeating: 0, count: cells)
                             // A batch's products run as tinyBLAS (8 lanes by cell), a single
                             // token's as ggml_vec_dot_f16 (32 lanes by cell).
@@ -392,13 +373,22 @@ public final class LanguageModel: @unchecked Sendable {
                             var item = w
                             while item < work {
                                 let t = item / c.heads, head = item % c.heads, kvHead = head / group
-                                let pos = start + t
-                                let first = window.map { max(0, pos - $0 + 1) } ?? 0
+                                // `pos` is this query's last visible slot; `first` the first one the
+                                // sliding window (by original position) lets it see.
+                                let pos = before[kvHead] + t
+                                let first: Int = window.map { w in
+                                    let oldest = start + t - w + 1
+                                    guard let p = slotPositions?[kvHead] else { return max(0, oldest) }
+                                    var lo = 0, hi = pos
+                                    while lo < hi { let mid = (lo + hi) / 2; if p[mid] < oldest { lo = mid + 1 } else { hi = mid } }
+                                    return lo
+                                } ?? 0
+                                let kHead = kb + kvHead * capacity * d, vHead = vb + kvHead * capacity * d
                                 for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
                                 qh.withUnsafeBufferPointer { qp in scores.withUnsafeMutableBufferPointer { scores in
                                     for j in first...pos {
-                                        let k = kb + j * kvDim + kvHead * d
+                                        let k = kHead + j * d
                                         let s = (T == 1 ? ggmlDotF16(k, qp.baseAddress!, d) : ggmlDot(k, qp.baseAddress!, d)) * scoreScale
                                         scores[j] = s
                                         maxScore = max(maxScore, s)
@@ -426,11 +416,11 @@ public final class LanguageModel: @unchecked Sendable {
                                 for i in 0..<(lanesOut * d) { acc[i] = 0 }
                                 acc.withUnsafeMutableBufferPointer { ap in
                                     scores.withUnsafeMutableBufferPointer { sp in
-                                        let v = vb + kvHead * d, a = ap.baseAddress!
+                                        let a = ap.baseAddress!
                                         for j in first...pos {
                                             let p = sp[j] * inv
                                             sp[j] = p
-                                            fusedAxpy(HalfFloat.round(p), v + j * kvDim, a + (j % lanesOut) * d, d)
+                                            fusedAxpy(HalfFloat.round(p), vHead + j * d, a + (j % lanesOut) * d, d)
                                         }
                                     }
                                 }

@@ -1,0 +1,79 @@
+import Policies
+
+/// Collects, from the attention probe of a prompt's prefill, the statistics the policies read
+/// (`LayerStatistics`): per layer and query head, the attention each prompt position received
+/// from the last w queries (summed, and squared then summed) for every w asked, and from all
+/// prompt queries.
+public final class StatisticsCollector: @unchecked Sendable {
+    public let promptLength: Int
+    public let windows: [Int]
+    var sums: [[Int: [[Float]]]]
+    var squares: [[Int: [[Float]]]]
+    var accumulated: [[[Float]]]
+    let config: ModelConfig
+
+    public init(config: ModelConfig, promptLength n: Int, windows: [Int] = [8, 16, 32, 64]) {
+        self.config = config
+        promptLength = n
+        self.windows = windows.filter { $0 <= n }
+        let zero = [[Float]](repeating: [Float](repeating: 0, count: n), count: config.heads)
+        sums = Array(repeating: Dictionary(uniqueKeysWithValues: self.windows.map { ($0, zero) }), count: config.layers)
+        squares = sums
+        accumulated = Array(repeating: zero, count: config.layers)
+    }
+
+    /// The probe to pass to `prefill` (it runs the attention single-threaded while attached).
+    public var probe: AttentionProbe {
+        { [self] layer, head, position, first, weights in
+            guard position < promptLength else { return }
+            let fromEnd = promptLength - position // 1 for the last prompt query
+            for (j, a) in weights.enumerated() where first + j < promptLength {
+                accumulated[layer][head][first + j] += a
+                for w in windows where fromEnd <= w {
+                    sums[layer][w]![head][first + j] += a
+                    squares[layer][w]![head][first + j] += a * a
+                }
+            }
+        }
+    }
+
+    /// The statistics, one per layer.
+    public var statistics: [LayerStatistics] {
+        (0..<config.layers).map { l in
+            LayerStatistics(keys: promptLength, queryHeads: config.heads, kvHeads: config.kvHeads, windowSums: sums[l],
+                            windowSquaredSums: squares[l], accumulated: accumulated[l], isGlobal: config.isGlobal(l))
+        }
+    }
+}
+
+/// A prefill-time selection: statistics of the prompt → kept positions per (layer, KV head).
+public typealias TokenSelector = ([LayerStatistics]) throws -> Selection
+
+extension LanguageModel {
+    /// A real compressed run: prefills `prompt` with the full cache while collecting the
+    /// statistics, lets `select` choose the positions to keep, compacts the cache to them, and
+    /// generates greedily from the compressed cache.
+    /// - Returns: the generated tokens and the selection applied.
+    public func generateCompressed(prompt: [Int32], maxTokens: Int, select: TokenSelector,
+                                   onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], selection: Selection) {
+        guard !prompt.isEmpty else { throw GenerationError("the prompt is empty") }
+        guard prompt.count + maxTokens <= config.contextLength else {
+            throw GenerationError("the prompt (\(prompt.count) tokens) and \(maxTokens) tokens to generate exceed the model's context of \(config.contextLength) tokens")
+        }
+        var cache = makeCache(tokens: prompt.count + maxTokens)
+        let collector = StatisticsCollector(config: config, promptLength: prompt.count)
+        var logits = prefill(prompt, cache: &cache, chunk: 256, probe: collector.probe)[0]
+        let selection = try select(collector.statistics)
+        try cache.compact(selection.kept)
+        let stops = tokenizer.endOfGeneration
+        var out: [Int32] = []
+        while out.count < maxTokens {
+            let next = Int32(argmax(logits))
+            out.append(next)
+            onToken(next)
+            if stops.contains(next) || out.count == maxTokens { break }
+            logits = forward([next], cache: &cache, logitsFor: .last)[0]
+        }
+        return (out, selection)
+    }
+}
