@@ -1,29 +1,32 @@
 import ArgumentParser
 import Foundation
 import Policies
+import Simulator
 
 /// Parses `--policy NAME` into the selection the engine and replay apply.
 enum PolicyChoice {
-    static let names = ["streamingllm", "h2o", "snapkv", "pyramidkv", "adakv", "chunkkv", "kvcompress", "compresskv"]
+    /// The policies the engine applies: the simulator's names, without full cache.
+    static let names = PolicyName.allCases.filter { $0 != .full }.map(\.rawValue)
 
     /// The selector for `name` at `budget` tokens per layer per KV head.
     /// - Throws: `CLIError` naming the known policies, or what CompressKV needs.
-    static func selector(_ name: String, budget: Int, profile: String?) throws -> @Sendable ([LayerStatistics]) throws -> Selection {
-        let policy: Policy? = switch name.lowercased() {
-        case "streamingllm": .streamingLLM()
-        case "h2o": .h2o()
-        case "snapkv": .snapKV()
-        case "pyramidkv": .pyramidKV()
-        case "adakv": .adaKV()
-        case "chunkkv": .chunkKV()
-        default: nil
+    static func selector(_ name: String, budget: Int, profile: String?) throws -> ([LayerStatistics]) throws -> Selection {
+        guard let policy = PolicyName(rawValue: name.lowercased()), policy != .full else {
+            throw CLIError("unknown policy '\(name)' (known: \(names.joined(separator: ", ")))")
         }
-        if let policy { return { try policy.select($0, budget: budget) } }
-        switch name.lowercased() {
-        case "kvcompress":
+        let prefill: Policy
+        switch policy {
+        case .full: preconditionFailure("excluded above")
+        case .streamingLLM: prefill = .streamingLLM()
+        case .h2o: prefill = .h2o()
+        case .snapKV: prefill = .snapKV()
+        case .pyramidKV: prefill = .pyramidKV()
+        case .adaKV: prefill = .adaKV()
+        case .chunkKV: prefill = .chunkKV()
+        case .kvCompress:
             let p = KVCompress()
             return { try p.select($0, budget: budget) }
-        case "compresskv":
+        case .compressKV:
             guard let profile else { throw CLIError("compresskv needs a head profile: --profile FILE.json (Semantic Retrieval Head scores per layer)") }
             guard let data = FileManager.default.contents(atPath: profile) else { throw CLIError("\(profile): cannot read the head profile") }
             let decoded: HeadProfile
@@ -32,8 +35,7 @@ enum PolicyChoice {
             }
             let p = CompressKV(profile: decoded)
             return { try p.select($0, budget: budget) }
-        default:
-            throw CLIError("unknown policy '\(name)' (known: \(names.joined(separator: ", ")))")
         }
+        return { try prefill.select($0, budget: budget) }
     }
 }

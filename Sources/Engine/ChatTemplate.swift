@@ -33,10 +33,10 @@ public struct ChatTemplate: Sendable, Equatable {
     /// - Throws: `GenerationError` when the model has neither format's markers.
     public init(model: LanguageModel) throws {
         let template = model.file.metadata["tokenizer.chat_template"]?.string ?? ""
-        let vocabulary = Set(model.tokenizer.tokens)
-        if template.contains("<|im_start|>") || vocabulary.contains(Array("<|im_start|>".utf8)) {
+        func inVocabulary(_ token: String) -> Bool { model.tokenizer.lookup[Array(token.utf8)] != nil }
+        if template.contains("<|im_start|>") || inVocabulary("<|im_start|>") {
             self.init(format: .chatML, defaultSystem: Self.injectedSystem(template))
-        } else if template.contains("<start_of_turn>") || vocabulary.contains(Array("<start_of_turn>".utf8)) {
+        } else if template.contains("<start_of_turn>") || inVocabulary("<start_of_turn>") {
             self.init(format: .gemma)
         } else {
             throw GenerationError("\(model.file.path): no known chat format (ChatML or Gemma) in its template or vocabulary")

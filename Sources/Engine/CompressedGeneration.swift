@@ -27,11 +27,12 @@ public final class StatisticsCollector: @unchecked Sendable {
         { [self] layer, head, position, first, weights in
             guard position < promptLength else { return }
             let fromEnd = promptLength - position // 1 for the last prompt query
-            for (j, a) in weights.enumerated() where first + j < promptLength {
-                accumulated[layer][head][first + j] += a
-                for w in windows where fromEnd <= w {
-                    sums[layer][w]![head][first + j] += a
-                    squares[layer][w]![head][first + j] += a * a
+            let count = min(weights.count, promptLength - first)
+            for j in 0..<count { accumulated[layer][head][first + j] += weights[j] }
+            for w in windows where fromEnd <= w { // the windows this query is in
+                for j in 0..<count {
+                    sums[layer][w]![head][first + j] += weights[j]
+                    squares[layer][w]![head][first + j] += weights[j] * weights[j]
                 }
             }
         }
@@ -56,24 +57,13 @@ extension LanguageModel {
     /// - Returns: the generated tokens and the selection applied.
     public func generateCompressed(prompt: [Int32], maxTokens: Int, select: TokenSelector,
                                    onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], selection: Selection) {
-        guard !prompt.isEmpty else { throw GenerationError("the prompt is empty") }
-        guard prompt.count + maxTokens <= config.contextLength else {
-            throw GenerationError("the prompt (\(prompt.count) tokens) and \(maxTokens) tokens to generate exceed the model's context of \(config.contextLength) tokens")
-        }
+        try checkFits(prompt: prompt, maxTokens: maxTokens)
         var cache = makeCache(tokens: prompt.count + maxTokens)
         let collector = StatisticsCollector(config: config, promptLength: prompt.count)
-        var logits = prefill(prompt, cache: &cache, chunk: 256, probe: collector.probe)[0]
+        let logits = prefill(prompt, cache: &cache, chunk: 256, probe: collector.probe)[0]
         let selection = try select(collector.statistics)
         try cache.compact(selection.kept)
-        let stops = tokenizer.endOfGeneration
-        var out: [Int32] = []
-        while out.count < maxTokens {
-            let next = Int32(argmax(logits))
-            out.append(next)
-            onToken(next)
-            if stops.contains(next) || out.count == maxTokens { break }
-            logits = forward([next], cache: &cache, logitsFor: .last)[0]
-        }
+        let out = decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: .greedy, onToken: onToken)
         return (out, selection)
     }
 }

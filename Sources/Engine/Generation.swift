@@ -29,12 +29,26 @@ extension LanguageModel {
     @discardableResult
     public func generate(prompt: [Int32], maxTokens: Int, sampler: Sampler = .greedy, batch: Int = 256,
                          probe: AttentionProbe? = nil, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+        try checkFits(prompt: prompt, maxTokens: maxTokens)
+        var cache = makeCache(tokens: prompt.count + maxTokens)
+        let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
+        return decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, onToken: onToken)
+    }
+
+    /// - Throws: `GenerationError` for an empty prompt or one that, with the tokens to
+    ///   generate, exceeds the context.
+    func checkFits(prompt: [Int32], maxTokens: Int) throws {
         guard !prompt.isEmpty else { throw GenerationError("the prompt is empty") }
         guard prompt.count + maxTokens <= config.contextLength else {
             throw GenerationError("the prompt (\(prompt.count) tokens) and \(maxTokens) tokens to generate exceed the model's context of \(config.contextLength) tokens")
         }
-        var cache = makeCache(tokens: prompt.count + maxTokens)
-        var logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
+    }
+
+    /// Generates from the prompt's last `logits` up to `maxTokens` tokens, one forward pass each,
+    /// stopping after an end-of-generation token.
+    func decode(from logits: [Float], cache: inout KVCache, maxTokens: Int, sampler: Sampler, probe: AttentionProbe? = nil,
+                onToken: (Int32) -> Void) -> [Int32] {
+        var logits = logits
         var rng: SplitMix64?
         if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
         let stops = tokenizer.endOfGeneration
