@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // System libraries, bound through C modules.
@@ -67,6 +68,13 @@ let package = Package(
         .target(name: "Hardware", dependencies: ["GGUF"]),
         // Token selection and budget allocation, pure functions over attention statistics.
         .target(name: "Policies", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        // Runs the engine on generated tasks with the full cache and writes traces.
+        .target(
+            name: "Recorder",
+            dependencies: ["Engine", "Policies", "TraceFormat", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Reads traces, applies policies, computes the accuracy proxies.
+        .target(name: "Replay", dependencies: ["TraceFormat", "Policies"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",
@@ -83,6 +91,7 @@ let package = Package(
             name: "CKVCommands",
             dependencies: [
                 "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine", "Policies",
+                "Recorder", "Replay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -95,6 +104,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
+        .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF"]),
         .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "ckv-sim"]),

@@ -1,41 +1,32 @@
 import ArgumentParser
 import Foundation
 import Policies
-import Simulator
 
 /// Parses `--policy NAME` into the selection the engine and replay apply.
 enum PolicyChoice {
-    /// The policies the engine applies: the simulator's names, without full cache.
-    static let names = PolicyName.allCases.filter { $0 != .full }.map(\.rawValue)
+    static let names = PolicyKind.names
 
     /// The selector for `name` at `budget` tokens per layer per KV head.
     /// - Throws: `CLIError` naming the known policies, or what CompressKV needs.
     static func selector(_ name: String, budget: Int, profile: String?) throws -> ([LayerStatistics]) throws -> Selection {
-        guard let policy = PolicyName(rawValue: name.lowercased()), policy != .full else {
-            throw CLIError("unknown policy '\(name)' (known: \(names.joined(separator: ", ")))")
+        let kind = try cli { try PolicyKind(parsing: name) }
+        let loaded = try profile.map(loadProfile)
+        if kind.needsProfile, loaded == nil {
+            throw CLIError("compresskv needs a head profile: --profile FILE.json (Semantic Retrieval Head scores per layer)")
         }
-        let prefill: Policy
-        switch policy {
-        case .full: preconditionFailure("excluded above")
-        case .streamingLLM: prefill = .streamingLLM()
-        case .h2o: prefill = .h2o()
-        case .snapKV: prefill = .snapKV()
-        case .pyramidKV: prefill = .pyramidKV()
-        case .adaKV: prefill = .adaKV()
-        case .chunkKV: prefill = .chunkKV()
-        case .kvCompress:
-            let p = KVCompress()
-            return { try p.select($0, budget: budget) }
-        case .compressKV:
-            guard let profile else { throw CLIError("compresskv needs a head profile: --profile FILE.json (Semantic Retrieval Head scores per layer)") }
-            guard let data = FileManager.default.contents(atPath: profile) else { throw CLIError("\(profile): cannot read the head profile") }
-            let decoded: HeadProfile
-            do { decoded = try JSONDecoder().decode(HeadProfile.self, from: data) } catch {
-                throw CLIError("\(profile): not a head profile (\(error.localizedDescription))")
-            }
-            let p = CompressKV(profile: decoded)
-            return { try p.select($0, budget: budget) }
-        }
-        return { try prefill.select($0, budget: budget) }
+        return { try kind.select($0, budget: budget, profile: loaded) }
     }
+
+    /// Reads a head profile written by `ckv-sim heads identify`.
+    static func loadProfile(_ path: String) throws -> HeadProfile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read the head profile") }
+        do { return try JSONDecoder().decode(HeadProfile.self, from: data) } catch {
+            throw CLIError("\(path): not a head profile (\(error.localizedDescription))")
+        }
+    }
+}
+
+/// Runs `body`, turning a `PolicyError` into a one-line `CLIError`.
+func cli<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as PolicyError { throw CLIError(error.description) }
 }

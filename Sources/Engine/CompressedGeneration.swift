@@ -57,13 +57,10 @@ extension LanguageModel {
     /// - Returns: the generated tokens and the selection applied.
     public func generateCompressed(prompt: [Int32], maxTokens: Int, select: TokenSelector,
                                    onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], selection: Selection) {
-        try checkFits(prompt: prompt, maxTokens: maxTokens)
-        var cache = makeCache(tokens: prompt.count + maxTokens)
         let collector = StatisticsCollector(config: config, promptLength: prompt.count)
-        let logits = prefill(prompt, cache: &cache, chunk: 256, probe: collector.probe)[0]
+        let prefilled = try prefill(prompt: prompt, maxTokens: maxTokens, batch: 256, probe: collector.probe)
         let selection = try select(collector.statistics)
-        try cache.compact(selection.kept)
-        let out = decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: .greedy, onToken: onToken)
-        return (out, selection)
+        let out = try generate(from: prefilled, keeping: selection, onToken: onToken)
+        return (out.tokens, selection)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Policies
 import SeededRandom
 
 /// How the next token is chosen from the logits.
@@ -13,6 +14,15 @@ public enum Sampler: Sendable {
 public struct GenerationError: Error, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// A prompt run through the model: its cache and the logits of its last position.
+public struct PrefilledPrompt: Sendable {
+    public let prompt: [Int32]
+    /// Tokens the cache has room to generate.
+    public let maxTokens: Int
+    let cache: KVCache
+    let logits: [Float]
 }
 
 /// Index of the largest value (first on ties).
@@ -33,6 +43,30 @@ extension LanguageModel {
         var cache = makeCache(tokens: prompt.count + maxTokens)
         let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
         return decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, onToken: onToken)
+    }
+
+    /// Prefills `prompt` into a cache sized for `maxTokens` more tokens, in chunks of `batch`
+    /// (`afterChunk` sees the prompt tokens done), with `probe` attached; the result can be
+    /// continued several times (`generate(from:)`), with the full cache or a compressed copy.
+    /// - Throws: `GenerationError` when the prompt and the tokens to generate exceed the context.
+    public func prefill(prompt: [Int32], maxTokens: Int, batch: Int = 256, probe: AttentionProbe? = nil,
+                        afterChunk: (Int) -> Void = { _ in }) throws -> PrefilledPrompt {
+        try checkFits(prompt: prompt, maxTokens: maxTokens)
+        var cache = makeCache(tokens: prompt.count + maxTokens)
+        let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe, afterChunk: afterChunk)[0]
+        return PrefilledPrompt(prompt: prompt, maxTokens: maxTokens, cache: cache, logits: logits)
+    }
+
+    /// Generates greedily from a prefilled prompt, keeping only `selection`'s prompt positions
+    /// (nil: the full cache); `probe` sees the decode queries.
+    /// - Returns: the generated tokens and the cache at the end.
+    /// - Throws: `KVCacheError` for a selection that does not fit the cache.
+    public func generate(from prefilled: PrefilledPrompt, keeping selection: Selection? = nil, probe: AttentionProbe? = nil,
+                         onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], cache: KVCache) {
+        var cache = prefilled.cache
+        if let selection { try cache.compact(selection.kept) }
+        let out = decode(from: prefilled.logits, cache: &cache, maxTokens: prefilled.maxTokens, sampler: .greedy, probe: probe, onToken: onToken)
+        return (out, cache)
     }
 
     /// - Throws: `GenerationError` for an empty prompt or one that, with the tokens to

@@ -7,7 +7,7 @@ import HalfFloat
 ///
 /// Compression (`compact`) keeps chosen positions per (layer, KV head) and packs them into the
 /// first slots; later tokens are appended after them. Until then a slot is its position.
-public struct KVCache {
+public struct KVCache: Sendable {
     /// Slots per (layer, KV head).
     public let capacity: Int
     public let layers: Int
@@ -37,6 +37,13 @@ public struct KVCache {
 
     /// Tokens held, over all layers and KV heads.
     public var heldTokens: Int { lengths.joined().reduce(0, +) }
+
+    /// The values held by (`layer`, `kvHead`), slot after slot (`headDim` floats each; a slot is
+    /// its position until the cache is compacted). Exactly binary16 values.
+    public func values(layer: Int, kvHead h: Int) -> ArraySlice<Float> {
+        let base = h * capacity * headDim
+        return values[layer][base..<(base + lengths[layer][h] * headDim)]
+    }
 
     /// Stores `tokens` new keys and values of `layer` (token-major, KV heads side by side) after
     /// each head's last slot.

@@ -233,8 +233,9 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Runs a prompt through `forward` in chunks of `chunk` tokens (bounding the activations),
     /// returning the logits of the last position (`.last`) or of every position (`.all`).
+    /// `afterChunk` sees the number of prompt tokens done after each chunk.
     public func prefill(_ tokens: [Int32], cache: inout KVCache, chunk: Int = 512, logitsFor: LogitPositions = .last,
-                        probe: AttentionProbe? = nil) -> [[Float]] {
+                        probe: AttentionProbe? = nil, afterChunk: (Int) -> Void = { _ in }) -> [[Float]] {
         var logits: [[Float]] = []
         var i = 0
         while i < tokens.count {
@@ -242,6 +243,7 @@ public final class LanguageModel: @unchecked Sendable {
             let out = forward(part, cache: &cache, logitsFor: logitsFor, probe: probe)
             logits = logitsFor == .all ? logits + out : out
             i += part.count
+            afterChunk(i)
         }
         return logits
     }

@@ -10,11 +10,51 @@ public struct RetrievalTask: Sendable, Equatable {
     /// Where the needle sits in the haystack, 0 … 1.
     public var depth: Double
     public var seed: UInt64
+    /// The inserted sentence that holds the answer (its tokens are the trace's needle span).
+    public var needle: String
+    /// The answer counts anywhere in the continuation (a chat reply), not only at its start.
+    public var answerAnywhere = false
+
+    public init(kind: String, prompt: String, answer: String, depth: Double, seed: UInt64, needle: String) {
+        self.kind = kind
+        self.prompt = prompt
+        self.answer = answer
+        self.depth = depth
+        self.seed = seed
+        self.needle = needle
+    }
+
+    /// The half-open token ranges of the needle sentence and of the answer's first occurrence
+    /// inside it, in `tokens` (the prompt as `tokenizer` encoded it); nil when not found.
+    public func spans(in tokens: [Int32], tokenizer: Tokenizer) -> (needle: Range<Int>, answer: Range<Int>)? {
+        var ends: [Int] = [] // byte offset after each token
+        var bytes: [UInt8] = []
+        for t in tokens {
+            bytes += tokenizer.piece(t)
+            ends.append(bytes.count)
+        }
+        func tokenRange(_ byteRange: Range<Int>) -> Range<Int> {
+            let first = ends.firstIndex { $0 > byteRange.lowerBound }!
+            let last = ends.firstIndex { $0 >= byteRange.upperBound }!
+            return first..<(last + 1)
+        }
+        guard let at = find(Array(needle.utf8), in: bytes), let inNeedle = find(Array(answer.utf8), in: Array(needle.utf8)) else { return nil }
+        let answerStart = at + inNeedle
+        return (tokenRange(at..<(at + needle.utf8.count)), tokenRange(answerStart..<(answerStart + answer.utf8.count)))
+    }
+
+    private func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard !needle.isEmpty, needle.count <= haystack.count else { return nil }
+        for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] && Array(haystack[i..<(i + needle.count)]) == needle {
+            return i
+        }
+        return nil
+    }
 
     /// True when `generated` (the model's continuation) begins with the answer, ignoring
-    /// leading spaces.
+    /// leading spaces (or contains it, with `answerAnywhere`).
     public func isCorrect(_ generated: String) -> Bool {
-        generated.drop { $0 == " " }.hasPrefix(answer)
+        answerAnywhere ? generated.contains(answer) : generated.drop { $0 == " " }.hasPrefix(answer)
     }
 }
 
@@ -46,6 +86,74 @@ public enum Tasks {
             let mid = (lo + hi) / 2
             if length(mid) <= tokens { lo = mid } else { hi = mid }
         }
-        return RetrievalTask(kind: "passkey", prompt: build(lo), answer: key, depth: depth, seed: seed)
+        return RetrievalTask(kind: "passkey", prompt: build(lo), answer: key, depth: depth, seed: seed, needle: needle)
     }
+
+    /// A question-answering prompt over a plain-prose haystack (our own text, below) holding
+    /// four facts "<name>'s favourite <thing> is <value>." at seeded places; the asked fact
+    /// sits at `depth`, the other three are distractors about other people. The prompt ends
+    /// with the question and the start of the answer sentence, so the answer is the value.
+    /// - Throws: `GenerationError` when `tokens` cannot hold the facts and the question.
+    public static func qa(tokens: Int, depth: Double, seed: UInt64, tokenizer: Tokenizer) throws -> RetrievalTask {
+        var rng = SplitMix64(seed: seed)
+        func pick<T>(_ xs: [T]) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
+        var names = ["Ingrid", "Tomas", "Amara", "Keiko", "Rafael", "Olena", "Dmitri", "Priya", "Selma", "Nikolai", "Leona", "Jonah"]
+        let things: [(String, [String])] = [
+            ("colour", ["teal", "crimson", "amber", "violet", "olive", "indigo"]),
+            ("city", ["Lisbon", "Oslo", "Nairobi", "Lima", "Hanoi", "Tallinn"]),
+            ("fruit", ["mango", "quince", "apricot", "papaya", "fig", "lychee"]),
+            ("instrument", ["cello", "banjo", "oboe", "harp", "tuba", "sitar"]),
+        ]
+        var facts: [(sentence: String, question: String, answer: String)] = []
+        for (thing, values) in things {
+            let i = Int(rng.next() % UInt64(names.count))
+            let name = names.remove(at: i)
+            let value = pick(values)
+            facts.append(("\(name)'s favourite \(thing) is \(value). ", "What is \(name)'s favourite \(thing)? \(name)'s favourite \(thing) is", value))
+        }
+        let asked = Int(rng.next() % UInt64(facts.count))
+        let distractorDepths = (0..<facts.count).map { _ in rng.nextUnit() }
+        let intro = "Read the notes below about the people of a small harbour town, then answer the question at the end. "
+        func build(_ units: Int) -> String {
+            var sentences = (0..<units).map { Self.prose[$0 % Self.prose.count] + " " }
+            // Insert from the deepest place first so earlier indices stay valid.
+            let places = facts.indices.map { f in
+                (f, Int((Double(units) * min(max(f == asked ? depth : distractorDepths[f], 0), 1)).rounded()))
+            }.sorted { ($0.1, $0.0) > ($1.1, $1.0) }
+            for (f, at) in places { sentences.insert(facts[f].sentence, at: at) }
+            return intro + sentences.joined() + "\n" + facts[asked].question
+        }
+        func length(_ units: Int) -> Int { tokenizer.encode(build(units)).count }
+        guard length(0) <= tokens else {
+            throw GenerationError("a QA prompt needs at least \(length(0)) tokens; \(tokens) were asked for")
+        }
+        var lo = 0, hi = max(1, tokens / 16)
+        while length(hi) <= tokens { lo = hi; hi *= 2 }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2
+            if length(mid) <= tokens { lo = mid } else { hi = mid }
+        }
+        return RetrievalTask(kind: "qa", prompt: build(lo), answer: facts[asked].answer, depth: depth, seed: seed,
+                             needle: facts[asked].sentence)
+    }
+
+    /// The QA haystack: plain sentences written for this project (no outside text).
+    static let prose = [
+        "The harbour wakes early, and the first boats leave before the bakery opens its shutters.",
+        "Along the quay the nets are spread to dry on wooden frames that the wind has bleached grey.",
+        "Children walk to school past the lighthouse, counting the gulls that sit on its railing.",
+        "The market sells bread, cheese and smoked fish, and on Fridays a man sells old maps.",
+        "In winter the ferry runs twice a day, and the waiting room smells of coffee and wet wool.",
+        "The library keeps its newspapers in long drawers, sorted by year and then by the tide tables.",
+        "On the hill above the town stands a chapel whose bell was cast from a ship's anchor.",
+        "Most houses are painted in pale colours so that fishermen can pick out their own from the sea.",
+        "The town council meets on the first Tuesday of every month in a room above the post office.",
+        "A narrow path follows the cliffs to the next village, where the road ends at a stone pier.",
+        "During the summer festival the square fills with lanterns and the band plays until midnight.",
+        "The old customs house is now a museum of knots, compasses and ledgers of forgotten cargo.",
+        "When storms come the shops close early and the harbour master raises a red flag on the mast.",
+        "Every spring the boats are scraped, tarred and painted again before the season begins.",
+        "The school has one classroom for the youngest pupils and another for everyone else.",
+        "Tourists rarely stay long, but those who do learn the names of every rock in the bay.",
+    ]
 }

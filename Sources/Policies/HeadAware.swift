@@ -108,7 +108,10 @@ public struct CompressKV: Sendable, Equatable {
     public var heads: Int
     public var minimumBudget: Int
 
-    public init(profile: HeadProfile, window: Int = 8, kernel: Int = 5, heads: Int = 4, minimumBudget: Int = 32) {
+    /// The paper's observation window.
+    public static let defaultWindow = 8
+
+    public init(profile: HeadProfile, window: Int = CompressKV.defaultWindow, kernel: Int = 5, heads: Int = 4, minimumBudget: Int = 32) {
         self.profile = profile
         self.window = window
         self.kernel = kernel

@@ -11,7 +11,7 @@
 public enum TraceLayout {
     public static let magic: [UInt8] = [0x89, 0x43, 0x4B, 0x56, 0x54, 0x0D, 0x0A, 0x1A]
     public static let majorVersion: UInt16 = 1
-    public static let minorVersion: UInt16 = 0
+    public static let minorVersion: UInt16 = 1
     /// magic, major, minor, metadata length.
     public static let fixedHeaderSize = 16
     /// Metadata larger than this is refused (protects a reader from a corrupt length).

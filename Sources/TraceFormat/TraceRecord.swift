@@ -120,6 +120,33 @@ public struct DecodeVector: Equatable, Sendable {
     }
 }
 
+/// The keys or values a KV head held after the run, for every position (format 1.1): what
+/// replay needs to recompute attention outputs over any kept subset.
+public struct CacheVectors: Equatable, Sendable {
+    /// `.key` or `.value`.
+    public var kind: VectorKind
+    public var layer: UInt16
+    public var kvHead: UInt16
+    public var encoding: ValueEncoding
+    /// Vector length (the head dimension).
+    public var dimension: Int
+    /// Position after position, `dimension` values each.
+    public var values: [Float]
+
+    public init(kind: VectorKind, layer: UInt16, kvHead: UInt16, encoding: ValueEncoding, dimension: Int, values: [Float]) {
+        precondition(dimension > 0 && values.count % dimension == 0, "cache vectors must hold whole vectors")
+        self.kind = kind
+        self.layer = layer
+        self.kvHead = kvHead
+        self.encoding = encoding
+        self.dimension = dimension
+        self.values = values
+    }
+
+    /// Positions held.
+    public var count: Int { values.count / dimension }
+}
+
 /// One record of a trace.
 public enum TraceRecord: Equatable, Sendable {
     case tokens(role: TokenRole, ids: [UInt32])
@@ -128,6 +155,7 @@ public enum TraceRecord: Equatable, Sendable {
     case headStatistic(HeadStatistic)
     case decodeAttention(DecodeAttention)
     case decodeVector(DecodeVector)
+    case cacheVectors(CacheVectors)
     /// A key/value fact recorded with the run (outcome, timing, engine settings).
     case annotation(key: String, value: String)
     /// A record type this build does not know, kept verbatim.
@@ -135,7 +163,7 @@ public enum TraceRecord: Equatable, Sendable {
 
     /// The record type codes of format 1.0.
     public enum Kind: UInt16, CaseIterable, Sendable {
-        case tokens = 1, span = 2, headStatistic = 3, decodeAttention = 4, decodeVector = 5, annotation = 6
+        case tokens = 1, span = 2, headStatistic = 3, decodeAttention = 4, decodeVector = 5, annotation = 6, cacheVectors = 7
 
         public var name: String {
             switch self {
@@ -145,6 +173,7 @@ public enum TraceRecord: Equatable, Sendable {
             case .decodeAttention: "decode_attention"
             case .decodeVector: "decode_vector"
             case .annotation: "annotation"
+            case .cacheVectors: "cache_vectors"
             }
         }
     }
@@ -158,6 +187,7 @@ public enum TraceRecord: Equatable, Sendable {
         case .decodeAttention: Kind.decodeAttention.rawValue
         case .decodeVector: Kind.decodeVector.rawValue
         case .annotation: Kind.annotation.rawValue
+        case .cacheVectors: Kind.cacheVectors.rawValue
         case let .unknown(type, _): type
         }
     }
@@ -202,6 +232,11 @@ extension TraceRecord {
             out.u16(v.layer); out.u16(v.head); out.u16(0)
             out.u32(v.step); out.u32(UInt32(v.values.count))
             Self.encodeValues(v.values, v.encoding, into: &out)
+        case let .cacheVectors(c):
+            out.u8(c.kind.rawValue); out.u8(c.encoding.rawValue)
+            out.u16(c.layer); out.u16(c.kvHead); out.u16(0)
+            out.u32(UInt32(c.count)); out.u32(UInt32(c.dimension))
+            Self.encodeValues(c.values, c.encoding, into: &out)
         case let .annotation(key, value):
             let k = Array(key.utf8), v = Array(value.utf8)
             out.u32(UInt32(k.count)); out.raw(k)
@@ -231,6 +266,7 @@ extension TraceRecord {
         case let .headStatistic(s): body = 12 + s.encoding.bytesPerValue * s.values.count
         case let .decodeAttention(a): body = 16 + a.encoding.bytesPerValue * a.values.count
         case let .decodeVector(v): body = 16 + v.encoding.bytesPerValue * v.values.count
+        case let .cacheVectors(c): body = 16 + c.encoding.bytesPerValue * c.values.count
         case let .annotation(k, v): body = 8 + k.utf8.count + v.utf8.count
         case let .unknown(_, b): body = b.count
         }
@@ -345,6 +381,15 @@ extension TraceRecord {
                 let step = try body.u32()
                 let values = try decodeValues(&body, count: Int(try body.u32()), encoding, fail)
                 record = .decodeVector(DecodeVector(kind: vk, layer: layer, head: head, step: step, encoding: encoding, values: values))
+            case .cacheVectors:
+                guard let vk = VectorKind(rawValue: try body.u8()), vk == .key || vk == .value else { throw fail("cache vectors must be keys or values") }
+                let encoding = try decodeEncoding(try body.u8(), fail)
+                let layer = try body.u16(), head = try body.u16()
+                try body.skip(2)
+                let count = Int(try body.u32()), dimension = Int(try body.u32())
+                guard dimension > 0 else { throw fail("cache vectors of dimension 0") }
+                let values = try decodeValues(&body, count: count * dimension, encoding, fail)
+                record = .cacheVectors(CacheVectors(kind: vk, layer: layer, kvHead: head, encoding: encoding, dimension: dimension, values: values))
             case .annotation:
                 let key = try body.bytes(Int(try body.u32()))
                 let value = try body.bytes(Int(try body.u32()))

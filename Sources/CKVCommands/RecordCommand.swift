@@ -1,0 +1,180 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Policies
+import Recorder
+import Replay
+
+/// `ckv-sim record`: full-cache runs of generated tasks, written as traces; optionally the real
+/// compressed runs' outcomes for policies × budgets, continued from the same prefill.
+struct RecordCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Run the reference engine with the full cache on generated tasks and write attention traces (.ckvt).",
+        discussion: """
+        One trace per length × depth. With several, FILE.ckvt becomes FILE-<tokens>-d<depth>.ckvt.
+        --evaluate runs each policy × budget for real from the same prefill and stores whether it
+        still finds the answer (annotations "outcome.POLICY@BUDGET"), which `replay` reports as accuracy.
+        """
+    )
+
+    @Option(help: "The GGUF model file.")
+    var model: String
+
+    @Option(help: "The task: passkey (5-digit key in repeated filler) or qa (four facts in prose, one asked).")
+    var task: TaskKind = .passkey
+
+    @Option(help: "Prompt lengths in tokens, comma-separated (1k = 1024).")
+    var lengths = "1k"
+
+    @Option(help: "Needle depths, 0 … 1, comma-separated.")
+    var depths = "0.5"
+
+    @Option(help: "Seed of the task generator.")
+    var seed: UInt64 = 1
+
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate greedily.")
+    var maxTokens = 12
+
+    @Flag(help: "Wrap the prompt as a user turn in the model's chat format; the answer may then appear anywhere in the reply.")
+    var chat = false
+
+    @Option(help: "Policies to run for real after the full run, comma-separated (\(PolicyKind.names.joined(separator: ", "))), or 'all' (compresskv with --profile).")
+    var evaluate: String?
+
+    @Option(help: "With --evaluate: budgets in tokens per layer per KV head, comma-separated.")
+    var budgets: String?
+
+    @Option(name: .customLong("kv-fractions"), help: "With --evaluate: budgets as fractions of the prompt's KV (e.g. 1%,5%,0.25).")
+    var kvFractions: String?
+
+    @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
+    var profile: String?
+
+    @Option(help: "The trace file to write (.ckvt).")
+    var out: String
+
+    enum TaskKind: String, ExpressibleByArgument, CaseIterable {
+        case passkey, qa
+    }
+
+    func validate() throws {
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        guard evaluate != nil || (budgets == nil && kvFractions == nil) else { throw ValidationError("--budgets and --kv-fractions need --evaluate") }
+        guard evaluate == nil || budgets != nil || kvFractions != nil else { throw ValidationError("--evaluate needs --budgets or --kv-fractions") }
+    }
+
+    func run() async throws {
+        let lengthList = try lengths.split(separator: ",").map { s in
+            guard let n = parseTokenCount(String(s)), n > 0 else { throw CLIError("--lengths: '\(s)' is not a token count") }
+            return n
+        }
+        let depthList = try depths.split(separator: ",").map { s in
+            guard let d = Double(s.trimmingCharacters(in: .whitespaces)), (0...1).contains(d) else { throw CLIError("--depths: '\(s)' is not a depth in 0 … 1") }
+            return d
+        }
+        let headProfile = try profile.map(PolicyChoice.loadProfile)
+        let policies = try evaluate.map { try parsePolicies($0, haveProfile: headProfile != nil) } ?? []
+        let budgetList = try parseBudgets(tokens: budgets, fractions: kvFractions)
+        if policies.contains(.compressKV), headProfile == nil {
+            throw CLIError("compresskv needs a head profile: --profile FILE.json")
+        }
+        let m = try LanguageModel(path: model)
+        let recorder = Recorder(model: m, options: { var o = RecordingOptions(); o.maxTokens = maxTokens; return o }())
+        if let headProfile, headProfile.model != recorder.identity.name {
+            throw CLIError("\(profile!): the head profile is for \(headProfile.model); the model is \(recorder.identity.name)")
+        }
+        let runs = lengthList.flatMap { n in depthList.map { (n, $0) } }
+        for (index, (length, depth)) in runs.enumerated() {
+            var t = try task == .passkey
+                ? Tasks.passkey(tokens: length, depth: depth, seed: seed, tokenizer: m.tokenizer)
+                : Tasks.qa(tokens: length, depth: depth, seed: seed, tokenizer: m.tokenizer)
+            var text = t.prompt
+            if chat {
+                text = try ChatTemplate(model: m).render([ChatMessage(role: .user, content: t.prompt)])
+                t.answerAnywhere = true
+            }
+            let tokens = m.tokenizer.encode(text)
+            let path = runs.count == 1 ? out : Self.path(out, length: length, depth: depth)
+            let bar = ProgressBar(label: "[\(index + 1)/\(runs.count)] \(URL(fileURLWithPath: path).lastPathComponent)")
+            let result = try recorder.record(task: t, tokens: tokens, to: path, progress: bar.update) { run in
+                try policies.flatMap { policy in
+                    try budgetList.map { spec in
+                        let budget = spec.tokens(promptLength: tokens.count, minimum: policy.window)
+                        let selection = try cli { try policy.select(run.statistics, budget: budget, profile: headProfile) }
+                        let out = try m.generate(from: run.prefilled, keeping: selection)
+                        let text = m.tokenizer.decode(out.tokens)
+                        bar.note("\(policy.rawValue)@\(budget)")
+                        return (key: "outcome.\(policy.rawValue)@\(budget)",
+                                value: outcomeJSON(correct: run.task.isCorrect(text), tokens: out.tokens, text: text))
+                    }
+                }
+            }
+            bar.finish()
+            let mb = Double(result.summary.fileBytes) / 1_000_000
+            print("\(path): \(result.promptTokens) prompt tokens, full cache \(result.correct ? "finds" : "misses") '\(t.answer)' (\(result.text.debugDescription)), \(String(format: "%.1f", mb)) MB")
+        }
+    }
+
+    static func path(_ out: String, length: Int, depth: Double) -> String {
+        let base = out.hasSuffix(".ckvt") ? String(out.dropLast(5)) : out
+        return "\(base)-\(length)-d\(Int((depth * 100).rounded())).ckvt"
+    }
+}
+
+/// Parses "snapkv,h2o" or "all" (every policy; compresskv only when a head profile is given).
+func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {
+    if text.lowercased() == "all" { return PolicyKind.allCases.filter { haveProfile || !$0.needsProfile } }
+    return try text.split(separator: ",").map { s in try cli { try PolicyKind(parsing: s.trimmingCharacters(in: .whitespaces)) } }
+}
+
+/// Parses `--budgets 64,128` and `--kv-fractions 1%,0.05` into budget specs (budgets first).
+func parseBudgets(tokens: String?, fractions: String?) throws -> [BudgetSpec] {
+    let b = try (tokens ?? "").split(separator: ",").map { s -> BudgetSpec in
+        guard let n = parseTokenCount(String(s)), n > 0 else { throw CLIError("--budgets: '\(s)' is not a positive token count") }
+        return .tokens(n)
+    }
+    let f = try (fractions ?? "").split(separator: ",").map { s -> BudgetSpec in
+        let t = s.trimmingCharacters(in: .whitespaces)
+        let value = t.hasSuffix("%") ? Double(t.dropLast()).map { $0 / 100 } : Double(t)
+        guard let value, value > 0, value <= 1 else { throw CLIError("--kv-fractions: '\(s)' is not a fraction in (0, 1] (write 5% or 0.05)") }
+        return .fraction(value)
+    }
+    return b + f
+}
+
+/// A one-line progress bar on stderr (a terminal only), with tokens/s and ETA.
+final class ProgressBar: @unchecked Sendable {
+    let label: String
+    let terminal = isatty(2) != 0
+    var lastDraw = -1.0
+    var status = ""
+    var last: RecordingProgress?
+
+    init(label: String) { self.label = label }
+
+    func update(_ p: RecordingProgress) {
+        last = p
+        guard terminal, p.seconds - lastDraw >= 0.2 || p.done == p.total else { return }
+        lastDraw = p.seconds
+        draw(p)
+    }
+
+    func note(_ text: String) {
+        status = text
+        if terminal, let last { draw(last) }
+    }
+
+    private func draw(_ p: RecordingProgress) {
+        let width = 24, filled = p.total > 0 ? min(width, width * p.done / p.total) : 0
+        let rate = p.seconds > 0 ? Double(p.done) / p.seconds : 0
+        let eta = rate > 0 ? Double(p.total - p.done) / rate : 0
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let line = "\(label) [\(bar)] \(p.done)/\(p.total) tok \(String(format: "%.1f", rate)) tok/s ETA \(Int(eta.rounded()))s \(status)"
+        FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+    }
+
+    func finish() {
+        if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

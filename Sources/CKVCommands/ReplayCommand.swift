@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Policies
+import Replay
+
+/// `ckv-sim replay`: what each policy × budget keeps of recorded traces, and what that costs.
+struct ReplayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Apply policies × budgets to recorded traces: kept fraction, attention mass and output error during decode, and the real compressed runs' accuracy.",
+        discussion: """
+        The kept positions are exactly the engine's (the same policy code on the same statistics).
+        Attention mass and output error use the full-cache run's decode queries: the first step is the
+        prompt's last query. Accuracy is reported only where the trace holds a real compressed run at
+        that policy and budget (`ckv-sim record --evaluate`); otherwise '—'.
+        """
+    )
+
+    @Argument(help: "Trace files (.ckvt).")
+    var traces: [String]
+
+    @Option(help: "Policies, comma-separated (\(PolicyKind.names.joined(separator: ", "))), or 'all' (compresskv needs --profile).")
+    var policies: String?
+
+    @Option(help: "Budgets in tokens per layer per KV head (window included), comma-separated.")
+    var budgets: String?
+
+    @Option(name: .customLong("kv-fractions"), help: "Budgets as fractions of each prompt's KV (e.g. 1%,5%,0.25).")
+    var kvFractions: String?
+
+    @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
+    var profile: String?
+
+    @Option(help: "Output format: table, json, csv.")
+    var format: TableFormat = .table
+
+    func run() async throws {
+        let headProfile = try profile.map(PolicyChoice.loadProfile)
+        let kinds = try parsePolicies(policies ?? "all", haveProfile: headProfile != nil)
+        if kinds.contains(where: \.needsProfile), headProfile == nil {
+            throw CLIError("compresskv needs a head profile: --profile FILE.json")
+        }
+        var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
+        if specs.isEmpty { specs = [64, 128, 256, 512, 1024].map { .tokens($0) } }
+        var results: [ReplayResult] = []
+        for path in traces {
+            let trace: ReplayTrace
+            do { trace = try ReplayTrace(path: path) } catch let error as ReplayError { throw CLIError(error.description) }
+            let replayer = Replayer(trace)
+            for kind in kinds {
+                for spec in specs {
+                    let budget = spec.tokens(promptLength: trace.promptLength, minimum: kind.window)
+                    do {
+                        results.append(try replayer.replay(kind, budget: budget, profile: headProfile))
+                    } catch let error as PolicyError {
+                        throw CLIError("\(path): \(error.description)")
+                    } catch let error as ReplayError {
+                        throw CLIError(error.description)
+                    }
+                }
+            }
+        }
+        switch format {
+        case .json: print(try jsonString(results))
+        case .csv: print(Self.csv(results))
+        case .table: print(Self.table(results))
+        }
+    }
+
+    static let columns = ["trace", "policy", "budget", "kept", "attn mass", "min mass", "output err", "answer", "agreement"]
+
+    static func cells(_ r: ReplayResult) -> [String] {
+        [URL(fileURLWithPath: r.trace).lastPathComponent, r.policy, String(r.budget), formatPercent(round(r.keptFraction * 1000) / 1000),
+         Units.fixed(r.attentionMass, 3), Units.fixed(r.minimumAttentionMass, 3), Units.fixed(r.outputError, 3),
+         r.outcome.map { $0.correct ? "found" : "missed" } ?? "—", r.greedyAgreement.map { Units.fixed($0, 2) } ?? "—"]
+    }
+
+    static func table(_ results: [ReplayResult]) -> String {
+        var text = CKVCommands.table([columns] + results.map(cells), rightAligned: [2, 3, 4, 5, 6, 8])
+        // Across traces: accuracy where real runs exist.
+        let groups = Dictionary(grouping: results) { "\($0.policy)@\($0.budget)" }
+        let measured = groups.values.compactMap { rs -> (String, Int, Int)? in
+            let outcomes = rs.compactMap(\.outcome)
+            guard !outcomes.isEmpty, let r = rs.first else { return nil }
+            return ("\(r.policy)@\(r.budget)", outcomes.filter(\.correct).count, outcomes.count)
+        }.sorted { $0.0 < $1.0 }
+        if Set(results.map(\.trace)).count > 1, !measured.isEmpty {
+            text += "\n\naccuracy of the real compressed runs, over the traces that hold one:\n"
+            text += measured.map { "  \($0.0): \($0.1)/\($0.2)" }.joined(separator: "\n")
+        }
+        return text
+    }
+
+    static func csv(_ results: [ReplayResult]) -> String {
+        let header = ["trace", "model", "task", "prompt_tokens", "policy", "budget", "kept_fraction", "attention_mass", "minimum_attention_mass",
+                      "output_error", "correct", "greedy_agreement"]
+        let rows = results.map { r in
+            [r.trace, r.model, r.task, String(r.promptTokens), r.policy, String(r.budget), String(format: "%.6f", r.keptFraction),
+             String(format: "%.6f", r.attentionMass), String(format: "%.6f", r.minimumAttentionMass), String(format: "%.6f", r.outputError),
+             r.outcome.map { $0.correct ? "1" : "0" } ?? "", r.greedyAgreement.map { String(format: "%.4f", $0) } ?? ""]
+                .map(csvField).joined(separator: ",")
+        }
+        return ([header.joined(separator: ",")] + rows).joined(separator: "\n")
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, quote or newline.
+func csvField(_ s: String) -> String {
+    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+}

@@ -1,0 +1,198 @@
+import Crypto
+import Engine
+import Foundation
+import Policies
+import TraceFormat
+
+// The recorder (DESIGN.md "What a trace holds"): runs the engine with the full cache on a
+// generated task and writes a `.ckvt` trace holding everything replay needs — the prompt and
+// generated tokens, the needle and answer spans, the per-(layer, query head) statistics the
+// policies read, the decode steps' attention rows, and the cache's values. It knows nothing of
+// policies; outcomes of compressed runs are annotations others may append.
+
+/// What the recorder stores, and how.
+public struct RecordingOptions: Sendable, Equatable {
+    /// Observation windows whose attention sums are stored (the policies use 8 and 32).
+    public var windows: [Int] = [8, 32]
+    /// Windows whose squared sums are stored (KV-Compress uses 8).
+    public var squaredWindows: [Int] = [8]
+    /// Tokens to generate greedily.
+    public var maxTokens = 12
+    /// Prefill chunk (the compressed runs use the same, so the statistics are the same floats).
+    public var batch = 256
+    /// Encoding of the statistics: f32, so replay selects exactly what the engine selected.
+    public var statisticEncoding: ValueEncoding = .f32
+    /// Encoding of decode attention rows and cache values.
+    public var vectorEncoding: ValueEncoding = .f16
+
+    public init() {}
+}
+
+/// The outcome of one recording.
+public struct RecordingResult: Sendable {
+    public var promptTokens: Int
+    public var generated: [Int32]
+    public var text: String
+    /// Whether the greedy continuation starts with the task's answer.
+    public var correct: Bool
+    public var summary: TraceWriteSummary
+}
+
+/// Progress of a recording, for a progress bar.
+public struct RecordingProgress: Sendable {
+    /// Tokens processed (prompt tokens prefilled, then one per generated token).
+    public var done: Int
+    public var total: Int
+    public var seconds: Double
+}
+
+/// Why a recording cannot run.
+public struct RecorderError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public final class Recorder {
+    public let model: LanguageModel
+    public let identity: ModelIdentity
+    public var options: RecordingOptions
+
+    /// Hashes the GGUF file (the trace names the exact model).
+    public init(model: LanguageModel, options: RecordingOptions = RecordingOptions()) {
+        self.model = model
+        self.options = options
+        let c = model.config
+        let hash = SHA256.hash(data: model.file.bytes).map { String(format: "%02x", $0) }.joined()
+        let name = (try? model.file.string("general.name")) ?? URL(fileURLWithPath: model.file.path).deletingPathExtension().lastPathComponent
+        identity = ModelIdentity(
+            name: name, architecture: c.architecture.rawValue, ggufSHA256: hash, layers: c.layers, queryHeads: c.heads,
+            kvHeads: c.kvHeads, headDim: c.headDim, contextLength: c.contextLength, slidingWindow: c.slidingWindow,
+            globalLayers: c.slidingWindow == nil ? nil : (0..<c.layers).filter(c.isGlobal)
+        )
+    }
+
+    /// Records `task` (prompt already tokenised as `tokens`) to `path`. `annotate` may add
+    /// annotations from the run before the file is finished (the CLI adds compressed runs'
+    /// outcomes, continued from the same prefill).
+    /// - Throws: `GenerationError` when the task does not fit the context, `RecorderError` when
+    ///   the needle is not in the tokens, `TraceError` when the file cannot be written.
+    public func record(task: RetrievalTask, tokens: [Int32], to path: String,
+                       progress: (RecordingProgress) -> Void = { _ in },
+                       annotate: (RecordedRun) throws -> [(key: String, value: String)] = { _ in [] }) throws -> RecordingResult {
+        let c = model.config, n = tokens.count, o = options
+        guard n + o.maxTokens <= c.contextLength else {
+            throw GenerationError("the task (\(n) tokens) and \(o.maxTokens) tokens to generate exceed the model's context of \(c.contextLength) tokens")
+        }
+        guard let spans = task.spans(in: tokens, tokenizer: model.tokenizer) else {
+            throw RecorderError("the task's needle is not in its tokenised prompt")
+        }
+        let header = TraceHeader(
+            model: identity,
+            task: TaskDescription(kind: task.kind, seed: task.seed, promptTokens: n, parameters: [
+                "depth": String(task.depth), "answer": task.answer, "max_tokens": String(o.maxTokens),
+                "windows": o.windows.map(String.init).joined(separator: ","),
+                "squared_windows": o.squaredWindows.map(String.init).joined(separator: ","),
+            ]),
+            producer: "ckv-sim \(producerVersion)",
+            notes: ["engine": "reference engine, greedy, full f16 cache, prefill chunk \(o.batch)", "threads": String(model.threads)]
+        )
+        let writer = try TraceWriter(path: path, header: header)
+        try writer.append(.tokens(role: .prompt, ids: tokens.map { UInt32(bitPattern: $0) }))
+        try writer.append(.span(role: .needle, start: UInt32(spans.needle.lowerBound), end: UInt32(spans.needle.upperBound)))
+        try writer.append(.span(role: .answer, start: UInt32(spans.answer.lowerBound), end: UInt32(spans.answer.upperBound)))
+
+        let windows = Array(Set(o.windows + o.squaredWindows)).sorted()
+        let collector = StatisticsCollector(config: c, promptLength: n, windows: windows)
+        // Decode rows: step s is the query at position n − 1 + s (step 0 is the last prompt query).
+        var rows: [[[[Float]]]] = [] // step → layer → query head → weights
+        let statistics = collector.probe
+        let probe: AttentionProbe = { layer, head, position, first, weights in
+            statistics(layer, head, position, first, weights)
+            guard position >= n - 1, c.isGlobal(layer) else { return }
+            let step = position - (n - 1)
+            while rows.count <= step {
+                rows.append(Array(repeating: Array(repeating: [], count: c.heads), count: c.layers))
+            }
+            // Rows cover every key 0...position; a sliding-window layer's earlier keys got 0.
+            var row = [Float](repeating: 0, count: position + 1)
+            for j in 0..<weights.count { row[first + j] = weights[j] }
+            rows[step][layer][head] = row
+        }
+        let clock = ContinuousClock(), start = clock.now
+        func seconds() -> Double {
+            let d = clock.now - start
+            return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        }
+        let total = n + o.maxTokens
+        var generatedCount = 0
+        // The statistics are written as soon as the prompt is in: a recording interrupted during
+        // decode still leaves them readable.
+        let writeStatistics = {
+            for (l, layer) in collector.statistics.enumerated() {
+                for h in 0..<c.heads {
+                    func stat(_ kind: StatisticKind, _ w: Int, _ values: [Float]) throws {
+                        try writer.append(.headStatistic(HeadStatistic(kind: kind, layer: UInt16(l), head: UInt16(h), window: UInt16(w),
+                                                                       encoding: o.statisticEncoding, values: values)))
+                    }
+                    for w in o.windows where w <= n { try stat(.windowSum, w, layer.windowSums[w]![h]) }
+                    for w in o.squaredWindows where w <= n { try stat(.windowSquaredSum, w, layer.windowSquaredSums[w]![h]) }
+                    try stat(.accumulated, 0, layer.accumulated[h])
+                }
+            }
+            try writer.flush()
+        }
+        let prefilled = try model.prefill(prompt: tokens, maxTokens: o.maxTokens, batch: o.batch, probe: probe) { done in
+            progress(RecordingProgress(done: done, total: total, seconds: seconds()))
+        }
+        try writeStatistics()
+        let run = try model.generate(from: prefilled, probe: probe) { _ in
+            generatedCount += 1
+            progress(RecordingProgress(done: n + generatedCount, total: total, seconds: seconds()))
+        }
+        try writer.append(.tokens(role: .generated, ids: run.tokens.map { UInt32(bitPattern: $0) }))
+        for (step, layers) in rows.enumerated() {
+            for (l, heads) in layers.enumerated() where c.isGlobal(l) {
+                for (h, row) in heads.enumerated() {
+                    try writer.append(.decodeAttention(DecodeAttention(layer: UInt16(l), head: UInt16(h), step: UInt32(step), encoding: o.vectorEncoding, values: row)))
+                }
+            }
+        }
+        for l in 0..<c.layers where c.isGlobal(l) {
+            for g in 0..<c.kvHeads {
+                try writer.append(.cacheVectors(CacheVectors(kind: .value, layer: UInt16(l), kvHead: UInt16(g), encoding: o.vectorEncoding,
+                                                             dimension: c.headDim, values: Array(run.cache.values(layer: l, kvHead: g)))))
+            }
+        }
+        let text = model.tokenizer.decode(run.tokens)
+        let correct = task.isCorrect(text)
+        try writer.append(.annotation(key: "outcome.full", value: outcomeJSON(correct: correct, tokens: run.tokens, text: text)))
+        try writer.append(.annotation(key: "timing.seconds", value: String(format: "%.2f", seconds())))
+        for (key, value) in try annotate(RecordedRun(task: task, prefilled: prefilled, statistics: collector.statistics, generated: run.tokens)) {
+            try writer.append(.annotation(key: key, value: value))
+        }
+        let summary = try writer.finish()
+        return RecordingResult(promptTokens: n, generated: run.tokens, text: text, correct: correct, summary: summary)
+    }
+}
+
+/// A recorded full-cache run, for `annotate`.
+public struct RecordedRun {
+    public var task: RetrievalTask
+    /// The prompt's prefill, to continue from with a compressed cache.
+    public var prefilled: PrefilledPrompt
+    /// The statistics written to the trace.
+    public var statistics: [LayerStatistics]
+    /// The full cache's greedy tokens.
+    public var generated: [Int32]
+}
+
+/// The version written as a trace's producer.
+public let producerVersion = "0.1.0"
+
+/// The JSON of an `outcome.*` annotation: whether the answer was found, the generated ids and text.
+public func outcomeJSON(correct: Bool, tokens: [Int32], text: String) -> String {
+    struct Outcome: Encodable { var correct: Bool; var tokens: [Int32]; var text: String }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: (try? encoder.encode(Outcome(correct: correct, tokens: tokens, text: text))) ?? Data(), as: UTF8.self)
+}

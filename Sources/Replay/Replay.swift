@@ -1,0 +1,183 @@
+import Foundation
+import Policies
+import TraceFormat
+
+// Replay (DESIGN.md): apply a policy to a trace's statistics — the same function the engine's
+// compressed run calls, so the kept positions are the engine's — and measure, over the decode
+// steps the full-cache run made, what the kept positions preserve:
+// - kept fraction: kept prompt positions over all, over the compressible (global) layers' KV heads;
+// - attention mass: Σ of the full-cache attention weights on kept positions (generated
+//   positions are always kept), mean over steps, global layers and query heads;
+// - output error per layer: ‖O_comp − O_full‖ / ‖O_full‖ over the layer's concatenated head
+//   outputs (before W_O), O_comp being the attention restricted to the kept positions and
+//   renormalised (exactly softmax over the kept scores), mean over steps.
+
+/// One policy × budget replayed on one trace.
+public struct ReplayResult: Codable, Sendable, Equatable {
+    public var trace: String
+    public var model: String
+    public var task: String
+    public var promptTokens: Int
+    public var policy: String
+    /// Tokens per layer per KV head, window included.
+    public var budget: Int
+    /// Kept prompt positions over all, over the compressible layers.
+    public var keptFraction: Double
+    /// Kept positions per (layer, KV head).
+    public var keptCounts: [[Int]]
+    /// Mean attention mass on kept positions during the recorded decode steps.
+    public var attentionMass: Double
+    /// Lowest mass of any (step, layer, query head).
+    public var minimumAttentionMass: Double
+    /// Per layer: mean relative attention-output error (0 for layers not measured).
+    public var layerOutputErrors: [Double]
+    /// Mean of `layerOutputErrors` over the measured layers.
+    public var outputError: Double
+    /// The real compressed run's outcome at this policy and budget, when the trace has it.
+    public var outcome: RunOutcome?
+    /// Share of the full cache's greedy tokens the compressed run reproduced before its first
+    /// difference (nil without a recorded compressed run).
+    public var greedyAgreement: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case trace, model, task, policy, budget, outcome
+        case promptTokens = "prompt_tokens"
+        case keptFraction = "kept_fraction"
+        case keptCounts = "kept_counts"
+        case attentionMass = "attention_mass"
+        case minimumAttentionMass = "minimum_attention_mass"
+        case layerOutputErrors = "layer_output_errors"
+        case outputError = "output_error"
+        case greedyAgreement = "greedy_agreement"
+    }
+}
+
+/// A trace prepared for replaying many policies: the full-cache attention outputs per decode
+/// step, computed once.
+public final class Replayer: @unchecked Sendable {
+    public let trace: ReplayTrace
+    let layers: [Int]
+    /// step → layer → query head → full output (headDim floats).
+    let fullOutputs: [[[[Float]]]]
+
+    public init(_ trace: ReplayTrace) {
+        self.trace = trace
+        layers = trace.measuredLayers
+        let m = trace.model, d = m.headDim, group = m.queryHeads / m.kvHeads
+        fullOutputs = trace.rows.map { stepRows in
+            stepRows.indices.map { l in
+                guard !stepRows[l][0].isEmpty else { return [] }
+                return (0..<m.queryHeads).map { h in
+                    let row = stepRows[l][h]
+                    return Self.weightedSum(row, positions: row.indices, values: trace.values[l][h / group], dimension: d).sum
+                }
+            }
+        }
+    }
+
+    /// Σ_j row[j]·v_j over `positions`, and Σ_j row[j].
+    static func weightedSum(_ row: [Float], positions: some Sequence<Int>, values: [Float], dimension d: Int) -> (sum: [Float], mass: Double) {
+        var out = [Float](repeating: 0, count: d)
+        var mass = 0.0
+        values.withUnsafeBufferPointer { v in
+            for j in positions {
+                let a = row[j]
+                guard a != 0 else { continue }
+                mass += Double(a)
+                let base = j * d
+                for e in 0..<d { out[e] += a * v[base + e] }
+            }
+        }
+        return (out, mass)
+    }
+
+    /// The kept positions of `policy` at `budget`, exactly as the engine would keep them.
+    /// - Throws: `PolicyError` (budget below the window, missing statistics or profile) or
+    ///   `ReplayError` for a profile of another model.
+    public func selection(_ policy: PolicyKind, budget: Int, profile: HeadProfile?) throws -> Selection {
+        if policy.needsProfile, let profile, profile.model != trace.model.name {
+            throw ReplayError("\(trace.path) was recorded from \(trace.model.name); the head profile is for \(profile.model)")
+        }
+        return try policy.select(trace.statistics, budget: budget, profile: profile)
+    }
+
+    /// Replays `policy` at `budget`.
+    public func replay(_ policy: PolicyKind, budget: Int, profile: HeadProfile? = nil) throws -> ReplayResult {
+        let selection = try self.selection(policy, budget: budget, profile: profile)
+        let m = trace.model, n = trace.promptLength, d = m.headDim, group = m.queryHeads / m.kvHeads
+        let global = trace.statistics.indices.filter { trace.statistics[$0].isGlobal }
+        let keptTotal = global.reduce(0) { $0 + selection.kept[$1].reduce(0) { $0 + $1.count } }
+        let keptFraction = global.isEmpty ? 1 : Double(keptTotal) / Double(global.count * m.kvHeads * n)
+
+        var massSum = 0.0, massCount = 0, massMin = 1.0
+        var layerErrors = [Double](repeating: 0, count: m.layers)
+        for l in layers {
+            var errorSum = 0.0
+            for (step, stepRows) in trace.rows.enumerated() {
+                var diff = 0.0, norm = 0.0
+                for h in 0..<m.queryHeads {
+                    let g = h / group
+                    let row = stepRows[l][h]
+                    let kept = selection.kept[l][g]
+                    let (partial, keptMass) = Self.weightedSum(row, positions: kept, values: trace.values[l][g], dimension: d)
+                    let (generated, generatedMass) = Self.weightedSum(row, positions: n..<(n + step), values: trace.values[l][g], dimension: d)
+                    let mass = keptMass + generatedMass
+                    massSum += mass; massCount += 1; massMin = min(massMin, mass)
+                    let full = fullOutputs[step][l][h]
+                    for e in 0..<d {
+                        let comp = mass > 0 ? Double(partial[e] + generated[e]) / mass : 0
+                        diff += (comp - Double(full[e])) * (comp - Double(full[e]))
+                        norm += Double(full[e]) * Double(full[e])
+                    }
+                }
+                errorSum += norm > 0 ? (diff / norm).squareRoot() : 0
+            }
+            layerErrors[l] = trace.rows.isEmpty ? 0 : errorSum / Double(trace.rows.count)
+        }
+        let outcome = trace.outcomes["\(policy.rawValue)@\(budget)"]
+        let agreement = outcome.map { Self.agreement($0.tokens, trace.generated.map { Int32(bitPattern: $0) }) }
+        return ReplayResult(
+            trace: trace.path, model: m.name, task: trace.header.task.kind, promptTokens: n, policy: policy.rawValue, budget: budget,
+            keptFraction: keptFraction, keptCounts: selection.counts,
+            attentionMass: massCount > 0 ? massSum / Double(massCount) : 1, minimumAttentionMass: massCount > 0 ? massMin : 1,
+            layerOutputErrors: layerErrors, outputError: layers.isEmpty ? 0 : layers.reduce(0) { $0 + layerErrors[$1] } / Double(layers.count),
+            outcome: outcome, greedyAgreement: agreement
+        )
+    }
+
+    /// The share of `reference` that `tokens` reproduces before the first difference.
+    static func agreement(_ tokens: [Int32], _ reference: [Int32]) -> Double {
+        guard !reference.isEmpty else { return 1 }
+        var same = 0
+        while same < min(tokens.count, reference.count), tokens[same] == reference[same] { same += 1 }
+        return Double(same) / Double(reference.count)
+    }
+}
+
+/// A budget written as tokens or as a fraction of the prompt's KV.
+public enum BudgetSpec: Sendable, Equatable, CustomStringConvertible {
+    case tokens(Int)
+    case fraction(Double)
+
+    /// Tokens per layer per KV head for a prompt of `n` tokens (a fraction rounds to the
+    /// nearest token, at least `minimum`).
+    public func tokens(promptLength n: Int, minimum: Int) -> Int {
+        switch self {
+        case let .tokens(b): b
+        case let .fraction(f): max(minimum, Int((f * Double(n)).rounded()))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .tokens(b): String(b)
+        case let .fraction(f): "\(formatPercent(f))"
+        }
+    }
+}
+
+/// "1%", "0.5%", "12.5%".
+public func formatPercent(_ f: Double) -> String {
+    let p = f * 100
+    return p == p.rounded() ? "\(Int(p))%" : String(format: "%g%%", p)
+}
