@@ -75,6 +75,8 @@ let package = Package(
         ),
         // Reads traces, applies policies, computes the accuracy proxies.
         .target(name: "Replay", dependencies: ["TraceFormat", "Policies"]),
+        // The plan search over policies × budgets and its reports.
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",
@@ -91,7 +93,7 @@ let package = Package(
             name: "CKVCommands",
             dependencies: [
                 "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine", "Policies",
-                "Recorder", "Replay",
+                "Recorder", "Replay", "Planner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

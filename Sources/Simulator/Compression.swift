@@ -82,6 +82,14 @@ public enum Budget: Equatable, Sendable, CustomStringConvertible {
 public protocol KVFootprint: Sendable {
     /// PHBs a sequence holds with `tokens` tokens in total, keeping `kept` per global layer and head.
     func phb(tokens: Int, kept: Int, plan: MemoryPlan) -> Int
+    /// The same function with the plan's constants unpacked once, for the simulator's hot loop.
+    func calculator(plan: MemoryPlan) -> @Sendable (_ tokens: Int, _ kept: Int) -> Int
+}
+
+extension KVFootprint {
+    public func calculator(plan: MemoryPlan) -> @Sendable (_ tokens: Int, _ kept: Int) -> Int {
+        { [self] tokens, kept in phb(tokens: tokens, kept: kept, plan: plan) }
+    }
 }
 
 /// Every (layer, head) keeps the same count; per-sequence blocks round each layer-head up to

@@ -8,7 +8,9 @@ public struct Percentiles: Codable, Equatable, Sendable {
     public var mean: Double
     public var max: Double
 
-    init(_ h: Histogram<UInt64>) {
+    /// `sum`: the exact sum of the recorded microseconds (HdrHistogram's own mean walks every
+    /// bucket, which dominated short runs).
+    init(_ h: Histogram<UInt64>, sum: Double) {
         func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
         if h.totalCount == 0 {
             p50 = 0; p90 = 0; p99 = 0; mean = 0; max = 0
@@ -16,7 +18,7 @@ public struct Percentiles: Codable, Equatable, Sendable {
             p50 = ms(h.valueAtPercentile(50))
             p90 = ms(h.valueAtPercentile(90))
             p99 = ms(h.valueAtPercentile(99))
-            mean = h.mean / 1000
+            mean = sum / Double(h.totalCount) / 1000
             max = ms(h.max)
         }
     }
@@ -100,6 +102,7 @@ struct MetricsRecorder {
     var tpot = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
     var e2e = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
     var batch = Histogram<UInt64>(highestTrackableValue: 1 << 20, numberOfSignificantValueDigits: .three)
+    var ttftSum = 0.0, tpotSum = 0.0, e2eSum = 0.0
     var batchSeries = TimeSeries()
     var kvSeries = TimeSeries()
     var completed = 0
@@ -132,9 +135,16 @@ struct MetricsRecorder {
         completed += 1
         promptTokens += prompt
         outputTokens += output
-        ttft.record(UInt64(max(0, firstToken - arrival)))
-        e2e.record(UInt64(max(0, end - arrival)))
-        if output > 1 { tpot.record(UInt64(max(0, (end - firstToken) / Int64(output - 1)))) }
+        let t = UInt64(max(0, firstToken - arrival)), e = UInt64(max(0, end - arrival))
+        ttft.record(t)
+        e2e.record(e)
+        ttftSum += Double(t)
+        e2eSum += Double(e)
+        if output > 1 {
+            let p = UInt64(max(0, (end - firstToken) / Int64(output - 1)))
+            tpot.record(p)
+            tpotSum += Double(p)
+        }
         lastFinish = max(lastFinish, end)
     }
 }
@@ -191,9 +201,9 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         requestsPerSecond = span > 0 ? Double(m.completed) / span : 0
         outputTokensPerSecond = span > 0 ? Double(m.outputTokens) / span : 0
         totalTokensPerSecond = span > 0 ? Double(m.outputTokens + m.promptTokens) / span : 0
-        ttftMs = Percentiles(m.ttft)
-        tpotMs = Percentiles(m.tpot)
-        e2eMs = Percentiles(m.e2e)
+        ttftMs = Percentiles(m.ttft, sum: m.ttftSum)
+        tpotMs = Percentiles(m.tpot, sum: m.tpotSum)
+        e2eMs = Percentiles(m.e2e, sum: m.e2eSum)
         meanBatch = m.busyTime > 0 ? m.batchTimeSum / Double(m.busyTime) : 0
         maxBatch = Int(m.batch.totalCount > 0 ? m.batch.max : 0)
         meanKVUtilisation = m.busyTime > 0 ? m.kvTimeSum / Double(m.busyTime) : 0

@@ -317,13 +317,13 @@ public struct Simulation {
 /// The policy's footprint, with the nominal case unpacked for the hot loop.
 private enum FootprintModel {
     case nominal(NominalFootprintCalculator)
-    case custom(any KVFootprint, MemoryPlan)
+    case custom(@Sendable (Int, Int) -> Int)
 
     init(_ footprint: any KVFootprint, plan: MemoryPlan) {
         if let n = footprint as? NominalFootprint {
             self = .nominal(NominalFootprintCalculator(plan: plan, perHeadBlocks: n.perHeadBlocks))
         } else {
-            self = .custom(footprint, plan)
+            self = .custom(footprint.calculator(plan: plan))
         }
     }
 
@@ -331,7 +331,7 @@ private enum FootprintModel {
     func phb(tokens: Int, kept: Int) -> Int {
         switch self {
         case let .nominal(calc): calc.phb(tokens: tokens, kept: kept)
-        case let .custom(f, plan): f.phb(tokens: tokens, kept: kept, plan: plan)
+        case let .custom(f): f(tokens, kept)
         }
     }
 }

@@ -1,0 +1,108 @@
+import Foundation
+
+// A self-contained HTML page: the settings, the table, the recommendation and four SVG charts
+// (throughput vs budget per policy, accuracy proxy vs kv-fraction, memory per request, latency
+// vs rate). No scripts, no external resources.
+
+extension PlanReport {
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+
+    static func esc(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    /// A series of (x, y) points with a name.
+    struct Series {
+        var name: String
+        var points: [(Double, Double)]
+    }
+
+    /// A line chart with log-2 x when `logX`, linear y from 0.
+    static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool, baseline: Double? = nil) -> String {
+        let w = 520.0, h = 300.0, left = 64.0, right = 130.0, top = 30.0, bottom = 44.0
+        let xs = series.flatMap { $0.points.map(\.0) }, ys = series.flatMap { $0.points.map(\.1) } + (baseline.map { [$0] } ?? [])
+        guard let xmin0 = xs.min(), let xmax0 = xs.max(), let ymax0 = ys.max() else { return "" }
+        func tx(_ x: Double) -> Double { logX ? log2(max(x, 1e-9)) : x }
+        let xmin = tx(xmin0), xmax = max(tx(xmax0), xmin + 1e-9), ymax = ymax0 > 0 ? ymax0 * 1.1 : 1
+        func px(_ x: Double) -> Double { left + (tx(x) - xmin) / (xmax - xmin) * (w - left - right) }
+        func py(_ y: Double) -> Double { top + (1 - y / ymax) * (h - top - bottom) }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(esc(title))\">"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>"
+        svg += "<text x=\"\(Int(left))\" y=\"18\" font-size=\"14\" font-weight=\"bold\">\(esc(title))</text>"
+        svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
+        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
+        for i in 0...4 {
+            let y = ymax * Double(i) / 4
+            svg += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(w - right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"10\" text-anchor=\"end\">\(num(y))</text>"
+        }
+        for x in Array(Set(xs)).sorted() {
+            svg += "<text x=\"\(px(x))\" y=\"\(h - bottom + 14)\" font-size=\"10\" text-anchor=\"middle\">\(x >= 1 ? num(x) : pct(x))</text>"
+        }
+        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 8)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>"
+        svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(esc(yLabel))</text>"
+        if let baseline {
+            svg += "<line x1=\"\(left)\" y1=\"\(py(baseline))\" x2=\"\(w - right)\" y2=\"\(py(baseline))\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>"
+            svg += "<text x=\"\(w - right + 4)\" y=\"\(py(baseline) + 4)\" font-size=\"10\">full cache</text>"
+        }
+        for (i, s) in series.enumerated() where !s.points.isEmpty {
+            let color = palette[i % palette.count]
+            let pts = s.points.sorted { $0.0 < $1.0 }.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
+            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(pts)\"/>"
+            for p in s.points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>" }
+            let ly = top + 14 * Double(i)
+            svg += "<rect x=\"\(w - right + 8)\" y=\"\(ly)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
+            svg += "<text x=\"\(w - right + 22)\" y=\"\(ly + 9)\" font-size=\"11\">\(esc(s.name))</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    /// Horizontal bars: nominal and physical KV per request per configuration.
+    func memoryChart() -> String {
+        let configs = rows.filter { $0.budget != nil }
+        let barH = 12.0, gap = 8.0, left = 150.0, w = 560.0
+        let h = 40 + Double(configs.count) * (2 * barH + gap) + 20
+        let maxBytes = configs.map { max($0.physicalBytes, $0.nominalBytes) }.max() ?? 1
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" role=\"img\" aria-label=\"KV memory per request\">"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><text x=\"10\" y=\"18\" font-size=\"14\" font-weight=\"bold\">KV per request after compression (longest request)</text>"
+        svg += "<rect x=\"\(left)\" y=\"26\" width=\"10\" height=\"8\" fill=\"#9ecae1\"/><text x=\"\(left + 14)\" y=\"34\" font-size=\"10\">nominal</text>"
+        svg += "<rect x=\"\(left + 70)\" y=\"26\" width=\"10\" height=\"8\" fill=\"#3182bd\"/><text x=\"\(left + 84)\" y=\"34\" font-size=\"10\">physical (trace-driven blocks)</text>"
+        for (i, r) in configs.enumerated() {
+            let y = 42 + Double(i) * (2 * barH + gap)
+            let scale = (w - left - 90) / maxBytes
+            svg += "<text x=\"\(left - 6)\" y=\"\(y + barH + 4)\" font-size=\"10\" text-anchor=\"end\">\(Self.esc("\(r.policy) @\(r.budget!)"))</text>"
+            svg += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(max(1, r.nominalBytes * scale))\" height=\"\(barH)\" fill=\"#9ecae1\"/>"
+            svg += "<rect x=\"\(left)\" y=\"\(y + barH)\" width=\"\(max(1, r.physicalBytes * scale))\" height=\"\(barH)\" fill=\"#3182bd\"/>"
+            svg += "<text x=\"\(left + max(1, r.physicalBytes * scale) + 4)\" y=\"\(y + 2 * barH - 2)\" font-size=\"10\">\(Self.gib(r.physicalBytes))</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    /// The whole page.
+    public var html: String {
+        let policies = Array(Set(rows.compactMap { $0.budget == nil ? nil : $0.policy })).sorted()
+        func series(_ value: (PlanRow) -> Double?, x: (PlanRow) -> Double) -> [Series] {
+            policies.map { p in Series(name: p, points: rows.filter { $0.policy == p }.compactMap { r in value(r).map { (x(r), $0) } }) }
+        }
+        let full = rows.first
+        let throughput = Self.lineChart(title: "Saturated output tokens/s vs budget", xLabel: "budget (tokens per layer per KV head)", yLabel: "output tok/s",
+                                        series: series({ $0.saturation.outputTokensPerSecond }, x: { Double($0.budget!) }), logX: true,
+                                        baseline: full?.saturation.outputTokensPerSecond)
+        let accuracy = Self.lineChart(title: "Attention mass kept (replay) vs kv-fraction", xLabel: "kv-fraction", yLabel: "attention mass",
+                                      series: series({ $0.accuracy.traces?.attentionMass }, x: \.kvFraction), logX: true, baseline: 1)
+        let latency = Self.lineChart(title: "TTFT p90 at the SLO rate", xLabel: "highest rate meeting the SLOs (req/s)", yLabel: "TTFT p90 (s)",
+                                     series: series({ $0.latency.map { $0.ttft.p90 / 1000 } }, x: \.sloRate), logX: false,
+                                     baseline: sloTTFTSeconds)
+        var page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(Self.esc("ckv-sim plan: \(model) on \(gpu)"))</title>"
+        page += "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child,td:last-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}.rec{background:#eef6ee;padding:10px;border-left:4px solid #2ca02c}</style></head><body>"
+        page += "<h1>\(Self.esc("KV-cache sizing: \(model) on \(gpu), \(context)-token context"))</h1>"
+        page += "<table>" + settings.map { "<tr><th>\(Self.esc($0.0))</th><td style=\"text-align:left\">\(Self.esc($0.1))</td></tr>" }.joined() + "</table>"
+        page += "<h2>Recommendation</h2><p class=\"rec\">\(Self.esc(recommendation))</p>"
+        page += "<h2>Charts</h2><div class=\"charts\">\(throughput)\(accuracy)\(memoryChart())\(latency)</div>"
+        page += "<h2>Configurations</h2><table><tr>" + Self.columns.map { "<th>\(Self.esc($0))</th>" }.joined() + "</tr>"
+        page += rows.map { "<tr>" + cells($0).map { "<td>\(Self.esc($0))</td>" }.joined() + "</tr>" }.joined() + "</table>"
+        page += "<h2>Sources and caveats</h2><ul>" + notes.map { "<li>\(Self.esc($0))</li>" }.joined() + "</ul>"
+        return page + "</body></html>\n"
+    }
+}

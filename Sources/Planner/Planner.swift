@@ -1,0 +1,312 @@
+import Foundation
+import Hardware
+import Policies
+import Replay
+import Simulator
+
+// `plan`: for the full cache and every policy × budget, memory per request (nominal and
+// physical, from the traces), capacity, saturated throughput, the highest arrival rate that
+// meets the SLOs with its latencies, and the accuracy evidence — then the cheapest
+// configuration within the accuracy loss the user accepts.
+
+/// Why a plan cannot be made.
+public struct PlanError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Everything a plan depends on (every default is printed in the report).
+public struct PlanInputs: Sendable {
+    public var gpu: GPU
+    public var model: ModelSpec
+    public var serving: ServingConfig
+    public var scenario: Scenario
+    /// Longest request (prompt + output) in tokens; synthetic prompt lengths are scaled so the
+    /// longest prompt is `context − output`.
+    public var context: Int
+    /// Fixed output length (nil: the scenario's distribution).
+    public var outputTokens: Int?
+    /// SLOs: TTFT p90 and TPOT p99, seconds.
+    public var sloTTFT: Double
+    public var sloTPOT: Double
+    public var policies: [PolicyKind]
+    public var budgets: [BudgetSpec]
+    /// Largest acceptable relative accuracy loss for the recommendation.
+    public var maxAccuracyLoss: Double
+    /// Requests per simulated run.
+    public var requests: Int
+
+    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, scenario: Scenario, context: Int, outputTokens: Int?,
+                sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [BudgetSpec], maxAccuracyLoss: Double, requests: Int = 300) {
+        self.gpu = gpu
+        self.model = model
+        self.serving = serving
+        self.scenario = scenario
+        self.context = context
+        self.outputTokens = outputTokens
+        self.sloTTFT = sloTTFT
+        self.sloTPOT = sloTPOT
+        self.policies = policies
+        self.budgets = budgets
+        self.maxAccuracyLoss = maxAccuracyLoss
+        self.requests = requests
+    }
+}
+
+/// Latency percentiles at one arrival rate, milliseconds.
+public struct LatencyAtRate: Codable, Sendable, Equatable {
+    public var rate: Double
+    public var ttft: Percentiles
+    public var tpot: Percentiles
+    public var e2e: Percentiles
+}
+
+/// One configuration: full cache, or a policy at a budget.
+public struct PlanRow: Codable, Sendable, Equatable {
+    public var policy: String
+    /// Tokens per layer per KV head at the longest prompt (nil for full cache).
+    public var budget: Int?
+    public var kvFraction: Double
+    /// KV bytes of the longest request during its prefill (everything is held then).
+    public var peakBytes: Double
+    /// KV bytes after compression at the end of the longest request, as a uniform kept count would hold.
+    public var nominalBytes: Double
+    /// The same, in the blocks the policy's kept counts (from the traces) really occupy.
+    public var physicalBytes: Double
+    /// Longest requests that fit at once (capped by max_num_seqs).
+    public var maxConcurrent: Int
+    public var saturation: Saturation
+    /// Highest Poisson rate meeting the SLOs (0 if none does) and the latencies there.
+    public var sloRate: Double
+    public var latency: LatencyAtRate?
+    public var accuracy: AccuracyEstimate
+
+    public struct Saturation: Codable, Sendable, Equatable {
+        public var requestsPerSecond: Double
+        public var outputTokensPerSecond: Double
+        public var meanBatch: Double
+        public var preemptions: Int
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case policy, budget, saturation, latency, accuracy
+        case kvFraction = "kv_fraction"
+        case peakBytes = "peak_bytes"
+        case nominalBytes = "nominal_bytes"
+        case physicalBytes = "physical_bytes"
+        case maxConcurrent = "max_concurrent"
+        case sloRate = "slo_rate"
+    }
+}
+
+/// What is known about a configuration's accuracy, each figure with its source.
+public struct AccuracyEstimate: Codable, Sendable, Equatable {
+    /// Replay and real runs on the bundled traces (reference models), at the same kv-fraction.
+    public var traces: TraceEvidence?
+    /// The papers' figures for this model, policy and budget.
+    public var published: [PublishedScore]
+    /// The loss used for the recommendation, and where it comes from.
+    public var loss: Double?
+    public var lossSource: String
+
+    enum CodingKeys: String, CodingKey {
+        case traces, published, loss
+        case lossSource = "loss_source"
+    }
+}
+
+public struct PlanReport: Codable, Sendable, Equatable {
+    public var version = 1
+    public var gpu: String
+    public var model: String
+    public var tensorParallel: Int
+    public var context: Int
+    public var scenario: String
+    public var workload: String
+    public var serving: ServingConfig
+    public var sloTTFTSeconds: Double
+    public var sloTPOTSeconds: Double
+    public var maxAccuracyLoss: Double
+    public var kvCapacityBytes: Double
+    public var rows: [PlanRow]
+    public var recommendation: String
+    public var notes: [String]
+    public var traceModels: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
+        case tensorParallel = "tensor_parallel"
+        case sloTTFTSeconds = "slo_ttft_p90_s"
+        case sloTPOTSeconds = "slo_tpot_p99_s"
+        case maxAccuracyLoss = "max_accuracy_loss"
+        case kvCapacityBytes = "kv_capacity_bytes"
+        case traceModels = "trace_models"
+    }
+}
+
+public enum Planner {
+    /// Runs the whole grid, configurations in parallel; `progress` sees (done, total).
+    /// - Throws: `PlanError` (impossible SLOs, model does not fit) or a trace error.
+    public static func plan(_ inputs: PlanInputs, library: TraceLibrary,
+                            progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) async throws -> PlanReport {
+        let model = inputs.model, n = inputs.context
+        guard n <= model.maxContext else {
+            throw PlanError("context \(n) exceeds \(model.name)'s maximum of \(model.maxContext) tokens")
+        }
+        let serving = { var s = inputs.serving; s.maxModelLen = n; return s }()
+        let plan: MemoryPlan
+        do { plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving) } catch let e as CapacityError { throw PlanError(e.description) }
+        let workload = try Workload(inputs: inputs)
+        let prompt = workload.longestPrompt
+
+        // The configurations: full cache, then policy × budget (budgets at or above the prompt are skipped).
+        var configs: [(PolicyKind?, BudgetSpec?)] = [(nil, nil)]
+        for p in inputs.policies {
+            for spec in inputs.budgets {
+                if case let .tokens(b) = spec, b < p.window { throw PlanError("budget \(b) is below \(p.rawValue)'s window of \(p.window) tokens") }
+                if spec.tokens(promptLength: prompt, minimum: p.window) < prompt { configs.append((p, spec)) }
+            }
+        }
+        // Full cache first: its SLO check says whether the SLOs are possible at all.
+        let full = try row(policy: nil, budget: nil, inputs: inputs, serving: serving, plan: plan, workload: workload, library: library)
+        let total = configs.count
+        progress(1, total)
+        let counter = Counter()
+        let rows = try await withThrowingTaskGroup(of: (Int, PlanRow).self) { group in
+            for (i, config) in configs.enumerated().dropFirst() {
+                group.addTask {
+                    let r = try row(policy: config.0, budget: config.1, inputs: inputs, serving: serving, plan: plan, workload: workload, library: library)
+                    progress(counter.increment() + 1, total)
+                    return (i, r)
+                }
+            }
+            var out = [PlanRow?](repeating: nil, count: configs.count)
+            out[0] = full
+            for try await (i, r) in group { out[i] = r }
+            return out.compactMap { $0 }
+        }
+        let report = PlanReport(
+            gpu: inputs.gpu.name, model: model.name, tensorParallel: serving.tensorParallel, context: n, scenario: inputs.scenario.name,
+            workload: workload.description, serving: serving, sloTTFTSeconds: inputs.sloTTFT, sloTPOTSeconds: inputs.sloTPOT,
+            maxAccuracyLoss: inputs.maxAccuracyLoss, kvCapacityBytes: plan.kvBytes, rows: rows,
+            recommendation: recommend(rows, maxLoss: inputs.maxAccuracyLoss),
+            notes: notes(inputs, library: library), traceModels: library.models
+        )
+        return report
+    }
+
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
+    }
+
+    static func row(policy: PolicyKind?, budget spec: BudgetSpec?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
+                    workload: Workload, library: TraceLibrary) throws -> PlanRow {
+        let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
+        // The budget at the longest prompt; its kv-fraction is where the traces are replayed.
+        var budget: Int?
+        if let policy, let spec { budget = spec.tokens(promptLength: prompt, minimum: policy.window) }
+        let fraction = budget.map { Double($0) / Double(prompt) } ?? 1
+        var evidence: TraceEvidence?
+        var compression = CompressionSpec.none
+        if let policy, let spec {
+            evidence = try library.evidence(policy, fraction: fraction, target: model)
+            let name = PolicyName(rawValue: policy.rawValue)!
+            let shape = evidence?.shapeQuantiles ?? []
+            let b: Budget
+            switch spec {
+            case let .tokens(t): b = .tokens(t)
+            case let .fraction(f): b = .fraction(f)
+            }
+            compression = CompressionSpec(policy: name, budget: b, window: policy.window,
+                                          footprint: TraceFootprint(shape: shape, perHeadBlocks: name.perHeadBlocks))
+        }
+        let bytesPerPHB = plan.phbBytes
+        let tokens = prompt + output
+        let keptEnd = compression.compresses ? compression.kept(prompt: prompt, blockSize: serving.blockSize) + output : tokens
+        let peak = Double(plan.phb(tokens: prompt, kept: prompt)) * bytesPerPHB
+        let nominal = Double(NominalFootprint(perHeadBlocks: false).phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
+        let physical = Double(compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
+        let perRequest = max(1, compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))
+        let concurrent = min(serving.maxNumSeqs, plan.phbCapacity / perRequest)
+
+        func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {
+            let source = try workload.source(arrivals: arrivals, count: count)
+            do {
+                return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, source: source,
+                                          largest: (prompt, output))
+            } catch let e as CapacityError { throw PlanError(e.description) }
+        }
+        let saturated = try simulate(nil, count: max(inputs.requests, min(2000, 3 * concurrent)))
+        func meets(_ r: SimulationResult) -> Bool {
+            r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 && r.tpotMs.p99 <= inputs.sloTPOT * 1000
+        }
+        // The highest Poisson rate meeting the SLOs, by bisection below the saturated rate.
+        let top = saturated.requestsPerSecond * 1.2
+        let lowRate = top / 1000
+        let atLow = try simulate(.poisson(rate: lowRate), count: inputs.requests)
+        var sloRate = 0.0
+        var latency: LatencyAtRate?
+        if meets(atLow) {
+            var lo = lowRate, hi = top, best = atLow
+            for _ in 0..<9 { // bracket width top/512: 0.2 % of the saturated rate
+                let mid = (lo + hi) / 2
+                let r = try simulate(.poisson(rate: mid), count: inputs.requests)
+                if meets(r) { lo = mid; best = r } else { hi = mid }
+            }
+            sloRate = lo
+            latency = LatencyAtRate(rate: lo, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
+        } else if policy == nil {
+            let ttft = atLow.ttftMs.p90 / 1000, tpot = atLow.tpotMs.p99
+            let which = atLow.ttftMs.p90 > inputs.sloTTFT * 1000
+                ? "TTFT p90 is \(String(format: "%.2f", ttft)) s > \(inputs.sloTTFT) s"
+                : "TPOT p99 is \(String(format: "%.1f", tpot)) ms > \(inputs.sloTPOT * 1000) ms"
+            throw PlanError("the SLOs cannot be met even as the arrival rate goes to 0 with the full cache: \(which) for \(workload.description) on \(inputs.gpu.name)")
+        }
+        let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: budget!, fraction: fraction) } ?? []
+        let loss: Double?, source: String
+        if policy == nil {
+            loss = 0; source = "full cache"
+        } else if let p = published.first {
+            loss = p.loss; source = "\(p.benchmark), \(p.source)"
+        } else if let m = evidence?.measuredLoss {
+            loss = m; source = "real compressed runs on the bundled traces (\(library.models.joined(separator: ", "))), nearest recorded kv-fraction"
+        } else {
+            loss = nil; source = "no measurement at this configuration"
+        }
+        return PlanRow(
+            policy: policy?.rawValue ?? "full", budget: budget, kvFraction: fraction, peakBytes: peak, nominalBytes: nominal,
+            physicalBytes: physical, maxConcurrent: concurrent,
+            saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
+                              meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
+            sloRate: sloRate, latency: latency,
+            accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source)
+        )
+    }
+
+    /// The cheapest configuration (highest SLO rate per GPU) within the loss, and what the full cache would need.
+    static func recommend(_ rows: [PlanRow], maxLoss: Double) -> String {
+        guard let full = rows.first else { return "" }
+        let eligible = rows.dropFirst().filter { ($0.accuracy.loss ?? .infinity) <= maxLoss && $0.sloRate > 0 }
+        guard let best = eligible.max(by: { ($0.sloRate, -($0.budget ?? 0)) < ($1.sloRate, -($1.budget ?? 0)) }), best.sloRate > full.sloRate else {
+            return "Full cache: no policy meets the SLOs at a higher rate within \(formatPercent(maxLoss)) accuracy loss (\(String(format: "%.3g", full.sloRate)) req/s per replica)."
+        }
+        let ratio = full.sloRate > 0 ? best.sloRate / full.sloRate : .infinity
+        let gpus = full.sloRate > 0 ? "the full cache would need \(String(format: "%.1f", ratio))× more GPUs for the same load" : "the full cache cannot meet the SLOs at any rate"
+        return "\(best.policy) at budget \(best.budget!) (kv-fraction \(formatPercent(round(best.kvFraction * 10000) / 10000))): \(String(format: "%.3g", best.sloRate)) req/s per replica within the SLOs, predicted accuracy loss \(formatPercent(round((best.accuracy.loss ?? 0) * 1000) / 1000)) (\(best.accuracy.lossSource)); \(gpus)."
+    }
+
+    static func notes(_ inputs: PlanInputs, library: TraceLibrary) -> [String] {
+        var notes = [
+            "Physical KV per request comes from replaying the bundled traces of \(library.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models.",
+            "Latency and throughput come from the discrete-event simulator's roofline cost model with its default constants (Docs/simulator.md, Docs/validation.md for its measured error).",
+            "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at the same kv-fraction; published figures are the papers' own, on their models and benchmarks.",
+        ]
+        let missing = inputs.policies.filter { p in p.needsProfile && !library.replayers.contains { library.profiles[$0.trace.model.name] != nil } }
+        if !missing.isEmpty {
+            notes.append("\(missing.map(\.rawValue).joined(separator: ", ")): no head profile for the trace models, so no trace-driven memory or accuracy (ckv-sim heads identify).")
+        }
+        return notes
+    }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Policies
+import Replay
+import Simulator
+import Hardware
+
+// What the bundled traces say about a policy at a kv-fraction: the replay proxies, the real
+// compressed runs' outcomes, and the per-(layer, KV head) kept counts that drive the physical
+// memory (DESIGN.md "Trace-driven memory").
+
+/// The replay of every bundled trace for one policy at one kv-fraction.
+public struct TraceEvidence: Codable, Sendable, Equatable {
+    public var policy: String
+    public var kvFraction: Double
+    /// Traces replayed.
+    public var traces: Int
+    /// Mean attention mass kept during the recorded decode steps.
+    public var attentionMass: Double
+    /// Mean relative attention-output error.
+    public var outputError: Double
+    /// Real compressed runs that found the answer, of those recorded nearest this kv-fraction.
+    public var correct: Int
+    public var runs: Int
+    /// The full cache's record on the same traces.
+    public var fullCorrect: Int
+    public var fullRuns: Int
+    /// The kv-fractions the real runs were recorded at (nearest to `kvFraction` per trace).
+    public var recordedFractions: [Double]
+    /// Per-(layer, KV head) kept counts relative to their mean, pooled over the traces' global
+    /// layers after mapping to the target model (`relativeShape`), as 32 quantiles.
+    public var shapeQuantiles: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case policy, traces, correct, runs
+        case kvFraction = "kv_fraction"
+        case attentionMass = "attention_mass"
+        case outputError = "output_error"
+        case fullCorrect = "full_correct"
+        case fullRuns = "full_runs"
+        case recordedFractions = "recorded_fractions"
+        case shapeQuantiles = "shape_quantiles"
+    }
+
+    /// Relative accuracy loss of the real runs against the full cache (nil without runs).
+    public var measuredLoss: Double? {
+        guard runs > 0, fullRuns > 0, fullCorrect > 0 else { return nil }
+        let full = Double(fullCorrect) / Double(fullRuns), here = Double(correct) / Double(runs)
+        return max(0, (full - here) / full)
+    }
+}
+
+/// The bundled traces, loaded once, replayed per policy × kv-fraction.
+public final class TraceLibrary: @unchecked Sendable {
+    public let replayers: [Replayer]
+    public let profiles: [String: HeadProfile]
+
+    /// Loads every `.ckvt` in `directory` (sorted by name) and the head profiles in `profiles`.
+    /// - Throws: a one-line error naming the file that cannot be read.
+    public init(directory: String, profiles profileDirectory: String? = nil) throws {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".ckvt") }.sorted()
+        // Loaded side by side: reading and preparing a trace takes ~0.1 s.
+        let loaded = Loaded(count: names.count)
+        DispatchQueue.concurrentPerform(iterations: names.count) { i in
+            loaded.set(i, Result { try Replayer(ReplayTrace(path: (directory as NSString).appendingPathComponent(names[i]))) })
+        }
+        replayers = try loaded.results.map { try $0!.get() }
+        var found: [String: HeadProfile] = [:]
+        if let profileDirectory {
+            for name in ((try? FileManager.default.contentsOfDirectory(atPath: profileDirectory)) ?? []).filter({ $0.hasSuffix(".json") }).sorted() {
+                let path = (profileDirectory as NSString).appendingPathComponent(name)
+                guard let data = FileManager.default.contents(atPath: path) else { continue }
+                do {
+                    let p = try JSONDecoder().decode(HeadProfile.self, from: data)
+                    found[p.model] = p
+                } catch {
+                    throw ReplayError("\(path): not a head profile (\(error.localizedDescription))")
+                }
+            }
+        }
+        profiles = found
+    }
+
+    /// The models the traces come from.
+    public var models: [String] { Array(Set(replayers.map(\.trace.model.name))).sorted() }
+
+    /// Replays `policy` at `fraction` on every trace it can run on (CompressKV needs its model's profile).
+    public func evidence(_ policy: PolicyKind, fraction: Double, target: ModelSpec) throws -> TraceEvidence? {
+        var mass = 0.0, error = 0.0, used = 0, correct = 0, runs = 0, fullCorrect = 0, fullRuns = 0
+        var fractions: [Double] = []
+        var shape: [Double] = []
+        for r in replayers {
+            let t = r.trace, n = t.promptLength
+            let profile = profiles[t.model.name]
+            if policy.needsProfile, profile == nil { continue }
+            let budget = max(policy.window, Int((fraction * Double(n)).rounded()))
+            let result = try r.replay(policy, budget: budget, profile: profile)
+            used += 1
+            mass += result.attentionMass
+            error += result.outputError
+            shape += relativeShape(counts: result.keptCounts, global: t.statistics.map(\.isGlobal), target: target)
+            // The real run recorded nearest this kv-fraction, if any.
+            let recorded = t.outcomes.compactMap { key, outcome -> (Double, RunOutcome)? in
+                let parts = key.split(separator: "@")
+                guard parts.count == 2, parts[0] == policy.rawValue, let b = Int(parts[1]) else { return nil }
+                return (Double(b) / Double(n), outcome)
+            }.sorted { abs($0.0 - fraction) < abs($1.0 - fraction) || (abs($0.0 - fraction) == abs($1.0 - fraction) && $0.0 < $1.0) }
+            if let (f, outcome) = recorded.first, let full = t.outcomes["full"] {
+                runs += 1
+                correct += outcome.correct ? 1 : 0
+                fullRuns += 1
+                fullCorrect += full.correct ? 1 : 0
+                fractions.append(f)
+            }
+        }
+        guard used > 0 else { return nil }
+        return TraceEvidence(policy: policy.rawValue, kvFraction: fraction, traces: used, attentionMass: mass / Double(used),
+                             outputError: error / Double(used), correct: correct, runs: runs, fullCorrect: fullCorrect, fullRuns: fullRuns,
+                             recordedFractions: fractions, shapeQuantiles: quantiles(shape, count: 32))
+    }
+}
+
+/// Results filled from several threads, one slot each.
+private final class Loaded: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var results: [Result<Replayer, any Error>?]
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<Replayer, any Error>) { lock.lock(); results[i] = r; lock.unlock() }
+}
+
+/// Maps a reference trace's kept counts onto the target model's global layers and KV heads and
+/// returns them relative to their mean: target layer i takes reference layer
+/// round(i·(L_ref − 1)/(L − 1)) among the reference's global layers (relative depth); within it,
+/// target head h takes the reference heads' sorted counts at quantile (h + ½)/H.
+public func relativeShape(counts: [[Int]], global: [Bool], target: ModelSpec) -> [Double] {
+    let reference = counts.indices.filter { global[$0] }.map { counts[$0].sorted() }
+    guard !reference.isEmpty else { return [] }
+    let L = max(1, target.globalLayers), H = max(1, target.kvHeads)
+    var mapped: [Double] = []
+    for i in 0..<L {
+        let layer = reference[L == 1 ? 0 : Int((Double(i) * Double(reference.count - 1) / Double(L - 1)).rounded())]
+        for h in 0..<H {
+            let q = (Double(h) + 0.5) / Double(H)
+            mapped.append(Double(layer[min(layer.count - 1, Int(q * Double(layer.count)))]))
+        }
+    }
+    let mean = mapped.reduce(0, +) / Double(mapped.count)
+    return mean > 0 ? mapped.map { $0 / mean } : mapped.map { _ in 1 }
+}
+
+/// `count` quantiles of `xs` at the midpoints (i + ½)/count.
+func quantiles(_ xs: [Double], count: Int) -> [Double] {
+    guard !xs.isEmpty else { return Array(repeating: 1, count: count) }
+    let s = xs.sorted()
+    return (0..<count).map { i in s[min(s.count - 1, Int((Double(i) + 0.5) / Double(count) * Double(s.count)))] }
+}
+
+/// The physical footprint from a trace's shape: each (global layer, KV head) keeps
+/// ⌈kept × s⌉ of the sequence (at most all of it), s drawn from the shape's quantiles (each
+/// standing for an equal share of the layer-heads). Per-sequence blocks (vLLM) give every layer
+/// and head the largest count; per-head blocks (KV-Compress) pay each head's own partly filled last block.
+public struct TraceFootprint: KVFootprint {
+    public var shape: [Double]
+    public var perHeadBlocks: Bool
+
+    public init(shape: [Double], perHeadBlocks: Bool) {
+        self.shape = shape
+        self.perHeadBlocks = perHeadBlocks
+    }
+
+    public func phb(tokens: Int, kept: Int, plan: MemoryPlan) -> Int {
+        calculator(plan: plan)(tokens, kept)
+    }
+
+    public func calculator(plan: MemoryPlan) -> @Sendable (Int, Int) -> Int {
+        let b = plan.serving.blockSize
+        let heads = plan.model.kvHeadsPerGPU(tp: plan.serving.tensorParallel)
+        let window = plan.model.slidingWindow ?? Int.max
+        let localLayers = plan.model.localLayers, layerHeads = plan.model.globalLayers * heads
+        let shape = shape, perHead = perHeadBlocks, largest = shape.max() ?? 1
+        // Equal quantiles counted once, with their multiplicity; block size is a power of two (16).
+        let distinct = Dictionary(shape.map { ($0, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        let shift = b.trailingZeroBitCount, powerOfTwo = b == 1 << shift
+        return { tokens, kept in
+            let local = localLayers * heads * ((min(tokens, window) + b - 1) / b)
+            guard kept < tokens, !shape.isEmpty else { return layerHeads * ((kept + b - 1) / b) + local }
+            let k = Double(kept)
+            @inline(__always) func count(_ s: Double) -> Int {
+                let x = k * s, i = Int(x) // ceil without a libm call (x ≥ 0)
+                return min(tokens, Double(i) < x ? i + 1 : i)
+            }
+            if perHead {
+                var blocks = 0
+                for (s, weight) in distinct { blocks += weight * (powerOfTwo ? (count(s) + b - 1) >> shift : (count(s) + b - 1) / b) }
+                return (blocks * layerHeads + shape.count - 1) / shape.count + local
+            }
+            return layerHeads * ((count(largest) + b - 1) / b) + local
+        }
+    }
+}

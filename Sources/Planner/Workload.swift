@@ -1,0 +1,89 @@
+import Foundation
+import Simulator
+
+/// The plan's request mix: the scenario's lengths fitted to the context (synthetic scenarios
+/// scale their prompt distribution so the longest prompt is `context − output`), and arrivals
+/// at the rate under test (a log replays its own gaps, scaled to that rate).
+struct Workload: Sendable, CustomStringConvertible {
+    var prompt: LengthDistribution?
+    var output: LengthDistribution
+    var seed: UInt64
+    var scenario: Scenario
+    /// A log's own mean rate, req/s (nil for synthetic).
+    var logRate: Double?
+    var longestPrompt: Int
+    var longestOutput: Int
+
+    init(inputs: PlanInputs) throws {
+        let s = inputs.scenario
+        scenario = s
+        seed = s.seed
+        switch s.arrivals {
+        case .synthetic:
+            let out = inputs.outputTokens.map { .fixed($0) } ?? s.output ?? .fixed(256)
+            let longestOut = out.maximum
+            guard longestOut < inputs.context else {
+                throw PlanError("the output length (\(longestOut) tokens) leaves no room for a prompt in a context of \(inputs.context)")
+            }
+            let room = inputs.context - longestOut
+            let p = s.prompt ?? .fixed(room)
+            let scale = Double(room) / Double(p.maximum)
+            prompt = Self.scaled(p, by: scale)
+            output = out
+            longestPrompt = prompt!.maximum
+            longestOutput = longestOut
+        case .log:
+            var source = try s.source()
+            var count = 0, last: Int64 = 0, longestP = 0, longestO = 0
+            while let r = source.next() {
+                count += 1
+                last = r.arrival
+                longestP = max(longestP, min(r.promptTokens, inputs.context))
+                longestO = max(longestO, r.outputTokens)
+            }
+            guard count > 1, last > 0 else { throw PlanError("\(s.path): the log has too few requests to set a rate") }
+            logRate = Double(count) / (Double(last) / 1_000_000)
+            prompt = nil
+            output = .fixed(0)
+            longestPrompt = min(longestP, inputs.context - 1)
+            longestOutput = min(longestO, inputs.context - longestPrompt)
+        }
+    }
+
+    static func scaled(_ d: LengthDistribution, by k: Double) -> LengthDistribution {
+        func r(_ x: Int) -> Int { max(1, Int((Double(x) * k).rounded(.down))) }
+        switch d {
+        case let .fixed(n): return .fixed(r(n))
+        case let .uniform(lo, hi): return .uniform(min: r(lo), max: r(hi))
+        case let .lognormal(median, sigma, lo, hi): return .lognormal(median: median * k, sigma: sigma, min: r(lo), max: r(hi))
+        case let .normal(mean, sd, lo, hi): return .normal(mean: mean * k, sd: sd * k, min: r(lo), max: r(hi))
+        }
+    }
+
+    /// Requests arriving by `arrivals` (nil: all at once, for the saturated throughput).
+    func source(arrivals: ArrivalProcess?, count: Int) throws -> any RequestSource {
+        if let prompt {
+            return SyntheticSource(arrivals: arrivals ?? .batch, prompt: prompt, output: output, count: count, seed: seed)
+        }
+        let rateScale: Double
+        switch arrivals {
+        case let .poisson(rate)?, let .gamma(rate, _)?: rateScale = rate / logRate!
+        default: rateScale = 1e6 // effectively all at once
+        }
+        return try scenario.source(rateScale: rateScale, requests: count)
+    }
+
+    var description: String {
+        guard let prompt else { return "\(scenario.name) (replayed log)" }
+        return "prompts \(Self.describe(prompt)), outputs \(Self.describe(output)) tokens"
+    }
+
+    static func describe(_ d: LengthDistribution) -> String {
+        switch d {
+        case let .fixed(n): "\(n)"
+        case let .uniform(lo, hi): "uniform \(lo)–\(hi)"
+        case let .lognormal(median, sigma, lo, hi): "log-normal median \(Int(median.rounded())) (σ \(sigma), \(lo)–\(hi))"
+        case let .normal(mean, sd, lo, hi): "normal \(Int(mean.rounded()))±\(Int(sd.rounded())) (\(lo)–\(hi))"
+        }
+    }
+}
