@@ -65,14 +65,8 @@ struct RecordCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let lengthList = try lengths.split(separator: ",").map { s in
-            guard let n = parseTokenCount(String(s)), n > 0 else { throw CLIError("--lengths: '\(s)' is not a token count") }
-            return n
-        }
-        let depthList = try depths.split(separator: ",").map { s in
-            guard let d = Double(s.trimmingCharacters(in: .whitespaces)), (0...1).contains(d) else { throw CLIError("--depths: '\(s)' is not a depth in 0 … 1") }
-            return d
-        }
+        let lengthList = try parseLengths(lengths)
+        let depthList = try parseDepths(depths)
         let headProfile = try profile.map(PolicyChoice.loadProfile)
         let policies = try evaluate.map { try parsePolicies($0, haveProfile: headProfile != nil) } ?? []
         let budgetList = try parseBudgets(tokens: budgets, fractions: kvFractions)
@@ -143,34 +137,50 @@ func parseBudgets(tokens: String?, fractions: String?) throws -> [BudgetSpec] {
     return b + f
 }
 
-/// A one-line progress bar on stderr (a terminal only), with tokens/s and ETA.
+/// A one-line progress bar on stderr (a terminal only), with the rate and ETA.
 final class ProgressBar: @unchecked Sendable {
     let label: String
     let terminal = isatty(2) != 0
+    let clock = ContinuousClock()
+    let start: ContinuousClock.Instant
     var lastDraw = -1.0
     var status = ""
-    var last: RecordingProgress?
+    var last: (done: Int, total: Int, unit: String)?
 
-    init(label: String) { self.label = label }
+    init(label: String) {
+        self.label = label
+        start = clock.now
+    }
 
-    func update(_ p: RecordingProgress) {
-        last = p
-        guard terminal, p.seconds - lastDraw >= 0.2 || p.done == p.total else { return }
-        lastDraw = p.seconds
-        draw(p)
+    var seconds: Double {
+        let d = clock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// A recording's progress in tokens.
+    func update(_ p: RecordingProgress) { update(done: p.done, total: p.total, unit: "tok") }
+
+    func update(done: Int, total: Int, unit: String, note: String? = nil) {
+        last = (done, total, unit)
+        if let note { status = note }
+        let t = seconds
+        guard terminal, t - lastDraw >= 0.2 || done == total || note != nil else { return }
+        lastDraw = t
+        draw()
     }
 
     func note(_ text: String) {
         status = text
-        if terminal, let last { draw(last) }
+        if terminal, last != nil { draw() }
     }
 
-    private func draw(_ p: RecordingProgress) {
-        let width = 24, filled = p.total > 0 ? min(width, width * p.done / p.total) : 0
-        let rate = p.seconds > 0 ? Double(p.done) / p.seconds : 0
-        let eta = rate > 0 ? Double(p.total - p.done) / rate : 0
+    private func draw() {
+        guard let (done, total, unit) = last else { return }
+        let width = 24, filled = total > 0 ? min(width, width * done / total) : 0
+        let t = seconds, rate = t > 0 ? Double(done) / t : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        let line = "\(label) [\(bar)] \(p.done)/\(p.total) tok \(String(format: "%.1f", rate)) tok/s ETA \(Int(eta.rounded()))s \(status)"
+        let line = "\(label) [\(bar)] \(done)/\(total) \(unit) \(String(format: "%.1f", rate)) \(unit)/s ETA \(Int(eta.rounded()))s \(status)"
         FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
     }
 

@@ -75,18 +75,8 @@ public enum Tasks {
             let before = Int((Double(units) * min(max(depth, 0), 1)).rounded())
             return intro + String(repeating: filler, count: before) + needle + String(repeating: filler, count: units - before) + cue
         }
-        func length(_ units: Int) -> Int { tokenizer.encode(build(units)).count }
-        guard length(0) <= tokens else {
-            throw GenerationError("a passkey prompt needs at least \(length(0)) tokens; \(tokens) were asked for")
-        }
-        // The largest filler count that fits (token counts grow with the count).
-        var lo = 0, hi = max(1, tokens / 8)
-        while length(hi) <= tokens { lo = hi; hi *= 2 }
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2
-            if length(mid) <= tokens { lo = mid } else { hi = mid }
-        }
-        return RetrievalTask(kind: "passkey", prompt: build(lo), answer: key, depth: depth, seed: seed, needle: needle)
+        let units = try fit(tokens, what: "passkey", tokenizer: tokenizer, build: build)
+        return RetrievalTask(kind: "passkey", prompt: build(units), answer: key, depth: depth, seed: seed, needle: needle)
     }
 
     /// A question-answering prompt over a plain-prose haystack (our own text, below) holding
@@ -123,9 +113,34 @@ public enum Tasks {
             for (f, at) in places { sentences.insert(facts[f].sentence, at: at) }
             return intro + sentences.joined() + "\n" + facts[asked].question
         }
+        let units = try fit(tokens, what: "QA", tokenizer: tokenizer, build: build)
+        return RetrievalTask(kind: "qa", prompt: build(units), answer: facts[asked].answer, depth: depth, seed: seed,
+                             needle: facts[asked].sentence)
+    }
+
+    /// A needle-in-a-haystack probe (Semantic Retrieval Head identification): the QA prose
+    /// with `needle`'s sentence at `depth`, then its question and "Answer:" — or, with `chat`,
+    /// notes and question as one user turn.
+    public static func needle(_ needle: Needle, tokens: Int, depth: Double, tokenizer: Tokenizer, chat: ChatTemplate? = nil) throws -> RetrievalTask {
+        let intro = "Read the notes below about a small harbour town, then answer the question at the end. "
+        func build(_ units: Int) -> String {
+            var sentences = (0..<units).map { Self.prose[$0 % Self.prose.count] + " " }
+            sentences.insert(needle.sentence + " ", at: Int((Double(units) * min(max(depth, 0), 1)).rounded()))
+            let notes = intro + sentences.joined() + "\nQuestion: \(needle.question)"
+            return chat.map { $0.render([ChatMessage(role: .user, content: notes)]) } ?? notes + "\nAnswer:"
+        }
+        let units = try fit(tokens, what: "needle", tokenizer: tokenizer, build: build)
+        var task = RetrievalTask(kind: "needle", prompt: build(units), answer: needle.answer, depth: depth, seed: 0, needle: needle.sentence)
+        task.answerAnywhere = true
+        return task
+    }
+
+    /// The most filler units `build` can take within `tokens` tokens (token counts grow with units).
+    /// - Throws: `GenerationError` when even no filler does not fit.
+    static func fit(_ tokens: Int, what: String, tokenizer: Tokenizer, build: (Int) -> String) throws -> Int {
         func length(_ units: Int) -> Int { tokenizer.encode(build(units)).count }
         guard length(0) <= tokens else {
-            throw GenerationError("a QA prompt needs at least \(length(0)) tokens; \(tokens) were asked for")
+            throw GenerationError("a \(what) prompt needs at least \(length(0)) tokens; \(tokens) were asked for")
         }
         var lo = 0, hi = max(1, tokens / 16)
         while length(hi) <= tokens { lo = hi; hi *= 2 }
@@ -133,8 +148,7 @@ public enum Tasks {
             let mid = (lo + hi) / 2
             if length(mid) <= tokens { lo = mid } else { hi = mid }
         }
-        return RetrievalTask(kind: "qa", prompt: build(lo), answer: facts[asked].answer, depth: depth, seed: seed,
-                             needle: facts[asked].sentence)
+        return lo
     }
 
     /// The QA haystack: plain sentences written for this project (no outside text).

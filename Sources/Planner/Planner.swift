@@ -289,12 +289,24 @@ public enum Planner {
     static func recommend(_ rows: [PlanRow], maxLoss: Double) -> String {
         guard let full = rows.first else { return "" }
         let eligible = rows.dropFirst().filter { ($0.accuracy.loss ?? .infinity) <= maxLoss && $0.sloRate > 0 }
-        guard let best = eligible.max(by: { ($0.sloRate, -($0.budget ?? 0)) < ($1.sloRate, -($1.budget ?? 0)) }), best.sloRate > full.sloRate else {
-            return "Full cache: no policy meets the SLOs at a higher rate within \(formatPercent(maxLoss)) accuracy loss (\(String(format: "%.3g", full.sloRate)) req/s per replica)."
+        // Highest SLO rate; among rates within 2 % of it (the bisection's resolution and the
+        // simulator's noise), the one with the least predicted loss, then the largest budget.
+        let bestRate = eligible.map(\.sloRate).max() ?? 0
+        let best = eligible.filter { $0.sloRate >= bestRate * 0.98 }
+            .min { ($0.accuracy.loss ?? 1, -($0.budget ?? 0)) < ($1.accuracy.loss ?? 1, -($1.budget ?? 0)) }
+        let rate = { (r: Double) in String(format: "%.3g", r) }
+        guard let best, full.sloRate == 0 || best.sloRate > full.sloRate * 1.02 else {
+            let why = full.sloRate > 0 && bestRate <= full.sloRate * 1.02
+                ? "no policy within \(formatPercent(maxLoss)) accuracy loss raises the highest SLO-meeting rate by more than 2 % (\(rate(full.sloRate)) req/s per replica with the full cache): at that rate the SLOs, not KV memory, are the limit"
+                : "no policy meets the SLOs within \(formatPercent(maxLoss)) accuracy loss"
+            return "Full cache: \(why)."
         }
-        let ratio = full.sloRate > 0 ? best.sloRate / full.sloRate : .infinity
-        let gpus = full.sloRate > 0 ? "the full cache would need \(String(format: "%.1f", ratio))× more GPUs for the same load" : "the full cache cannot meet the SLOs at any rate"
-        return "\(best.policy) at budget \(best.budget!) (kv-fraction \(formatPercent(round(best.kvFraction * 10000) / 10000))): \(String(format: "%.3g", best.sloRate)) req/s per replica within the SLOs, predicted accuracy loss \(formatPercent(round((best.accuracy.loss ?? 0) * 1000) / 1000)) (\(best.accuracy.lossSource)); \(gpus)."
+        let gpus = full.sloRate > 0
+            ? "the full cache would need \(String(format: "%.1f", best.sloRate / full.sloRate))× more GPUs for the same load"
+            : "the full cache cannot meet the SLOs at any rate"
+        let fraction = formatPercent((best.kvFraction * 10000).rounded() / 10000)
+        let loss = formatPercent(((best.accuracy.loss ?? 0) * 1000).rounded() / 1000)
+        return "\(best.policy) at budget \(best.budget!) (kv-fraction \(fraction)): \(rate(best.sloRate)) req/s per replica within the SLOs, predicted accuracy loss \(loss) (\(best.accuracy.lossSource)); \(gpus)."
     }
 
     static func notes(_ inputs: PlanInputs, library: TraceLibrary) -> [String] {

@@ -49,8 +49,12 @@ extension PlanReport {
             parts.append("\(p.benchmark) \(Self.num(p.score)) vs \(Self.num(p.full)) [paper]")
         }
         if let t = r.accuracy.traces {
-            if t.runs > 0 { parts.append("\(t.correct)/\(t.runs) found vs \(t.fullCorrect)/\(t.fullRuns) full [ref. runs]") }
-            parts.append(String(format: "mass %.2f, err %.2f [replay]", t.attentionMass, t.outputError))
+            let at = "at " + Self.pct(t.replayedFraction)
+            if t.runs > 0 {
+                let recorded = t.recordedFractions.reduce(0, +) / Double(t.recordedFractions.count)
+                parts.append("\(t.correct)/\(t.runs) found vs \(t.fullCorrect)/\(t.fullRuns) full at \(Self.pct(recorded)) [ref. runs]")
+            }
+            parts.append(String(format: "mass %.2f, err %.2f %@ [replay]", t.attentionMass, t.outputError, at))
         }
         return parts.isEmpty ? "no measurement" : parts.joined(separator: "; ")
     }

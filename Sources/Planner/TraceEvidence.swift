@@ -12,6 +12,9 @@ import Hardware
 public struct TraceEvidence: Codable, Sendable, Equatable {
     public var policy: String
     public var kvFraction: Double
+    /// The kv-fraction the traces were replayed at (mean over traces): the row's, unless that
+    /// leaves a reference prompt fewer than twice the policy's window (then 2 × window tokens).
+    public var replayedFraction: Double
     /// Traces replayed.
     public var traces: Int
     /// Mean attention mass kept during the recorded decode steps.
@@ -33,6 +36,7 @@ public struct TraceEvidence: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case policy, traces, correct, runs
         case kvFraction = "kv_fraction"
+        case replayedFraction = "replayed_fraction"
         case attentionMass = "attention_mass"
         case outputError = "output_error"
         case fullCorrect = "full_correct"
@@ -86,24 +90,27 @@ public final class TraceLibrary: @unchecked Sendable {
     /// Replays `policy` at `fraction` on every trace it can run on (CompressKV needs its model's profile).
     public func evidence(_ policy: PolicyKind, fraction: Double, target: ModelSpec) throws -> TraceEvidence? {
         var mass = 0.0, error = 0.0, used = 0, correct = 0, runs = 0, fullCorrect = 0, fullRuns = 0
-        var fractions: [Double] = []
+        var fractions: [Double] = [], replayed = 0.0
         var shape: [Double] = []
         for r in replayers {
             let t = r.trace, n = t.promptLength
             let profile = profiles[t.model.name]
             if policy.needsProfile, profile == nil { continue }
-            let budget = max(policy.window, Int((fraction * Double(n)).rounded()))
+            // Short reference prompts: at least twice the window, so the policy selects something.
+            let budget = min(n, max(2 * policy.window, Int((fraction * Double(n)).rounded())))
             let result = try r.replay(policy, budget: budget, profile: profile)
             used += 1
+            replayed += Double(budget) / Double(n)
             mass += result.attentionMass
             error += result.outputError
             shape += relativeShape(counts: result.keptCounts, global: t.statistics.map(\.isGlobal), target: target)
-            // The real run recorded nearest this kv-fraction, if any.
+            // The real run recorded nearest the replayed kv-fraction, if any.
+            let target = Double(budget) / Double(n)
             let recorded = t.outcomes.compactMap { key, outcome -> (Double, RunOutcome)? in
                 let parts = key.split(separator: "@")
                 guard parts.count == 2, parts[0] == policy.rawValue, let b = Int(parts[1]) else { return nil }
                 return (Double(b) / Double(n), outcome)
-            }.sorted { abs($0.0 - fraction) < abs($1.0 - fraction) || (abs($0.0 - fraction) == abs($1.0 - fraction) && $0.0 < $1.0) }
+            }.sorted { abs($0.0 - target) < abs($1.0 - target) || (abs($0.0 - target) == abs($1.0 - target) && $0.0 < $1.0) }
             if let (f, outcome) = recorded.first, let full = t.outcomes["full"] {
                 runs += 1
                 correct += outcome.correct ? 1 : 0
@@ -113,7 +120,7 @@ public final class TraceLibrary: @unchecked Sendable {
             }
         }
         guard used > 0 else { return nil }
-        return TraceEvidence(policy: policy.rawValue, kvFraction: fraction, traces: used, attentionMass: mass / Double(used),
+        return TraceEvidence(policy: policy.rawValue, kvFraction: fraction, replayedFraction: replayed / Double(used), traces: used, attentionMass: mass / Double(used),
                              outputError: error / Double(used), correct: correct, runs: runs, fullCorrect: fullCorrect, fullRuns: fullRuns,
                              recordedFractions: fractions, shapeQuantiles: quantiles(shape, count: 32))
     }
