@@ -5,6 +5,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure throughput on this machine and print the figures.",
-        subcommands: [BenchTrace.self, BenchSimulate.self, BenchEngine.self]
+        subcommands: [BenchTrace.self, BenchSimulate.self, BenchEngine.self, BenchPlan.self]
     )
 }

@@ -28,30 +28,41 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(name: .customLong("kv-fractions"), help: "Budgets as fractions of each prompt's KV (e.g. 1%,5%,0.25).")
     var kvFractions: String?
 
-    @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
-    var profile: String?
+    @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`); repeat for traces of several models. Default: the committed Profiles/*.json.")
+    var profile: [String] = []
 
-    @Option(help: "Output format: table, json, csv.")
-    var format: TableFormat = .table
+    @Option(help: "Output format: table, json, csv, or md (a summary per model × policy × budget over all the traces, with rank correlations).")
+    var format: ReplayFormat = .table
+
+    enum ReplayFormat: String, ExpressibleByArgument, CaseIterable { case table, json, csv, md }
 
     func run() async throws {
-        let headProfile = try profile.map(PolicyChoice.loadProfile)
-        let kinds = try parsePolicies(policies ?? "all", haveProfile: headProfile != nil)
-        if kinds.contains(where: \.needsProfile), headProfile == nil {
+        let explicit = !profile.isEmpty
+        let paths = explicit ? profile : committedProfiles()
+        let profiles = try paths.map(PolicyChoice.loadProfile)
+        let kinds = try parsePolicies(policies ?? "all", haveProfile: !profiles.isEmpty)
+        if kinds.contains(where: \.needsProfile), profiles.isEmpty {
             throw CLIError("compresskv needs a head profile: --profile FILE.json")
         }
         var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if specs.isEmpty { specs = [64, 128, 256, 512, 1024].map { .tokens($0) } }
         var results: [ReplayResult] = []
+        var labels: [String] = []
         for path in traces {
             let trace: ReplayTrace
             do { trace = try ReplayTrace(path: path) } catch let error as ReplayError { throw CLIError(error.description) }
             let replayer = Replayer(trace)
+            // The profile recorded for this trace's model; with explicit profiles, one must match.
+            let headProfile = profiles.first { $0.model == trace.model.name }
+            if kinds.contains(where: \.needsProfile), headProfile == nil {
+                throw CLIError("\(path) was recorded from \(trace.model.name); the head profiles are for \(profiles.map(\.model).joined(separator: ", "))")
+            }
             for kind in kinds {
                 for spec in specs {
                     let budget = spec.tokens(promptLength: trace.promptLength, minimum: kind.window)
                     do {
                         results.append(try replayer.replay(kind, budget: budget, profile: headProfile))
+                        labels.append(spec.description)
                     } catch let error as PolicyError {
                         throw CLIError("\(path): \(error.description)")
                     } catch let error as ReplayError {
@@ -64,6 +75,7 @@ struct ReplayCommand: AsyncParsableCommand {
         case .json: print(try jsonString(results))
         case .csv: print(Self.csv(results))
         case .table: print(Self.table(results))
+        case .md: print(Summary.markdown(Summary.cells(Array(zip(labels, results)))), terminator: "")
         }
     }
 
@@ -102,6 +114,12 @@ struct ReplayCommand: AsyncParsableCommand {
         }
         return ([header.joined(separator: ",")] + rows).joined(separator: "\n")
     }
+}
+
+/// The head profiles committed in Profiles/ (none when the directory is not found).
+func committedProfiles() -> [String] {
+    guard let dir = try? resource("Profiles"), let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+    return names.filter { $0.hasSuffix(".json") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
 }
 
 /// A CSV field, quoted when it holds a comma, quote or newline.

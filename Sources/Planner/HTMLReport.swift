@@ -16,10 +16,12 @@ extension PlanReport {
     struct Series {
         var name: String
         var points: [(Double, Double)]
+        var color: String
     }
 
     /// A line chart with log-2 x when `logX`, linear y from 0.
-    static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool, baseline: Double? = nil) -> String {
+    static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool, baseline: Double? = nil,
+                          baselineLabel: String = "full cache") -> String {
         let w = 520.0, h = 300.0, left = 64.0, right = 130.0, top = 30.0, bottom = 44.0
         let xs = series.flatMap { $0.points.map(\.0) }, ys = series.flatMap { $0.points.map(\.1) } + (baseline.map { [$0] } ?? [])
         guard let xmin0 = xs.min(), let xmax0 = xs.max(), let ymax0 = ys.max() else { return "" }
@@ -37,17 +39,20 @@ extension PlanReport {
             svg += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(w - right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
             svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"10\" text-anchor=\"end\">\(num(y))</text>"
         }
-        for x in Array(Set(xs)).sorted() {
-            svg += "<text x=\"\(px(x))\" y=\"\(h - bottom + 14)\" font-size=\"10\" text-anchor=\"middle\">\(x >= 1 ? num(x) : pct(x))</text>"
+        // Log axes label their few distinct values (budgets, fractions); linear axes 5 even ticks.
+        let ticks = logX ? Array(Set(xs)).sorted() : (0...4).map { xmin0 + (xmax0 - xmin0) * Double($0) / 4 }
+        for x in ticks {
+            let label = logX ? (x >= 1 ? num(x) : pct(x)) : num(x)
+            svg += "<text x=\"\(px(x))\" y=\"\(h - bottom + 14)\" font-size=\"10\" text-anchor=\"middle\">\(label)</text>"
         }
         svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 8)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>"
         svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(esc(yLabel))</text>"
         if let baseline {
             svg += "<line x1=\"\(left)\" y1=\"\(py(baseline))\" x2=\"\(w - right)\" y2=\"\(py(baseline))\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>"
-            svg += "<text x=\"\(w - right + 4)\" y=\"\(py(baseline) + 4)\" font-size=\"10\">full cache</text>"
+            svg += "<text x=\"\(left + 4)\" y=\"\(py(baseline) - 4)\" font-size=\"10\">\(esc(baselineLabel))</text>"
         }
         for (i, s) in series.enumerated() where !s.points.isEmpty {
-            let color = palette[i % palette.count]
+            let color = s.color
             let pts = s.points.sorted { $0.0 < $1.0 }.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
             svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(pts)\"/>"
             for p in s.points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>" }
@@ -82,18 +87,29 @@ extension PlanReport {
     /// The whole page.
     public var html: String {
         let policies = Array(Set(rows.compactMap { $0.budget == nil ? nil : $0.policy })).sorted()
+        // One colour per policy in every chart; the full cache is black.
+        func color(_ policy: String) -> String {
+            policies.firstIndex(of: policy).map { Self.palette[$0 % Self.palette.count] } ?? "#000"
+        }
         func series(_ value: (PlanRow) -> Double?, x: (PlanRow) -> Double) -> [Series] {
-            policies.map { p in Series(name: p, points: rows.filter { $0.policy == p }.compactMap { r in value(r).map { (x(r), $0) } }) }
+            policies.map { p in Series(name: p, points: rows.filter { $0.policy == p }.compactMap { r in value(r).map { (x(r), $0) } }, color: color(p)) }
         }
         let full = rows.first
         let throughput = Self.lineChart(title: "Saturated output tokens/s vs budget", xLabel: "budget (tokens per layer per KV head)", yLabel: "output tok/s",
                                         series: series({ $0.saturation.outputTokensPerSecond }, x: { Double($0.budget!) }), logX: true,
                                         baseline: full?.saturation.outputTokensPerSecond)
+        // (y capped at 3× the SLO so the curves near it stay readable)
         let accuracy = Self.lineChart(title: "Attention mass kept (replay) vs kv-fraction", xLabel: "kv-fraction", yLabel: "attention mass",
                                       series: series({ $0.accuracy.traces?.attentionMass }, x: \.kvFraction), logX: true, baseline: 1)
-        let latency = Self.lineChart(title: "TTFT p90 at the SLO rate", xLabel: "highest rate meeting the SLOs (req/s)", yLabel: "TTFT p90 (s)",
-                                     series: series({ $0.latency.map { $0.ttft.p90 / 1000 } }, x: \.sloRate), logX: false,
-                                     baseline: sloTTFTSeconds)
+        // Latency vs rate: the rates the SLO search simulated, full cache and each policy at its
+        // smallest budget (the most compression).
+        let smallest = policies.compactMap { p in rows.filter { $0.policy == p }.min { ($0.budget ?? 0) < ($1.budget ?? 0) } }
+        let latencyRows = (full.map { [$0] } ?? []) + smallest
+        let latency = Self.lineChart(title: "TTFT p90 vs arrival rate", xLabel: "Poisson arrival rate (req/s)", yLabel: "TTFT p90 (s)",
+                                     series: latencyRows.map { r in
+                                         Series(name: r.budget.map { "\(r.policy) @\($0)" } ?? "full", points: r.curve.map { ($0.rate, min($0.ttftP90 / 1000, sloTTFTSeconds * 3)) },
+                                                color: color(r.policy))
+                                     }, logX: false, baseline: sloTTFTSeconds, baselineLabel: "TTFT SLO")
         var page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(Self.esc("ckv-sim plan: \(model) on \(gpu)"))</title>"
         page += "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child,td:last-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}.rec{background:#eef6ee;padding:10px;border-left:4px solid #2ca02c}</style></head><body>"
         page += "<h1>\(Self.esc("KV-cache sizing: \(model) on \(gpu), \(context)-token context"))</h1>"

@@ -79,7 +79,21 @@ public struct PlanRow: Codable, Sendable, Equatable {
     /// Highest Poisson rate meeting the SLOs (0 if none does) and the latencies there.
     public var sloRate: Double
     public var latency: LatencyAtRate?
+    /// TTFT p90 and TPOT p99 (ms) at every rate the search simulated, by rate.
+    public var curve: [RatePoint]
     public var accuracy: AccuracyEstimate
+
+    public struct RatePoint: Codable, Sendable, Equatable {
+        public var rate: Double
+        public var ttftP90: Double
+        public var tpotP99: Double
+
+        enum CodingKeys: String, CodingKey {
+            case rate
+            case ttftP90 = "ttft_p90"
+            case tpotP99 = "tpot_p99"
+        }
+    }
 
     public struct Saturation: Codable, Sendable, Equatable {
         public var requestsPerSecond: Double
@@ -89,7 +103,7 @@ public struct PlanRow: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case policy, budget, saturation, latency, accuracy
+        case policy, budget, saturation, latency, accuracy, curve
         case kvFraction = "kv_fraction"
         case peakBytes = "peak_bytes"
         case nominalBytes = "nominal_bytes"
@@ -245,14 +259,20 @@ public enum Planner {
         // The highest Poisson rate meeting the SLOs, by bisection below the saturated rate.
         let top = saturated.requestsPerSecond * 1.2
         let lowRate = top / 1000
-        let atLow = try simulate(.poisson(rate: lowRate), count: inputs.requests)
+        var curve: [PlanRow.RatePoint] = []
+        func probe(_ rate: Double) throws -> SimulationResult {
+            let r = try simulate(.poisson(rate: rate), count: inputs.requests)
+            curve.append(.init(rate: rate, ttftP90: r.ttftMs.p90, tpotP99: r.tpotMs.p99))
+            return r
+        }
+        let atLow = try probe(lowRate)
         var sloRate = 0.0
         var latency: LatencyAtRate?
         if meets(atLow) {
             var lo = lowRate, hi = top, best = atLow
             for _ in 0..<9 { // bracket width top/512: 0.2 % of the saturated rate
                 let mid = (lo + hi) / 2
-                let r = try simulate(.poisson(rate: mid), count: inputs.requests)
+                let r = try probe(mid)
                 if meets(r) { lo = mid; best = r } else { hi = mid }
             }
             sloRate = lo
@@ -280,7 +300,7 @@ public enum Planner {
             physicalBytes: physical, maxConcurrent: concurrent,
             saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
-            sloRate: sloRate, latency: latency,
+            sloRate: sloRate, latency: latency, curve: curve.sorted { $0.rate < $1.rate },
             accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source)
         )
     }

@@ -44,7 +44,7 @@ struct GGMLNumericsTests {
         }
         let edges = ggmlExp(SIMD8(-.infinity, -200, -104, 0, 1, 89, 200, .infinity))
         #expect(edges[0] == 0 && edges[1] == 0 && edges[3] == 1)
-        #expect(edges[2] < 1e-44)
+        #expect(edges[2] < Float.leastNormalMagnitude)
         #expect(abs(edges[4] - 2.7182817) < 1e-6)
         #expect(edges[5] == .infinity && edges[6] == .infinity && edges[7] == .infinity)
         let s = ggmlSiLU(SIMD8(-20, -1, 0, 0.5, 1, 3, 10, 40))
@@ -68,7 +68,7 @@ struct GGMLNumericsTests {
     @Test("activations quantise as ggml's Q8_1: d = amax/127, round half to even, s = d·Σq")
     func activationQuantisation() {
         var g = Bytes(state: 9)
-        var x = (0..<64).map { _ in g.unit() * 3 }
+        let x = (0..<64).map { _ in g.unit() * 3 }
         x.withUnsafeBufferPointer { xp in
             let a = Q8Activations(xp.baseAddress!, tokens: 2, columns: 32)
             for b in 0..<2 {

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+
+/// `ckv-sim bench plan`: wall time of the default `plan` (whole grid), the ≤ 2 s goal.
+struct BenchPlan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Wall time of `ckv-sim plan --gpu A100-80G --context 128k` (whole grid, traces loaded and replayed each run)."
+    )
+
+    @Option(help: "Runs.")
+    var runs = 5
+
+    @Option(help: "Arguments of the plan to time, space-separated.")
+    var arguments = "--gpu A100-80G --context 128k"
+
+    func run() async throws {
+        guard runs > 0 else { throw CLIError("--runs must be positive") }
+        var times: [Double] = []
+        let clock = ContinuousClock()
+        for _ in 0..<runs {
+            let plan = try PlanCommand.parse(arguments.split(separator: " ").map(String.init) + ["--out", "/dev/null"])
+            let start = clock.now
+            try await plan.run()
+            let d = clock.now - start
+            times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        }
+        let sorted = times.sorted()
+        print("ckv-sim plan \(arguments): \(runs) runs, wall min \(String(format: "%.2f", sorted[0])) s, median \(String(format: "%.2f", sorted[sorted.count / 2])) s, max \(String(format: "%.2f", sorted.last!)) s (goal ≤ 2 s on 2 cores)")
+    }
+}
