@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Policies
+import Replay
 
 /// `ckv-sim generate`: stream text from a GGUF model.
 struct GenerateCommand: AsyncParsableCommand {
@@ -25,6 +26,9 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "With --policy: tokens kept per layer per KV head, the observation window included.")
     var budget: Int?
 
+    @Option(name: .customLong("kv-fraction"), help: "With --policy, instead of --budget: the fraction of the prompt's KV to keep (5% or 0.05).")
+    var kvFraction: String?
+
     @Option(help: "With --policy compresskv: the model's head profile (JSON).")
     var profile: String?
 
@@ -41,7 +45,8 @@ struct GenerateCommand: AsyncParsableCommand {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
         guard chat || system == nil else { throw ValidationError("--system needs --chat") }
-        guard (policy == nil) == (budget == nil) else { throw ValidationError("--policy and --budget go together") }
+        guard (policy == nil) == (budget == nil && kvFraction == nil) else { throw ValidationError("--policy goes with --budget or --kv-fraction") }
+        guard budget == nil || kvFraction == nil else { throw ValidationError("--budget and --kv-fraction are two spellings of one setting: give one") }
         if let budget { guard budget > 0 else { throw ValidationError("--budget must be positive") } }
         guard policy == nil || temperature == 0 else { throw ValidationError("--policy runs greedy: drop --temperature") }
     }
@@ -67,6 +72,13 @@ struct GenerateCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data(pending[0..<cut]))
             pending.removeFirst(cut)
+        }
+        var budget = self.budget
+        if let kvFraction, let policy {
+            let f = try parseFraction(kvFraction, "--kv-fraction")
+            guard f > 0 else { throw CLIError("--kv-fraction must be above 0") }
+            let window = try cli { try PolicyKind(parsing: policy) }.window
+            budget = BudgetSpec.fraction(f).tokens(promptLength: tokens.count, minimum: window)
         }
         if let policy, let budget {
             let select = try PolicyChoice.selector(policy, budget: budget, profile: profile)

@@ -144,9 +144,13 @@ struct LayersCommand: AsyncParsableCommand {
             bar.finish()
             p.layerErrors = errors
             try writeProfile(p, to: profile)
-            let budgets = layerBudgets(errors: errors, budget: showBudget, minimum: min(32, showBudget))
+            // The budgets CompressKV gives the global layers (sliding-window layers keep their window).
+            let global = (0..<m.config.layers).filter(m.config.isGlobal)
+            let allocated = layerBudgets(errors: global.map { errors[$0] }, budget: showBudget, minimum: min(32, showBudget))
             var rows = [["layer", "error (L1-normalised)", "budget at \(showBudget)"]]
-            for (l, e) in errors.enumerated() { rows.append([String(l), String(format: "%.4f", e), String(budgets[l])]) }
+            for (l, e) in errors.enumerated() {
+                rows.append([String(l), String(format: "%.4f", e), global.firstIndex(of: l).map { String(allocated[$0]) } ?? "window"])
+            }
             print(table(rows))
             print("\(p.model): layer errors written to \(profile)")
         }

@@ -73,7 +73,15 @@ struct RecordCommand: AsyncParsableCommand {
         if policies.contains(.compressKV), headProfile == nil {
             throw CLIError("compresskv needs a head profile: --profile FILE.json")
         }
+        for policy in policies {
+            for case let .tokens(b) in budgetList where b < policy.window {
+                throw CLIError("--budgets: \(b) is below \(policy.rawValue)'s window of \(policy.window) tokens")
+            }
+        }
         let m = try LanguageModel(path: model)
+        if let longest = lengthList.max(), longest + maxTokens > m.config.contextLength {
+            throw CLIError("--lengths: a \(longest)-token task and \(maxTokens) tokens to generate exceed the model's context of \(m.config.contextLength) tokens")
+        }
         let recorder = Recorder(model: m, options: { var o = RecordingOptions(); o.maxTokens = maxTokens; return o }())
         if let headProfile, headProfile.model != recorder.identity.name {
             throw CLIError("\(profile!): the head profile is for \(headProfile.model); the model is \(recorder.identity.name)")

@@ -124,8 +124,14 @@ public struct CompressKV: Sendable, Equatable {
         guard profile.scores.count == layers.count else {
             throw PolicyError("the head profile of \(profile.model) has \(profile.scores.count) layers; the statistics have \(layers.count)")
         }
-        let budgets = profile.layerErrors.map { layerBudgets(errors: $0, budget: budget, minimum: min(minimumBudget, budget)) }
-            ?? Array(repeating: budget, count: layers.count)
+        // Budgets are shared among the compressible (global) layers only: sliding-window layers
+        // keep their window whatever the budget, so they take no share of B·L.
+        var budgets = Array(repeating: budget, count: layers.count)
+        if let errors = profile.layerErrors {
+            let global = layers.indices.filter { layers[$0].isGlobal }
+            let allocated = layerBudgets(errors: global.map { errors[$0] }, budget: budget, minimum: min(minimumBudget, budget))
+            for (i, l) in global.enumerated() { budgets[l] = allocated[i] }
+        }
         return Selection(kept: try layers.enumerated().map { l, layer in
             let n = layer.keys, b = max(budgets[l], window)
             guard layer.isGlobal, n > b else { return Array(repeating: Array(0..<n), count: layer.kvHeads) }

@@ -57,3 +57,22 @@ struct PlanCLITests {
         try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "32k", "--scenario", bad], "bad-scenario.yaml")
     }
 }
+
+@Suite("ckv-sim record and replay: bad input")
+struct RecordReplayCLITests {
+    static let smol = "Models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    @Test("unknown policy, budget below the window, task beyond the context, foreign profile: one line each")
+    func badInput() throws {
+        try expectOneLineError(["replay", "Traces/smollm2-qa-1k.ckvt", "--policies", "magic"], "known: streamingllm, h2o")
+        try expectOneLineError(["replay", "Traces/smollm2-qa-1k.ckvt", "--policies", "snapkv", "--budgets", "16"], "below snapkv's window of 32")
+        try expectOneLineError(["replay", "Traces/smollm2-qa-1k.ckvt", "--policies", "compresskv", "--profile", "Profiles/gemma3-270m.json"],
+                               "was recorded from")
+        try expectOneLineError(["record", "--model", Self.smol, "--task", "passkey", "--lengths", "9k", "--out", "/tmp/never.ckvt"],
+                               "context of 8192")
+        try expectOneLineError(["record", "--model", Self.smol, "--evaluate", "snapkv", "--budgets", "8", "--out", "/tmp/never.ckvt", "--lengths", "256"],
+                               "below snapkv's window")
+        let missing = try runCLI(["replay", "/nonexistent/x.ckvt"])
+        #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/x.ckvt"))
+    }
+}

@@ -1,5 +1,7 @@
 import Foundation
 import Hardware
+import Policies
+import Simulator
 import Testing
 @testable import Planner
 
@@ -49,5 +51,16 @@ struct PlannerTests {
         #expect(Published.matching(model: "Qwen2.5-7B-Instruct", policy: "snapkv", budget: 128, fraction: 0.01).isEmpty)
         #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "snapkv", budget: 100, fraction: 0.01).isEmpty)
         #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "chunkkv", budget: 100, fraction: 0.10).map(\.score) == [65.7])
+    }
+}
+
+@Suite("policy names")
+struct PolicyNameTests {
+    @Test("every policy the engine and replay know is one the simulator can serve, by the same name")
+    func sameNames() {
+        for kind in PolicyKind.allCases {
+            #expect(PolicyName(rawValue: kind.rawValue) != nil, "\(kind.rawValue)")
+        }
+        #expect(Set(PolicyName.allCases.map(\.rawValue)).subtracting(PolicyKind.names) == ["full"])
     }
 }
