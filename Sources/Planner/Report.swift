@@ -38,8 +38,15 @@ extension PlanReport {
              String(format: "%.0f/%.0f/%.0f", l.tpot.p50, l.tpot.p90, l.tpot.p99))
         } ?? ("—", "—")
         return [r.policy, r.budget.map(String.init) ?? "—", Self.pct(r.kvFraction), Self.gib(r.peakBytes), Self.gib(r.nominalBytes),
-                Self.gib(r.physicalBytes), String(r.maxConcurrent), Self.num(r.saturation.requestsPerSecond),
+                Self.gib(r.physicalBytes) + Self.gap(r), String(r.maxConcurrent), Self.num(r.saturation.requestsPerSecond),
                 Self.num(r.saturation.outputTokensPerSecond), r.sloRate > 0 ? Self.num(r.sloRate) : "none", lat.0, lat.1, accuracyCell(r)]
+    }
+
+    /// The physical figure's excess over the nominal one, when it is at least 1 %.
+    static func gap(_ r: PlanRow) -> String {
+        guard r.nominalBytes > 0 else { return "" }
+        let g = r.physicalBytes / r.nominalBytes - 1
+        return abs(g) >= 0.01 ? String(format: " (%+.0f%%)", g * 100) : ""
     }
 
     func accuracyCell(_ r: PlanRow) -> String {
