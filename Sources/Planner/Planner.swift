@@ -181,21 +181,18 @@ public enum Planner {
                 if spec.tokens(promptLength: prompt, minimum: p.window) < prompt { configs.append((p, spec)) }
             }
         }
-        // Full cache first: its SLO check says whether the SLOs are possible at all.
-        let full = try row(policy: nil, budget: nil, inputs: inputs, serving: serving, plan: plan, workload: workload, library: library)
+        // Every configuration in parallel; the full cache's row throws when no rate meets the SLOs.
         let total = configs.count
-        progress(1, total)
         let counter = Counter()
         let rows = try await withThrowingTaskGroup(of: (Int, PlanRow).self) { group in
-            for (i, config) in configs.enumerated().dropFirst() {
+            for (i, config) in configs.enumerated() {
                 group.addTask {
                     let r = try row(policy: config.0, budget: config.1, inputs: inputs, serving: serving, plan: plan, workload: workload, library: library)
-                    progress(counter.increment() + 1, total)
+                    progress(counter.increment(), total)
                     return (i, r)
                 }
             }
             var out = [PlanRow?](repeating: nil, count: configs.count)
-            out[0] = full
             for try await (i, r) in group { out[i] = r }
             return out.compactMap { $0 }
         }
@@ -249,10 +246,10 @@ public enum Planner {
             let source = try workload.source(arrivals: arrivals, count: count)
             do {
                 return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, source: source,
-                                          largest: (prompt, output))
+                                          largest: (prompt, output), timeSeries: false)
             } catch let e as CapacityError { throw PlanError(e.description) }
         }
-        let saturated = try simulate(nil, count: max(inputs.requests, min(2000, 3 * concurrent)))
+        let saturated = try simulate(nil, count: max(inputs.requests, min(1000, 2 * concurrent)))
         func meets(_ r: SimulationResult) -> Bool {
             r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 && r.tpotMs.p99 <= inputs.sloTPOT * 1000
         }
@@ -265,25 +262,33 @@ public enum Planner {
             curve.append(.init(rate: rate, ttftP90: r.ttftMs.p90, tpotP99: r.tpotMs.p99))
             return r
         }
-        let atLow = try probe(lowRate)
+        // Bisection on (rate → 0, top]; the near-zero rate is simulated only when nothing above it
+        // met the SLOs (to tell "a very low rate" from "no rate at all").
         var sloRate = 0.0
         var latency: LatencyAtRate?
-        if meets(atLow) {
-            var lo = lowRate, hi = top, best = atLow
-            for _ in 0..<9 { // bracket width top/512: 0.2 % of the saturated rate
-                let mid = (lo + hi) / 2
-                let r = try probe(mid)
-                if meets(r) { lo = mid; best = r } else { hi = mid }
+        var lo = lowRate, hi = top, best: SimulationResult?
+        for _ in 0..<7 { // bracket width top/128: 0.9 % of the saturated rate, below the recommendation's 2 % margin
+            let mid = (lo + hi) / 2
+            let r = try probe(mid)
+            if meets(r) { lo = mid; best = r } else { hi = mid }
+        }
+        if best == nil {
+            let atLow = try probe(lowRate)
+            if meets(atLow) {
+                best = atLow
+            } else if policy == nil {
+                let ttft = atLow.ttftMs.p90 / 1000, tpot = atLow.tpotMs.p99
+                let which = atLow.ttftMs.p90 > inputs.sloTTFT * 1000
+                    ? "TTFT p90 is \(String(format: "%.2f", ttft)) s > \(inputs.sloTTFT) s"
+                    : "TPOT p99 is \(String(format: "%.1f", tpot)) ms > \(inputs.sloTPOT * 1000) ms"
+                throw PlanError("the SLOs cannot be met even as the arrival rate goes to 0 with the full cache: \(which) for \(workload.description) on \(inputs.gpu.name)")
             }
+        }
+        if let best {
             sloRate = lo
             latency = LatencyAtRate(rate: lo, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
-        } else if policy == nil {
-            let ttft = atLow.ttftMs.p90 / 1000, tpot = atLow.tpotMs.p99
-            let which = atLow.ttftMs.p90 > inputs.sloTTFT * 1000
-                ? "TTFT p90 is \(String(format: "%.2f", ttft)) s > \(inputs.sloTTFT) s"
-                : "TPOT p99 is \(String(format: "%.1f", tpot)) ms > \(inputs.sloTPOT * 1000) ms"
-            throw PlanError("the SLOs cannot be met even as the arrival rate goes to 0 with the full cache: \(which) for \(workload.description) on \(inputs.gpu.name)")
         }
+        curve.sort { $0.rate < $1.rate }
         let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: budget!, fraction: fraction) } ?? []
         let loss: Double?, source: String
         if policy == nil {
@@ -300,7 +305,7 @@ public enum Planner {
             physicalBytes: physical, maxConcurrent: concurrent,
             saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
-            sloRate: sloRate, latency: latency, curve: curve.sorted { $0.rate < $1.rate },
+            sloRate: sloRate, latency: latency, curve: curve,
             accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source)
         )
     }

@@ -84,6 +84,23 @@ public final class TraceLibrary: @unchecked Sendable {
         profiles = found
     }
 
+    private let lock = NSLock()
+    private var cache: [String: ReplayResult] = [:]
+
+    /// One trace's replay, computed once: rows whose kv-fractions floor to the same budget share it.
+    private func replay(_ index: Int, _ policy: PolicyKind, _ budget: Int, _ profile: HeadProfile?) throws -> ReplayResult {
+        let key = "\(index)|\(policy.rawValue)|\(budget)"
+        lock.lock()
+        let hit = cache[key]
+        lock.unlock()
+        if let hit { return hit }
+        let result = try replayers[index].replay(policy, budget: budget, profile: profile)
+        lock.lock()
+        cache[key] = result
+        lock.unlock()
+        return result
+    }
+
     /// The models the traces come from.
     public var models: [String] { Array(Set(replayers.map(\.trace.model.name))).sorted() }
 
@@ -92,13 +109,13 @@ public final class TraceLibrary: @unchecked Sendable {
         var mass = 0.0, error = 0.0, used = 0, correct = 0, runs = 0, fullCorrect = 0, fullRuns = 0
         var fractions: [Double] = [], replayed = 0.0
         var shape: [Double] = []
-        for r in replayers {
+        for (index, r) in replayers.enumerated() {
             let t = r.trace, n = t.promptLength
             let profile = profiles[t.model.name]
             if policy.needsProfile, profile == nil { continue }
             // Short reference prompts: at least twice the window, so the policy selects something.
             let budget = min(n, max(2 * policy.window, Int((fraction * Double(n)).rounded())))
-            let result = try r.replay(policy, budget: budget, profile: profile)
+            let result = try replay(index, policy, budget, profile)
             used += 1
             replayed += Double(budget) / Double(n)
             mass += result.attentionMass
@@ -123,6 +140,16 @@ public final class TraceLibrary: @unchecked Sendable {
         return TraceEvidence(policy: policy.rawValue, kvFraction: fraction, replayedFraction: replayed / Double(used), traces: used, attentionMass: mass / Double(used),
                              outputError: error / Double(used), correct: correct, runs: runs, fullCorrect: fullCorrect, fullRuns: fullRuns,
                              recordedFractions: fractions, shapeQuantiles: quantiles(shape, count: 32))
+    }
+}
+
+/// Per-kept footprints remembered by one simulation's calculator.
+private final class Memo: @unchecked Sendable {
+    private var values: [Int] = []
+    func value(_ kept: Int) -> Int? { kept < values.count && values[kept] >= 0 ? values[kept] : nil }
+    func store(_ kept: Int, _ value: Int) {
+        if kept >= values.count { values += Array(repeating: -1, count: kept + 1 - values.count) }
+        values[kept] = value
     }
 }
 
@@ -187,8 +214,14 @@ public struct TraceFootprint: KVFootprint {
         // Equal quantiles counted once, with their multiplicity; block size is a power of two (16).
         let distinct = Dictionary(shape.map { ($0, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         let shift = b.trailingZeroBitCount, powerOfTwo = b == 1 << shift
+        // Per-head sums depend only on `kept` while no count reaches `tokens`: remembered per kept
+        // (each simulation builds its own calculator, so the memo is never shared between threads).
+        let memo = Memo()
         return { tokens, kept in
             let local = localLayers * heads * ((min(tokens, window) + b - 1) / b)
+            if perHead, kept < tokens, !shape.isEmpty, Double(kept) * largest <= Double(tokens), let known = memo.value(kept) {
+                return known + local
+            }
             guard kept < tokens, !shape.isEmpty else { return layerHeads * ((kept + b - 1) / b) + local }
             let k = Double(kept)
             @inline(__always) func count(_ s: Double) -> Int {
@@ -198,7 +231,9 @@ public struct TraceFootprint: KVFootprint {
             if perHead {
                 var blocks = 0
                 for (s, weight) in distinct { blocks += weight * (powerOfTwo ? (count(s) + b - 1) >> shift : (count(s) + b - 1) / b) }
-                return (blocks * layerHeads + shape.count - 1) / shape.count + local
+                let global = (blocks * layerHeads + shape.count - 1) / shape.count
+                if k * largest <= Double(tokens) { memo.store(kept, global) }
+                return global + local
             }
             return layerHeads * ((count(largest) + b - 1) / b) + local
         }

@@ -80,12 +80,17 @@ public final class Replayer: @unchecked Sendable {
         var out = [Float](repeating: 0, count: d)
         var mass = 0.0
         values.withUnsafeBufferPointer { v in
-            for j in positions {
-                let a = row[j]
-                guard a != 0 else { continue }
-                mass += Double(a)
-                let base = j * d
-                for e in 0..<d { out[e] += a * v[base + e] }
+            row.withUnsafeBufferPointer { r in
+                out.withUnsafeMutableBufferPointer { o in
+                    let o = o.baseAddress!
+                    for j in positions {
+                        let a = r[j]
+                        guard a != 0 else { continue }
+                        mass += Double(a)
+                        let src = v.baseAddress! + j * d
+                        for e in 0..<d { o[e] += a * src[e] }
+                    }
+                }
             }
         }
         return (out, mass)

@@ -105,6 +105,8 @@ struct MetricsRecorder {
     var ttftSum = 0.0, tpotSum = 0.0, e2eSum = 0.0
     var batchSeries = TimeSeries()
     var kvSeries = TimeSeries()
+    /// Whether the batch and KV time series are kept (a plan's many runs need only the percentiles).
+    var recordsSeries = true
     var completed = 0
     var rejected = 0
     var preemptions = 0
@@ -127,8 +129,10 @@ struct MetricsRecorder {
         kvTimeSum += kvUtilisation * Double(dt)
         kvPeak = max(kvPeak, kvUtilisation)
         batch.record(UInt64(batchSize))
-        batchSeries.add(Double(batchSize), from: start, to: end)
-        kvSeries.add(kvUtilisation, from: start, to: end)
+        if recordsSeries {
+            batchSeries.add(Double(batchSize), from: start, to: end)
+            kvSeries.add(kvUtilisation, from: start, to: end)
+        }
     }
 
     mutating func finish(arrival: Int64, firstToken: Int64, end: Int64, prompt: Int, output: Int) {
