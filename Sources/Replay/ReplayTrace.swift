@@ -49,7 +49,9 @@ public struct ReplayTrace: Sendable {
         header = reader.header
         let m = header.model
         guard reader.isFinished else {
-            throw ReplayError("\(path): the trace is unfinished (interrupted recording); run `ckv-sim trace repair` first")
+            // Where it stops (the reader's problem names the file and offset).
+            let at = reader.indexProblem.map { "\($0)" } ?? "\(path): no valid trailer at offset \(reader.fileSize)"
+            throw ReplayError("\(at); the trace is unfinished (an interrupted recording): `ckv-sim trace repair` makes it readable")
         }
         var prompt: [UInt32]?, generated: [UInt32] = []
         var needle: Range<Int>?, answer: Range<Int>?
