@@ -19,17 +19,10 @@ struct PlanCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Target GPU (case-insensitive); `ckv-sim gpus` lists them.")
-    var gpu: String
+    @OptionGroup var hardware: HardwareOptions
 
     @Option(help: "Longest request in tokens: 131072, 128k, 32K.")
     var context: String
-
-    @Option(help: "A catalogue model name (`ckv-sim models`), a Hugging Face config.json, or a .gguf file.")
-    var model: String = "Llama-3.1-8B-Instruct"
-
-    @Option(name: .customLong("tp"), help: "Tensor-parallel GPUs in one node.")
-    var tensorParallel: Int = 1
 
     @Option(name: .customLong("output-tokens"), help: "Fixed output length (default: the scenario's distribution).")
     var outputTokens: Int?
@@ -69,12 +62,10 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
         if let outputTokens { guard outputTokens > 0 else { throw ValidationError("--output-tokens must be positive") } }
     }
 
     func run() async throws {
-        let hardware = try HardwareOptions.parse(["--gpu", gpu, "--model", model, "--tp", String(tensorParallel)])
         let g = try hardware.resolveGPU(), m = try hardware.resolveModel()
         guard let n = parseTokenCount(context), n > 0 else { throw CLIError("--context: '\(context)' is not a token count (131072, 128k, 32K)") }
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
