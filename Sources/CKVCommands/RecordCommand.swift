@@ -160,10 +160,7 @@ final class ProgressBar: @unchecked Sendable {
         start = clock.now
     }
 
-    var seconds: Double {
-        let d = clock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
+    var seconds: Double { (clock.now - start).seconds }
 
     /// A recording's progress in tokens.
     func update(_ p: RecordingProgress) { update(done: p.done, total: p.total, unit: "tok") }

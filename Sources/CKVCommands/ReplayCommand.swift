@@ -122,7 +122,3 @@ func committedProfiles() -> [String] {
     return names.filter { $0.hasSuffix(".json") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
 }
 
-/// A CSV field, quoted when it holds a comma, quote or newline.
-func csvField(_ s: String) -> String {
-    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-}

@@ -47,6 +47,35 @@ public final class StatisticsCollector: @unchecked Sendable {
     }
 }
 
+/// Collects the attention rows of the decode steps on the global layers: step s is the query at
+/// position n − 1 + s (step 0 is the last prompt query, which produces the first generated
+/// token); each row covers keys 0 … n − 1 + s (keys a sliding window masked get 0).
+public final class DecodeRowCollector: @unchecked Sendable {
+    public let promptLength: Int
+    let config: ModelConfig
+    /// step → layer → query head → weights; empty for sliding-window layers.
+    public private(set) var rows: [[[[Float]]]] = []
+
+    public init(config: ModelConfig, promptLength n: Int) {
+        self.config = config
+        promptLength = n
+    }
+
+    /// The probe to pass to `prefill` and `generate(from:)`.
+    public var probe: AttentionProbe {
+        { [self] layer, head, position, first, weights in
+            guard position >= promptLength - 1, config.isGlobal(layer) else { return }
+            let step = position - (promptLength - 1)
+            while rows.count <= step {
+                rows.append(Array(repeating: Array(repeating: [], count: config.heads), count: config.layers))
+            }
+            var row = [Float](repeating: 0, count: position + 1)
+            for j in 0..<weights.count { row[first + j] = weights[j] }
+            rows[step][layer][head] = row
+        }
+    }
+}
+
 /// A prefill-time selection: statistics of the prompt → kept positions per (layer, KV head).
 public typealias TokenSelector = ([LayerStatistics]) throws -> Selection
 

@@ -141,22 +141,17 @@ extension LanguageModel {
             let tokens = tokenizer.encode(task.prompt)
             let n = tokens.count
             let collector = StatisticsCollector(config: c, promptLength: n, windows: [window])
-            var rows: [[[[Float]]]] = [] // step → layer → head → weights over 0...position
-            let statistics = collector.probe
+            let decodeRows = DecodeRowCollector(config: c, promptLength: n)
+            let statistics = collector.probe, rowsProbe = decodeRows.probe
             let probe: AttentionProbe = { layer, head, position, first, weights in
                 statistics(layer, head, position, first, weights)
-                guard position >= n - 1, c.isGlobal(layer) else { return }
-                let step = position - (n - 1)
-                while rows.count <= step { rows.append(Array(repeating: Array(repeating: [], count: H), count: L)) }
-                var row = [Float](repeating: 0, count: position + 1)
-                for j in 0..<weights.count { row[first + j] = weights[j] }
-                rows[step][layer][head] = row
+                rowsProbe(layer, head, position, first, weights)
             }
             let prefilled = try prefill(prompt: tokens, maxTokens: maxTokens, batch: 256, probe: probe)
             let selection = try selector.select(collector.statistics, budget: budget)
             let run = try generate(from: prefilled, probe: probe)
             var errors = [Double](repeating: 0, count: L)
-            for (step, stepRows) in rows.enumerated() {
+            for (step, stepRows) in decodeRows.rows.enumerated() {
                 for l in 0..<L where c.isGlobal(l) {
                     var full = [Float](repeating: 0, count: H * d), comp = full
                     for h in 0..<H {

@@ -238,8 +238,8 @@ public enum Planner {
         let keptEnd = compression.compresses ? compression.kept(prompt: prompt, blockSize: serving.blockSize) + output : tokens
         let peak = Double(plan.phb(tokens: prompt, kept: prompt)) * bytesPerPHB
         let nominal = Double(NominalFootprint(perHeadBlocks: false).phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
-        let physical = Double(compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
         let perRequest = max(1, compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))
+        let physical = Double(perRequest) * bytesPerPHB
         let concurrent = min(serving.maxNumSeqs, plan.phbCapacity / perRequest)
 
         func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {

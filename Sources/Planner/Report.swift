@@ -113,13 +113,12 @@ extension PlanReport {
                       "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "accuracy_loss", "accuracy_source", "replay_attention_mass",
                       "replay_output_error", "ref_runs_correct", "ref_runs"]
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
-        func q(_ s: String) -> String { s.contains(where: { $0 == "," || $0 == "\"" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         let lines = rows.map { r -> String in
             let l = r.latency, t = r.accuracy.traces
             return [r.policy, r.budget.map(String.init) ?? "", f(r.kvFraction), f(r.peakBytes), f(r.nominalBytes), f(r.physicalBytes),
                     String(r.maxConcurrent), f(r.saturation.requestsPerSecond), f(r.saturation.outputTokensPerSecond), f(r.sloRate),
                     f(l?.ttft.p50), f(l?.ttft.p90), f(l?.ttft.p99), f(l?.tpot.p50), f(l?.tpot.p90), f(l?.tpot.p99),
-                    f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), q(r.accuracy.lossSource),
+                    f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), csvField(r.accuracy.lossSource),
                     f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? ""].joined(separator: ",")
         }
         return ([header.joined(separator: ",")] + lines).joined(separator: "\n") + "\n"

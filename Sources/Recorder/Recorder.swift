@@ -63,9 +63,8 @@ public final class Recorder {
         self.options = options
         let c = model.config
         let hash = SHA256.hash(data: model.file.bytes).map { String(format: "%02x", $0) }.joined()
-        let name = (try? model.file.string("general.name")) ?? URL(fileURLWithPath: model.file.path).deletingPathExtension().lastPathComponent
         identity = ModelIdentity(
-            name: name, architecture: c.architecture.rawValue, ggufSHA256: hash, layers: c.layers, queryHeads: c.heads,
+            name: model.displayName, architecture: c.architecture.rawValue, ggufSHA256: hash, layers: c.layers, queryHeads: c.heads,
             kvHeads: c.kvHeads, headDim: c.headDim, contextLength: c.contextLength, slidingWindow: c.slidingWindow,
             globalLayers: c.slidingWindow == nil ? nil : (0..<c.layers).filter(c.isGlobal)
         )
@@ -103,20 +102,11 @@ public final class Recorder {
 
         let windows = Array(Set(o.windows + o.squaredWindows)).sorted()
         let collector = StatisticsCollector(config: c, promptLength: n, windows: windows)
-        // Decode rows: step s is the query at position n − 1 + s (step 0 is the last prompt query).
-        var rows: [[[[Float]]]] = [] // step → layer → query head → weights
-        let statistics = collector.probe
+        let decodeRows = DecodeRowCollector(config: c, promptLength: n)
+        let statistics = collector.probe, rowsProbe = decodeRows.probe
         let probe: AttentionProbe = { layer, head, position, first, weights in
             statistics(layer, head, position, first, weights)
-            guard position >= n - 1, c.isGlobal(layer) else { return }
-            let step = position - (n - 1)
-            while rows.count <= step {
-                rows.append(Array(repeating: Array(repeating: [], count: c.heads), count: c.layers))
-            }
-            // Rows cover every key 0...position; a sliding-window layer's earlier keys got 0.
-            var row = [Float](repeating: 0, count: position + 1)
-            for j in 0..<weights.count { row[first + j] = weights[j] }
-            rows[step][layer][head] = row
+            rowsProbe(layer, head, position, first, weights)
         }
         let clock = ContinuousClock(), start = clock.now
         func seconds() -> Double {
@@ -150,7 +140,7 @@ public final class Recorder {
             progress(RecordingProgress(done: n + generatedCount, total: total, seconds: seconds()))
         }
         try writer.append(.tokens(role: .generated, ids: run.tokens.map { UInt32(bitPattern: $0) }))
-        for (step, layers) in rows.enumerated() {
+        for (step, layers) in decodeRows.rows.enumerated() {
             for (l, heads) in layers.enumerated() where c.isGlobal(l) {
                 for (h, row) in heads.enumerated() {
                     try writer.append(.decodeAttention(DecodeAttention(layer: UInt16(l), head: UInt16(h), step: UInt32(step), encoding: o.vectorEncoding, values: row)))

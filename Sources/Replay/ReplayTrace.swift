@@ -102,8 +102,7 @@ public struct ReplayTrace: Sendable {
         for l in 0..<m.layers {
             for h in 0..<m.queryHeads {
                 try check(accumulated[l][h].count == n, "layer \(l) head \(h) has no accumulated attention over the \(n) prompt keys")
-                for (w, heads) in sums[l].merging(squares[l], uniquingKeysWith: { a, _ in a }) {
-                    _ = w
+                for heads in Array(sums[l].values) + Array(squares[l].values) {
                     try check(heads[h].count == n || heads[h].isEmpty, "layer \(l) head \(h) has statistics over \(heads[h].count) keys, the prompt has \(n)")
                 }
             }

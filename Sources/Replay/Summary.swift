@@ -4,6 +4,11 @@ import Foundation
 // runs' accuracy and greedy agreement beside the replay proxies, and how well each proxy ranks
 // the configurations the way accuracy does (Spearman's rank correlation).
 
+/// A CSV field, quoted when it holds a comma, quote or newline (RFC 4180).
+public func csvField(_ s: String) -> String {
+    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+}
+
 /// One model × policy × budget over every trace that has it.
 public struct SummaryCell: Sendable, Equatable {
     public var model: String
