@@ -29,6 +29,10 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(name: .customLong("kv-fraction"), help: "With --policy, instead of --budget: the fraction of the prompt's KV to keep (5% or 0.05).")
     var kvFraction: String?
 
+    @Flag(name: .customLong("compress-once"),
+          help: "With --policy: compress only after the prompt; StreamingLLM, H2O and KV-Compress otherwise go on evicting during decode to stay within the budget.")
+    var compressOnce = false
+
     @Option(help: "With --policy compresskv: the model's head profile (JSON).")
     var profile: String?
 
@@ -81,11 +85,12 @@ struct GenerateCommand: AsyncParsableCommand {
             budget = BudgetSpec.fraction(f).tokens(promptLength: tokens.count, minimum: window)
         }
         if let policy, let budget {
-            let select = try PolicyChoice.selector(policy, budget: budget, profile: profile)
+            let select = try PolicyChoice.selector(policy, budget: budget, profile: profile, continual: !compressOnce)
             let run = try m.generateCompressed(prompt: tokens, maxTokens: maxTokens, select: select, onToken: emit)
             FileHandle.standardOutput.write(Data(pending + [0x0A]))
             let held = run.selection.counts.joined().reduce(0, +), full = tokens.count * m.config.layers * m.config.kvHeads
-            printError("\(policy) at budget \(budget): kept \(held) of \(full) prompt KV entries (\(Units.fixed(100 * Double(held) / Double(full), 1)) %)")
+            let kept = "kept \(held) of \(full) prompt KV entries (\(Units.fixed(100 * Double(held) / Double(full), 1)) %)"
+            printError("\(policy) at budget \(budget): \(kept); the cache holds \(run.cache.heldTokens) entries after \(run.tokens.count) generated tokens")
         } else {
             try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: emit)
             FileHandle.standardOutput.write(Data(pending + [0x0A]))

@@ -6,15 +6,16 @@ import Policies
 enum PolicyChoice {
     static let names = PolicyKind.names
 
-    /// The selector for `name` at `budget` tokens per layer per KV head.
+    /// The selector for `name` at `budget` tokens per layer per KV head; `continual: false`
+    /// compresses once after the prompt even for a policy that evicts during decode.
     /// - Throws: `CLIError` naming the known policies, or what CompressKV needs.
-    static func selector(_ name: String, budget: Int, profile: String?) throws -> ([LayerStatistics]) throws -> Selection {
+    static func selector(_ name: String, budget: Int, profile: String?, continual: Bool = true) throws -> ([LayerStatistics]) throws -> Compression {
         let kind = try cli { try PolicyKind(parsing: name) }
         let loaded = try profile.map(loadProfile)
         if kind.needsProfile, loaded == nil {
             throw CLIError("compresskv needs a head profile: --profile FILE.json (Semantic Retrieval Head scores per layer)")
         }
-        return { try kind.select($0, budget: budget, profile: loaded) }
+        return { try kind.compress($0, budget: budget, profile: loaded, continual: continual) }
     }
 
     /// Reads a head profile written by `ckv-sim heads identify`.

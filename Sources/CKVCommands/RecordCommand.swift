@@ -48,6 +48,10 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(name: .customLong("kv-fractions"), help: "With --evaluate: budgets as fractions of the prompt's KV (e.g. 1%,5%,0.25).")
     var kvFractions: String?
 
+    @Flag(name: .customLong("compress-once"),
+          help: "With --evaluate: compress only after the prompt; StreamingLLM, H2O and KV-Compress otherwise go on evicting during decode.")
+    var compressOnce = false
+
     @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
     var profile: String?
 
@@ -103,11 +107,11 @@ struct RecordCommand: AsyncParsableCommand {
                 try policies.flatMap { policy in
                     try budgetList.map { spec in
                         let budget = spec.tokens(promptLength: tokens.count, minimum: policy.window)
-                        let selection = try cli { try policy.select(run.statistics, budget: budget, profile: headProfile) }
-                        let out = try m.generate(from: run.prefilled, keeping: selection)
+                        let compression = try cli { try policy.compress(run.statistics, budget: budget, profile: headProfile, continual: !compressOnce) }
+                        let out = try m.generate(from: run.prefilled, compression: compression)
                         let text = m.tokenizer.decode(out.tokens)
                         bar.note("\(policy.rawValue)@\(budget)")
-                        return (key: "outcome.\(policy.rawValue)@\(budget)",
+                        return (key: "outcome." + Replayer.outcomeKey(policy, budget: budget, continual: !compressOnce),
                                 value: outcomeJSON(correct: run.task.isCorrect(text), tokens: out.tokens, text: text))
                     }
                 }

@@ -31,6 +31,10 @@ struct ReplayCommand: AsyncParsableCommand {
     @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`); repeat for traces of several models. Default: the committed Profiles/*.json.")
     var profile: [String] = []
 
+    @Flag(name: .customLong("compress-once"),
+          help: "Compress only after the prompt; StreamingLLM, H2O and KV-Compress otherwise go on evicting during the recorded decode steps (fed the full-cache attention restricted to what they hold).")
+    var compressOnce = false
+
     @Option(help: "Output format: table, json, csv, or md (a summary per model × policy × budget over all the traces, with rank correlations).")
     var format: ReplayFormat = .table
 
@@ -61,7 +65,7 @@ struct ReplayCommand: AsyncParsableCommand {
                 for spec in specs {
                     let budget = spec.tokens(promptLength: trace.promptLength, minimum: kind.window)
                     do {
-                        results.append(try replayer.replay(kind, budget: budget, profile: headProfile))
+                        results.append(try replayer.replay(kind, budget: budget, profile: headProfile, continual: !compressOnce))
                         labels.append(spec.description)
                     } catch let error as PolicyError {
                         throw CLIError("\(path): \(error.description)")
@@ -82,7 +86,7 @@ struct ReplayCommand: AsyncParsableCommand {
     static let columns = ["trace", "policy", "budget", "kept", "attn mass", "min mass", "output err", "answer", "agreement"]
 
     static func cells(_ r: ReplayResult) -> [String] {
-        [URL(fileURLWithPath: r.trace).lastPathComponent, r.policy, String(r.budget), formatPercent(round(r.keptFraction * 1000) / 1000),
+        [URL(fileURLWithPath: r.trace).lastPathComponent, r.policy + (r.decodeEviction ? " (decode)" : ""), String(r.budget), formatPercent(round(r.keptFraction * 1000) / 1000),
          Units.fixed(r.attentionMass, 3), Units.fixed(r.minimumAttentionMass, 3), Units.fixed(r.outputError, 3),
          r.outcome.map { $0.correct ? "found" : "missed" } ?? "—", r.greedyAgreement.map { Units.fixed($0, 2) } ?? "—"]
     }
@@ -104,10 +108,10 @@ struct ReplayCommand: AsyncParsableCommand {
     }
 
     static func csv(_ results: [ReplayResult]) -> String {
-        let header = ["trace", "model", "task", "prompt_tokens", "policy", "budget", "kept_fraction", "attention_mass", "minimum_attention_mass",
-                      "output_error", "correct", "greedy_agreement"]
+        let header = ["trace", "model", "task", "prompt_tokens", "policy", "budget", "decode_eviction", "kept_fraction", "attention_mass",
+                      "minimum_attention_mass", "output_error", "correct", "greedy_agreement"]
         let rows = results.map { r in
-            [r.trace, r.model, r.task, String(r.promptTokens), r.policy, String(r.budget), String(format: "%.6f", r.keptFraction),
+            [r.trace, r.model, r.task, String(r.promptTokens), r.policy, String(r.budget), r.decodeEviction ? "1" : "0", String(format: "%.6f", r.keptFraction),
              String(format: "%.6f", r.attentionMass), String(format: "%.6f", r.minimumAttentionMass), String(format: "%.6f", r.outputError),
              r.outcome.map { $0.correct ? "1" : "0" } ?? "", r.greedyAgreement.map { String(format: "%.4f", $0) } ?? ""]
                 .map(csvField).joined(separator: ",")

@@ -76,20 +76,21 @@ public final class DecodeRowCollector: @unchecked Sendable {
     }
 }
 
-/// A prefill-time selection: statistics of the prompt → kept positions per (layer, KV head).
-public typealias TokenSelector = ([LayerStatistics]) throws -> Selection
+/// A policy's choice from the statistics of the prompt: the positions to keep after prefill and,
+/// for a continual policy, the eviction to go on with during decode.
+public typealias TokenSelector = ([LayerStatistics]) throws -> Compression
 
 extension LanguageModel {
     /// A real compressed run: prefills `prompt` with the full cache while collecting the
     /// statistics, lets `select` choose the positions to keep, compacts the cache to them, and
-    /// generates greedily from the compressed cache.
-    /// - Returns: the generated tokens and the selection applied.
+    /// generates greedily from the compressed cache (evicting during decode when `select` says so).
+    /// - Returns: the generated tokens, the compression applied and the cache at the end.
     public func generateCompressed(prompt: [Int32], maxTokens: Int, select: TokenSelector,
-                                   onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], selection: Selection) {
+                                   onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], selection: Selection, cache: KVCache) {
         let collector = StatisticsCollector(config: config, promptLength: prompt.count)
         let prefilled = try prefill(prompt: prompt, maxTokens: maxTokens, batch: 256, probe: collector.probe)
-        let selection = try select(collector.statistics)
-        let out = try generate(from: prefilled, keeping: selection, onToken: onToken)
-        return (out.tokens, selection)
+        let compression = try select(collector.statistics)
+        let out = try generate(from: prefilled, compression: compression, onToken: onToken)
+        return (out.tokens, compression.selection, out.cache)
     }
 }

@@ -42,7 +42,8 @@ extension LanguageModel {
         try checkFits(prompt: prompt, maxTokens: maxTokens)
         var cache = makeCache(tokens: prompt.count + maxTokens)
         let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
-        return decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, onToken: onToken)
+        var none: DecodeEviction? = nil
+        return try decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, eviction: &none, onToken: onToken)
     }
 
     /// Prefills `prompt` into a cache sized for `maxTokens` more tokens, in chunks of `batch`
@@ -63,9 +64,21 @@ extension LanguageModel {
     /// - Throws: `KVCacheError` for a selection that does not fit the cache.
     public func generate(from prefilled: PrefilledPrompt, keeping selection: Selection? = nil, probe: AttentionProbe? = nil,
                          onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], cache: KVCache) {
+        try generate(from: prefilled, compression: selection.map { Compression(selection: $0) }, probe: probe, onToken: onToken)
+    }
+
+    /// Generates greedily from a prefilled prompt compressed by `compression` (nil: the full
+    /// cache): its selection is applied after prefill and, for a continual policy, its decode
+    /// eviction after every step (it sees each step's attention over the slots held).
+    /// - Returns: the generated tokens and the cache at the end.
+    /// - Throws: `KVCacheError` for a selection that does not fit the cache.
+    public func generate(from prefilled: PrefilledPrompt, compression: Compression?, probe: AttentionProbe? = nil,
+                         onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], cache: KVCache) {
         var cache = prefilled.cache
-        if let selection { try cache.compact(selection.kept) }
-        let out = decode(from: prefilled.logits, cache: &cache, maxTokens: prefilled.maxTokens, sampler: .greedy, probe: probe, onToken: onToken)
+        if let compression { try cache.compact(compression.selection.kept) }
+        var eviction = compression?.decode
+        let out = try decode(from: prefilled.logits, cache: &cache, maxTokens: prefilled.maxTokens, sampler: .greedy, probe: probe,
+                             eviction: &eviction, onToken: onToken)
         return (out, cache)
     }
 
@@ -79,9 +92,10 @@ extension LanguageModel {
     }
 
     /// Generates from the prompt's last `logits` up to `maxTokens` tokens, one forward pass each,
-    /// stopping after an end-of-generation token.
+    /// stopping after an end-of-generation token; `eviction` (continual compression) sees each
+    /// step's attention and evicts from the cache after it.
     func decode(from logits: [Float], cache: inout KVCache, maxTokens: Int, sampler: Sampler, probe: AttentionProbe? = nil,
-                onToken: (Int32) -> Void) -> [Int32] {
+                eviction: inout DecodeEviction?, onToken: (Int32) -> Void) throws -> [Int32] {
         var logits = logits
         var rng: SplitMix64?
         if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
@@ -98,7 +112,20 @@ extension LanguageModel {
             out.append(next)
             onToken(next)
             if stops.contains(next) || out.count == maxTokens { break }
-            logits = forward([next], cache: &cache, logitsFor: .last, probe: probe)[0]
+            guard var continual = eviction else {
+                logits = forward([next], cache: &cache, logitsFor: .last, probe: probe)[0]
+                continue
+            }
+            continual.append(position: cache.count)
+            var state = continual
+            let observe: AttentionProbe = { layer, head, position, first, weights in
+                state.observe(layer: layer, queryHead: head, firstSlot: first, weights: weights)
+                probe?(layer, head, position, first, weights)
+            }
+            logits = forward([next], cache: &cache, logitsFor: .last, probe: observe)[0]
+            continual = state
+            if continual.evict() { try cache.compact(continual.held) }
+            eviction = continual
         }
         return out
     }

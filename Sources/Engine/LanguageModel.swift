@@ -138,8 +138,9 @@ struct Weights {
 /// A per-(layer, query head) consumer of post-softmax attention rows.
 ///
 /// Called for every query position as `probe(layer, head, position, firstKey, weights)`, with
-/// `weights[j]` the attention of that query to cache slot `firstKey + j` (the position itself
-/// while nothing has been evicted). Costs nothing when absent.
+/// `weights[j]` the attention of the query at `position` to cache slot `firstKey + j` (slot and
+/// position are the same while nothing has been evicted; `KVCache.positions` maps them after).
+/// Costs nothing when absent.
 public typealias AttentionProbe = (_ layer: Int, _ head: Int, _ position: Int, _ firstKey: Int, _ weights: UnsafeBufferPointer<Float>) -> Void
 
 /// A decoder-only transformer over a memory-mapped GGUF (weights are not copied), f32
@@ -430,7 +431,7 @@ public final class LanguageModel: @unchecked Sendable {
                                     reduceLanes(ap.baseAddress!, lanes: lanesOut, width: d, into: ob + t * qDim + head * d)
                                 }
                                 if let probeRef {
-                                    scores.withUnsafeBufferPointer { probeRef(il, head, pos, first, UnsafeBufferPointer(rebasing: $0[first...pos])) }
+                                    scores.withUnsafeBufferPointer { probeRef(il, head, start + t, first, UnsafeBufferPointer(rebasing: $0[first...pos])) }
                                 }
                                 item += lanes
                             }

@@ -21,58 +21,78 @@ public struct KVCompress: Sendable, Equatable {
         self.blockSize = blockSize
     }
 
-    /// The metric per (layer, KV head, prompt position); protected positions are +∞.
-    public func metric(_ layers: [LayerStatistics]) throws -> [[[Float]]] {
+    /// The metric per (layer, KV head, prompt position) before protection: the group's squared
+    /// window sums, max-pooled along the keys before the window; the window's own keys unpooled
+    /// (they are protected at prefill and keep this as their starting metric during decode).
+    public func scores(_ layers: [LayerStatistics]) throws -> [[[Float]]] {
         try layers.map { layer in
             let squares = try layer.window(window, squared: true)
-            let n = layer.keys
+            let n = layer.keys, cut = max(0, n - window)
             return (0..<layer.kvHeads).map { g in
-                var m = groupSum(layer.group(g).map { Pooling.max.apply(Array(squares[$0][0..<max(0, n - window)]), kernel: kernel) })
-                m += Array(repeating: .infinity, count: min(window, n))
-                return m
+                let rows = layer.group(g).map { squares[$0] }
+                return groupSum(rows.map { Pooling.max.apply(Array($0[0..<cut]), kernel: kernel) }) + groupSum(rows.map { Array($0[cut..<n]) })
             }
         }
+    }
+
+    /// The metric per (layer, KV head, prompt position); protected positions are +∞.
+    public func metric(_ layers: [LayerStatistics]) throws -> [[[Float]]] {
+        try scores(layers).map { $0.map { m in m.enumerated().map { $0 >= m.count - window ? .infinity : $1 } } }
+    }
+
+    /// The blocks a sequence may hold at `budget` tokens per (layer, KV head) over `heads`
+    /// compressible KV heads: ⌈C′·heads/blockSize⌉, C′ = the budget rounded up to whole blocks.
+    public func allowedBlocks(budget: Int, heads: Int) -> Int {
+        let rounded = (budget + blockSize - 1) / blockSize * blockSize
+        return (rounded * heads + blockSize - 1) / blockSize
     }
 
     /// The kept positions at `budget` tokens per layer per KV head on average.
     /// - Throws: `PolicyError` for a budget below the protected window or missing statistics.
     public func select(_ layers: [LayerStatistics], budget: Int) throws -> Selection {
         guard budget >= window else { throw PolicyError("budget \(budget) is below kvcompress's protected window of \(window) tokens") }
-        let metrics = try metric(layers)
+        let compressible = layers.map(\.isGlobal)
+        let heads = layers.reduce(0) { $0 + ($1.isGlobal ? $1.kvHeads : 0) }
+        return Selection(kept: evictBlocks(try metric(layers), compressible: compressible, allowed: allowedBlocks(budget: budget, heads: heads)))
+    }
+
+    /// Whole-block eviction, at prefill and during decode: `metrics[l][h][i]` is the metric of
+    /// the i-th token (head) holds (+∞: protected). The cheapest blocks across all compressible
+    /// heads and layers are freed until they hold at most `allowed` blocks; freeing a block of a
+    /// head removes its smallest metrics, as many as its last, partly filled block holds.
+    /// - Returns: per (layer, KV head) the indices kept, ascending (all of them for layers not
+    ///   compressible).
+    func evictBlocks(_ metrics: [[[Float]]], compressible: [Bool], allowed: Int) -> [[[Int]]] {
         // Ascending metric order per head: evicting k tokens removes the k smallest.
         var order: [[[Int]]] = metrics.map { $0.map { m in m.indices.sorted { m[$0] < m[$1] || (m[$0] == m[$1] && $0 < $1) } } }
-        var evicted = layers.map { Array(repeating: 0, count: $0.kvHeads) }
-        let rounded = (budget + blockSize - 1) / blockSize * blockSize
-        let heads = layers.reduce(0) { $0 + ($1.isGlobal ? $1.kvHeads : 0) }
-        let allowed = (rounded * heads + blockSize - 1) / blockSize
+        var evicted = metrics.map { Array(repeating: 0, count: $0.count) }
         var blocks = 0
         struct Candidate: Comparable {
             var cost: Float, layer: Int, head: Int
             static func < (a: Self, b: Self) -> Bool { (a.cost, a.layer, a.head) > (b.cost, b.layer, b.head) } // popMax = cheapest
         }
         var heap = Heap<Candidate>()
+        func partial(_ remaining: Int) -> Int { remaining % blockSize == 0 ? blockSize : remaining % blockSize }
         func next(_ l: Int, _ h: Int) -> Candidate? {
-            let remaining = layers[l].keys - evicted[l][h]
+            let remaining = metrics[l][h].count - evicted[l][h]
             guard remaining > 0 else { return nil }
-            let partial = remaining % blockSize == 0 ? blockSize : remaining % blockSize
-            let k = evicted[l][h] + partial // the tokens gone once this block is freed
+            let k = evicted[l][h] + partial(remaining) // the tokens gone once this block is freed
             let cost = metrics[l][h][order[l][h][k - 1]]
             return cost.isFinite ? Candidate(cost: cost, layer: l, head: h) : nil
         }
-        for (l, layer) in layers.enumerated() where layer.isGlobal {
-            for h in 0..<layer.kvHeads {
-                blocks += (layer.keys + blockSize - 1) / blockSize
+        for l in metrics.indices where compressible[l] {
+            for h in metrics[l].indices {
+                blocks += (metrics[l][h].count + blockSize - 1) / blockSize
                 if let c = next(l, h) { heap.insert(c) }
             }
         }
         while blocks > allowed, let c = heap.popMax() {
-            let remaining = layers[c.layer].keys - evicted[c.layer][c.head]
-            evicted[c.layer][c.head] += remaining % blockSize == 0 ? blockSize : remaining % blockSize
+            evicted[c.layer][c.head] += partial(metrics[c.layer][c.head].count - evicted[c.layer][c.head])
             blocks -= 1
             if let n = next(c.layer, c.head) { heap.insert(n) }
         }
         for l in order.indices { for h in order[l].indices { order[l][h] = Array(order[l][h].dropFirst(evicted[l][h])).sorted() } }
-        return Selection(kept: order)
+        return order
     }
 }
 

@@ -63,12 +63,8 @@ public enum Policy: Sendable, Equatable {
                 let heads = Array(0..<sinks) + Array((n - (b - sinks))..<n)
                 kept.append(Array(repeating: heads, count: layer.kvHeads))
             case let .h2o(recentFraction):
-                let recent = max(1, Int((Double(b) * recentFraction).rounded(.down)))
-                let heavy = b - recent
-                kept.append((0..<layer.kvHeads).map { g in
-                    let scores = groupSum(layer.group(g).map { Array(layer.accumulated[$0][0..<(n - recent)]) })
-                    return topIndices(scores, count: heavy) + Array((n - recent)..<n)
-                })
+                let recent = h2oRecent(budget: b, fraction: recentFraction)
+                kept.append(h2oScores(layer).map { topIndices(Array($0[0..<(n - recent)]), count: b - recent) + Array((n - recent)..<n) })
             case let .snapKV(w, kernel, pooling), let .pyramidKV(w, kernel, pooling, _):
                 let pooled = try pooledScores(layer, window: w, kernel: kernel, pooling: pooling)
                 kept.append((0..<layer.kvHeads).map { topIndices(pooled[$0], count: b - w) + Array((n - w)..<n) })
@@ -100,6 +96,15 @@ func pooledScores(_ layer: LayerStatistics, window w: Int, kernel: Int, pooling:
         groupSum(layer.group(g).map { pooling.apply(Array(sums[$0][0..<n]), kernel: kernel) })
     }
 }
+
+/// H2O's score per KV head and prompt position: the attention accumulated over all prompt
+/// queries, summed over the group's query heads.
+func h2oScores(_ layer: LayerStatistics) -> [[Float]] {
+    (0..<layer.kvHeads).map { g in groupSum(layer.group(g).map { layer.accumulated[$0] }) }
+}
+
+/// The recent tokens H2O keeps whatever their score: ⌊budget · fraction⌋, at least one.
+func h2oRecent(budget: Int, fraction: Double) -> Int { max(1, Int((Double(budget) * fraction).rounded(.down))) }
 
 func groupSum(_ rows: [[Float]]) -> [Float] {
     guard var total = rows.first else { return [] }

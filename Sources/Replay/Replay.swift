@@ -7,7 +7,8 @@ import TraceFormat
 // steps the full-cache run made, what the kept positions preserve:
 // - kept fraction: kept prompt positions over all, over the compressible (global) layers' KV heads;
 // - attention mass: Σ of the full-cache attention weights on kept positions (generated
-//   positions are always kept), mean over steps, global layers and query heads;
+//   positions are kept, unless a continual policy evicts them), mean over steps, global layers
+//   and query heads;
 // - output error per layer: ‖O_comp − O_full‖ / ‖O_full‖ over the layer's concatenated head
 //   outputs (before W_O), O_comp being the attention restricted to the kept positions and
 //   renormalised (exactly softmax over the kept scores), mean over steps.
@@ -21,6 +22,8 @@ public struct ReplayResult: Codable, Sendable, Equatable {
     public var policy: String
     /// Tokens per layer per KV head, window included.
     public var budget: Int
+    /// True when the policy went on evicting during the decode steps (continual policies).
+    public var decodeEviction: Bool
     /// Kept prompt positions over all, over the compressible layers.
     public var keptFraction: Double
     /// Kept positions per (layer, KV head).
@@ -42,6 +45,7 @@ public struct ReplayResult: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case trace, model, task, policy, budget, outcome
         case promptTokens = "prompt_tokens"
+        case decodeEviction = "decode_eviction"
         case keptFraction = "kept_fraction"
         case keptCounts = "kept_counts"
         case attentionMass = "attention_mass"
@@ -106,48 +110,71 @@ public final class Replayer: @unchecked Sendable {
         return try policy.select(trace.statistics, budget: budget, profile: profile)
     }
 
-    /// Replays `policy` at `budget`.
-    public func replay(_ policy: PolicyKind, budget: Int, profile: HeadProfile? = nil) throws -> ReplayResult {
+    /// Replays `policy` at `budget`. A continual policy (StreamingLLM, H2O, KV-Compress) goes
+    /// on evicting during the recorded decode steps unless `continual` is false: its decode
+    /// eviction — the engine's own code — is fed each step's full-cache rows restricted to the
+    /// positions it holds and renormalised, which is exactly the compressed run's attention only
+    /// while the compressed run's queries equal the full cache's (an approximation after that).
+    public func replay(_ policy: PolicyKind, budget: Int, profile: HeadProfile? = nil, continual: Bool = true) throws -> ReplayResult {
         let selection = try self.selection(policy, budget: budget, profile: profile)
+        var eviction = continual ? try policy.decodeEviction(trace.statistics, selection: selection, budget: budget) : nil
         let m = trace.model, n = trace.promptLength, d = m.headDim, group = m.queryHeads / m.kvHeads
         let global = trace.statistics.indices.filter { trace.statistics[$0].isGlobal }
         let keptTotal = global.reduce(0) { $0 + selection.kept[$1].reduce(0) { $0 + $1.count } }
         let keptFraction = global.isEmpty ? 1 : Double(keptTotal) / Double(global.count * m.kvHeads * n)
 
         var massSum = 0.0, massCount = 0, massMin = 1.0
-        var layerErrors = [Double](repeating: 0, count: m.layers)
-        for l in layers {
-            var errorSum = 0.0
-            for (step, stepRows) in trace.rows.enumerated() {
+        var errorSums = [Double](repeating: 0, count: m.layers)
+        for (step, stepRows) in trace.rows.enumerated() {
+            // Step s ≥ 1 is the query at position n − 1 + s, whose key entered the cache first.
+            if step > 0 { eviction?.append(position: n - 1 + step) }
+            for l in layers {
                 var diff = 0.0, norm = 0.0
                 for h in 0..<m.queryHeads {
                     let g = h / group
-                    let row = stepRows[l][h]
-                    let kept = selection.kept[l][g]
-                    let (partial, keptMass) = Self.weightedSum(row, positions: kept, values: trace.values[l][g], dimension: d)
-                    let (generated, generatedMass) = Self.weightedSum(row, positions: n..<(n + step), values: trace.values[l][g], dimension: d)
-                    let mass = keptMass + generatedMass
+                    let row = stepRows[l][h], values = trace.values[l][g]
+                    let partial: [Float], mass: Double
+                    if let held = eviction?.held[l][g] {
+                        (partial, mass) = Self.weightedSum(row, positions: held, values: values, dimension: d)
+                        if step > 0, mass > 0 {
+                            let weights = held.map { Float(Double(row[$0]) / mass) }
+                            weights.withUnsafeBufferPointer { eviction!.observe(layer: l, queryHead: h, firstSlot: 0, weights: $0) }
+                        }
+                    } else {
+                        let kept = Self.weightedSum(row, positions: selection.kept[l][g], values: values, dimension: d)
+                        let generated = Self.weightedSum(row, positions: n..<(n + step), values: values, dimension: d)
+                        (partial, mass) = (zip(kept.sum, generated.sum).map(+), kept.mass + generated.mass)
+                    }
                     massSum += mass; massCount += 1; massMin = min(massMin, mass)
                     let full = fullOutputs[step][l][h]
                     for e in 0..<d {
-                        let comp = mass > 0 ? Double(partial[e] + generated[e]) / mass : 0
+                        let comp = mass > 0 ? Double(partial[e]) / mass : 0
                         diff += (comp - Double(full[e])) * (comp - Double(full[e]))
                         norm += Double(full[e]) * Double(full[e])
                     }
                 }
-                errorSum += norm > 0 ? (diff / norm).squareRoot() : 0
+                errorSums[l] += norm > 0 ? (diff / norm).squareRoot() : 0
             }
-            layerErrors[l] = trace.rows.isEmpty ? 0 : errorSum / Double(trace.rows.count)
+            if step > 0 { _ = eviction?.evict() }
         }
-        let outcome = trace.outcomes["\(policy.rawValue)@\(budget)"]
+        let layerErrors = errorSums.map { trace.rows.isEmpty ? 0 : $0 / Double(trace.rows.count) }
+        let key = Self.outcomeKey(policy, budget: budget, continual: continual)
+        let outcome = trace.outcomes[key]
         let agreement = outcome.map { Self.agreement($0.tokens, trace.generated.map { Int32(bitPattern: $0) }) }
         return ReplayResult(
             trace: trace.path, model: m.name, task: trace.header.task.kind, promptTokens: n, policy: policy.rawValue, budget: budget,
+            decodeEviction: eviction != nil,
             keptFraction: keptFraction, keptCounts: selection.counts,
             attentionMass: massCount > 0 ? massSum / Double(massCount) : 1, minimumAttentionMass: massCount > 0 ? massMin : 1,
             layerOutputErrors: layerErrors, outputError: layers.isEmpty ? 0 : layers.reduce(0) { $0 + layerErrors[$1] } / Double(layers.count),
             outcome: outcome, greedyAgreement: agreement
         )
+    }
+
+    /// The annotation key of a recorded compressed run: `POLICY@BUDGET`, with `+once` for a
+    /// continual policy run with `--compress-once`.
+    public static func outcomeKey(_ policy: PolicyKind, budget: Int, continual: Bool) -> String {
+        "\(policy.rawValue)@\(budget)" + (policy.isContinual && !continual ? "+once" : "")
     }
 
     /// The share of `reference` that `tokens` reproduces before the first difference.

@@ -35,7 +35,7 @@ struct ReplayTests {
         let p = profile ?? Self.profile(m, name: recorder.identity.name)
         let result = try recorder.record(task: task, tokens: tokens, to: path, annotate: { run in
             try PolicyKind.allCases.map { kind in
-                let out = try m.generate(from: run.prefilled, keeping: try kind.select(run.statistics, budget: 64, profile: p))
+                let out = try m.generate(from: run.prefilled, compression: try kind.compress(run.statistics, budget: 64, profile: p))
                 return ("outcome.\(kind.rawValue)@64", outcomeJSON(correct: false, tokens: out.tokens, text: ""))
             }
         })
@@ -56,7 +56,7 @@ struct ReplayTests {
         for kind in PolicyKind.allCases {
             // Every policy at 64; the budget-allocating ones also at 160 (each is a real run, ~5 s).
             for budget in [.pyramidKV, .kvCompress, .compressKV].contains(kind) ? [64, 160] : [64] {
-                let engine = try m.generateCompressed(prompt: tokens, maxTokens: 8) { try kind.select($0, budget: budget, profile: profile) }
+                let engine = try m.generateCompressed(prompt: tokens, maxTokens: 8) { try kind.compress($0, budget: budget, profile: profile) }
                 let replayed = try replayer.selection(kind, budget: budget, profile: profile)
                 #expect(replayed == engine.selection, "\(kind.rawValue)@\(budget)")
                 if budget == 64 {
@@ -70,6 +70,12 @@ struct ReplayTests {
         #expect(all.keptFraction == 1)
         #expect(abs(all.attentionMass - 1) < 1e-3)
         #expect(all.outputError < 1e-3)
+        // Continual policies go on evicting during the decode steps: StreamingLLM's rolling
+        // window holds a subset of what compressing once holds, so it keeps no more mass.
+        let rolling = try replayer.replay(.streamingLLM, budget: 64), once = try replayer.replay(.streamingLLM, budget: 64, continual: false)
+        #expect(rolling.decodeEviction && !once.decodeEviction)
+        #expect(rolling.attentionMass < once.attentionMass)
+        #expect(try !replayer.replay(.snapKV, budget: 64).decodeEviction)
         // Less budget keeps less mass, on every policy.
         for kind in PolicyKind.allCases where kind != .compressKV {
             let small = try replayer.replay(kind, budget: 64), large = try replayer.replay(kind, budget: 256)
