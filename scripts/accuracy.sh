@@ -32,13 +32,16 @@ generated with a seed (`ckv-sim record --task passkey|qa --seed 5`).
 
 **Real runs.** Each task is prefilled once with the full cache; every policy at every budget is then
 applied to that cache for real and 8 tokens are decoded greedily from the compressed cache
-(`ckv-sim record --evaluate all`). *Answer found*: the continuation starts with the expected answer.
+(`ckv-sim record --evaluate all`); StreamingLLM, H2O and KV-Compress go on evicting during those
+steps to stay within the budget, as the engine does by default. *Answer found*: the continuation starts with the expected answer.
 *Greedy agreement*: the share of the full cache's 8 tokens reproduced before the first difference.
 Budgets are tokens per layer per KV head (window included); kv-fractions are of each prompt.
 
 **Replay proxies.** From the same traces (`ckv-sim replay --format md`): *attention mass* kept
 during the full-cache decode steps and the relative attention-output error per layer (mean over
-the global layers), for the same selection the engine made.
+the global layers), for the same selection the engine made; the continual policies' decode
+eviction is fed the full-cache rows restricted to what they hold (an approximation of the
+compressed run's own attention).
 
 HEAD
   $bin replay "$work"/*.ckvt --budgets $budgets --kv-fractions $fractions --format md
