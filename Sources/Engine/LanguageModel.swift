@@ -182,8 +182,8 @@ public final class LanguageModel: @unchecked Sendable {
         }
         config = c
         tokenizer = try Tokenizer(gguf: file)
-        var embeddingMatrix = try Weights.matrix(file, "token_embd.weight", rows: c.vocab, columns: c.hidden)
-        var outputMatrix = file.tensor(named: "output.weight") == nil ? embeddingMatrix
+        let embeddingMatrix = try Weights.matrix(file, "token_embd.weight", rows: c.vocab, columns: c.hidden)
+        let outputMatrix = file.tensor(named: "output.weight") == nil ? embeddingMatrix
             : try Weights.matrix(file, "output.weight", rows: c.vocab, columns: c.hidden)
         outputNorm = try Weights.vector(file, "output_norm.weight", count: c.hidden)
         ropeFactors = file.tensor(named: "rope_freqs.weight") == nil ? nil : try Weights.vector(file, "rope_freqs.weight", count: c.headDim / 2)
@@ -192,7 +192,7 @@ public final class LanguageModel: @unchecked Sendable {
         func optional(_ name: String, _ count: Int) throws -> [Float]? {
             file.tensor(named: name) == nil ? nil : try Weights.vector(file, name, count: count)
         }
-        var blocks: [Block] = try (0..<c.layers).map { il in
+        let blocks: [Block] = try (0..<c.layers).map { il in
             let p = "blk.\(il)."
             return Block(attnNorm: try Weights.vector(file, p + "attn_norm.weight", count: c.hidden),
                          ffnNorm: try Weights.vector(file, p + "ffn_norm.weight", count: c.hidden),
@@ -209,20 +209,7 @@ public final class LanguageModel: @unchecked Sendable {
                          up: try Weights.matrix(file, p + "ffn_up.weight", rows: c.ffn, columns: c.hidden),
                          down: try Weights.matrix(file, p + "ffn_down.weight", rows: c.hidden, columns: c.ffn))
         }
-        // ggml quantises activations for every weight type (Q8_0/Q8_1 for the 32-element blocks,
-        // Q8_K for K-quants). The engine reproduces the 32-element paths exactly; its K-quant
-        // products still take f32 activations, and mixing the two agreed worse with llama.cpp
-        // than f32 throughout (Gemma 3: max top-10 difference 1.19 vs 0.85). So a model with
-        // K-quant weights multiplies f32 activations everywhere until Q8_K is in.
-        let kQuants = blocks.contains { b in [b.wq, b.wk, b.wv, b.wo, b.gate, b.up, b.down].contains { !$0.type.multipliesQ8Activations && $0.type.blockSize > 1 } }
-        if kQuants {
-            for i in blocks.indices {
-                for path in [\Block.wq, \.wk, \.wv, \.wo, \.gate, \.up, \.down] { blocks[i][keyPath: path].quantizesActivations = false }
-            }
-        }
         self.blocks = blocks
-        embeddingMatrix.quantizesActivations = embeddingMatrix.quantizesActivations && !kQuants
-        outputMatrix.quantizesActivations = outputMatrix.quantizesActivations && !kQuants
         embedding = embeddingMatrix
         output = outputMatrix
     }
@@ -507,10 +494,12 @@ func geluF16(_ x: Float) -> Float {
     return HalfFloat.round(geluTanh(HalfFloat.round(x)))
 }
 
-/// GELU with the tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+/// GELU with the tanh approximation, as ggml's `ggml_gelu_f32`: ½x(1 + tanh(√(2/π)·x·(1 +
+/// 0.044715·x·x))), the 1 + (0.044715·x)·x fused the way GCC contracts ggml's C.
 @inline(__always)
 func geluTanh(_ x: Float) -> Float {
-    0.5 * x * (1 + tanhf(0.797_884_56 * (x + 0.044715 * x * x * x)))
+    let inner = Float(1).addingProduct(0.044715 * x, x)
+    return 0.5 * x * (1 + tanhf(0.797_884_560_802_865_355_879_892_119_868_76 * x * inner))
 }
 
 /// g = silu(g) ⊙ u with ggml's vectorised SiLU (`ggml_vec_swiglu_f32`), 8 at a time, the
@@ -554,3 +543,4 @@ func reduceLanes(_ acc: UnsafePointer<Float>, lanes: Int, width d: Int, into out
         UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
     }
 }
+

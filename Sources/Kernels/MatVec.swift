@@ -18,8 +18,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let columns: Int
     /// The first byte of row 0; rows follow each other `type.rowBytes(columns)` apart.
     public let data: UnsafeRawPointer
-    /// Whether products quantise the activations to Q8 blocks first, as ggml does for the
-    /// 32-element block types (`multiplyQ8`); false multiplies f32 activations.
+    /// Whether products quantise the activations first, as ggml does: Q8_0/Q8_1 blocks for the
+    /// 32-element block types (`multiplyQ8`), Q8_K for Q4_K and Q6_K (`multiplyQ8K`); false
+    /// multiplies f32 activations.
     public var quantizesActivations: Bool
 
     public init(type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) {
@@ -28,7 +29,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.data = data
-        quantizesActivations = type.multipliesQ8Activations
+        quantizesActivations = type.multipliesQ8Activations || type.multipliesQ8KActivations
     }
 
     public var rowBytes: Int { type.rowBytes(columns) }
@@ -111,7 +112,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     ///   - x: `columns` inputs.
     ///   - y: `rows` outputs.
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
-        if quantizesActivations { return multiplyQ8(x, tokens: 1, into: y, threads: threads) }
+        if quantizesActivations { return multiplyQuantized(x, tokens: 1, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
@@ -127,11 +128,16 @@ public struct QuantizedMatrix: @unchecked Sendable {
 }
 
 extension QuantizedMatrix {
+    /// Y[t] = W · X[t] through the activation quantisation ggml uses for this weight type.
+    func multiplyQuantized(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
+        if type.multipliesQ8KActivations { multiplyQ8K(x, tokens: tokens, into: y, threads: threads) } else { multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
+    }
+
     /// Y[t] = W · X[t] for `tokens` inputs (X and Y token-major: X[t] at x + t·columns, Y[t] at
     /// y + t·rows). Each weight row is dequantised once and used for every token; rows are split
     /// across `threads` workers. Q8 activations for the 32-element block types, as `multiply`.
     public func multiplyBatch(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
-        if quantizesActivations { return multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
+        if quantizesActivations { return multiplyQuantized(x, tokens: tokens, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
         let workers = max(1, min(threads, rows / 16))

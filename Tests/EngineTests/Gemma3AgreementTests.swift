@@ -75,19 +75,19 @@ struct Gemma3AgreementTests {
         }
     }
 
-    /// Issue #4's full protocol also asks for the last-position top-1 on every prompt, top-10 logits
-    /// within 0.5 and identical 24-token greedy continuations on ≥ 80 % of prompts. The Llama
-    /// family meets all of it bit for bit (SmolLM2AgreementTests); Gemma's Q4_K/Q6_K products
-    /// still run on f32 activations where llama.cpp uses repacked Q8_K ones (Docs/engine.md), so
-    /// only what is met is asserted here and the rest is printed.
-    @Test("argmax agrees at ≥ 97 % of positions; the other agreement figures are recorded")
+    /// Issue #4's protocol: argmax at ≥ 97 % of positions, the last-position top-1 on every
+    /// prompt, top-10 logits within 0.5, identical 24-token greedy continuations on ≥ 80 % of
+    /// prompts. Gemma's Q4_K/Q6_K products take Q8_K activations as ggml's repacked and tiled
+    /// kernels do (Docs/engine.md), which makes it bit-identical; the figures are printed.
+    @Test("argmax at ≥ 97 % of positions, last top-1 on every prompt, top-10 within 0.5, greedy continuation on ≥ 80 %")
     func logits() throws {
         let fixture = try loadFixture("gemma3-llamacpp")
         let a = try Agreement(model: try Self.model(), fixture: fixture)
         print("gemma3 vs llama.cpp: \(a)")
         #expect(a.argmaxRate >= 0.97)
-        #expect(a.topOne >= fixture.count - 2)
-        #expect(a.worstTop10 < 1.0)
+        #expect(a.topOne == fixture.count)
+        #expect(a.worstTop10 <= 0.5)
+        #expect(Double(a.greedySame) >= 0.8 * Double(fixture.count))
     }
 
     @Test("generation streams tokens, stops at the limit, and refuses a prompt beyond the context")

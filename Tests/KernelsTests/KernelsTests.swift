@@ -149,12 +149,19 @@ struct MatVecTests {
         bytes.withUnsafeBytes { raw in
             let m = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
             x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { m.multiply(xp.baseAddress!, into: $0.baseAddress!) } }
-            // The 32-element block types multiply 8-bit activations, as ggml: the reference uses
-            // the same quantised x (q · d per block).
-            let xq: [Float] = type.multipliesQ8Activations ? x.withUnsafeBufferPointer { xp in
-                let a = Q8Activations(xp.baseAddress!, tokens: 1, columns: columns)
-                return (0..<columns).map { j in a.q[32 * (j / 32) + 8 * (j % 4) + (j % 32) / 4] * a.d[j / 32] }
-            } : x
+            // The quantised types multiply 8-bit activations, as ggml: the reference uses the same
+            // quantised x (q · d per block: Q8_0/Q8_1 blocks of 32, Q8_K blocks of 256).
+            let xq: [Float] = x.withUnsafeBufferPointer { xp in
+                if type.multipliesQ8Activations {
+                    let a = Q8Activations(xp.baseAddress!, tokens: 1, columns: columns)
+                    return (0..<columns).map { j in a.q[32 * (j / 32) + 8 * (j % 4) + (j % 32) / 4] * a.d[j / 32] }
+                }
+                if type.multipliesQ8KActivations {
+                    let a = Q8KActivations(xp.baseAddress!, tokens: 1, columns: columns)
+                    return (0..<columns).map { j in a.q[32 * (j / 32) + 8 * (j % 4) + (j % 32) / 4] * a.d[j / 256] }
+                }
+                return Array(xp)
+            }
             for r in 0..<rows {
                 row.withUnsafeMutableBufferPointer { m.row(r, into: $0.baseAddress!) }
                 let reference = zip(row, xq).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
