@@ -491,8 +491,11 @@ public enum LogitPositions: Sendable {
 func geluF16(_ x: Float) -> Float {
     if x <= -10 { return 0 }
     if x >= 10 { return x }
-    return HalfFloat.round(geluTanh(HalfFloat.round(x)))
+    return geluTable[Int(HalfFloat.bits(x))]
 }
+
+/// ggml's `ggml_table_gelu_f16`: for every binary16 input, its GELU rounded to binary16.
+let geluTable: [Float] = (0...UInt16.max).map { HalfFloat.round(geluTanh(HalfFloat.float($0))) }
 
 /// GELU with the tanh approximation, as ggml's `ggml_gelu_f32`: ½x(1 + tanh(√(2/π)·x·(1 +
 /// 0.044715·x·x))), the 1 + (0.044715·x)·x fused the way GCC contracts ggml's C.

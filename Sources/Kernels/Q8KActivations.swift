@@ -65,93 +65,167 @@ private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
-extension QuantizedMatrix {
-    /// Row `r` · one token's Q8_K activations, for Q4_K weights (the `q4_K_8x8` kernels'
-    /// arithmetic): the gemv (single rows) scales and accumulates once per super-block, the gemm
-    /// (rows in groups of four) once per pair of sub-blocks (`pairwise`).
-    @inline(__always)
-    func dotQ4K(row r: Int, q: UnsafePointer<Float>, d: UnsafePointer<Float>, bsums: UnsafePointer<Int32>, pairwise: Bool) -> Float {
-        var src = data + r * rowBytes
-        var acc: Float = 0, accMin: Float = 0
-        for b in 0..<(columns / 256) {
-            let scales = src + 4
-            var isum: Int32 = 0, imin: Int32 = 0
-            for g in 0..<4 {
-                // 32 bytes: low nibbles are sub-block 2g, high nibbles 2g + 1; byte 4k + i is
-                // byte i of word k, element 4k + i of both sub-blocks.
-                let words = (src + 16 + 32 * g).loadUnaligned(as: SIMD8<UInt32>.self)
-                let x = q + 256 * b + 64 * g
-                var lo = SIMD8<Float>(), hi = SIMD8<Float>()
-                for i in 0..<4 {
-                    let bytes = (words &>> UInt32(8 * i)) & 0xFF
-                    lo = fma(exactFloat(bytes & 0xF), load8(x + 8 * i), lo)
-                    hi = fma(exactFloat(bytes &>> 4), load8(x + 32 + 8 * i), hi)
-                }
-                let (sc0, m0) = scaleMinK4(2 * g, scales), (sc1, m1) = scaleMinK4(2 * g + 1, scales)
-                isum += Int32(sc0) * Int32(lo.sum()) + Int32(sc1) * Int32(hi.sum())
-                let s = bsums + 16 * b + 4 * g
-                imin += Int32(m0) * (s[0] + s[1]) + Int32(m1) * (s[2] + s[3])
-                if pairwise {
-                    acc = acc.addingProduct(Float(isum), half(src, 0) * d[b])
-                    accMin = accMin.addingProduct(Float(imin), half(src, 2) * d[b])
-                    isum = 0
-                    imin = 0
-                }
-            }
-            if !pairwise {
-                acc = acc.addingProduct(Float(isum), half(src, 0) * d[b])
-                accMin = accMin.addingProduct(Float(imin), half(src, 2) * d[b])
-            }
-            src += 144
-        }
-        return acc - accMin
+/// Integer-valued floats below 2²² in magnitude as integers, exactly: v + 1.5·2²³ puts v in the
+/// mantissa (two SIMD operations; the standard library's conversion checks lane by lane).
+@inline(__always)
+private func exactInt(_ v: SIMD8<Float>) -> SIMD8<Int32> {
+    unsafeBitCast(v + 12_582_912, to: SIMD8<Int32>.self) &- 0x4B40_0000
+}
+
+/// Integers as floats rounded to nearest even (`_mm256_cvtepi32_ps`): exact and fast below 2²²,
+/// lane by lane above.
+@inline(__always)
+private func roundedFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+    let limit = SIMD8<Int32>(repeating: 1 << 22)
+    guard all(v .< limit .& v .> 0 &- limit) else { return SIMD8<Float>(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3]), Float(v[4]), Float(v[5]), Float(v[6]), Float(v[7])) }
+    return unsafeBitCast(v &+ 0x4B40_0000, to: SIMD8<Float>.self) - 12_582_912
+}
+
+/// One row of K-quant weights decoded once and used for every token of a batch: the integers as
+/// floats in the activations' lane order, the sub-block scales (Q6_K: as 8-lane vectors per
+/// 32-element chunk, lanes 0…3 the first 16's scale, 4…7 the second's), Q4_K's mins, and per
+/// super-block d (and dmin).
+struct KQuantRow {
+    let type: GGMLType
+    let blocks: Int
+    let w: UnsafeMutablePointer<Float>
+    let scales: UnsafeMutablePointer<Float>
+    let mins: UnsafeMutablePointer<Int32>
+    let d: UnsafeMutablePointer<Float>
+    let dmin: UnsafeMutablePointer<Float>
+
+    init(type: GGMLType, columns: Int) {
+        self.type = type
+        blocks = columns / 256
+        w = .allocate(capacity: columns)
+        scales = .allocate(capacity: blocks * 64)
+        mins = .allocate(capacity: blocks * 16)
+        d = .allocate(capacity: blocks)
+        dmin = .allocate(capacity: blocks)
     }
 
-    /// Row `r` · one token's Q8_K activations, for Q6_K weights: `ggml_vec_dot_q6_K_q8_K` (AVX2)
-    /// for batches under 8 tokens, ggml's tiled K-quant matmul (`ggml-cpu/tiled`) for larger ones:
-    /// per super-block its exact integer I, then acc = fma(d_w · float(I), d_a, acc).
-    @inline(__always)
-    func dotQ6K(row r: Int, q: UnsafePointer<Float>, d: UnsafePointer<Float>, bsums: UnsafePointer<Int32>, tiled: Bool) -> Float {
-        var src = data + r * rowBytes
-        var acc = SIMD8<Float>()
-        var tiledAcc: Float = 0
-        for b in 0..<(columns / 256) {
-            let sc = (src + 192).assumingMemoryBound(to: Int8.self)
-            var lanes = SIMD8<Int32>()
-            for j in 0..<2 {
-                let high = (src + 128 + 32 * j).loadUnaligned(as: SIMD8<UInt32>.self)
-                let lowA = (src + 64 * j).loadUnaligned(as: SIMD8<UInt32>.self)
-                let lowB = (src + 64 * j + 32).loadUnaligned(as: SIMD8<UInt32>.self)
+    func deallocate() {
+        w.deallocate(); scales.deallocate(); mins.deallocate(); d.deallocate(); dmin.deallocate()
+    }
+
+    /// Decodes row `r` of `m`.
+    func load(_ m: QuantizedMatrix, row r: Int) {
+        var src = m.data + r * m.rowBytes
+        let out = UnsafeMutableRawPointer(w)
+        for b in 0..<blocks {
+            let base = 1024 * b // bytes of this super-block's 256 floats
+            if type == .q4_K {
+                d[b] = half(src, 0)
+                dmin[b] = half(src, 2)
+                for j in 0..<8 {
+                    let (sc, mn) = scaleMinK4(j, src + 4)
+                    scales[8 * b + j] = Float(sc)
+                    mins[8 * b + j] = Int32(mn)
+                }
                 for g in 0..<4 {
-                    // Chunk c = 4j + g: low 4 bits from ql (first or second 32 bytes, low or
-                    // high nibble), high 2 bits from qh bits 2g, 2g + 1; unsigned 0…63.
-                    let c = 4 * j + g
-                    let low = g % 2 == 0 ? lowA : lowB, nibble = UInt32(g < 2 ? 0 : 4)
-                    let x = q + 256 * b + 32 * c
-                    var p = SIMD8<Float>()
+                    // 32 bytes: low nibbles are chunk 2g, high nibbles chunk 2g + 1; byte 4k + i
+                    // (byte i of word k) is element 4k + i of both.
+                    let words = (src + 16 + 32 * g).loadUnaligned(as: SIMD8<UInt32>.self)
                     for i in 0..<4 {
-                        let l = (low &>> (UInt32(8 * i) + nibble)) & 0xF
-                        let h = ((high &>> UInt32(8 * i + 2 * g)) & 3) &<< 4
-                        p = fma(exactFloat(l | h), load8(x + 8 * i), p)
+                        let bytes = (words &>> UInt32(8 * i)) & 0xFF
+                        out.storeBytes(of: exactFloat(bytes & 0xF), toByteOffset: base + 256 * g + 32 * i, as: SIMD8<Float>.self)
+                        out.storeBytes(of: exactFloat(bytes &>> 4), toByteOffset: base + 256 * g + 128 + 32 * i, as: SIMD8<Float>.self)
                     }
-                    let s0 = Int32(sc[2 * c]), s1 = Int32(sc[2 * c + 1])
-                    lanes &+= SIMD8(s0, s0, s0, s0, s1, s1, s1, s1) &* SIMD8<Int32>(p)
+                }
+                src += 144
+            } else {
+                d[b] = half(src, 208)
+                let sc = (src + 192).assumingMemoryBound(to: Int8.self)
+                for c in 0..<8 {
+                    let s0 = Float(sc[2 * c]), s1 = Float(sc[2 * c + 1])
+                    UnsafeMutableRawPointer(scales + 64 * b + 8 * c).storeBytes(of: SIMD8(s0, s0, s0, s0, s1, s1, s1, s1), as: SIMD8<Float>.self)
+                }
+                for k in 0..<16 { mins[16 * b + k] = Int32(sc[k]) } // Q6_K: the int8 scales, for the bsum term
+                for j in 0..<2 {
+                    // Chunk c = 4j + g: low 4 bits from ql (first or second 32 bytes, low or high
+                    // nibble), high 2 bits from qh bits 2g, 2g + 1; unsigned 0…63.
+                    let high = (src + 128 + 32 * j).loadUnaligned(as: SIMD8<UInt32>.self)
+                    let lowA = (src + 64 * j).loadUnaligned(as: SIMD8<UInt32>.self)
+                    let lowB = (src + 64 * j + 32).loadUnaligned(as: SIMD8<UInt32>.self)
+                    for g in 0..<4 {
+                        let low = g % 2 == 0 ? lowA : lowB, nibble = UInt32(g < 2 ? 0 : 4)
+                        for i in 0..<4 {
+                            let l = (low &>> (UInt32(8 * i) + nibble)) & 0xF
+                            let h = ((high &>> UInt32(8 * i + 2 * g)) & 3) &<< 4
+                            out.storeBytes(of: exactFloat(l | h), toByteOffset: base + 128 * (4 * j + g) + 32 * i, as: SIMD8<Float>.self)
+                        }
+                    }
+                }
+                src += 210
+            }
+        }
+    }
+
+    /// This row · one token's Q8_K activations (`q`, per-block `ad`, `bsums`), in the order of the
+    /// ggml kernel llama.cpp uses (see the file's comment): Q4_K's gemv (`pairwise` false) or gemm,
+    /// Q6_K's vec_dot (`tiled` false) or tiled matmul. Integer sums are exact in float and below
+    /// 2²² (so `exactInt` converts them): a Q4_K lane gathers at most 8·63·4·15·127, a Q6_K lane
+    /// of one chunk 128·4·63·127.
+    @inline(__always)
+    func dot(q: UnsafePointer<Float>, ad: UnsafePointer<Float>, bsums: UnsafePointer<Int32>, pairwise: Bool, tiled: Bool) -> Float {
+        if type == .q4_K {
+            var acc: Float = 0, accMin: Float = 0
+            for b in 0..<blocks {
+                var total = SIMD8<Float>()
+                var imin: Int32 = 0
+                let dd = d[b] * ad[b], ddmin = dmin[b] * ad[b]
+                for g in 0..<4 {
+                    let wp = w + 256 * b + 64 * g, xp = q + 256 * b + 64 * g
+                    var lo = load8(wp) * load8(xp), hi = load8(wp + 32) * load8(xp + 32)
+                    for i in 1..<4 {
+                        lo = fma(load8(wp + 8 * i), load8(xp + 8 * i), lo)
+                        hi = fma(load8(wp + 32 + 8 * i), load8(xp + 32 + 8 * i), hi)
+                    }
+                    let v = fma(SIMD8(repeating: scales[8 * b + 2 * g]), lo, SIMD8(repeating: scales[8 * b + 2 * g + 1]) * hi)
+                    let s = bsums + 16 * b + 4 * g
+                    let m = mins[8 * b + 2 * g] &* (s[0] &+ s[1]) &+ mins[8 * b + 2 * g + 1] &* (s[2] &+ s[3])
+                    if pairwise {
+                        acc = acc.addingProduct(Float(exactInt(v).wrappedSum()), dd)
+                        accMin = accMin.addingProduct(Float(m), ddmin)
+                    } else {
+                        total += v
+                        imin &+= m
+                    }
+                }
+                if !pairwise {
+                    acc = acc.addingProduct(Float(exactInt(total).wrappedSum()), dd)
+                    accMin = accMin.addingProduct(Float(imin), ddmin)
                 }
             }
-            let s = bsums + 16 * b
-            for k in 0..<8 { lanes[k] &-= 32 &* (Int32(sc[2 * k]) &* s[2 * k] &+ Int32(sc[2 * k + 1]) &* s[2 * k + 1]) }
-            if tiled {
-                tiledAcc = tiledAcc.addingProduct(half(src, 208) * Float(lanes.wrappedSum()), d[b])
-            } else {
-                acc = fma(SIMD8(repeating: d[b] * half(src, 208)), SIMD8<Float>(lanes), acc)
+            return acc - accMin
+        }
+        var acc = SIMD8<Float>()
+        var tiledAcc: Float = 0
+        for b in 0..<blocks {
+            var lanes = SIMD8<Int32>()
+            for c in 0..<8 {
+                let wp = w + 256 * b + 32 * c, xp = q + 256 * b + 32 * c
+                var p = load8(wp) * load8(xp)
+                for i in 1..<4 { p = fma(load8(wp + 8 * i), load8(xp + 8 * i), p) }
+                lanes &+= exactInt(load8(scales + 64 * b + 8 * c) * p)
             }
-            src += 210
+            // Lane k: − 32 · (sc[2k]·bsum[2k] + sc[2k+1]·bsum[2k+1]) (ggml's q8sclsub).
+            let s = UnsafeRawPointer(bsums + 16 * b).loadUnaligned(as: SIMD16<Int32>.self)
+            let sc = UnsafeRawPointer(mins + 16 * b).loadUnaligned(as: SIMD16<Int32>.self)
+            lanes &-= (sc.evenHalf &* s.evenHalf &+ sc.oddHalf &* s.oddHalf) &<< 5
+            if tiled {
+                tiledAcc = tiledAcc.addingProduct(d[b] * Float(lanes.wrappedSum()), ad[b])
+            } else {
+                acc = fma(SIMD8(repeating: ad[b] * d[b]), roundedFloat(lanes), acc)
+            }
         }
         return tiled ? tiledAcc : ggmlSum(acc)
     }
+}
 
+extension QuantizedMatrix {
     /// Y[t] = W · X[t] for K-quant weights with the activations quantised to Q8_K first (ggml's
-    /// numerics for these types); rows split across `threads` workers.
+    /// numerics for these types); rows split across `threads` workers, each row decoded once.
     func multiplyQ8K(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
         let a = Q8KActivations(x, tokens: tokens, columns: columns)
         nonisolated(unsafe) let yp = y
@@ -159,20 +233,21 @@ extension QuantizedMatrix {
         let workers = max(1, min(threads, rows / 16))
         let chunk = (rows + workers - 1) / workers
         let blocks = columns / 256
-        let q6 = type == .q6_K
         a.q.withUnsafeBufferPointer { qb in
             a.d.withUnsafeBufferPointer { db in
                 a.bsums.withUnsafeBufferPointer { sb in
                     nonisolated(unsafe) let aq = qb.baseAddress!, ad = db.baseAddress!, asum = sb.baseAddress!
                     DispatchQueue.concurrentPerform(iterations: workers) { w in
+                        let row = KQuantRow(type: matrix.type, columns: matrix.columns)
+                        defer { row.deallocate() }
                         // Q4_K (repacked): ggml multiplies the rows in groups of four by its gemm, the
                         // rest by its gemv. Q6_K: the tiled matmul from 8 rows on.
                         let grouped = tokens - tokens % 4, tiled = tokens >= 8
                         for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
+                            row.load(matrix, row: r)
                             for t in 0..<tokens {
-                                let q = aq + t * matrix.columns, d = ad + t * blocks, s = asum + 16 * t * blocks
-                                yp[t * matrix.rows + r] = q6 ? matrix.dotQ6K(row: r, q: q, d: d, bsums: s, tiled: tiled)
-                                    : matrix.dotQ4K(row: r, q: q, d: d, bsums: s, pairwise: t < grouped)
+                                yp[t * matrix.rows + r] = row.dot(q: aq + t * matrix.columns, ad: ad + t * blocks, bsums: asum + 16 * t * blocks,
+                                                                  pairwise: t < grouped, tiled: tiled)
                             }
                         }
                     }
