@@ -3,7 +3,7 @@ import Testing
 @testable import Kernels
 
 /// A seeded generator for the fixtures (no dependence on the system RNG).
-private struct Bytes {
+struct Bytes {
     var state: UInt64
     mutating func next() -> UInt8 {
         state = state &* 6364136223846793005 &+ 1442695040888963407

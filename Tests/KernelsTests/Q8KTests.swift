@@ -2,16 +2,6 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// Seeded bytes for the fixtures.
-private struct Seeded {
-    var state: UInt64
-    mutating func byte() -> UInt8 {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return UInt8(truncatingIfNeeded: state >> 56)
-    }
-    mutating func unit() -> Float { Float(byte()) / 255 * 2 - 1 }
-}
-
 private func setHalf(_ bytes: inout [UInt8], _ offset: Int, _ v: Float) {
     let b = Float16(v).bitPattern
     bytes[offset] = UInt8(b & 0xFF)
@@ -20,8 +10,8 @@ private func setHalf(_ bytes: inout [UInt8], _ offset: Int, _ v: Float) {
 
 /// Random K-quant blocks with small finite scales (d, and dmin for Q4_K).
 private func kQuantMatrix(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
-    var g = Seeded(state: seed)
-    var bytes = (0..<(rows * type.rowBytes(columns))).map { _ in g.byte() }
+    var g = Bytes(state: seed)
+    var bytes = (0..<(rows * type.rowBytes(columns))).map { _ in g.next() }
     for block in 0..<(bytes.count / type.blockBytes) {
         let base = block * type.blockBytes
         if type == .q4_K {
@@ -135,7 +125,7 @@ struct Q8KTests {
     func products(type: GGMLType) {
         let rows = 24, columns = 512
         let bytes = kQuantMatrix(type, rows: rows, columns: columns, seed: 11 &+ UInt64(type.rawValue))
-        var g = Seeded(state: 5)
+        var g = Bytes(state: 5)
         let x = (0..<(10 * columns)).map { _ in g.unit() * 3 }
         bytes.withUnsafeBytes { raw in
             let m = QuantizedMatrix(type: type, rows: rows, columns: columns, data: raw.baseAddress!)
