@@ -125,4 +125,3 @@ func committedProfiles() -> [String] {
     guard let dir = try? resource("Profiles"), let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
     return names.filter { $0.hasSuffix(".json") }.sorted().map { (dir as NSString).appendingPathComponent($0) }
 }
-

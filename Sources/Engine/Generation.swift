@@ -42,8 +42,7 @@ extension LanguageModel {
         try checkFits(prompt: prompt, maxTokens: maxTokens)
         var cache = makeCache(tokens: prompt.count + maxTokens)
         let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe)[0]
-        var none: DecodeEviction? = nil
-        return try decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, eviction: &none, onToken: onToken)
+        return try decode(from: logits, cache: &cache, maxTokens: maxTokens, sampler: sampler, probe: probe, onToken: onToken)
     }
 
     /// Prefills `prompt` into a cache sized for `maxTokens` more tokens, in chunks of `batch`
@@ -76,9 +75,8 @@ extension LanguageModel {
                          onToken: (Int32) -> Void = { _ in }) throws -> (tokens: [Int32], cache: KVCache) {
         var cache = prefilled.cache
         if let compression { try cache.compact(compression.selection.kept) }
-        var eviction = compression?.decode
         let out = try decode(from: prefilled.logits, cache: &cache, maxTokens: prefilled.maxTokens, sampler: .greedy, probe: probe,
-                             eviction: &eviction, onToken: onToken)
+                             eviction: compression?.decode, onToken: onToken)
         return (out, cache)
     }
 
@@ -95,7 +93,8 @@ extension LanguageModel {
     /// stopping after an end-of-generation token; `eviction` (continual compression) sees each
     /// step's attention and evicts from the cache after it.
     func decode(from logits: [Float], cache: inout KVCache, maxTokens: Int, sampler: Sampler, probe: AttentionProbe? = nil,
-                eviction: inout DecodeEviction?, onToken: (Int32) -> Void) throws -> [Int32] {
+                eviction: DecodeEviction? = nil, onToken: (Int32) -> Void) throws -> [Int32] {
+        var eviction = eviction
         var logits = logits
         var rng: SplitMix64?
         if case let .temperature(_, seed) = sampler { rng = SplitMix64(seed: seed) }
@@ -117,13 +116,11 @@ extension LanguageModel {
                 continue
             }
             continual.append(position: cache.count)
-            var state = continual
             let observe: AttentionProbe = { layer, head, position, first, weights in
-                state.observe(layer: layer, queryHead: head, firstSlot: first, weights: weights)
+                continual.observe(layer: layer, queryHead: head, firstSlot: first, weights: weights)
                 probe?(layer, head, position, first, weights)
             }
             logits = forward([next], cache: &cache, logitsFor: .last, probe: observe)[0]
-            continual = state
             if continual.evict() { try cache.compact(continual.held) }
             eviction = continual
         }

@@ -546,4 +546,3 @@ func reduceLanes(_ acc: UnsafePointer<Float>, lanes: Int, width d: Int, into out
         UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
     }
 }
-

@@ -60,11 +60,6 @@ extension GGMLType {
     public var multipliesQ8KActivations: Bool { self == .q4_K || self == .q6_K }
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
 /// Integer-valued floats below 2²² in magnitude as integers, exactly: v + 1.5·2²³ puts v in the
 /// mantissa (two SIMD operations; the standard library's conversion checks lane by lane).
 @inline(__always)
@@ -83,14 +78,15 @@ private func roundedFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
 
 /// One row of K-quant weights decoded once and used for every token of a batch: the integers as
 /// floats in the activations' lane order, the sub-block scales (Q6_K: as 8-lane vectors per
-/// 32-element chunk, lanes 0…3 the first 16's scale, 4…7 the second's), Q4_K's mins, and per
-/// super-block d (and dmin).
+/// 32-element chunk, lanes 0…3 the first 16's scale, 4…7 the second's), the integers that multiply
+/// the activation sums (Q4_K's mins; Q6_K's scales, for its −32 offset), and per super-block d
+/// (and dmin).
 struct KQuantRow {
     let type: GGMLType
     let blocks: Int
     let w: UnsafeMutablePointer<Float>
     let scales: UnsafeMutablePointer<Float>
-    let mins: UnsafeMutablePointer<Int32>
+    let bsumFactors: UnsafeMutablePointer<Int32>
     let d: UnsafeMutablePointer<Float>
     let dmin: UnsafeMutablePointer<Float>
 
@@ -99,13 +95,13 @@ struct KQuantRow {
         blocks = columns / 256
         w = .allocate(capacity: columns)
         scales = .allocate(capacity: blocks * 64)
-        mins = .allocate(capacity: blocks * 16)
+        bsumFactors = .allocate(capacity: blocks * 16)
         d = .allocate(capacity: blocks)
         dmin = .allocate(capacity: blocks)
     }
 
     func deallocate() {
-        w.deallocate(); scales.deallocate(); mins.deallocate(); d.deallocate(); dmin.deallocate()
+        w.deallocate(); scales.deallocate(); bsumFactors.deallocate(); d.deallocate(); dmin.deallocate()
     }
 
     /// Decodes row `r` of `m`.
@@ -120,7 +116,7 @@ struct KQuantRow {
                 for j in 0..<8 {
                     let (sc, mn) = scaleMinK4(j, src + 4)
                     scales[8 * b + j] = Float(sc)
-                    mins[8 * b + j] = Int32(mn)
+                    bsumFactors[8 * b + j] = Int32(mn)
                 }
                 for g in 0..<4 {
                     // 32 bytes: low nibbles are chunk 2g, high nibbles chunk 2g + 1; byte 4k + i
@@ -140,7 +136,7 @@ struct KQuantRow {
                     let s0 = Float(sc[2 * c]), s1 = Float(sc[2 * c + 1])
                     UnsafeMutableRawPointer(scales + 64 * b + 8 * c).storeBytes(of: SIMD8(s0, s0, s0, s0, s1, s1, s1, s1), as: SIMD8<Float>.self)
                 }
-                for k in 0..<16 { mins[16 * b + k] = Int32(sc[k]) } // Q6_K: the int8 scales, for the bsum term
+                for k in 0..<16 { bsumFactors[16 * b + k] = Int32(sc[k]) }
                 for j in 0..<2 {
                     // Chunk c = 4j + g: low 4 bits from ql (first or second 32 bytes, low or high
                     // nibble), high 2 bits from qh bits 2g, 2g + 1; unsigned 0…63.
@@ -183,7 +179,7 @@ struct KQuantRow {
                     }
                     let v = fma(SIMD8(repeating: scales[8 * b + 2 * g]), lo, SIMD8(repeating: scales[8 * b + 2 * g + 1]) * hi)
                     let s = bsums + 16 * b + 4 * g
-                    let m = mins[8 * b + 2 * g] &* (s[0] &+ s[1]) &+ mins[8 * b + 2 * g + 1] &* (s[2] &+ s[3])
+                    let m = bsumFactors[8 * b + 2 * g] &* (s[0] &+ s[1]) &+ bsumFactors[8 * b + 2 * g + 1] &* (s[2] &+ s[3])
                     if pairwise {
                         acc = acc.addingProduct(Float(exactInt(v).wrappedSum()), dd)
                         accMin = accMin.addingProduct(Float(m), ddmin)
@@ -211,7 +207,7 @@ struct KQuantRow {
             }
             // Lane k: − 32 · (sc[2k]·bsum[2k] + sc[2k+1]·bsum[2k+1]) (ggml's q8sclsub).
             let s = UnsafeRawPointer(bsums + 16 * b).loadUnaligned(as: SIMD16<Int32>.self)
-            let sc = UnsafeRawPointer(mins + 16 * b).loadUnaligned(as: SIMD16<Int32>.self)
+            let sc = UnsafeRawPointer(bsumFactors + 16 * b).loadUnaligned(as: SIMD16<Int32>.self)
             lanes &-= (sc.evenHalf &* s.evenHalf &+ sc.oddHalf &* s.oddHalf) &<< 5
             if tiled {
                 tiledAcc = tiledAcc.addingProduct(d[b] * Float(lanes.wrappedSum()), ad[b])

@@ -63,10 +63,15 @@ public struct KVCompress: Sendable, Equatable {
     /// - Returns: per (layer, KV head) the indices kept, ascending (all of them for layers not
     ///   compressible).
     func evictBlocks(_ metrics: [[[Float]]], compressible: [Bool], allowed: Int) -> [[[Int]]] {
+        var blocks = 0
+        for l in metrics.indices where compressible[l] {
+            for m in metrics[l] { blocks += (m.count + blockSize - 1) / blockSize }
+        }
+        // Within the allowance (most decode steps) nothing is evicted and nothing needs sorting.
+        guard blocks > allowed else { return metrics.map { $0.map { Array($0.indices) } } }
         // Ascending metric order per head: evicting k tokens removes the k smallest.
         var order: [[[Int]]] = metrics.map { $0.map { m in m.indices.sorted { m[$0] < m[$1] || (m[$0] == m[$1] && $0 < $1) } } }
         var evicted = metrics.map { Array(repeating: 0, count: $0.count) }
-        var blocks = 0
         struct Candidate: Comparable {
             var cost: Float, layer: Int, head: Int
             static func < (a: Self, b: Self) -> Bool { (a.cost, a.layer, a.head) > (b.cost, b.layer, b.head) } // popMax = cheapest
@@ -82,7 +87,6 @@ public struct KVCompress: Sendable, Equatable {
         }
         for l in metrics.indices where compressible[l] {
             for h in metrics[l].indices {
-                blocks += (metrics[l][h].count + blockSize - 1) / blockSize
                 if let c = next(l, h) { heap.insert(c) }
             }
         }

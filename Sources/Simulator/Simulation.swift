@@ -49,13 +49,13 @@ public struct Simulation {
     private let blocks: FootprintModel
     private let timing: PolicyName.Timing
 
-    /// Builds a simulation of `source` on the memory plan's GPU and model.
     /// Keep the batch-size and KV-utilisation time series (default); off, the result's series are empty.
     public var recordsTimeSeries: Bool {
         get { metrics.recordsSeries }
         set { metrics.recordsSeries = newValue }
     }
 
+    /// Builds a simulation of `source` on the memory plan's GPU and model.
     public init(plan: MemoryPlan, cost: CostModel, compression: CompressionSpec = .none, source: any RequestSource) {
         self.plan = plan
         self.cost = cost
