@@ -24,10 +24,12 @@ let targetCPU = requestedCPU == "baseline" ? nil : requestedCPU ?? detectedCPU()
 // CKV_FMA: the target has fused multiply-add, so the kernels use `addingProduct` (on a baseline
 // build it would become a software `fmaf` call, ~30× slower than a multiply and an add).
 let cpuFlags: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0]), .define("CKV_FMA")] } ?? []
+// The C kernels: the same CPU, and never a fused multiply-add the source does not write.
+let cKernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-ffp-contract=off"] + (targetCPU.map { ["-march=\($0)"] } ?? []))]
 
 let package = Package(
     name: "ckv-sim",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ckv-sim", targets: ["ckv-sim"]),
         .library(name: "TraceFormat", targets: ["TraceFormat"]),
@@ -55,7 +57,9 @@ let package = Package(
         // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
         .target(name: "GGUF"),
         // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
-        .target(name: "Kernels", dependencies: ["HalfFloat"], swiftSettings: cpuFlags,
+        // Integer block products (AVX2 where the build targets it), bound as a C module.
+        .target(name: "CKernels", cSettings: cKernelFlags),
+        .target(name: "Kernels", dependencies: ["HalfFloat", "CKernels"], swiftSettings: cpuFlags,
                 linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
         .target(
@@ -103,7 +107,7 @@ let package = Package(
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
         .testTarget(name: "TraceFormatTests", dependencies: ["TestSupport", "TraceFormat"]),
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),

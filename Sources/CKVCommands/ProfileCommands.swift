@@ -76,6 +76,9 @@ struct HeadsCommand: AsyncParsableCommand {
             }
             try writeProfile(profile, to: out)
             print("\(profile.model): \(result.keptTrials) of \(result.trials) probes answered (ROUGE-1 recall > 0.5); profile written to \(out)")
+            if let probes = profile.probes {
+                print("answered per length: " + zip(probes.lengths, zip(probes.kept, probes.trials)).map { "\($0.0) tokens \($0.1.0)/\($0.1.1)" }.joined(separator: ", "))
+            }
             var rows = [["layer", "top heads (semantic score)", "classic retrieval score of the same heads"]]
             for l in profile.scores.indices {
                 let heads = profile.scores[l].indices.sorted { profile.scores[l][$0] > profile.scores[l][$1] || (profile.scores[l][$0] == profile.scores[l][$1] && $0 < $1) }.prefix(top)

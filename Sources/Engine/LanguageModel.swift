@@ -351,7 +351,7 @@ public final class LanguageModel: @unchecked Sendable {
                         let workers = min(threads, max(1, work))
                         // Probes are called in a fixed order: run single-threaded when one is attached.
                         let lanes = probeRef == nil ? workers : 1
-                        DispatchQueue.concurrentPerform(iterations: lanes) { w in
+                        WorkerPool.shared.run(iterations: lanes, threads: lanes) { w in
                             // Scores for cells 0 … start+T rounded up to whole 8-cell groups.
                             let cells = (longest + 7) / 8 * 8
                             var scores = [Float](repeating: 0, count: cells)

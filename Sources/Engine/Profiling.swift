@@ -64,8 +64,9 @@ extension LanguageModel {
         var srs = Array(repeating: [Double](repeating: 0, count: H), count: L)
         var classic = srs
         var trials = 0, kept = 0
+        var trialsPerLength = [Int](repeating: 0, count: options.lengths.count), keptPerLength = trialsPerLength
         let total = options.lengths.count * options.depths.count * options.needles.count
-        for length in options.lengths {
+        for (li, length) in options.lengths.enumerated() {
             for depth in options.depths {
                 for needle in options.needles {
                     let task = try Tasks.needle(needle, tokens: length, depth: depth, tokenizer: tokenizer, chat: options.chat)
@@ -105,10 +106,12 @@ extension LanguageModel {
                         logits = forward([next], cache: &cache, logitsFor: .last, probe: probe)[0]
                     }
                     trials += 1
+                    trialsPerLength[li] += 1
                     let text = tokenizer.decode(out)
                     progress(trials, total, "\(n) tokens, depth \(depth), expected \(needle.answer.debugDescription): \(text.prefix(60).debugDescription)")
                     guard rouge1Recall(reference: needle.answer, candidate: text) > 0.5 else { continue }
                     kept += 1
+                    keptPerLength[li] += 1
                     let spanTokens = span.map { tokens[$0] }
                     for (t, y) in out.enumerated() where t < onSpan.count {
                         let matches = spanTokens.filter { $0 == y }.count
@@ -124,7 +127,9 @@ extension LanguageModel {
             }
         }
         let scale = kept > 0 ? 1 / Double(kept) : 0
-        return HeadIdentification(profile: HeadProfile(model: displayName, scores: srs.map { $0.map { $0 * scale } }),
+        let record = HeadProfile.ProbeRecord(lengths: options.lengths, depths: options.depths, needles: options.needles.count,
+                                             trials: trialsPerLength, kept: keptPerLength)
+        return HeadIdentification(profile: HeadProfile(model: displayName, scores: srs.map { $0.map { $0 * scale } }, probes: record),
                                   classic: classic.map { $0.map { $0 * scale } }, trials: trials, keptTrials: kept)
     }
 

@@ -1,4 +1,3 @@
-import Dispatch
 
 /// acc + a·b, fused when the build targets a CPU with FMA (`CKV_FMA`), else a multiply and an add.
 @inline(__always)
@@ -117,7 +116,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
         let chunk = (rows + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(matrix.type.blockSize, matrix.type.blockSize == 1 ? matrix.columns : 0))
             defer { scratch.deallocate() }
             for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
@@ -142,7 +141,7 @@ extension QuantizedMatrix {
         let matrix = self
         let workers = max(1, min(threads, rows / 16))
         let chunk = (rows + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: matrix.columns)
             defer { scratch.deallocate() }
             for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {

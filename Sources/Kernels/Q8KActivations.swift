@@ -1,4 +1,3 @@
-import Dispatch
 
 // Products of K-quant weights (Q4_K, Q6_K) with activations quantised to Q8_K, as ggml's x86
 // CPU backend computes them: Q4_K through the AVX2 repacked `q4_K_8x8` kernels (gemv and gemm
@@ -233,7 +232,7 @@ extension QuantizedMatrix {
             a.d.withUnsafeBufferPointer { db in
                 a.bsums.withUnsafeBufferPointer { sb in
                     nonisolated(unsafe) let aq = qb.baseAddress!, ad = db.baseAddress!, asum = sb.baseAddress!
-                    DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    WorkerPool.shared.run(iterations: workers, threads: threads) { w in
                         let row = KQuantRow(type: matrix.type, columns: matrix.columns)
                         defer { row.deallocate() }
                         // Q4_K (repacked): ggml multiplies the rows in groups of four by its gemm, the

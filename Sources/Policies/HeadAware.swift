@@ -107,11 +107,34 @@ public struct HeadProfile: Codable, Sendable, Equatable {
     public var scores: [[Double]]
     /// Per layer, offline eviction error at budget 32, L1-normalised (nil until estimated).
     public var layerErrors: [Double]?
+    /// How the scores were measured (nil in profiles written before it was recorded).
+    public var probes: ProbeRecord?
 
-    public init(model: String, scores: [[Double]], layerErrors: [Double]? = nil) {
+    public init(model: String, scores: [[Double]], layerErrors: [Double]? = nil, probes: ProbeRecord? = nil) {
         self.model = model
         self.scores = scores
         self.layerErrors = layerErrors
+        self.probes = probes
+    }
+
+    /// The needle probes behind a profile's scores.
+    public struct ProbeRecord: Codable, Sendable, Equatable {
+        /// Prompt lengths asked for, in tokens.
+        public var lengths: [Int]
+        /// Needle depths, 0 … 1.
+        public var depths: [Double]
+        public var needles: Int
+        /// Probes run and probes kept (ROUGE-1 recall > 0.5), per length in `lengths` order.
+        public var trials: [Int]
+        public var kept: [Int]
+
+        public init(lengths: [Int], depths: [Double], needles: Int, trials: [Int], kept: [Int]) {
+            self.lengths = lengths
+            self.depths = depths
+            self.needles = needles
+            self.trials = trials
+            self.kept = kept
+        }
     }
 
     /// The `k` best query heads of `layer` (highest score, lower index on a tie), ascending.
