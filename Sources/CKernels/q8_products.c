@@ -43,6 +43,8 @@ static inline float half_to_float(const uint8_t *p) {
 #endif
 }
 
+float ckv_half_to_float(const void *p) { return half_to_float((const uint8_t *)p); }
+
 /// Bytes of the block's integer part (after d, and m for Q4_1).
 static inline size_t block_bytes(int type) {
     switch (type) {

@@ -1,4 +1,3 @@
-
 /// acc + a·b, fused when the build targets a CPU with FMA (`CKV_FMA`), else a multiply and an add.
 @inline(__always)
 func madd<V: SIMD>(_ acc: V, _ a: V, _ b: V) -> V where V.Scalar: BinaryFloatingPoint {

@@ -85,15 +85,3 @@ extension QuantizedMatrix {
         }
     }
 }
-
-@inline(__always)
-func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-/// Unsigned integers below 2²³ as floats, exactly: the integer placed in the mantissa of 2²³,
-/// minus 2²³ (two SIMD operations instead of a per-lane conversion).
-@inline(__always)
-func exactFloat(_ v: SIMD8<UInt32>) -> SIMD8<Float> {
-    SIMD8<Float>(bitPattern: v | 0x4B00_0000) - 8_388_608
-}

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 @testable import Kernels
@@ -53,7 +54,7 @@ private func integers(_ type: GGMLType, _ block: UnsafeRawPointer) -> (q: [Int],
 
 /// The activation integers of token 0's super-block `b`, in element order.
 private func activation(_ a: Q8KActivations, block b: Int) -> [Int] {
-    (0..<256).map { e in Int(a.q[256 * b + 32 * (e / 32) + 8 * (e % 4) + (e % 32) / 4]) }
+    (0..<256).map { e in Int(a.q[256 * b + e]) }
 }
 
 @Suite("K-quant products on Q8_K activations")
@@ -134,6 +135,14 @@ struct Q8KTests {
             for tokens in [1, 6, 10] {
                 var y = [Float](repeating: 0, count: tokens * rows)
                 x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { m.multiplyBatch(xp.baseAddress!, tokens: tokens, into: $0.baseAddress!) } }
+                // The portable C code (what a build without AVX2 runs) gives the same bits.
+                var portable = [Float](repeating: 0, count: tokens * rows)
+                let all = x.withUnsafeBufferPointer { Q8KActivations($0.baseAddress!, tokens: tokens, columns: columns) }
+                portable.withUnsafeMutableBufferPointer { out in
+                    ckv_q8k_products_portable(Int32(type.rawValue), m.data, m.rowBytes, Int32(columns / 256), 0, Int32(rows), all.q, all.d, all.bsums,
+                                              Int32(tokens), out.baseAddress!, rows)
+                }
+                #expect(portable == y, "\(type.name) \(tokens) tokens: portable C code vs the vector one")
                 for t in 0..<tokens {
                     let a = x.withUnsafeBufferPointer { Q8KActivations($0.baseAddress! + t * columns, tokens: 1, columns: columns) }
                     for r in 0..<rows {
