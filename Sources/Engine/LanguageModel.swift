@@ -377,11 +377,23 @@ public final class LanguageModel: @unchecked Sendable {
                                 for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
                                 var maxScore = -Float.infinity
                                 qh.withUnsafeBufferPointer { qp in scores.withUnsafeMutableBufferPointer { scores in
-                                    for j in first...pos {
+                                    var j = first
+                                    if T > 1 { // four keys at a time (the same products, independent chains)
+                                        while j + 4 <= pos + 1 {
+                                            let s4 = ggmlDot4(kHead + j * d, qp.baseAddress!, d) * scoreScale
+                                            for m in 0..<4 {
+                                                scores[j + m] = s4[m]
+                                                maxScore = max(maxScore, s4[m])
+                                            }
+                                            j += 4
+                                        }
+                                    }
+                                    while j <= pos {
                                         let k = kHead + j * d
                                         let s = (T == 1 ? ggmlDotF16(k, qp.baseAddress!, d) : ggmlDot(k, qp.baseAddress!, d)) * scoreScale
                                         scores[j] = s
                                         maxScore = max(maxScore, s)
+                                        j += 1
                                     }
                                 } }
                                 // exp in 8-cell groups from cell 0 (masked cells are exp(−∞) = 0).

@@ -75,6 +75,24 @@ public func ggmlDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: I
     return ggmlSum(acc)
 }
 
+/// `ggmlDot` of four rows `n` apart (a, a + n, a + 2n, a + 3n) with the same `b`: the same four
+/// results, with four independent accumulation chains instead of one.
+@inline(__always)
+public func ggmlDot4(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> SIMD4<Float> {
+    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    var i = 0
+    while i < n {
+        let x = load(b + i)
+        a0 = fma(load(a + i), x, a0)
+        a1 = fma(load(a + n + i), x, a1)
+        a2 = fma(load(a + 2 * n + i), x, a2)
+        a3 = fma(load(a + 3 * n + i), x, a3)
+        i += 8
+    }
+    return SIMD4(ggmlSum(a0), ggmlSum(a1), ggmlSum(a2), ggmlSum(a3))
+}
+
 /// y += a · x over `n` values (a multiple of 8), fused.
 @inline(__always)
 public func fusedAxpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
