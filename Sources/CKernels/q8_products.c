@@ -2,21 +2,7 @@
 // because the integer multiply-adds they need (`vpmaddubsw`, `vpmaddwd`) are not reachable from
 // Swift's SIMD types; a portable version computes the same integers and the same float
 // operations where AVX2 is not available.
-#include "CKernels.h"
-
-#include <math.h>
-#include <string.h>
-
-#if defined(__AVX2__) || defined(__F16C__)
-#include <immintrin.h>
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
-#define CKV_AVX2 1
-#endif
-
-// The float operations must be exactly the ones written: no fused multiply-adds the source does
-// not ask for (the Q4_1 offsets are a multiply and an add, as in ggml).
-#pragma STDC FP_CONTRACT OFF
+#include "kernels_common.h"
 
 static inline float half_to_float(const uint8_t *p) {
     uint16_t h;

@@ -1,21 +1,7 @@
 // Products of K-quant weights (Q4_K, Q6_K) with Q8_K activations in the order of the ggml x86
 // kernels llama.cpp runs (see Sources/Kernels/Q8KActivations.swift for which and why). Each
 // super-block reduces to exact integers; the float operations below are ggml's, one for one.
-#include "CKernels.h"
-
-#include <math.h>
-#include <string.h>
-
-#if defined(__AVX2__) || defined(__F16C__)
-#include <immintrin.h>
-#endif
-#if defined(__AVX2__) && defined(__FMA__)
-#define CKV_AVX2 1
-#endif
-
-#pragma STDC FP_CONTRACT OFF
-
-float ckv_half_to_float(const void *p);
+#include "kernels_common.h"
 
 enum { Q4K_BYTES = 144, Q6K_BYTES = 210 };
 
