@@ -63,7 +63,6 @@ extension LanguageModel {
         let c = config, L = c.layers, H = c.heads
         var srs = Array(repeating: [Double](repeating: 0, count: H), count: L)
         var classic = srs
-        var trials = 0, kept = 0
         var trialsPerLength = [Int](repeating: 0, count: options.lengths.count), keptPerLength = trialsPerLength
         let total = options.lengths.count * options.depths.count * options.needles.count
         for (li, length) in options.lengths.enumerated() {
@@ -105,12 +104,10 @@ extension LanguageModel {
                         if tokenizer.endOfGeneration.contains(next) || (begun && tokenizer.piece(next).contains(0x0A)) || out.count == options.maxTokens { break }
                         logits = forward([next], cache: &cache, logitsFor: .last, probe: probe)[0]
                     }
-                    trials += 1
                     trialsPerLength[li] += 1
                     let text = tokenizer.decode(out)
-                    progress(trials, total, "\(n) tokens, depth \(depth), expected \(needle.answer.debugDescription): \(text.prefix(60).debugDescription)")
+                    progress(trialsPerLength.reduce(0, +), total, "\(n) tokens, depth \(depth), expected \(needle.answer.debugDescription): \(text.prefix(60).debugDescription)")
                     guard rouge1Recall(reference: needle.answer, candidate: text) > 0.5 else { continue }
-                    kept += 1
                     keptPerLength[li] += 1
                     let spanTokens = span.map { tokens[$0] }
                     for (t, y) in out.enumerated() where t < onSpan.count {
@@ -126,11 +123,12 @@ extension LanguageModel {
                 }
             }
         }
+        let kept = keptPerLength.reduce(0, +)
         let scale = kept > 0 ? 1 / Double(kept) : 0
         let record = HeadProfile.ProbeRecord(lengths: options.lengths, depths: options.depths, needles: options.needles.count,
                                              trials: trialsPerLength, kept: keptPerLength)
         return HeadIdentification(profile: HeadProfile(model: displayName, scores: srs.map { $0.map { $0 * scale } }, probes: record),
-                                  classic: classic.map { $0.map { $0 * scale } }, trials: trials, keptTrials: kept)
+                                  classic: classic.map { $0.map { $0 * scale } }, trials: trialsPerLength.reduce(0, +), keptTrials: kept)
     }
 
     /// CompressKV's offline per-layer eviction errors, L1-normalised (REFERENCES.md).

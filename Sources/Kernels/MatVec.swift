@@ -19,7 +19,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// Whether products quantise the activations first, as ggml does: Q8_0/Q8_1 blocks for the
     /// 32-element block types (`multiplyQ8`), Q8_K for Q4_K and Q6_K (`multiplyQ8K`); false
     /// multiplies f32 activations.
-    public var quantizesActivations: Bool
+    public var quantizesActivations: Bool { type.multipliesQ8Activations || type.multipliesQ8KActivations }
 
     public init(type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) {
         precondition(columns % type.blockSize == 0, "\(columns) columns are not a multiple of \(type.name)'s block")
@@ -27,7 +27,6 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         self.data = data
-        quantizesActivations = type.multipliesQ8Activations || type.multipliesQ8KActivations
     }
 
     public var rowBytes: Int { type.rowBytes(columns) }
@@ -113,12 +112,10 @@ public struct QuantizedMatrix: @unchecked Sendable {
         if quantizesActivations { return multiplyQuantized(x, tokens: 1, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
-        let workers = max(1, min(threads, rows / 16))
-        let chunk = (rows + workers - 1) / workers
-        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
+        forRowRanges(threads: threads) { rows in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(matrix.type.blockSize, matrix.type.blockSize == 1 ? matrix.columns : 0))
             defer { scratch.deallocate() }
-            for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
+            for r in rows {
                 yp[r] = matrix.dot(row: r, xp, scratch: scratch)
             }
         }
@@ -126,6 +123,17 @@ public struct QuantizedMatrix: @unchecked Sendable {
 }
 
 extension QuantizedMatrix {
+    /// Splits the rows into one contiguous range per worker (at most `threads`, at least 16 rows
+    /// each) and runs `body` on each range on the worker pool.
+    func forRowRanges(threads: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
+        let workers = max(1, min(threads, rows / 16))
+        let chunk = (rows + workers - 1) / workers, rows = self.rows
+        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
+            let range = (w * chunk)..<min(rows, (w + 1) * chunk)
+            if !range.isEmpty { body(range) }
+        }
+    }
+
     /// Y[t] = W · X[t] through the activation quantisation ggml uses for this weight type.
     func multiplyQuantized(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
         if type.multipliesQ8KActivations { multiplyQ8K(x, tokens: tokens, into: y, threads: threads) } else { multiplyQ8(x, tokens: tokens, into: y, threads: threads) }
@@ -138,12 +146,10 @@ extension QuantizedMatrix {
         if quantizesActivations { return multiplyQuantized(x, tokens: tokens, into: y, threads: threads) }
         nonisolated(unsafe) let xp = x, yp = y
         let matrix = self
-        let workers = max(1, min(threads, rows / 16))
-        let chunk = (rows + workers - 1) / workers
-        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
+        forRowRanges(threads: threads) { rows in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: matrix.columns)
             defer { scratch.deallocate() }
-            for r in (w * chunk)..<min(matrix.rows, (w + 1) * chunk) {
+            for r in rows {
                 matrix.row(r, into: scratch)
                 for t in 0..<tokens {
                     yp[t * matrix.rows + r] = dotF32(scratch, xp + t * matrix.columns, matrix.columns)

@@ -66,16 +66,12 @@ extension QuantizedMatrix {
         let a = Q8KActivations(x, tokens: tokens, columns: columns)
         nonisolated(unsafe) let yp = y
         let matrix = self
-        let workers = max(1, min(threads, rows / 16))
-        let chunk = (rows + workers - 1) / workers
         a.q.withUnsafeBufferPointer { qb in
             a.d.withUnsafeBufferPointer { db in
                 a.bsums.withUnsafeBufferPointer { sb in
                     nonisolated(unsafe) let aq = qb.baseAddress!, ad = db.baseAddress!, asum = sb.baseAddress!
-                    WorkerPool.shared.run(iterations: workers, threads: threads) { w in
-                        let first = w * chunk, end = min(matrix.rows, (w + 1) * chunk)
-                        guard first < end else { return }
-                        ckv_q8k_products(Int32(matrix.type.rawValue), matrix.data, matrix.rowBytes, Int32(matrix.columns / 256), Int32(first), Int32(end),
+                    matrix.forRowRanges(threads: threads) { rows in
+                        ckv_q8k_products(Int32(matrix.type.rawValue), matrix.data, matrix.rowBytes, Int32(matrix.columns / 256), Int32(rows.lowerBound), Int32(rows.upperBound),
                                          aq, ad, asum, Int32(tokens), yp, matrix.rows)
                     }
                 }
