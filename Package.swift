@@ -64,7 +64,7 @@ let package = Package(
         // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
         .target(
             name: "Engine",
-            dependencies: ["GGUF", "Kernels", "HalfFloat", "SeededRandom", "Policies", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["GGUF", "Kernels", "CKernels", "HalfFloat", "SeededRandom", "Policies", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: cpuFlags,
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
         .testTarget(name: "TraceFormatTests", dependencies: ["TestSupport", "TraceFormat"]),
         .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "HalfFloat"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),

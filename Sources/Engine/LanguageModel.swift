@@ -22,6 +22,7 @@ import Foundation
 import GGUF
 import HalfFloat
 import Kernels
+import CKernels
 
 /// The graph families the engine runs.
 public enum Architecture: String, Sendable, CaseIterable {
@@ -327,21 +328,27 @@ public final class LanguageModel: @unchecked Sendable {
     /// reads KV head h / groupSize; scores are (q · k) · scoreScale.
     ///
     /// The arithmetic is llama.cpp's (non-flash) attention on an f16 cache, operation for
-    /// operation: q rounded to f16; each score a tinyBLAS-ordered dot; softmax with ggml's
-    /// vectorised exp over 8-cell groups aligned at cell 0, the group sums added in double;
-    /// the weights rounded to f16 and the output of each dimension accumulated in 8 lanes by
-    /// cell index (c mod 8), summed in ggml's order.
+    /// operation: q rounded to f16; each score a dot in tinyBLAS's order (a batch) or
+    /// `ggml_vec_dot_f16`'s (one token); softmax with ggml's vectorised exp over 8-cell groups
+    /// aligned at cell 0, the group sums added in double; the weights rounded to f16 and each
+    /// output dimension a dot of the weights with the transposed values in the same two orders.
+    /// A work item is one token and either a whole GQA group (its query heads share every key
+    /// and value load) or, when there are too few tokens to keep the threads busy, one head.
     func attention(layer il: Int, q: [Float], cache: KVCache, start: Int, count T: Int, out: inout [Float],
                    window: Int?, scoreScale: Float, probe: AttentionProbe?) {
         let c = config, d = c.headDim, group = c.groupSize
         let qDim = c.heads * d
         let keys = cache.keys[il], values = cache.values[il]
-        let capacity = cache.capacity
+        let capacity = cache.capacity, stride = cache.valueStride
         // Slots before this call's tokens, per KV head (cache.append already added them).
         let before = cache.lengths[il].map { $0 - T }
         let slotPositions = cache.positions?[il]
-        let longest = cache.lengths[il].max() ?? 0
-        let work = T * c.heads
+        let headsPerItem = T * c.kvHeads >= 2 * threads ? group : 1
+        let itemsPerToken = c.heads / headsPerItem
+        let work = T * itemsPerToken
+        // One token's products follow ggml_vec_dot_f16 (32-cell groups), a batch's tinyBLAS (8).
+        let order = T == 1 ? Int32(CKV_ORDER_VEC_DOT_F16.rawValue) : Int32(CKV_ORDER_GEMM.rawValue)
+        let align = T == 1 ? 32 : 8
         nonisolated(unsafe) let probeRef = probe
         q.withUnsafeBufferPointer { qp in
             keys.withUnsafeBufferPointer { kp in
@@ -352,17 +359,15 @@ public final class LanguageModel: @unchecked Sendable {
                         // Probes are called in a fixed order: run single-threaded when one is attached.
                         let lanes = probeRef == nil ? workers : 1
                         WorkerPool.shared.run(iterations: lanes, threads: lanes) { w in
-                            // Scores for cells 0 … start+T rounded up to whole 8-cell groups.
-                            let cells = (longest + 7) / 8 * 8
-                            var scores = [Float](repeating: 0, count: cells)
-                            // A batch's products run as tinyBLAS (8 lanes by cell), a single
-                            // token's as ggml_vec_dot_f16 (32 lanes by cell).
-                            let lanesOut = T == 1 ? 32 : 8
-                            var acc = [Float](repeating: 0, count: lanesOut * d)
-                            var qh = [Float](repeating: 0, count: d)
+                            // Per head of an item: its scores (then softmax numerators and weights
+                            // as floats) and its f16 weights, one slot per cache cell.
+                            var scores = [Float](repeating: 0, count: headsPerItem * stride)
+                            var weights = [Float](repeating: 0, count: headsPerItem * stride)
+                            var qh = [Float](repeating: 0, count: headsPerItem * d)
                             var item = w
                             while item < work {
-                                let t = item / c.heads, head = item % c.heads, kvHead = head / group
+                                let t = item / itemsPerToken, head0 = (item % itemsPerToken) * headsPerItem
+                                let kvHead = head0 / group
                                 // `pos` is this query's last visible slot; `first` the first one the
                                 // sliding window (by original position) lets it see.
                                 let pos = before[kvHead] + t
@@ -373,64 +378,31 @@ public final class LanguageModel: @unchecked Sendable {
                                     while lo < hi { let mid = (lo + hi) / 2; if p[mid] < oldest { lo = mid + 1 } else { hi = mid } }
                                     return lo
                                 } ?? 0
-                                let kHead = kb + kvHead * capacity * d, vHead = vb + kvHead * capacity * d
-                                for i in 0..<d { qh[i] = HalfFloat.round(qb[t * qDim + head * d + i]) }
-                                var maxScore = -Float.infinity
-                                qh.withUnsafeBufferPointer { qp in scores.withUnsafeMutableBufferPointer { scores in
-                                    var j = first
-                                    if T > 1 { // four keys at a time (the same products, independent chains)
-                                        while j + 4 <= pos + 1 {
-                                            let s4 = ggmlDot4(kHead + j * d, qp.baseAddress!, d) * scoreScale
-                                            for m in 0..<4 {
-                                                scores[j + m] = s4[m]
-                                                maxScore = max(maxScore, s4[m])
-                                            }
-                                            j += 4
-                                        }
-                                    }
-                                    while j <= pos {
-                                        let k = kHead + j * d
-                                        let s = (T == 1 ? ggmlDotF16(k, qp.baseAddress!, d) : ggmlDot(k, qp.baseAddress!, d)) * scoreScale
-                                        scores[j] = s
-                                        maxScore = max(maxScore, s)
-                                        j += 1
-                                    }
-                                } }
-                                // exp in 8-cell groups from cell 0 (masked cells are exp(−∞) = 0).
-                                var sum: Double = 0
+                                let begin = first / align * align, end = (pos + align) / align * align
+                                let kHead = kb + kvHead * capacity * d, vHead = vb + kvHead * d * stride
+                                let outItem = ob + t * qDim + head0 * d
                                 scores.withUnsafeMutableBufferPointer { sp in
-                                    let base = UnsafeMutableRawPointer(sp.baseAddress!)
-                                    let maxima = SIMD8<Float>(repeating: maxScore)
-                                    for g in stride(from: first / 8 * 8, through: pos, by: 8) {
-                                        var lane: SIMD8<Float>
-                                        if g >= first, g + 7 <= pos {
-                                            lane = base.loadUnaligned(fromByteOffset: 4 * g, as: SIMD8<Float>.self)
-                                        } else { // a group at the window's or the causal edge
-                                            lane = SIMD8(repeating: -.infinity)
-                                            for m in 0..<8 where g + m >= first && g + m <= pos { lane[m] = sp[g + m] }
+                                    weights.withUnsafeMutableBufferPointer { wp in
+                                        qh.withUnsafeMutableBufferPointer { qhp in
+                                            ckv_round_to_half(qb + t * qDim + head0 * d, qhp.baseAddress!, headsPerItem * d)
+                                            ckv_attention_scores(order, qhp.baseAddress!, Int32(headsPerItem), d, kHead, Int32(d),
+                                                                 Int32(first), Int32(pos + 1), scoreScale, sp.baseAddress!, stride)
                                         }
-                                        let e = ggmlExp(lane - maxima)
-                                        base.storeBytes(of: e, toByteOffset: 4 * g, as: SIMD8<Float>.self)
-                                        sum += Double(ggmlSum(e))
-                                    }
-                                }
-                                let inv = Float(1 / sum)
-                                for i in 0..<(lanesOut * d) { acc[i] = 0 }
-                                acc.withUnsafeMutableBufferPointer { ap in
-                                    scores.withUnsafeMutableBufferPointer { sp in
-                                        let a = ap.baseAddress!
-                                        for j in first...pos {
-                                            let p = sp[j] * inv
-                                            sp[j] = p
-                                            fusedAxpy(HalfFloat.round(p), vHead + j * d, a + (j % lanesOut) * d, d)
+                                        for r in 0..<headsPerItem {
+                                            let row = sp.baseAddress! + r * stride
+                                            let inv = softmaxNumerators(row, first: first, last: pos)
+                                            ckv_attention_weights(row, Int32(first), Int32(pos + 1), inv, wp.baseAddress! + r * stride,
+                                                                  Int32(begin), Int32(end))
+                                        }
+                                        ckv_attention_values(order, wp.baseAddress!, Int32(headsPerItem), stride, vHead, stride, Int32(d),
+                                                             Int32(begin), Int32(end), outItem, d)
+                                        if let probeRef {
+                                            for r in 0..<headsPerItem {
+                                                let row = UnsafeBufferPointer(start: sp.baseAddress! + r * stride + first, count: pos + 1 - first)
+                                                probeRef(il, head0 + r, start + t, first, row)
+                                            }
                                         }
                                     }
-                                }
-                                acc.withUnsafeBufferPointer { ap in
-                                    reduceLanes(ap.baseAddress!, lanes: lanesOut, width: d, into: ob + t * qDim + head * d)
-                                }
-                                if let probeRef {
-                                    scores.withUnsafeBufferPointer { probeRef(il, head, start + t, first, UnsafeBufferPointer(rebasing: $0[first...pos])) }
                                 }
                                 item += lanes
                             }
@@ -537,24 +509,26 @@ func swiglu(_ g: inout [Float], _ u: [Float]) {
     }
 }
 
-/// Per column i of `lanes` rows of `width` values, the lanes summed in ggml's order — as
-/// `ggmlSum` (8 lanes) or `ggmlReduce4` (32 lanes: 4 accumulators × 8) — vectorised across
-/// 8 columns at a time (`width` is a multiple of 8).
-@inline(__always)
-func reduceLanes(_ acc: UnsafePointer<Float>, lanes: Int, width d: Int, into out: UnsafeMutablePointer<Float>) {
-    @inline(__always) func row(_ m: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(acc + m * d + i).loadUnaligned(as: SIMD8<Float>.self) }
-    for i in stride(from: 0, to: d, by: 8) {
-        let r: SIMD8<Float>
-        if lanes == 8 {
-            // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
-            let a0 = row(0, i) + row(4, i), a1 = row(1, i) + row(5, i), a2 = row(2, i) + row(6, i), a3 = row(3, i) + row(7, i)
-            r = (a0 + a2) + (a1 + a3)
-        } else {
-            // lane l of accumulator j is row 8j + l: x_l = (s0+s2)+(s1+s3), t_l = x_l + x_{l+4}, (t0+t1)+(t2+t3)
-            @inline(__always) func xl(_ l: Int) -> SIMD8<Float> { (row(l, i) + row(16 + l, i)) + (row(8 + l, i) + row(24 + l, i)) }
-            let t0 = xl(0) + xl(4), t1 = xl(1) + xl(5), t2 = xl(2) + xl(6), t3 = xl(3) + xl(7)
-            r = (t0 + t1) + (t2 + t3)
+/// Replaces the scores in cells first…last by exp(score − max), computed in 8-cell groups
+/// aligned at cell 0 (cells outside the range count as exp(−∞) = 0), and returns 1 / Σ with
+/// the group sums added in double, as ggml's softmax.
+func softmaxNumerators(_ sp: UnsafeMutablePointer<Float>, first: Int, last pos: Int) -> Float {
+    var maxScore = -Float.infinity
+    for j in first...pos { maxScore = max(maxScore, sp[j]) }
+    var sum: Double = 0
+    let base = UnsafeMutableRawPointer(sp)
+    let maxima = SIMD8<Float>(repeating: maxScore)
+    for g in stride(from: first / 8 * 8, through: pos, by: 8) {
+        var lane: SIMD8<Float>
+        if g >= first, g + 7 <= pos {
+            lane = base.loadUnaligned(fromByteOffset: 4 * g, as: SIMD8<Float>.self)
+        } else { // a group at the window's or the causal edge
+            lane = SIMD8(repeating: -.infinity)
+            for m in 0..<8 where g + m >= first && g + m <= pos { lane[m] = sp[g + m] }
         }
-        UnsafeMutableRawPointer(out + i).storeBytes(of: r, as: SIMD8<Float>.self)
+        let e = ggmlExp(lane - maxima)
+        base.storeBytes(of: e, toByteOffset: 4 * g, as: SIMD8<Float>.self)
+        sum += Double(ggmlSum(e))
     }
+    return Float(1 / sum)
 }

@@ -157,9 +157,10 @@ extension LanguageModel {
             for (step, stepRows) in decodeRows.rows.enumerated() {
                 for l in 0..<L where c.isGlobal(l) {
                     var full = [Float](repeating: 0, count: H * d), comp = full
+                    let headValues = (0..<c.kvHeads).map { run.cache.values(layer: l, kvHead: $0) }
                     for h in 0..<H {
                         let g = h / group, row = stepRows[l][h]
-                        let values = run.cache.values(layer: l, kvHead: g)
+                        let values = headValues[g]
                         let base = values.startIndex
                         let keptPositions = selection.kept[l][g] + Array(n..<(n + step))
                         var mass: Float = 0

@@ -105,7 +105,8 @@ struct CompressedRunTests {
         #expect(cache.lengths == [[2, 3]])
         #expect(cache.positions! == [[[1, 3], [0, 2, 3]]])
         // Head 0's slot 0 now holds position 1's key: token 1, head 0 → values 16…23 rounded to f16.
-        #expect(Array(cache.keys[0][0..<8]) == (16..<24).map { Float($0) })
+        #expect(Array(cache.keys(layer: 0, kvHead: 0)[0..<8]) == (16..<24).map { Float($0) })
+        #expect(Array(cache.values(layer: 0, kvHead: 0)[8..<16]) == (48..<56).map { Float($0) }) // slot 1: position 3
         #expect(throws: KVCacheError.self) { try cache.compact([[[0], [2]]]) } // position 0 was evicted from head 0
         cache.append(layer: 0, keys: Array(k[0..<16]), values: Array(k[0..<16]), tokens: 1, firstPosition: 4)
         #expect(cache.positions![0][0] == [1, 3, 4] && cache.lengths == [[3, 4]])

@@ -38,6 +38,41 @@ void ckv_q8k_products(int type, const void *rows, size_t row_bytes, int blocks, 
 void ckv_q8k_products_portable(int type, const void *rows, size_t row_bytes, int blocks, int row_begin, int row_end,
                                const int8_t *q, const float *d, const int32_t *bsums, int tokens, float *y, size_t y_stride);
 
+/// The summation orders of llama.cpp's attention products: a batch's as tinyBLAS computes an
+/// f16 matrix product (one 8-lane fused accumulator per output over the inner dimension, then
+/// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))), one token's as `ggml_vec_dot_f16` (four 8-lane
+/// accumulators over 32-element steps, reduced as `GGML_F32x8_REDUCE`, elements past the last
+/// whole step added in double).
+enum ckv_attention_order { CKV_ORDER_GEMM = 0, CKV_ORDER_VEC_DOT_F16 = 1 };
+
+/// scores[h·scores_stride + j] = (q_h · k_j) · scale for the `heads` queries q_h = q + h·q_stride
+/// and the keys j in [first, end), key j being the `d` binary16 values at k + j·d. Queries are
+/// floats that are already binary16 values.
+void ckv_attention_scores(int order, const float *q, int heads, size_t q_stride, const uint16_t *k, int d,
+                          int first, int end, float scale, float *scores, size_t scores_stride);
+
+/// out[h·out_stride + e] = Σ_c w[h·w_stride + c] · vt[e·vt_stride + c] over the cells c in
+/// [begin, end) for e < d: the weighted sum of the values, stored transposed (one row of
+/// binary16 cells per dimension). `begin` and `end − begin` are multiples of 8 (gemm order) or
+/// 32 (vec_dot order); accumulator lanes follow the cell index from 0, weights outside the
+/// attended cells must be 0.
+void ckv_attention_values(int order, const float *w, int heads, size_t w_stride, const uint16_t *vt,
+                          size_t vt_stride, int d, int begin, int end, float *out, size_t out_stride);
+
+/// The two attention products by the portable code (the vector build's tests compare them).
+void ckv_attention_scores_portable(int order, const float *q, int heads, size_t q_stride, const uint16_t *k, int d,
+                                   int first, int end, float scale, float *scores, size_t scores_stride);
+void ckv_attention_values_portable(int order, const float *w, int heads, size_t w_stride, const uint16_t *vt,
+                                   size_t vt_stride, int d, int begin, int end, float *out, size_t out_stride);
+
+/// y[i] = x[i] rounded to binary16 (nearest, ties to even) and back, for i < n.
+void ckv_round_to_half(const float *x, float *y, size_t n);
+
+/// Normalises softmax numerators p[first..<end] by `inv` in place and writes them rounded to
+/// binary16 into w (llama.cpp converts the weights to f16 for the value product), with zeros in
+/// w[begin..<first] and w[end..<w_end].
+void ckv_attention_weights(float *p, int first, int end, float inv, float *w, int begin, int w_end);
+
 /// A spin-wait hint to the CPU (`pause` on x86, `yield` on ARM).
 static inline void ckv_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
