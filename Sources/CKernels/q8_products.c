@@ -7,26 +7,7 @@
 static inline float half_to_float(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-    if (exponent == 0x1F) {
-        bits = sign | 0x7F800000u | (mantissa << 13);
-    } else if (exponent != 0) {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    } else if (mantissa == 0) {
-        bits = sign;
-    } else { // subnormal: normalise
-        exponent = 113;
-        while (!(mantissa & 0x400)) { mantissa <<= 1; exponent--; }
-        bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-#endif
+    return ckv_half_value(h);
 }
 
 float ckv_half_to_float(const void *p) { return half_to_float((const uint8_t *)p); }
@@ -101,23 +82,6 @@ static inline __m256i block_vector(int type, const uint8_t *b) {
     }
 }
 
-/// Per 32-bit lane l, Σ_{k<4} w[4l+k]·a[4l+k] as floats (exact); `w` unsigned when `unsigned_w`.
-static inline __m256 lane_sums(__m256i w, __m256i a, int unsigned_w) {
-    __m256i pairs;
-    if (unsigned_w) {
-        pairs = _mm256_maddubs_epi16(w, a);
-    } else {
-        // |w| times a with w's sign: the same products with an unsigned left operand.
-        pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-    }
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-}
-
-static inline float lanes_total(__m256 v) {
-    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); // l + l+4
-    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));                                 // (0+2), (1+3)
-    return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
-}
 #endif
 
 /// Portable: the same lane sums, accumulations and total.
@@ -144,57 +108,155 @@ static float dot_portable(int type, const uint8_t *row, int blocks, const int8_t
     return total + offset;
 }
 
+#ifdef CKV_AVX2
+/// Rows r … r+nr−1 times tokens t … t+nt−1 (a register tile): each block's weights are unpacked
+/// once for the nt tokens and each token's activations loaded once for the nr rows; every
+/// output keeps its own accumulator, so the tile size changes no result. Called with constant
+/// `type`, `nr` and `nt` so the compiler specialises each tile.
+__attribute__((always_inline))
+static inline void q8_tile(int type, int nr, int nt, const uint8_t *row0, size_t row_bytes, int blocks, const int8_t *qt,
+                           size_t columns, const float *dt, const float *st, float *y, size_t y_stride, int r) {
+    const int unsigned_w = type == CKV_Q4_1;
+    const size_t bb = block_bytes(type);
+    __m256 acc[2][4];
+    float off[2][4];
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nt; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+            off[i][j] = 0;
+        }
+    for (int b = 0; b < blocks; b++) {
+        __m256i w[2], wabs[2];
+        float dw[2], mw[2];
+        for (int i = 0; i < nr; i++) {
+            const uint8_t *src = row0 + (size_t)i * row_bytes + (size_t)b * bb;
+            w[i] = block_vector(type, src);
+            // |w| once per block; a's sign is flipped per pair (maddubs takes an unsigned left operand).
+            wabs[i] = unsigned_w ? w[i] : _mm256_sign_epi8(w[i], w[i]);
+            dw[i] = half_to_float(src);
+            mw[i] = unsigned_w ? half_to_float(src + 2) : 0;
+        }
+        for (int j = 0; j < nt; j++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(qt + (size_t)j * columns + 32 * b));
+            const float da = dt[(size_t)j * blocks + b];
+            for (int i = 0; i < nr; i++) {
+                const __m256i pairs = _mm256_maddubs_epi16(wabs[i], unsigned_w ? a : _mm256_sign_epi8(a, w[i]));
+                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i] * da), sums, acc[i][j]);
+                if (unsigned_w) off[i][j] = off[i][j] + mw[i] * st[(size_t)j * blocks + b];
+            }
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nt; j++) y[(size_t)j * y_stride + r + i] = ckv_lanes_total(acc[i][j]) + off[i][j];
+}
+
+/// A row's blocks unpacked once for a whole batch: per block its 32 weights, their magnitudes
+/// (maddubs takes an unsigned left operand; Q4_1's weights are unsigned already), its scale and
+/// (Q4_1) its minimum as floats.
+static void unpack_row(int type, const uint8_t *row, int blocks, int8_t *w, int8_t *wabs, float *dw, float *mw) {
+    const size_t bb = block_bytes(type);
+    for (int b = 0; b < blocks; b++) {
+        const uint8_t *src = row + (size_t)b * bb;
+        const __m256i v = block_vector(type, src);
+        _mm256_storeu_si256((__m256i *)(w + 32 * b), v);
+        _mm256_storeu_si256((__m256i *)(wabs + 32 * b), type == CKV_Q4_1 ? v : _mm256_sign_epi8(v, v));
+        dw[b] = half_to_float(src);
+        mw[b] = type == CKV_Q4_1 ? half_to_float(src + 2) : 0;
+    }
+}
+
+/// `q8_tile` on unpacked rows (row i's weights at w + i·columns, scales at dw + i·blocks).
+__attribute__((always_inline))
+static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t *w, const int8_t *wabs, const float *dw,
+                                    const float *mw, int blocks, const int8_t *qt, size_t columns, const float *dt,
+                                    const float *st, float *y, size_t y_stride, int r) {
+    __m256 acc[2][4];
+    float off[2][4];
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nt; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+            off[i][j] = 0;
+        }
+    for (int b = 0; b < blocks; b++) {
+        for (int j = 0; j < nt; j++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(qt + (size_t)j * columns + 32 * b));
+            const float da = dt[(size_t)j * blocks + b];
+            for (int i = 0; i < nr; i++) {
+                const int8_t *wi = w + (size_t)i * columns + 32 * b;
+                const __m256i magnitudes = _mm256_loadu_si256((const __m256i *)(wabs + (size_t)i * columns + 32 * b));
+                const __m256i signed_a = unsigned_w ? a : _mm256_sign_epi8(a, _mm256_loadu_si256((const __m256i *)wi));
+                const __m256i pairs = _mm256_maddubs_epi16(magnitudes, signed_a);
+                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i * blocks + b] * da), sums, acc[i][j]);
+                if (unsigned_w) off[i][j] = off[i][j] + mw[i * blocks + b] * st[(size_t)j * blocks + b];
+            }
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nt; j++) y[(size_t)j * y_stride + r + i] = ckv_lanes_total(acc[i][j]) + off[i][j];
+}
+
+/// A batch (4 tokens or more): rows two at a time, each pair unpacked once, then tiles of
+/// 2 rows × 4 tokens and the token tail one at a time.
+#define Q8_BATCH_FOR(U)                                                                                    \
+    do {                                                                                                   \
+        for (int r = row_begin; r < row_end; r += 2) {                                                     \
+            const int nr = row_end - r >= 2 ? 2 : 1;                                                       \
+            for (int i = 0; i < nr; i++)                                                                   \
+                unpack_row(type, (const uint8_t *)rows + (size_t)(r + i) * row_bytes, blocks, w + i * columns, \
+                           wabs + i * columns, dw + i * blocks, mw + i * blocks);                          \
+            int t = 0;                                                                                     \
+            for (; t + 4 <= tokens; t += 4) {                                                              \
+                const int8_t *qt = q + (size_t)t * columns;                                                \
+                const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;                    \
+                float *yt = y + (size_t)t * y_stride;                                                      \
+                if (nr == 2) q8_tile_unpacked(U, 2, 4, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
+                else q8_tile_unpacked(U, 1, 4, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
+            }                                                                                              \
+            for (; t < tokens; t++) {                                                                      \
+                const int8_t *qt = q + (size_t)t * columns;                                                \
+                const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;                    \
+                float *yt = y + (size_t)t * y_stride;                                                      \
+                if (nr == 2) q8_tile_unpacked(U, 2, 1, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
+                else q8_tile_unpacked(U, 1, 1, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
+            }                                                                                              \
+        }                                                                                                  \
+    } while (0)
+
+/// Fewer than 4 tokens (decode): each row read once per token, unpacked on the fly.
+#define Q8_TOKENS_FOR(T)                                                                                   \
+    do {                                                                                                   \
+        for (int r = row_begin; r < row_end; r++) {                                                        \
+            const uint8_t *row = (const uint8_t *)rows + (size_t)r * row_bytes;                            \
+            for (int t = 0; t < tokens; t++)                                                               \
+                q8_tile(T, 1, 1, row, row_bytes, blocks, q + (size_t)t * columns, columns, d + (size_t)t * blocks, \
+                        s + (size_t)t * blocks, y + (size_t)t * y_stride, y_stride, r);                     \
+        }                                                                                                  \
+    } while (0)
+#endif
+
 void ckv_q8_products(int type, const void *rows, size_t row_bytes, int blocks, int row_begin, int row_end,
                      const int8_t *q, const float *d, const float *s, int tokens, float *y, size_t y_stride) {
-    const size_t bb = block_bytes(type);
     const size_t columns = (size_t)blocks * 32;
 #ifdef CKV_AVX2
-    const int unsigned_w = type == CKV_Q4_1;
-    for (int r = row_begin; r < row_end; r++) {
-        const uint8_t *row = (const uint8_t *)rows + (size_t)r * row_bytes;
-        int t = 0;
-        // Four tokens per pass: each block's weights are unpacked once for the four.
-        for (; t + 4 <= tokens; t += 4) {
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-            float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
-            const int8_t *qt = q + (size_t)t * columns;
-            const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;
-            for (int b = 0; b < blocks; b++) {
-                const uint8_t *src = row + (size_t)b * bb;
-                const __m256i w = block_vector(type, src);
-                const float dw = half_to_float(src);
-                const int8_t *qb = qt + 32 * b;
-                acc0 = _mm256_fmadd_ps(_mm256_set1_ps(dw * dt[b]), lane_sums(w, _mm256_loadu_si256((const __m256i *)qb), unsigned_w), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * dt[blocks + b]), lane_sums(w, _mm256_loadu_si256((const __m256i *)(qb + columns)), unsigned_w), acc1);
-                acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw * dt[2 * blocks + b]), lane_sums(w, _mm256_loadu_si256((const __m256i *)(qb + 2 * columns)), unsigned_w), acc2);
-                acc3 = _mm256_fmadd_ps(_mm256_set1_ps(dw * dt[3 * blocks + b]), lane_sums(w, _mm256_loadu_si256((const __m256i *)(qb + 3 * columns)), unsigned_w), acc3);
-                if (unsigned_w) {
-                    const float m = half_to_float(src + 2);
-                    o0 = o0 + m * st[b];
-                    o1 = o1 + m * st[blocks + b];
-                    o2 = o2 + m * st[2 * blocks + b];
-                    o3 = o3 + m * st[3 * blocks + b];
-                }
-            }
-            y[(size_t)t * y_stride + r] = lanes_total(acc0) + o0;
-            y[(size_t)(t + 1) * y_stride + r] = lanes_total(acc1) + o1;
-            y[(size_t)(t + 2) * y_stride + r] = lanes_total(acc2) + o2;
-            y[(size_t)(t + 3) * y_stride + r] = lanes_total(acc3) + o3;
+    if (tokens >= 4) {
+        // Two rows' weights, magnitudes, scales and minima.
+        int8_t *w = malloc(4 * columns + 16 * (size_t)blocks);
+        if (w) {
+            int8_t *wabs = w + 2 * columns;
+            float *dw = (float *)(w + 4 * columns), *mw = dw + 2 * blocks;
+            if (type == CKV_Q4_1) Q8_BATCH_FOR(1);
+            else Q8_BATCH_FOR(0);
+            free(w);
+            return;
         }
-        for (; t < tokens; t++) {
-            __m256 acc = _mm256_setzero_ps();
-            float offset = 0;
-            const int8_t *qt = q + (size_t)t * columns;
-            const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;
-            for (int b = 0; b < blocks; b++) {
-                const uint8_t *src = row + (size_t)b * bb;
-                const __m256i w = block_vector(type, src);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(src) * dt[b]),
-                                      lane_sums(w, _mm256_loadu_si256((const __m256i *)(qt + 32 * b)), unsigned_w), acc);
-                if (unsigned_w) offset = offset + half_to_float(src + 2) * st[b];
-            }
-            y[(size_t)t * y_stride + r] = lanes_total(acc) + offset;
-        }
+    }
+    switch (type) {
+    case CKV_Q4_0: Q8_TOKENS_FOR(CKV_Q4_0); break;
+    case CKV_Q4_1: Q8_TOKENS_FOR(CKV_Q4_1); break;
+    case CKV_Q5_0: Q8_TOKENS_FOR(CKV_Q5_0); break;
+    default: Q8_TOKENS_FOR(CKV_Q8_0); break;
     }
 #else
     for (int r = row_begin; r < row_end; r++) {
