@@ -202,6 +202,72 @@ float dot_q6k(const kquant_row *row, int blocks, const int8_t *q, const float *a
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
+#ifdef CKV_AVX2
+/// The totals of four 8-lane integer vectors (integer sums: every order gives the same).
+static inline __m128i totals4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d)); // per half: a, b, c, d
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/// `dot_q4k` (pairwise) for four tokens `columns` apart: the same integers, and each token's float
+/// operations in its own lane of one 4-lane multiply and fused multiply-add.
+static void dot_q4k_x4(const kquant_row *row, int blocks, const int8_t *q, size_t columns, const float *ad,
+                       const int32_t *bsums, float *y, size_t y_stride) {
+    __m128 acc = _mm_setzero_ps(), acc_min = _mm_setzero_ps();
+    for (int b = 0; b < blocks; b++) {
+        const __m128 adv = _mm_set_ps(ad[3 * blocks + b], ad[2 * blocks + b], ad[blocks + b], ad[b]);
+        const __m128 dd = _mm_mul_ps(_mm_set1_ps(row->d[b]), adv), ddmin = _mm_mul_ps(_mm_set1_ps(row->dmin[b]), adv);
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *w = row->w + 256 * b + 64 * g;
+            const int sc0 = row->scales[8 * b + 2 * g], sc1 = row->scales[8 * b + 2 * g + 1];
+            const int m0 = row->mins[8 * b + 2 * g], m1 = row->mins[8 * b + 2 * g + 1];
+            __m256i sums[4];
+            int32_t m[4];
+            for (int t = 0; t < 4; t++) {
+                const int8_t *x = q + t * columns + 256 * b + 64 * g;
+                sums[t] = _mm256_add_epi32(chunk_vector(w, x, sc0, sc0), chunk_vector(w + 32, x + 32, sc1, sc1));
+                const int32_t *s = bsums + (size_t)t * 16 * blocks + 16 * b + 4 * g;
+                m[t] = m0 * (s[0] + s[1]) + m1 * (s[2] + s[3]);
+            }
+            const __m128 v = _mm_cvtepi32_ps(totals4(sums[0], sums[1], sums[2], sums[3]));
+            acc = _mm_fmadd_ps(v, dd, acc);
+            acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_setr_epi32(m[0], m[1], m[2], m[3])), ddmin, acc_min);
+        }
+    }
+    float out[4];
+    _mm_storeu_ps(out, _mm_sub_ps(acc, acc_min));
+    for (int t = 0; t < 4; t++) y[t * y_stride] = out[t];
+}
+
+/// `dot_q6k` (tiled) for four tokens `columns` apart, each token's float operations in its lane.
+static void dot_q6k_tiled_x4(const kquant_row *row, int blocks, const int8_t *q, size_t columns, const float *ad,
+                             const int32_t *bsums, float *y, size_t y_stride) {
+    __m128 acc = _mm_setzero_ps();
+    for (int b = 0; b < blocks; b++) {
+        const int16_t *sc = row->scales + 16 * b;
+        const int32_t *f = row->mins + 16 * b;
+        __m256i sums[4];
+        int32_t m[4];
+        for (int t = 0; t < 4; t++) {
+            const int8_t *x = q + t * columns + 256 * b;
+            __m256i sum = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) sum = _mm256_add_epi32(sum, chunk_vector(row->w + 256 * b + 32 * c, x + 32 * c, sc[2 * c], sc[2 * c + 1]));
+            sums[t] = sum;
+            const int32_t *s = bsums + (size_t)t * 16 * blocks + 16 * b;
+            int32_t mins = 0;
+            for (int k = 0; k < 16; k++) mins += f[k] * s[k];
+            m[t] = mins * 32;
+        }
+        const __m128i total = _mm_sub_epi32(totals4(sums[0], sums[1], sums[2], sums[3]), _mm_setr_epi32(m[0], m[1], m[2], m[3]));
+        const __m128 adv = _mm_set_ps(ad[3 * blocks + b], ad[2 * blocks + b], ad[blocks + b], ad[b]);
+        acc = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(row->d[b]), _mm_cvtepi32_ps(total)), adv, acc);
+    }
+    float out[4];
+    _mm_storeu_ps(out, acc);
+    for (int t = 0; t < 4; t++) y[t * y_stride] = out[t];
+}
+#endif
+
 static inline __attribute__((always_inline))
 void products(int type, const void *rows, size_t row_bytes, int blocks, int row_begin, int row_end,
               const int8_t *q, const float *d, const int32_t *bsums, int tokens, float *y, size_t y_stride, int vector) {
@@ -215,7 +281,22 @@ void products(int type, const void *rows, size_t row_bytes, int blocks, int row_
     const int grouped = tokens - tokens % 4, tiled = tokens >= 8;
     for (int r = row_begin; r < row_end; r++) {
         decode_row(type, (const uint8_t *)rows + (size_t)r * row_bytes, blocks, &row);
-        for (int t = 0; t < tokens; t++) {
+        int t = 0;
+#ifdef CKV_AVX2
+        // Four tokens at a time where ggml's batched order applies to all four.
+        if (vector) {
+            const int batched = type == CKV_Q4_K ? grouped : tiled ? tokens - tokens % 4 : 0;
+            for (; t < batched; t += 4) {
+                const int8_t *qt = q + (size_t)t * columns;
+                const float *dt = d + (size_t)t * blocks;
+                const int32_t *st = bsums + (size_t)t * 16 * blocks;
+                float *yt = y + (size_t)t * y_stride + r;
+                if (type == CKV_Q4_K) dot_q4k_x4(&row, blocks, qt, columns, dt, st, yt, y_stride);
+                else dot_q6k_tiled_x4(&row, blocks, qt, columns, dt, st, yt, y_stride);
+            }
+        }
+#endif
+        for (; t < tokens; t++) {
             const int8_t *qt = q + (size_t)t * columns;
             const float *dt = d + (size_t)t * blocks;
             const int32_t *st = bsums + (size_t)t * 16 * blocks;
