@@ -20,8 +20,9 @@ public struct Q8Activations: Sendable {
     public internal(set) var s: [Float]
 
     /// Quantises `tokens` rows of `columns` values (a multiple of 32) at `x`, as ggml's AVX2
-    /// `quantize_row_q8_1`: d = amax/127, q = round-half-even(x · 127/amax).
-    public init(_ x: UnsafePointer<Float>, tokens: Int, columns: Int) {
+    /// `quantize_row_q8_1`: d = amax/127, q = round-half-even(x · 127/amax) (`ckv_quantize_q8`),
+    /// the blocks split across up to `threads` workers.
+    public init(_ x: UnsafePointer<Float>, tokens: Int, columns: Int, threads: Int = 1) {
         precondition(columns % 32 == 0, "\(columns) columns are not a multiple of 32")
         self.tokens = tokens
         self.columns = columns
@@ -30,22 +31,26 @@ public struct Q8Activations: Sendable {
         d = [Float](repeating: 0, count: blocks)
         s = [Float](repeating: 0, count: blocks)
         q.withUnsafeMutableBufferPointer { qp in
-            for b in 0..<blocks {
-                let src = x + 32 * b
-                var amax: Float = 0
-                for j in 0..<32 { amax = max(amax, abs(src[j])) }
-                let scale = amax / 127
-                let inverse: Float = amax != 0 ? 127 / amax : 0
-                var sum: Float = 0
-                for j in 0..<32 {
-                    let v = (src[j] * inverse).rounded(.toNearestOrEven)
-                    qp[32 * b + j] = Int8(v)
-                    sum += v
+            d.withUnsafeMutableBufferPointer { dp in
+                s.withUnsafeMutableBufferPointer { sp in
+                    nonisolated(unsafe) let xb = x, qb = qp.baseAddress!, db = dp.baseAddress!, sb = sp.baseAddress!
+                    forBlockRanges(blocks, threads: threads) { r in
+                        ckv_quantize_q8(xb + 32 * r.lowerBound, r.count, qb + 32 * r.lowerBound, db + r.lowerBound, sb + r.lowerBound)
+                    }
                 }
-                d[b] = Float(Float16(scale))
-                s[b] = Float(Float16(scale * sum))
             }
         }
+    }
+}
+
+/// Splits `blocks` activation blocks into one contiguous range per worker (at most `threads`,
+/// at least `minimum` blocks each) and runs `body` on each on the worker pool.
+func forBlockRanges(_ blocks: Int, threads: Int, minimum: Int = 64, _ body: @escaping @Sendable (Range<Int>) -> Void) {
+    let workers = max(1, min(threads, blocks / minimum))
+    let chunk = (blocks + workers - 1) / workers
+    WorkerPool.shared.run(iterations: workers, threads: workers) { w in
+        let range = (w * chunk)..<min(blocks, (w + 1) * chunk)
+        if !range.isEmpty { body(range) }
     }
 }
 
@@ -65,7 +70,7 @@ extension QuantizedMatrix {
     /// these types); rows split across `threads` workers, products in C (`ckv_q8_products`:
     /// exact integer block sums, then ggml's float operations in ggml's order).
     func multiplyQ8(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
-        let a = Q8Activations(x, tokens: tokens, columns: columns)
+        let a = Q8Activations(x, tokens: tokens, columns: columns, threads: threads)
         nonisolated(unsafe) let yp = y
         let matrix = self
         a.q.withUnsafeBufferPointer { qb in

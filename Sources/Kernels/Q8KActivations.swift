@@ -26,7 +26,9 @@ public struct Q8KActivations: Sendable {
     /// Per 16 elements: Σ q.
     public internal(set) var bsums: [Int32]
 
-    public init(_ x: UnsafePointer<Float>, tokens: Int, columns: Int) {
+    /// Quantises `tokens` rows of `columns` values (a multiple of 256) at `x` (`ckv_quantize_q8k`),
+    /// the blocks split across up to `threads` workers.
+    public init(_ x: UnsafePointer<Float>, tokens: Int, columns: Int, threads: Int = 1) {
         precondition(columns % 256 == 0, "\(columns) columns are not a multiple of 256")
         self.tokens = tokens
         self.columns = columns
@@ -35,17 +37,12 @@ public struct Q8KActivations: Sendable {
         d = [Float](repeating: 0, count: blocks)
         bsums = [Int32](repeating: 0, count: blocks * 16)
         q.withUnsafeMutableBufferPointer { qp in
-            for b in 0..<blocks {
-                let src = x + 256 * b
-                var amax: Float = 0
-                for j in 0..<256 { amax = max(amax, abs(src[j])) }
-                guard amax != 0 else { continue }
-                let iscale = 127 / amax
-                d[b] = 1 / iscale
-                for j in 0..<256 {
-                    let v = (iscale * src[j]).rounded(.toNearestOrEven)
-                    qp[256 * b + j] = Int8(v)
-                    bsums[16 * b + j / 16] += Int32(v)
+            d.withUnsafeMutableBufferPointer { dp in
+                bsums.withUnsafeMutableBufferPointer { sp in
+                    nonisolated(unsafe) let xb = x, qb = qp.baseAddress!, db = dp.baseAddress!, sb = sp.baseAddress!
+                    forBlockRanges(blocks, threads: threads, minimum: 8) { r in
+                        ckv_quantize_q8k(xb + 256 * r.lowerBound, r.count, qb + 256 * r.lowerBound, db + r.lowerBound, sb + 16 * r.lowerBound)
+                    }
                 }
             }
         }
@@ -63,7 +60,7 @@ extension QuantizedMatrix {
     /// numerics for these types); rows split across `threads` workers, each row decoded once per
     /// batch, products in C (`ckv_q8k_products`).
     func multiplyQ8K(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, threads: Int) {
-        let a = Q8KActivations(x, tokens: tokens, columns: columns)
+        let a = Q8KActivations(x, tokens: tokens, columns: columns, threads: threads)
         nonisolated(unsafe) let yp = y
         let matrix = self
         a.q.withUnsafeBufferPointer { qb in

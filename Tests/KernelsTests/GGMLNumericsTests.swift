@@ -81,6 +81,34 @@ struct GGMLNumericsTests {
         zeros.withUnsafeBufferPointer { #expect(Q8Activations($0.baseAddress!, tokens: 1, columns: 32).q.allSatisfy { $0 == 0 }) }
     }
 
+    @Test("activation quantisation: ties round to even, vector code = portable code, split over threads = whole")
+    func quantisationPaths() {
+        // amax 127 makes the factor exactly 1, so x.5 values are ties.
+        let ties: [Float] = [127, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5, -2.5] + (0..<24).map { Float($0) - 11.5 }
+        var g = Bytes(state: 21)
+        var x = ties + (0..<(32 * 255)).map { _ in g.unit() * Float(1 + Int(g.next() % 8)) }
+        x += [Float](repeating: 0, count: 256) // a zero block (Q8_K) and zero Q8 blocks
+        let q8Blocks = x.count / 32, q8kBlocks = x.count / 256
+        x.withUnsafeBufferPointer { xp in
+            let whole = Q8Activations(xp.baseAddress!, tokens: 1, columns: x.count)
+            let split = Q8Activations(xp.baseAddress!, tokens: 1, columns: x.count, threads: 2)
+            #expect(whole.q == split.q && whole.d == split.d && whole.s == split.s)
+            #expect(Array(whole.q[0..<8]) == [127, 2, -4, 0, 0, 2, 126, -2])
+            var q = [Int8](repeating: 1, count: x.count), d = [Float](repeating: 1, count: q8Blocks), s = d
+            ckv_quantize_q8_portable(xp.baseAddress!, q8Blocks, &q, &d, &s)
+            #expect(q == whole.q && d == whole.d && s == whole.s)
+
+            let wholeK = Q8KActivations(xp.baseAddress!, tokens: 1, columns: x.count)
+            let splitK = Q8KActivations(xp.baseAddress!, tokens: 1, columns: x.count, threads: 2)
+            #expect(wholeK.q == splitK.q && wholeK.d == splitK.d && wholeK.bsums == splitK.bsums)
+            var qk = [Int8](repeating: 1, count: x.count), dk = [Float](repeating: 1, count: q8kBlocks)
+            var sums = [Int32](repeating: 1, count: 16 * q8kBlocks)
+            ckv_quantize_q8k_portable(xp.baseAddress!, q8kBlocks, &qk, &dk, &sums)
+            #expect(qk == wholeK.q && dk == wholeK.d && sums == wholeK.bsums)
+            #expect(dk.last == 0 && sums.suffix(16).allSatisfy { $0 == 0 } && qk.suffix(256).allSatisfy { $0 == 0 })
+        }
+    }
+
     /// ggml's `vec_dot_q4_1_q8_1` (and the Q8_0 ones) on AVX2, written plainly: integer lane sums
     /// of four consecutive products, each lane accumulated with one fused multiply-add per block,
     /// the lanes summed in ggml's order, the Q4_1 offsets added last.

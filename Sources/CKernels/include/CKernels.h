@@ -73,6 +73,19 @@ void ckv_round_to_half(const float *x, float *y, size_t n);
 /// w[begin..<first] and w[end..<w_end].
 void ckv_attention_weights(float *p, int first, int end, float inv, float *w, int begin, int w_end);
 
+/// Quantises `blocks` blocks of 32 floats as ggml's `quantize_row_q8_1` (Q8_0's bytes and d
+/// too): d = amax/127 and s = d·Σq rounded to binary16 (returned as floats), q = x·127/amax
+/// rounded half to even.
+void ckv_quantize_q8(const float *x, size_t blocks, int8_t *q, float *d, float *s);
+
+/// Quantises `blocks` blocks of 256 floats as ggml's `quantize_row_q8_K`: d = 1/(127/amax),
+/// q = (127/amax)·x rounded half to even, Σq per 16 values; an all-zero block stays zero.
+void ckv_quantize_q8k(const float *x, size_t blocks, int8_t *q, float *d, int32_t *bsums);
+
+/// The two quantisations by the portable code (the vector build's tests compare them).
+void ckv_quantize_q8_portable(const float *x, size_t blocks, int8_t *q, float *d, float *s);
+void ckv_quantize_q8k_portable(const float *x, size_t blocks, int8_t *q, float *d, int32_t *bsums);
+
 /// A spin-wait hint to the CPU (`pause` on x86, `yield` on ARM).
 static inline void ckv_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
