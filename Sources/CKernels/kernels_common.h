@@ -92,6 +92,14 @@ static inline float ckv_lanes_total(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
 }
 
+/// The sum of a register's eight 32-bit integers.
+static inline int32_t ckv_int_total(__m256i v) {
+    __m128i a = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0x4E));
+    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0xB1));
+    return _mm_cvtsi128_si32(a);
+}
+
 /// `ckv_reduce4_portable` of four registers.
 static inline float ckv_reduce4(__m256 s0, __m256 s1, __m256 s2, __m256 s3) {
     const __m256 x = _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));

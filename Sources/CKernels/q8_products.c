@@ -109,46 +109,30 @@ static float dot_portable(int type, const uint8_t *row, int blocks, const int8_t
 }
 
 #ifdef CKV_AVX2
-/// Rows r … r+nr−1 times tokens t … t+nt−1 (a register tile): each block's weights are unpacked
-/// once for the nt tokens and each token's activations loaded once for the nr rows; every
-/// output keeps its own accumulator, so the tile size changes no result. Called with constant
-/// `type`, `nr` and `nt` so the compiler specialises each tile.
+/// Per 32-bit lane l, Σ_{k<4} w[4l+k]·a[4l+k] as floats (exact), given |w| (`magnitudes`; w itself
+/// for the unsigned Q4_1): maddubs takes an unsigned left operand, so a takes w's signs.
+static inline __m256 lane_sums(__m256i magnitudes, __m256i w, __m256i a, int unsigned_w) {
+    const __m256i pairs = _mm256_maddubs_epi16(magnitudes, unsigned_w ? a : _mm256_sign_epi8(a, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+/// One row times one token, each block unpacked as it is read (the decode path). Called with a
+/// constant `type` so the compiler specialises the unpacking.
 __attribute__((always_inline))
-static inline void q8_tile(int type, int nr, int nt, const uint8_t *row0, size_t row_bytes, int blocks, const int8_t *qt,
-                           size_t columns, const float *dt, const float *st, float *y, size_t y_stride, int r) {
+static inline float q8_dot(int type, const uint8_t *row, int blocks, const int8_t *q, const float *d, const float *s) {
     const int unsigned_w = type == CKV_Q4_1;
     const size_t bb = block_bytes(type);
-    __m256 acc[2][4];
-    float off[2][4];
-    for (int i = 0; i < nr; i++)
-        for (int j = 0; j < nt; j++) {
-            acc[i][j] = _mm256_setzero_ps();
-            off[i][j] = 0;
-        }
+    __m256 acc = _mm256_setzero_ps();
+    float offset = 0;
     for (int b = 0; b < blocks; b++) {
-        __m256i w[2], wabs[2];
-        float dw[2], mw[2];
-        for (int i = 0; i < nr; i++) {
-            const uint8_t *src = row0 + (size_t)i * row_bytes + (size_t)b * bb;
-            w[i] = block_vector(type, src);
-            // |w| once per block; a's sign is flipped per pair (maddubs takes an unsigned left operand).
-            wabs[i] = unsigned_w ? w[i] : _mm256_sign_epi8(w[i], w[i]);
-            dw[i] = half_to_float(src);
-            mw[i] = unsigned_w ? half_to_float(src + 2) : 0;
-        }
-        for (int j = 0; j < nt; j++) {
-            const __m256i a = _mm256_loadu_si256((const __m256i *)(qt + (size_t)j * columns + 32 * b));
-            const float da = dt[(size_t)j * blocks + b];
-            for (int i = 0; i < nr; i++) {
-                const __m256i pairs = _mm256_maddubs_epi16(wabs[i], unsigned_w ? a : _mm256_sign_epi8(a, w[i]));
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i] * da), sums, acc[i][j]);
-                if (unsigned_w) off[i][j] = off[i][j] + mw[i] * st[(size_t)j * blocks + b];
-            }
-        }
+        const uint8_t *src = row + (size_t)b * bb;
+        const __m256i w = block_vector(type, src);
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+        const __m256i magnitudes = unsigned_w ? w : _mm256_sign_epi8(w, w);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(src) * d[b]), lane_sums(magnitudes, w, a, unsigned_w), acc);
+        if (unsigned_w) offset = offset + half_to_float(src + 2) * s[b];
     }
-    for (int i = 0; i < nr; i++)
-        for (int j = 0; j < nt; j++) y[(size_t)j * y_stride + r + i] = ckv_lanes_total(acc[i][j]) + off[i][j];
+    return ckv_lanes_total(acc) + offset;
 }
 
 /// A row's blocks unpacked once for a whole batch: per block its 32 weights, their magnitudes
@@ -166,7 +150,10 @@ static void unpack_row(int type, const uint8_t *row, int blocks, int8_t *w, int8
     }
 }
 
-/// `q8_tile` on unpacked rows (row i's weights at w + i·columns, scales at dw + i·blocks).
+/// Rows r … r+nr−1 times tokens t … t+nt−1 (a register tile) on unpacked rows (row i's weights
+/// at w + i·columns, scales at dw + i·blocks): each token's activations are loaded once for the
+/// nr rows; every output keeps its own accumulator, so the tile size changes no result. Called
+/// with constant `unsigned_w`, `nr` and `nt` so the compiler specialises each tile.
 __attribute__((always_inline))
 static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t *w, const int8_t *wabs, const float *dw,
                                     const float *mw, int blocks, const int8_t *qt, size_t columns, const float *dt,
@@ -183,12 +170,9 @@ static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t
             const __m256i a = _mm256_loadu_si256((const __m256i *)(qt + (size_t)j * columns + 32 * b));
             const float da = dt[(size_t)j * blocks + b];
             for (int i = 0; i < nr; i++) {
-                const int8_t *wi = w + (size_t)i * columns + 32 * b;
+                const __m256i wi = _mm256_loadu_si256((const __m256i *)(w + (size_t)i * columns + 32 * b));
                 const __m256i magnitudes = _mm256_loadu_si256((const __m256i *)(wabs + (size_t)i * columns + 32 * b));
-                const __m256i signed_a = unsigned_w ? a : _mm256_sign_epi8(a, _mm256_loadu_si256((const __m256i *)wi));
-                const __m256i pairs = _mm256_maddubs_epi16(magnitudes, signed_a);
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i * blocks + b] * da), sums, acc[i][j]);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i * blocks + b] * da), lane_sums(magnitudes, wi, a, unsigned_w), acc[i][j]);
                 if (unsigned_w) off[i][j] = off[i][j] + mw[i * blocks + b] * st[(size_t)j * blocks + b];
             }
         }
@@ -230,8 +214,8 @@ static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t
         for (int r = row_begin; r < row_end; r++) {                                                        \
             const uint8_t *row = (const uint8_t *)rows + (size_t)r * row_bytes;                            \
             for (int t = 0; t < tokens; t++)                                                               \
-                q8_tile(T, 1, 1, row, row_bytes, blocks, q + (size_t)t * columns, columns, d + (size_t)t * blocks, \
-                        s + (size_t)t * blocks, y + (size_t)t * y_stride, y_stride, r);                     \
+                y[(size_t)t * y_stride + r] = q8_dot(T, row, blocks, q + (size_t)t * columns, d + (size_t)t * blocks, \
+                                                     s + (size_t)t * blocks);                                \
         }                                                                                                  \
     } while (0)
 #endif

@@ -97,12 +97,6 @@ static inline __m256i chunk_vector(const uint8_t *w, const int8_t *x, int lo, in
     return _mm256_madd_epi16(pairs, _mm256_set_m128i(_mm_set1_epi16((short)hi), _mm_set1_epi16((short)lo)));
 }
 
-static inline int32_t lanes_sum(__m256i v) {
-    __m128i a = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0x4E));
-    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0xB1));
-    return _mm_cvtsi128_si32(a);
-}
 #endif
 
 /// Row · one token (Q4_K): `pairwise` scales and accumulates per pair of sub-blocks (ggml's
@@ -124,7 +118,7 @@ float dot_q4k(const kquant_row *row, int blocks, const int8_t *q, const float *a
                 const int32_t *s = bsums + 16 * b + 4 * g;
                 total_min += row->mins[8 * b + 2 * g] * (s[0] + s[1]) + row->mins[8 * b + 2 * g + 1] * (s[2] + s[3]);
             }
-            acc = fmaf((float)lanes_sum(sum), dd, acc);
+            acc = fmaf((float)ckv_int_total(sum), dd, acc);
             acc_min = fmaf((float)total_min, ddmin, acc_min);
             continue;
         }
@@ -135,7 +129,7 @@ float dot_q4k(const kquant_row *row, int blocks, const int8_t *q, const float *a
             const int sc0 = row->scales[8 * b + 2 * g], sc1 = row->scales[8 * b + 2 * g + 1];
             int32_t v = 0;
 #ifdef CKV_AVX2
-            if (vector) v = lanes_sum(_mm256_add_epi32(chunk_vector(w, x, sc0, sc0), chunk_vector(w + 32, x + 32, sc1, sc1)));
+            if (vector) v = ckv_int_total(_mm256_add_epi32(chunk_vector(w, x, sc0, sc0), chunk_vector(w + 32, x + 32, sc1, sc1)));
 #endif
             if (!vector) {
                 int32_t l0[8], l1[8];

@@ -57,12 +57,6 @@ static inline __m256i round32(const float *x, float factor, int8_t *q) {
     return _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
 }
 
-static inline int32_t int_total(__m256i v) {
-    __m128i a = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0x4E));
-    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0xB1));
-    return _mm_cvtsi128_si32(a);
-}
 #endif
 
 void ckv_quantize_q8(const float *x, size_t blocks, int8_t *q, float *d, float *s) {
@@ -70,7 +64,7 @@ void ckv_quantize_q8(const float *x, size_t blocks, int8_t *q, float *d, float *
 #ifdef CKV_AVX2
         const float amax = max_abs(x + 32 * b, 32);
         const float scale = amax / 127.f, inverse = amax != 0 ? 127.f / amax : 0.f;
-        const int32_t sum = int_total(round32(x + 32 * b, inverse, q + 32 * b));
+        const int32_t sum = ckv_int_total(round32(x + 32 * b, inverse, q + 32 * b));
         d[b] = ckv_half_value(ckv_half_bits(scale));
         s[b] = ckv_half_value(ckv_half_bits(scale * (float)sum));
 #else
@@ -98,8 +92,8 @@ void ckv_quantize_q8k(const float *x, size_t blocks, int8_t *q, float *d, int32_
                 i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(f, _mm256_loadu_ps(xb + 32 * c + 8 * k)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
             const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
             _mm256_storeu_si256((__m256i *)(q + 256 * b + 32 * c), _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-            bsums[16 * b + 2 * c] = int_total(_mm256_add_epi32(i[0], i[1]));
-            bsums[16 * b + 2 * c + 1] = int_total(_mm256_add_epi32(i[2], i[3]));
+            bsums[16 * b + 2 * c] = ckv_int_total(_mm256_add_epi32(i[0], i[1]));
+            bsums[16 * b + 2 * c + 1] = ckv_int_total(_mm256_add_epi32(i[2], i[3]));
         }
 #else
         q8k_block_portable(x + 256 * b, q + 256 * b, d + b, bsums + 16 * b);
