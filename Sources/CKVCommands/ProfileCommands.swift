@@ -65,7 +65,7 @@ struct HeadsCommand: AsyncParsableCommand {
             }
             let bar = ProgressBar(label: "heads")
             let result = try m.identifyRetrievalHeads(options) { done, total, note in
-                if verbose { printError("probe \(done)/\(total): \(note)") }
+                if verbose, bar.terminal { printError("probe \(done)/\(total): \(note)") } // off a terminal the bar prints it
                 bar.update(done: done, total: total, unit: "probes", note: note)
             }
             bar.finish()

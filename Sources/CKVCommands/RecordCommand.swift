@@ -149,7 +149,7 @@ func parseBudgets(tokens: String?, fractions: String?) throws -> [BudgetSpec] {
     return b + f
 }
 
-/// A one-line progress bar on stderr (a terminal only), with the rate and ETA.
+/// A one-line progress bar on stderr, with the rate and ETA (off a terminal: a line per noted step).
 final class ProgressBar: @unchecked Sendable {
     let label: String
     let terminal = isatty(2) != 0
@@ -169,13 +169,28 @@ final class ProgressBar: @unchecked Sendable {
     /// A recording's progress in tokens.
     func update(_ p: RecordingProgress) { update(done: p.done, total: p.total, unit: "tok") }
 
+    /// Progress in `unit`s; a `note` marks a finished step (a probe, a task). Off a terminal (a
+    /// log, nohup) each noted step is one plain line, so long runs are not silent.
     func update(done: Int, total: Int, unit: String, note: String? = nil) {
         last = (done, total, unit)
         if let note { status = note }
+        guard terminal else {
+            if let note {
+                let (rate, eta) = pace(done: done, total: total)
+                FileHandle.standardError.write(Data("\(label) \(done)/\(total) \(unit) \(String(format: "%.2f", rate)) \(unit)/s ETA \(Int(eta.rounded()))s \(note)\n".utf8))
+            }
+            return
+        }
         let t = seconds
-        guard terminal, t - lastDraw >= 0.2 || done == total || note != nil else { return }
+        guard t - lastDraw >= 0.2 || done == total || note != nil else { return }
         lastDraw = t
         draw()
+    }
+
+    /// Units per second so far and the seconds left at that rate.
+    private func pace(done: Int, total: Int) -> (rate: Double, eta: Double) {
+        let t = seconds, rate = t > 0 ? Double(done) / t : 0
+        return (rate, rate > 0 ? Double(total - done) / rate : 0)
     }
 
     func note(_ text: String) {
@@ -186,8 +201,7 @@ final class ProgressBar: @unchecked Sendable {
     private func draw() {
         guard let (done, total, unit) = last else { return }
         let width = 24, filled = total > 0 ? min(width, width * done / total) : 0
-        let t = seconds, rate = t > 0 ? Double(done) / t : 0
-        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let (rate, eta) = pace(done: done, total: total)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let line = "\(label) [\(bar)] \(done)/\(total) \(unit) \(String(format: "%.1f", rate)) \(unit)/s ETA \(Int(eta.rounded()))s \(status)"
         FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
