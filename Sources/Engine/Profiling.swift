@@ -154,13 +154,14 @@ extension LanguageModel {
             let selection = try selector.select(collector.statistics, budget: budget)
             let run = try generate(from: prefilled, probe: probe)
             var errors = [Double](repeating: 0, count: L)
+            // The final cache's values per (global layer, KV head), read out of the cache once.
+            let cacheValues = (0..<L).map { l in c.isGlobal(l) ? (0..<c.kvHeads).map { run.cache.values(layer: l, kvHead: $0) } : [] }
             for (step, stepRows) in decodeRows.rows.enumerated() {
                 for l in 0..<L where c.isGlobal(l) {
                     var full = [Float](repeating: 0, count: H * d), comp = full
-                    let headValues = (0..<c.kvHeads).map { run.cache.values(layer: l, kvHead: $0) }
                     for h in 0..<H {
                         let g = h / group, row = stepRows[l][h]
-                        let values = headValues[g]
+                        let values = cacheValues[l][g]
                         let base = values.startIndex
                         let keptPositions = selection.kept[l][g] + Array(n..<(n + step))
                         var mass: Float = 0

@@ -126,12 +126,7 @@ extension QuantizedMatrix {
     /// Splits the rows into one contiguous range per worker (at most `threads`, at least 16 rows
     /// each) and runs `body` on each range on the worker pool.
     func forRowRanges(threads: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
-        let workers = max(1, min(threads, rows / 16))
-        let chunk = (rows + workers - 1) / workers, rows = self.rows
-        WorkerPool.shared.run(iterations: workers, threads: threads) { w in
-            let range = (w * chunk)..<min(rows, (w + 1) * chunk)
-            if !range.isEmpty { body(range) }
-        }
+        forRanges(of: rows, threads: threads, minimum: 16, body)
     }
 
     /// Y[t] = W · X[t] through the activation quantisation ggml uses for this weight type.

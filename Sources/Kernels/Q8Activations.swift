@@ -34,23 +34,12 @@ public struct Q8Activations: Sendable {
             d.withUnsafeMutableBufferPointer { dp in
                 s.withUnsafeMutableBufferPointer { sp in
                     nonisolated(unsafe) let xb = x, qb = qp.baseAddress!, db = dp.baseAddress!, sb = sp.baseAddress!
-                    forBlockRanges(blocks, threads: threads) { r in
+                    forRanges(of: blocks, threads: threads, minimum: 64) { r in
                         ckv_quantize_q8(xb + 32 * r.lowerBound, r.count, qb + 32 * r.lowerBound, db + r.lowerBound, sb + r.lowerBound)
                     }
                 }
             }
         }
-    }
-}
-
-/// Splits `blocks` activation blocks into one contiguous range per worker (at most `threads`,
-/// at least `minimum` blocks each) and runs `body` on each on the worker pool.
-func forBlockRanges(_ blocks: Int, threads: Int, minimum: Int = 64, _ body: @escaping @Sendable (Range<Int>) -> Void) {
-    let workers = max(1, min(threads, blocks / minimum))
-    let chunk = (blocks + workers - 1) / workers
-    WorkerPool.shared.run(iterations: workers, threads: workers) { w in
-        let range = (w * chunk)..<min(blocks, (w + 1) * chunk)
-        if !range.isEmpty { body(range) }
     }
 }
 

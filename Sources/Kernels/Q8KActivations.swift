@@ -40,7 +40,7 @@ public struct Q8KActivations: Sendable {
             d.withUnsafeMutableBufferPointer { dp in
                 bsums.withUnsafeMutableBufferPointer { sp in
                     nonisolated(unsafe) let xb = x, qb = qp.baseAddress!, db = dp.baseAddress!, sb = sp.baseAddress!
-                    forBlockRanges(blocks, threads: threads, minimum: 8) { r in
+                    forRanges(of: blocks, threads: threads, minimum: 8) { r in
                         ckv_quantize_q8k(xb + 256 * r.lowerBound, r.count, qb + 256 * r.lowerBound, db + r.lowerBound, sb + 16 * r.lowerBound)
                     }
                 }

@@ -116,3 +116,14 @@ public final class WorkerPool: Sendable {
         }
     }
 }
+
+/// Splits 0 ..< `count` into one contiguous range per worker (at most `threads`, at least
+/// `minimum` items each) and runs `body` on each range on the shared pool.
+func forRanges(of count: Int, threads: Int, minimum: Int, _ body: @escaping @Sendable (Range<Int>) -> Void) {
+    let workers = max(1, min(threads, count / minimum))
+    let chunk = (count + workers - 1) / workers
+    WorkerPool.shared.run(iterations: workers, threads: workers) { w in
+        let range = (w * chunk)..<min(count, (w + 1) * chunk)
+        if !range.isEmpty { body(range) }
+    }
+}
