@@ -158,6 +158,10 @@ final class ProgressBar: @unchecked Sendable {
     var lastDraw = -1.0
     var status = ""
     var last: (done: Int, total: Int, unit: String)?
+    /// Each step's relative cost (a probe's prompt length), when steps differ: the ETA then weighs
+    /// what is left by it instead of counting steps, so a run of 1k then 32k probes does not
+    /// promise the end after its short ones.
+    var costs: [Double]?
 
     init(label: String) {
         self.label = label
@@ -187,10 +191,21 @@ final class ProgressBar: @unchecked Sendable {
         draw()
     }
 
-    /// Units per second so far and the seconds left at that rate.
+    /// Units per second so far and the seconds left at that pace.
     private func pace(done: Int, total: Int) -> (rate: Double, eta: Double) {
-        let t = seconds, rate = t > 0 ? Double(done) / t : 0
-        return (rate, rate > 0 ? Double(total - done) / rate : 0)
+        let t = seconds
+        return (t > 0 ? Double(done) / t : 0, Self.eta(elapsed: t, done: done, total: total, costs: costs))
+    }
+
+    /// Seconds left after `done` of `total` steps took `elapsed`: what is left at the pace so far,
+    /// counted in `costs` when they cover every step, else in steps.
+    static func eta(elapsed: Double, done: Int, total: Int, costs: [Double]?) -> Double {
+        guard done > 0, done <= total else { return 0 }
+        if let costs, costs.count == total {
+            let spent = costs[..<done].reduce(0, +), left = costs[done...].reduce(0, +)
+            return spent > 0 ? elapsed * left / spent : 0
+        }
+        return elapsed * Double(total - done) / Double(done)
     }
 
     func note(_ text: String) {

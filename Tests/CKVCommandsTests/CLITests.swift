@@ -71,6 +71,20 @@ struct CLITests {
         for name in ["simulate", "memory", "gpus", "models", "validate", "trace", "bench"] { #expect(r.stdout.contains("  \(name) ")) }
     }
 
+    @Test("progress ETA: counted in steps, or weighed by each step's cost")
+    func progressETA() {
+        // 2 of 4 equal steps in 10 s: 10 s left.
+        #expect(ProgressBar.eta(elapsed: 10, done: 2, total: 4, costs: nil) == 10)
+        // Two short probes done, two eight times longer left: 80 s, not 10 s.
+        #expect(ProgressBar.eta(elapsed: 10, done: 2, total: 4, costs: [1, 1, 8, 8]) == 80)
+        // Costs that do not cover every step fall back to counting steps; nothing done, no ETA.
+        #expect(ProgressBar.eta(elapsed: 10, done: 2, total: 4, costs: [1, 1, 8]) == 10)
+        #expect(ProgressBar.eta(elapsed: 10, done: 0, total: 4, costs: [1, 1, 8, 8]) == 0)
+        #expect(ProgressBar.eta(elapsed: 10, done: 4, total: 4, costs: [1, 1, 8, 8]) == 0)
+        // The heads/layers cost grows faster than the prompt: 8k costs ~10× a 1k probe.
+        #expect((9...11).contains(probeCost(tokens: 8192) / probeCost(tokens: 1024)))
+    }
+
     @Test("trace inspect reports counts, sizes and ratio as text and JSON")
     func inspect() throws {
         let dir = try scratch()
