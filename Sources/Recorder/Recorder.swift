@@ -156,7 +156,6 @@ public final class Recorder {
         let text = model.tokenizer.decode(run.tokens)
         let correct = task.isCorrect(text)
         try writer.append(.annotation(key: "outcome.full", value: outcomeJSON(correct: correct, tokens: run.tokens, text: text)))
-        try writer.append(.annotation(key: "timing.seconds", value: String(format: "%.2f", seconds())))
         for (key, value) in try annotate(RecordedRun(task: task, prefilled: prefilled, statistics: collector.statistics, generated: run.tokens)) {
             try writer.append(.annotation(key: key, value: value))
         }

@@ -84,6 +84,21 @@ struct ReplayTests {
         }
     }
 
+    @Test("recording the same task twice writes byte-identical traces (no clock or run-dependent field)")
+    func recordingIsDeterministic() throws {
+        let m = try Self.model()
+        let dir = try TestSupport.scratchDirectory()
+        let task = try Tasks.passkey(tokens: 300, depth: 0.5, seed: 11, tokenizer: m.tokenizer)
+        var options = RecordingOptions()
+        options.maxTokens = 4
+        let recorder = Recorder(model: m, options: options)
+        let paths = ["a.ckvt", "b.ckvt"].map { dir.appendingPathComponent($0).path }
+        for path in paths { _ = try recorder.record(task: task, tokens: m.tokenizer.encode(task.prompt), to: path) }
+        let (a, b) = (try Data(contentsOf: URL(fileURLWithPath: paths[0])), try Data(contentsOf: URL(fileURLWithPath: paths[1])))
+        #expect(a.count > 0)
+        #expect(a == b)
+    }
+
     @Test("GQA grouping on a real trace: KV head g ranks by its own query heads g·3 … g·3+2, not reshape(n_rep, n_kv)'s")
     func gqaGroupingOnRealTrace() throws {
         let m = try Self.model()
