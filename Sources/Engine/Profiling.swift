@@ -106,8 +106,10 @@ extension LanguageModel {
                     }
                     trialsPerLength[li] += 1
                     let text = tokenizer.decode(out)
-                    progress(trialsPerLength.reduce(0, +), total, "\(n) tokens, depth \(depth), expected \(needle.answer.debugDescription): \(text.prefix(60).debugDescription)")
-                    guard rouge1Recall(reference: needle.answer, candidate: text) > 0.5 else { continue }
+                    let recall = rouge1Recall(reference: needle.answer, candidate: text)
+                    progress(trialsPerLength.reduce(0, +), total, "\(n) tokens, depth \(depth), expected \(needle.answer.debugDescription): "
+                        + "\(text.prefix(60).debugDescription) (ROUGE-1 recall \(String(format: "%.2f", recall)), \(recall > 0.5 ? "kept" : "dropped"))")
+                    guard recall > 0.5 else { continue }
                     keptPerLength[li] += 1
                     let spanTokens = span.map { tokens[$0] }
                     for (t, y) in out.enumerated() where t < onSpan.count {
