@@ -181,6 +181,18 @@ static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t
         for (int j = 0; j < nt; j++) y[(size_t)j * y_stride + r + i] = ckv_lanes_total(acc[i][j]) + off[i][j];
 }
 
+/// The tile of the `nr` unpacked rows from r times tokens t … t+nt−1 (`nr` 1 or 2; `nt` constant).
+__attribute__((always_inline))
+static inline void q8_tile_at(int unsigned_w, int nr, int nt, int t, const int8_t *w, const int8_t *wabs, const float *dw,
+                              const float *mw, int blocks, const int8_t *q, const float *d, const float *s,
+                              size_t columns, float *y, size_t y_stride, int r) {
+    const int8_t *qt = q + (size_t)t * columns;
+    const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;
+    float *yt = y + (size_t)t * y_stride;
+    if (nr == 2) q8_tile_unpacked(unsigned_w, 2, nt, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r);
+    else q8_tile_unpacked(unsigned_w, 1, nt, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r);
+}
+
 /// A batch (4 tokens or more): rows two at a time, each pair unpacked once, then tiles of
 /// 2 rows × 4 tokens and the token tail one at a time.
 #define Q8_BATCH_FOR(U)                                                                                    \
@@ -191,20 +203,10 @@ static inline void q8_tile_unpacked(int unsigned_w, int nr, int nt, const int8_t
                 unpack_row(type, (const uint8_t *)rows + (size_t)(r + i) * row_bytes, blocks, w + i * columns, \
                            wabs + i * columns, dw + i * blocks, mw + i * blocks);                          \
             int t = 0;                                                                                     \
-            for (; t + 4 <= tokens; t += 4) {                                                              \
-                const int8_t *qt = q + (size_t)t * columns;                                                \
-                const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;                    \
-                float *yt = y + (size_t)t * y_stride;                                                      \
-                if (nr == 2) q8_tile_unpacked(U, 2, 4, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
-                else q8_tile_unpacked(U, 1, 4, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
-            }                                                                                              \
-            for (; t < tokens; t++) {                                                                      \
-                const int8_t *qt = q + (size_t)t * columns;                                                \
-                const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;                    \
-                float *yt = y + (size_t)t * y_stride;                                                      \
-                if (nr == 2) q8_tile_unpacked(U, 2, 1, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
-                else q8_tile_unpacked(U, 1, 1, w, wabs, dw, mw, blocks, qt, columns, dt, st, yt, y_stride, r); \
-            }                                                                                              \
+            for (; t + 4 <= tokens; t += 4)                                                                \
+                q8_tile_at(U, nr, 4, t, w, wabs, dw, mw, blocks, q, d, s, columns, y, y_stride, r);        \
+            for (; t < tokens; t++)                                                                        \
+                q8_tile_at(U, nr, 1, t, w, wabs, dw, mw, blocks, q, d, s, columns, y, y_stride, r);        \
         }                                                                                                  \
     } while (0)
 

@@ -45,8 +45,10 @@ static inline float max_abs(const float *x, int n) {
     return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
 }
 
-/// 32 values times `factor`, rounded half to even, as integers (and their 32 bytes at q).
-static inline __m256i round32(const float *x, float factor, int8_t *q) {
+/// 32 values times `factor`, rounded half to even, stored as bytes at q; the integers of the first
+/// 16 values and of the last 16 go to `first16` and `last16`, added lane-wise (the totals of the
+/// lanes are each half's sum).
+static inline void round32(const float *x, float factor, int8_t *q, __m256i *first16, __m256i *last16) {
     const __m256 f = _mm256_set1_ps(factor);
     __m256i i[4];
     for (int k = 0; k < 4; k++)
@@ -54,7 +56,8 @@ static inline __m256i round32(const float *x, float factor, int8_t *q) {
     // packs interleave the 128-bit halves: restore element order with one permutation.
     const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
     _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-    return _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+    *first16 = _mm256_add_epi32(i[0], i[1]);
+    *last16 = _mm256_add_epi32(i[2], i[3]);
 }
 
 #endif
@@ -64,7 +67,9 @@ void ckv_quantize_q8(const float *x, size_t blocks, int8_t *q, float *d, float *
 #ifdef CKV_AVX2
         const float amax = max_abs(x + 32 * b, 32);
         const float scale = amax / 127.f, inverse = amax != 0 ? 127.f / amax : 0.f;
-        const int32_t sum = ckv_int_total(round32(x + 32 * b, inverse, q + 32 * b));
+        __m256i first16, last16;
+        round32(x + 32 * b, inverse, q + 32 * b, &first16, &last16);
+        const int32_t sum = ckv_int_total(_mm256_add_epi32(first16, last16));
         d[b] = ckv_half_value(ckv_half_bits(scale));
         s[b] = ckv_half_value(ckv_half_bits(scale * (float)sum));
 #else
@@ -85,15 +90,10 @@ void ckv_quantize_q8k(const float *x, size_t blocks, int8_t *q, float *d, int32_
         const float iscale = 127.f / amax;
         d[b] = 1 / iscale;
         for (int c = 0; c < 8; c++) {
-            // Per 32 values: the sums of their two halves of 16.
-            const __m256 f = _mm256_set1_ps(iscale);
-            __m256i i[4];
-            for (int k = 0; k < 4; k++)
-                i[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(f, _mm256_loadu_ps(xb + 32 * c + 8 * k)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
-            _mm256_storeu_si256((__m256i *)(q + 256 * b + 32 * c), _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-            bsums[16 * b + 2 * c] = ckv_int_total(_mm256_add_epi32(i[0], i[1]));
-            bsums[16 * b + 2 * c + 1] = ckv_int_total(_mm256_add_epi32(i[2], i[3]));
+            __m256i first16, last16;
+            round32(xb + 32 * c, iscale, q + 256 * b + 32 * c, &first16, &last16);
+            bsums[16 * b + 2 * c] = ckv_int_total(first16);
+            bsums[16 * b + 2 * c + 1] = ckv_int_total(last16);
         }
 #else
         q8k_block_portable(x + 256 * b, q + 256 * b, d + b, bsums + 16 * b);

@@ -164,17 +164,16 @@ extension LanguageModel {
                     for h in 0..<H {
                         let g = h / group, row = stepRows[l][h]
                         let values = cacheValues[l][g]
-                        let base = values.startIndex
                         let keptPositions = selection.kept[l][g] + Array(n..<(n + step))
                         var mass: Float = 0
                         for j in keptPositions { mass += row[j] }
                         for j in 0..<row.count where row[j] != 0 {
-                            for e in 0..<d { full[h * d + e] += row[j] * values[base + j * d + e] }
+                            for e in 0..<d { full[h * d + e] += row[j] * values[j * d + e] }
                         }
                         if mass > 0 {
                             for j in keptPositions where row[j] != 0 {
                                 let w = row[j] / mass
-                                for e in 0..<d { comp[h * d + e] += w * values[base + j * d + e] }
+                                for e in 0..<d { comp[h * d + e] += w * values[j * d + e] }
                             }
                         }
                     }

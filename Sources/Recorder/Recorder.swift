@@ -150,7 +150,7 @@ public final class Recorder {
         for l in 0..<c.layers where c.isGlobal(l) {
             for g in 0..<c.kvHeads {
                 try writer.append(.cacheVectors(CacheVectors(kind: .value, layer: UInt16(l), kvHead: UInt16(g), encoding: o.vectorEncoding,
-                                                             dimension: c.headDim, values: Array(run.cache.values(layer: l, kvHead: g)))))
+                                                             dimension: c.headDim, values: run.cache.values(layer: l, kvHead: g))))
             }
         }
         let text = model.tokenizer.decode(run.tokens)
