@@ -167,7 +167,7 @@ struct LayersCommand: AsyncParsableCommand {
 }
 
 /// A probe's relative cost for the ETA: its prompt length, growing faster than linearly as
-/// attention takes over (Gemma 3 270M, 2 threads: a 1k probe 3.5 s, an 8k one 37 s, 32k ~4 min).
+/// attention takes over (Gemma 3 270M, 2 threads: a 1k probe 3.5 s, an 8k one 37 s, a 32k one 3.6 min).
 func probeCost(tokens n: Int) -> Double {
     Double(n) * (1 + Double(n) / 28_000)
 }
