@@ -69,7 +69,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
-        .target(name: "Hardware", dependencies: ["GGUF"]),
+        .target(name: "Hardware", dependencies: ["GGUF", "Policies"]),
         // Token selection and budget allocation, pure functions over attention statistics.
         .target(name: "Policies", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         // Runs the engine on generated tasks with the full cache and writes traces.
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "Simulator",
             dependencies: [
-                "Hardware", "SeededRandom",
+                "Hardware", "Policies", "SeededRandom",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -112,8 +112,8 @@ let package = Package(
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
-        .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware"]),
+        .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "CZlib", "ckv-sim"]),
     ]
 )

@@ -55,7 +55,7 @@ struct BenchSimulate: AsyncParsableCommand {
         // (a) the Azure 2023 conversation log, replayed at its own times (loaded before timing).
         let azure = try Scenario.load(path: "\(scenarios)/azure-conversation.yaml")
         let azureSource = try azure.source(requests: requests)
-        rows.append(try measure("(a) Azure conversation log, Llama-3.1-8B / A100-80G, full cache", azure.serving, .none, azureSource, a100, llama))
+        rows.append(try measure("(a) Azure conversation log, Llama-3.1-8B / A100-80G, full cache", azure.serving, nil, azureSource, a100, llama))
 
         // (b) 32k-token prompts arriving at 1 req/s with SnapKV at budget 1024.
         var serving = ServingConfig()
@@ -79,7 +79,7 @@ struct BenchSimulate: AsyncParsableCommand {
         }
     }
 
-    private func measure(_ name: String, _ serving: ServingConfig, _ compression: CompressionSpec, _ source: any RequestSource,
+    private func measure(_ name: String, _ serving: ServingConfig, _ compression: CompressionSpec?, _ source: any RequestSource,
                          _ gpu: GPU, _ model: ModelSpec) throws -> Row {
         let start = ContinuousClock.now
         let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: compression, source: source)

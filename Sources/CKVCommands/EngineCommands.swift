@@ -82,7 +82,7 @@ struct GenerateCommand: AsyncParsableCommand {
             let f = try parseFraction(kvFraction, "--kv-fraction")
             guard f > 0 else { throw CLIError("--kv-fraction must be above 0") }
             let window = try cli { try PolicyKind(parsing: policy) }.window
-            budget = BudgetSpec.fraction(f).tokens(promptLength: tokens.count, minimum: window)
+            budget = Budget.fraction(f).tokens(prompt: tokens.count, window: window)
         }
         if let policy, let budget {
             let select = try PolicyChoice.selector(policy, budget: budget, profile: profile, continual: !compressOnce)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hardware
+import Policies
 import Simulator
 
 /// `ckv-sim memory`: where the GPU's memory goes and how many requests fit.
@@ -99,16 +100,14 @@ struct MemoryReport: Encodable {
         vllmBlocks = plan.vllmBlocks
         kvTokens = plan.kvTokens
         var rows: [Row] = []
-        func add(_ label: String, _ spec: CompressionSpec) {
-            let kept = spec.kept(prompt: context, blockSize: plan.serving.blockSize)
-            let phb = spec.footprint.phb(tokens: context, kept: kept, plan: plan)
-            let peak = spec.footprint.phb(tokens: context, kept: context, plan: plan)
-            // One request at a time holds its full KV while it prefills; the rest are compressed.
-            let n = peak > plan.phbCapacity ? 0 : min(plan.serving.maxNumSeqs, 1 + (plan.phbCapacity - peak) / max(1, phb))
-            rows.append(Row(setting: label, keptTokens: kept, layout: spec.policy.perHeadBlocks ? "per-head blocks" : "per-sequence blocks",
-                            kvBytesPerRequest: Double(phb) * plan.phbBytes, maxConcurrency: n))
+        func add(_ label: String, _ spec: CompressionSpec?) {
+            let kept = spec?.kept(prompt: context, blockSize: plan.serving.blockSize) ?? context
+            let layout = spec?.policy.layout ?? .perSequence
+            let phb = (spec?.footprint ?? NominalFootprint(layout: layout)).phb(tokens: context, kept: kept, plan: plan)
+            rows.append(Row(setting: label, keptTokens: kept, layout: layout.label, kvBytesPerRequest: Double(phb) * plan.phbBytes,
+                            maxConcurrency: plan.maxConcurrency(spec, prompt: context, output: 0)))
         }
-        add("full cache", .none)
+        add("full cache", nil)
         for f in [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.01] {
             add("kv-fraction \(f)", CompressionSpec(policy: .snapKV, budget: .fraction(f)))
         }

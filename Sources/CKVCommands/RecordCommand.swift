@@ -106,7 +106,7 @@ struct RecordCommand: AsyncParsableCommand {
             let result = try recorder.record(task: t, tokens: tokens, to: path, progress: bar.update) { run in
                 try policies.flatMap { policy in
                     try budgetList.map { spec in
-                        let budget = spec.tokens(promptLength: tokens.count, minimum: policy.window)
+                        let budget = spec.tokens(prompt: tokens.count, window: policy.window)
                         let compression = try cli { try policy.compress(run.statistics, budget: budget, profile: headProfile, continual: !compressOnce) }
                         let out = try m.generate(from: run.prefilled, compression: compression)
                         let text = m.tokenizer.decode(out.tokens)
@@ -135,12 +135,12 @@ func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {
 }
 
 /// Parses `--budgets 64,128` and `--kv-fractions 1%,0.05` into budget specs (budgets first).
-func parseBudgets(tokens: String?, fractions: String?) throws -> [BudgetSpec] {
-    let b = try (tokens ?? "").split(separator: ",").map { s -> BudgetSpec in
+func parseBudgets(tokens: String?, fractions: String?) throws -> [Budget] {
+    let b = try (tokens ?? "").split(separator: ",").map { s -> Budget in
         guard let n = parseTokenCount(String(s)), n > 0 else { throw CLIError("--budgets: '\(s)' is not a positive token count") }
         return .tokens(n)
     }
-    let f = try (fractions ?? "").split(separator: ",").map { s -> BudgetSpec in
+    let f = try (fractions ?? "").split(separator: ",").map { s -> Budget in
         let t = s.trimmingCharacters(in: .whitespaces)
         let value = t.hasSuffix("%") ? Double(t.dropLast()).map { $0 / 100 } : Double(t)
         guard let value, value > 0, value <= 1 else { throw CLIError("--kv-fractions: '\(s)' is not a fraction in (0, 1] (write 5% or 0.05)") }

@@ -63,7 +63,7 @@ struct ReplayCommand: AsyncParsableCommand {
             }
             for kind in kinds {
                 for spec in specs {
-                    let budget = spec.tokens(promptLength: trace.promptLength, minimum: kind.window)
+                    let budget = spec.tokens(prompt: trace.promptLength, window: kind.window)
                     do {
                         results.append(try replayer.replay(kind, budget: budget, profile: headProfile, continual: !compressOnce))
                         labels.append(spec.description)

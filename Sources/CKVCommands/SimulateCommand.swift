@@ -1,45 +1,69 @@
 import ArgumentParser
 import Foundation
 import Hardware
+import Policies
 import Simulator
-
-extension PolicyName: ExpressibleByArgument {}
 
 /// `--policy`, `--budget` / `--kv-fraction`, `--window`: one compression setting.
 struct CompressionOptions: ParsableArguments {
-    @Option(help: "Compression policy: \(PolicyName.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var policy: PolicyName = .full
+    @Option(help: "Compression policy: full (none), \(PolicyKind.names.joined(separator: ", ")).")
+    var policy = "full"
 
     @Option(help: "Tokens kept per layer per KV head, observation window included.")
     var budget: Int?
 
-    @Option(name: .customLong("kv-fraction"), help: "Fraction of the prompt's KV kept (the other spelling of a budget).")
+    @Option(name: .customLong("kv-fraction"), help: "Fraction of each prompt's KV kept (the other spelling of a budget).")
     var kvFraction: Double?
 
-    @Option(help: "Observation window (default: the policy's reference default).")
+    @Option(help: "Observation window (default: the policy's own, as the engine and replay use it).")
     var window: Int?
 
     @Option(name: .customLong("reuse-group"), help: "ChunkKV layer-wise index reuse: layers sharing one selection.")
-    var reuseGroup: Int = 1
+    var reuseGroup: Int?
+
+    @Option(name: .customLong("decode-trigger"), help: "When a continual policy evicts during decode: every-step (the engine's and replay's) or on-pressure (KV-Compress's benchmark configuration).")
+    var decodeTrigger: DecodeTrigger = .everyStep
+
+    /// The policy, nil for the full cache.
+    var kind: PolicyKind? {
+        get throws { policy.lowercased() == "full" ? nil : try cli { try PolicyKind(parsing: policy) } }
+    }
 
     func validate() throws {
+        let kind = try self.kind
         if budget != nil, kvFraction != nil { throw ValidationError("give --budget or --kv-fraction, not both") }
-        if policy != .full, budget == nil, kvFraction == nil { throw ValidationError("--policy \(policy.rawValue) needs --budget or --kv-fraction") }
-        if policy == .full, budget != nil || kvFraction != nil { throw ValidationError("--budget/--kv-fraction need a compressing --policy") }
+        if let kind, budget == nil, kvFraction == nil { throw ValidationError("--policy \(kind.rawValue) needs --budget or --kv-fraction") }
+        if kind == nil, budget != nil || kvFraction != nil { throw ValidationError("--budget/--kv-fraction need a compressing --policy") }
         if let f = kvFraction, !(f > 0 && f <= 1) { throw ValidationError("--kv-fraction must be in (0, 1], found \(f)") }
-        let w = window ?? policy.defaultWindow
+        if let w = window, w < 0 { throw ValidationError("--window must be ≥ 0") }
+        let w = window ?? kind?.window ?? 0
         if let b = budget, b < max(w, 1) {
             throw ValidationError("--budget \(b) is smaller than the observation window \(w): the budget includes the window")
         }
-        if let w = window, w < 0 { throw ValidationError("--window must be ≥ 0") }
-        guard reuseGroup >= 1 else { throw ValidationError("--reuse-group must be ≥ 1") }
+        if let reuseGroup, reuseGroup < 1 { throw ValidationError("--reuse-group must be ≥ 1") }
     }
 
-    var spec: CompressionSpec {
-        guard policy != .full else { return .none }
-        let b: Budget = budget.map { .tokens($0) } ?? .fraction(kvFraction!)
-        return CompressionSpec(policy: policy, budget: b, window: window, reuseGroup: reuseGroup)
+    /// The compression setting, nil for the full cache.
+    var spec: CompressionSpec? {
+        get throws {
+            guard let kind = try self.kind else { return nil }
+            let b: Budget = budget.map { .tokens($0) } ?? .fraction(kvFraction!)
+            return CompressionSpec(policy: kind, budget: b, window: window, reuseGroup: reuseGroup, decodeTrigger: decodeTrigger)
+        }
     }
+}
+
+extension DecodeTrigger: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "every-step": self = .everyStep
+        case "on-pressure": self = .onPressure
+        default: return nil
+        }
+    }
+
+    public static var allValueStrings: [String] { ["every-step", "on-pressure"] }
+    public var defaultValueDescription: String { self == .everyStep ? "every-step" : "on-pressure" }
 }
 
 /// Output formats of `simulate`.
@@ -87,11 +111,13 @@ struct SimulateCommand: AsyncParsableCommand {
         let source = try scenario.source(rateScale: rateScale, timeScale: timeScale, requests: requests)
         let largest = scenario.prompt.map { ($0.maximum, scenario.output!.maximum) }
         let started = ContinuousClock.now
-        let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: compression.spec,
+        let spec = try compression.spec
+        let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec,
                                         source: source, largest: largest)
         let wall = (ContinuousClock.now - started).seconds
-        let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving,
-                              policy: compression.policy.rawValue, budget: compression.spec.compresses ? compression.spec.budget.description : "full",
+        let described = spec.map { SimulateRun.Compression($0, longestPrompt: largest?.0, blockSize: serving.blockSize) }
+        let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving, compression: described,
+                              policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
                               result: result)
         switch format {
         case .json: print(try jsonString(run))
@@ -103,12 +129,52 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 }
 
+extension SimulateCommand {
+    /// How `simulate` names a budget in its output.
+    static func describe(_ budget: Budget) -> String {
+        switch budget {
+        case let .tokens(b): "\(b) tokens"
+        case let .fraction(f): "kv-fraction \(f)"
+        }
+    }
+}
+
 /// A simulation's settings and result, rendered as text, JSON or CSV.
 struct SimulateRun: Encodable {
     var scenario, gpu, model: String
     var serving: ServingConfig
+    /// The policy as the simulator applied it (nil: the full cache).
+    var compression: Compression?
     var policy, budget: String
     var result: SimulationResult
+
+    /// The policy's traits as the simulator used them.
+    struct Compression: Encodable {
+        var policy: String
+        var budget: String
+        var window: Int
+        var layout: BlockLayout
+        var timing: Timing
+        var decodeTrigger: DecodeTrigger
+        /// Tokens kept per global layer and KV head of the longest prompt (synthetic scenarios).
+        var keptAtLongestPrompt: Int?
+
+        init(_ spec: CompressionSpec, longestPrompt: Int?, blockSize: Int) {
+            policy = spec.policy.rawValue
+            budget = spec.budget.description
+            window = spec.window
+            layout = spec.policy.layout
+            timing = spec.policy.timing
+            decodeTrigger = spec.decodeTrigger
+            keptAtLongestPrompt = longestPrompt.map { spec.kept(prompt: $0, blockSize: blockSize) }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case policy, budget, window, layout, timing
+            case decodeTrigger = "decode_trigger"
+            case keptAtLongestPrompt = "kept_at_longest_prompt"
+        }
+    }
 
     var text: String {
         let r = result

@@ -53,7 +53,7 @@ struct Validation {
     func scenario(_ name: String) throws -> Scenario { try Scenario.load(path: "\(scenarioDirectory)/\(name).yaml") }
 
     func throughput(_ gpu: String, _ model: String, _ scenarioName: String, weights: WeightFormat = .bf16, tp: Int = 1,
-                    compression: CompressionSpec = .none, serving tweak: (inout ServingConfig) -> Void = { _ in }) throws -> SimulationResult {
+                    compression: CompressionSpec? = nil, serving tweak: (inout ServingConfig) -> Void = { _ in }) throws -> SimulationResult {
         let s = try scenario(scenarioName)
         var serving = s.serving
         serving.weightFormat = weights
@@ -74,7 +74,7 @@ struct Validation {
         for (prompt, rate, published) in [(500, 2, 2.00), (500, 4, 2.54), (6000, 32, 4.93), (6000, 64, 5.18)] {
             let name = "throughput-\(prompt)-500"
             let full = try throughput("L4", "Llama-3.1-8B-Instruct", name)
-            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: prompt, rate: rate)), window: 32)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: prompt, rate: rate)), window: 32, decodeTrigger: .onPressure)
             let compressed = try throughput("L4", "Llama-3.1-8B-Instruct", name, compression: spec)
             cases.append(ValidationCase(claim: "throughput × at r = \(rate), \(prompt)-token prompts", source: l4, published: published,
                                         predicted: compressed.outputTokensPerSecond / full.outputTokensPerSecond, unit: "×"))
@@ -93,7 +93,7 @@ struct Validation {
         for (rate, published) in [(8, 1.8), (64, 2.14)] {
             let chunked: (inout ServingConfig) -> Void = { $0.chunkedPrefill = true; $0.maxNumBatchedTokens = 512 }
             let full = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8, serving: chunked)
-            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: 500, rate: rate)), window: 32)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(Self.kvCompressBudget(prompt: 500, rate: rate)), window: 32, decodeTrigger: .onPressure)
             let compressed = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8,
                                             compression: spec, serving: chunked)
             cases.append(ValidationCase(claim: "throughput × at r = \(rate)", source: h100, published: published,
@@ -132,7 +132,7 @@ struct Validation {
             set(&serving)
             let plan = try MemoryPlan(gpu: GPUCatalog.named("L4")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: serving)
             let full = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", serving: set)
-            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32, decodeTrigger: .onPressure)
             let comp = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", compression: spec, serving: set)
             rows.append((String(format: "%.2f", util), plan.kvTokens, comp.outputTokensPerSecond / full.outputTokensPerSecond))
         }

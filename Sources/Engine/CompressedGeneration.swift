@@ -12,7 +12,8 @@ public final class StatisticsCollector: @unchecked Sendable {
     var accumulated: [[[Float]]]
     let config: ModelConfig
 
-    public init(config: ModelConfig, promptLength n: Int, windows: [Int] = [8, 16, 32, 64]) {
+    /// - Parameter windows: the windows to collect (default: every window a policy reads).
+    public init(config: ModelConfig, promptLength n: Int, windows: [Int] = StatisticsCollector.policyWindows) {
         self.config = config
         promptLength = n
         self.windows = windows.filter { $0 <= n }
@@ -21,6 +22,12 @@ public final class StatisticsCollector: @unchecked Sendable {
         squares = sums
         accumulated = Array(repeating: zero, count: config.layers)
     }
+
+    /// The windows the policies read, plain or squared (`PolicyKind.windowsRead`).
+    public static let policyWindows: [Int] = {
+        let read = PolicyKind.statisticWindows()
+        return Array(Set(read.sums + read.squared)).sorted()
+    }()
 
     /// The probe to pass to `prefill` (it runs the attention single-threaded while attached).
     public var probe: AttentionProbe {
@@ -60,6 +67,12 @@ public final class DecodeRowCollector: @unchecked Sendable {
         self.config = config
         promptLength = n
     }
+
+    /// The windows the policies read, plain or squared (`PolicyKind.windowsRead`).
+    public static let policyWindows: [Int] = {
+        let read = PolicyKind.statisticWindows()
+        return Array(Set(read.sums + read.squared)).sorted()
+    }()
 
     /// The probe to pass to `prefill` and `generate(from:)`.
     public var probe: AttentionProbe {

@@ -132,21 +132,6 @@ public struct MemoryPlan: Equatable, Sendable {
 
     /// Tokens the pool holds for a model whose layers are all global (`# GPU blocks × block_size`).
     public var kvTokens: Int { vllmBlocks * serving.blockSize }
-
-    /// PHBs one sequence of `tokens` tokens holds with `kept` tokens kept per global layer and
-    /// KV head (uniform across heads), in vLLM's per-sequence block layout; local layers hold at
-    /// most the window.
-    public func phb(tokens: Int, kept: Int) -> Int {
-        let b = serving.blockSize
-        let heads = model.kvHeadsPerGPU(tp: serving.tensorParallel)
-        let localTokens = min(tokens, model.slidingWindow ?? tokens)
-        return model.globalLayers * heads * ((kept + b - 1) / b) + model.localLayers * heads * ((localTokens + b - 1) / b)
-    }
-
-    /// How many sequences of `tokens` tokens (keeping `kept` per global layer) fit at once, capped by `max_num_seqs`.
-    public func maxConcurrency(tokens: Int, kept: Int) -> Int {
-        min(serving.maxNumSeqs, phbCapacity / max(1, phb(tokens: tokens, kept: kept)))
-    }
 }
 
 func gib(_ bytes: Double) -> String {

@@ -30,14 +30,14 @@ public struct PlanInputs: Sendable {
     public var sloTTFT: Double
     public var sloTPOT: Double
     public var policies: [PolicyKind]
-    public var budgets: [BudgetSpec]
+    public var budgets: [Budget]
     /// Largest acceptable relative accuracy loss for the recommendation.
     public var maxAccuracyLoss: Double
     /// Requests per simulated run.
     public var requests: Int
 
     public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, scenario: Scenario, context: Int, outputTokens: Int?,
-                sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [BudgetSpec], maxAccuracyLoss: Double, requests: Int = 300) {
+                sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [Budget], maxAccuracyLoss: Double, requests: Int = 300) {
         self.gpu = gpu
         self.model = model
         self.serving = serving
@@ -66,7 +66,17 @@ public struct PlanRow: Codable, Sendable, Equatable {
     public var policy: String
     /// Tokens per layer per KV head at the longest prompt (nil for full cache).
     public var budget: Int?
+    /// The budget as the user gave it: tokens ("1024") or a kv-fraction of each prompt ("5%").
+    public var budgetAsGiven: String?
+    /// Tokens every selection keeps whatever the budget, and the block layout the policy is
+    /// charged in (nil for the full cache).
+    public var window: Int?
+    public var layout: BlockLayout?
+    /// The kv-fraction kept of the longest prompt.
     public var kvFraction: Double
+    /// The kv-fraction the workload's requests keep, averaged over the requests: where the
+    /// accuracy evidence is taken.
+    public var requestWeightedFraction: Double
     /// KV bytes of the longest request during its prefill (everything is held then).
     public var peakBytes: Double
     /// KV bytes after compression at the end of the longest request, as a uniform kept count would hold.
@@ -103,8 +113,10 @@ public struct PlanRow: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case policy, budget, saturation, latency, accuracy, curve
+        case policy, budget, window, layout, saturation, latency, accuracy, curve
         case kvFraction = "kv_fraction"
+        case budgetAsGiven = "budget_as_given"
+        case requestWeightedFraction = "request_weighted_kv_fraction"
         case peakBytes = "peak_bytes"
         case nominalBytes = "nominal_bytes"
         case physicalBytes = "physical_bytes"
@@ -115,7 +127,7 @@ public struct PlanRow: Codable, Sendable, Equatable {
 
 /// What is known about a configuration's accuracy, each figure with its source.
 public struct AccuracyEstimate: Codable, Sendable, Equatable {
-    /// Replay and real runs on the bundled traces (reference models), at the same kv-fraction.
+    /// Replay and real runs on the bundled traces (reference models), at the row's request-weighted kv-fraction.
     public var traces: TraceEvidence?
     /// The papers' figures for this model, policy and budget.
     public var published: [PublishedScore]
@@ -174,11 +186,11 @@ public enum Planner {
         let prompt = workload.longestPrompt
 
         // The configurations: full cache, then policy × budget (budgets at or above the prompt are skipped).
-        var configs: [(PolicyKind?, BudgetSpec?)] = [(nil, nil)]
+        var configs: [(PolicyKind?, Budget?)] = [(nil, nil)]
         for p in inputs.policies {
             for spec in inputs.budgets {
                 if case let .tokens(b) = spec, b < p.window { throw PlanError("budget \(b) is below \(p.rawValue)'s window of \(p.window) tokens") }
-                if spec.tokens(promptLength: prompt, minimum: p.window) < prompt { configs.append((p, spec)) }
+                if spec.tokens(prompt: prompt, window: p.window) < prompt { configs.append((p, spec)) }
             }
         }
         // Every configuration in parallel; the full cache's row throws when no rate meets the SLOs.
@@ -206,41 +218,43 @@ public enum Planner {
         return report
     }
 
+    /// The mean over the workload's first `count` requests of the kv-fraction each keeps.
+    static func requestWeightedFraction(_ spec: CompressionSpec, workload: Workload, count: Int, blockSize: Int) throws -> Double {
+        let prompts = try workload.promptLengths(count: count)
+        guard !prompts.isEmpty else { return 1 }
+        return prompts.reduce(0) { $0 + Double(spec.kept(prompt: $1, blockSize: blockSize)) / Double($1) } / Double(prompts.count)
+    }
+
     final class Counter: @unchecked Sendable {
         private let lock = NSLock()
         private var value = 0
         func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
     }
 
-    static func row(policy: PolicyKind?, budget spec: BudgetSpec?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
+    static func row(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
                     workload: Workload, library: TraceLibrary) throws -> PlanRow {
         let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
-        // The budget at the longest prompt; its kv-fraction is where the traces are replayed.
-        var budget: Int?
-        if let policy, let spec { budget = spec.tokens(promptLength: prompt, minimum: policy.window) }
+        var compression: CompressionSpec?
+        if let policy, let spec { compression = CompressionSpec(policy: policy, budget: spec) }
+        // The budget at the longest prompt (the row's memory figures), and the kv-fraction the
+        // workload's requests keep on average (where the accuracy evidence is taken).
+        let budget = compression.map { $0.budget.tokens(prompt: prompt, window: $0.window) }
         let fraction = budget.map { Double($0) / Double(prompt) } ?? 1
+        let weighted = try compression.map { try requestWeightedFraction($0, workload: workload, count: inputs.requests, blockSize: serving.blockSize) } ?? 1
         var evidence: TraceEvidence?
-        var compression = CompressionSpec.none
-        if let policy, let spec {
-            evidence = try library.evidence(policy, fraction: fraction, target: model)
-            let name = PolicyName(rawValue: policy.rawValue)!
-            let shape = evidence?.shapeQuantiles ?? []
-            let b: Budget
-            switch spec {
-            case let .tokens(t): b = .tokens(t)
-            case let .fraction(f): b = .fraction(f)
-            }
-            compression = CompressionSpec(policy: name, budget: b, window: policy.window,
-                                          footprint: TraceFootprint(shape: shape, perHeadBlocks: name.perHeadBlocks))
+        if let policy, var spec = compression {
+            evidence = try library.evidence(policy, fraction: weighted, target: model)
+            spec.footprint = TraceFootprint(shape: evidence?.shapeQuantiles ?? [], layout: policy.layout)
+            compression = spec
         }
         let bytesPerPHB = plan.phbBytes
         let tokens = prompt + output
-        let keptEnd = compression.compresses ? compression.kept(prompt: prompt, blockSize: serving.blockSize) + output : tokens
-        let peak = Double(plan.phb(tokens: prompt, kept: prompt)) * bytesPerPHB
-        let nominal = Double(NominalFootprint(perHeadBlocks: false).phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
-        let perRequest = max(1, compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))
-        let physical = Double(perRequest) * bytesPerPHB
-        let concurrent = min(serving.maxNumSeqs, plan.phbCapacity / perRequest)
+        let keptEnd = compression?.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize) ?? tokens
+        let peak = Double(NominalFootprint(layout: .perSequence).phb(tokens: prompt, kept: prompt, plan: plan)) * bytesPerPHB
+        let nominal = Double(NominalFootprint(layout: .perSequence).phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
+        let footprint = compression?.footprint ?? NominalFootprint(layout: .perSequence)
+        let physical = Double(max(1, footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))) * bytesPerPHB
+        let concurrent = plan.maxConcurrency(compression, prompt: prompt, output: output)
 
         func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {
             let source = try workload.source(arrivals: arrivals, count: count)
@@ -289,7 +303,7 @@ public enum Planner {
             latency = LatencyAtRate(rate: lo, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
         }
         curve.sort { $0.rate < $1.rate }
-        let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: budget!, fraction: fraction) } ?? []
+        let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: spec!) } ?? []
         let loss: Double?, source: String
         if policy == nil {
             loss = 0; source = "full cache"
@@ -301,7 +315,9 @@ public enum Planner {
             loss = nil; source = "no measurement at this configuration"
         }
         return PlanRow(
-            policy: policy?.rawValue ?? "full", budget: budget, kvFraction: fraction, peakBytes: peak, nominalBytes: nominal,
+            policy: policy?.rawValue ?? "full", budget: budget, budgetAsGiven: spec?.description, window: compression?.window,
+            layout: compression?.policy.layout, kvFraction: fraction,
+            requestWeightedFraction: weighted, peakBytes: peak, nominalBytes: nominal,
             physicalBytes: physical, maxConcurrent: concurrent,
             saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),

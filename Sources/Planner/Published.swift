@@ -1,3 +1,4 @@
+import Policies
 // Published accuracy figures (REFERENCES.md), shown next to our measurements with their source.
 // Only exact matches are shown: same model, same policy, same budget (or kv-fraction).
 
@@ -58,11 +59,15 @@ public enum Published {
         return s
     }()
 
-    /// The published scores for `model` and `policy` at exactly `budget` tokens or `fraction`.
-    public static func matching(model: String, policy: String, budget: Int, fraction: Double) -> [PublishedScore] {
+    /// The published scores for `model` and `policy` at exactly the budget the user gave: the
+    /// same tokens, or the same kv-fraction.
+    public static func matching(model: String, policy: String, budget: Budget) -> [PublishedScore] {
         scores.filter { p in
-            p.model.lowercased() == model.lowercased() && p.policy == policy
-                && (p.budget == budget || p.kvFraction.map { abs($0 - fraction) < 1e-9 } == true)
+            guard p.model.lowercased() == model.lowercased(), p.policy == policy else { return false }
+            switch budget {
+            case let .tokens(b): return p.budget == b
+            case let .fraction(f): return p.kvFraction.map { abs($0 - f) < 1e-9 } == true
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ public struct TraceEvidence: Codable, Sendable, Equatable {
     public var policy: String
     public var kvFraction: Double
     /// The kv-fraction the traces were replayed at (mean over traces): the row's, unless that
-    /// leaves a reference prompt fewer than twice the policy's window (then 2 × window tokens).
+    /// leaves a reference prompt less than the policy's window (`Budget.tokens`).
     public var replayedFraction: Double
     /// Traces replayed.
     public var traces: Int
@@ -113,8 +113,7 @@ public final class TraceLibrary: @unchecked Sendable {
             let t = r.trace, n = t.promptLength
             let profile = profiles[t.model.name]
             if policy.needsProfile, profile == nil { continue }
-            // Short reference prompts: at least twice the window, so the policy selects something.
-            let budget = min(n, max(2 * policy.window, Int((fraction * Double(n)).rounded())))
+            let budget = Budget.fraction(fraction).tokens(prompt: n, window: policy.window)
             let result = try replay(index, policy, budget, profile)
             used += 1
             replayed += Double(budget) / Double(n)
@@ -140,16 +139,6 @@ public final class TraceLibrary: @unchecked Sendable {
         return TraceEvidence(policy: policy.rawValue, kvFraction: fraction, replayedFraction: replayed / Double(used), traces: used, attentionMass: mass / Double(used),
                              outputError: error / Double(used), correct: correct, runs: runs, fullCorrect: fullCorrect, fullRuns: fullRuns,
                              recordedFractions: fractions, shapeQuantiles: quantiles(shape, count: 32))
-    }
-}
-
-/// Per-kept footprints remembered by one simulation's calculator.
-private final class Memo: @unchecked Sendable {
-    private var values: [Int] = []
-    func value(_ kept: Int) -> Int? { kept < values.count && values[kept] >= 0 ? values[kept] : nil }
-    func store(_ kept: Int, _ value: Int) {
-        if kept >= values.count { values += Array(repeating: -1, count: kept + 1 - values.count) }
-        values[kept] = value
     }
 }
 
@@ -186,56 +175,4 @@ func quantiles(_ xs: [Double], count: Int) -> [Double] {
     guard !xs.isEmpty else { return Array(repeating: 1, count: count) }
     let s = xs.sorted()
     return (0..<count).map { i in s[min(s.count - 1, Int((Double(i) + 0.5) / Double(count) * Double(s.count)))] }
-}
-
-/// The physical footprint from a trace's shape: each (global layer, KV head) keeps
-/// ⌈kept × s⌉ of the sequence (at most all of it), s drawn from the shape's quantiles (each
-/// standing for an equal share of the layer-heads). Per-sequence blocks (vLLM) give every layer
-/// and head the largest count; per-head blocks (KV-Compress) pay each head's own partly filled last block.
-public struct TraceFootprint: KVFootprint {
-    public var shape: [Double]
-    public var perHeadBlocks: Bool
-
-    public init(shape: [Double], perHeadBlocks: Bool) {
-        self.shape = shape
-        self.perHeadBlocks = perHeadBlocks
-    }
-
-    public func phb(tokens: Int, kept: Int, plan: MemoryPlan) -> Int {
-        calculator(plan: plan)(tokens, kept)
-    }
-
-    public func calculator(plan: MemoryPlan) -> @Sendable (Int, Int) -> Int {
-        let b = plan.serving.blockSize
-        let heads = plan.model.kvHeadsPerGPU(tp: plan.serving.tensorParallel)
-        let window = plan.model.slidingWindow ?? Int.max
-        let localLayers = plan.model.localLayers, layerHeads = plan.model.globalLayers * heads
-        let shape = shape, perHead = perHeadBlocks, largest = shape.max() ?? 1
-        // Equal quantiles counted once, with their multiplicity; block size is a power of two (16).
-        let distinct = Dictionary(shape.map { ($0, 1) }, uniquingKeysWith: +).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        let shift = b.trailingZeroBitCount, powerOfTwo = b == 1 << shift
-        // Per-head sums depend only on `kept` while no count reaches `tokens`: remembered per kept
-        // (each simulation builds its own calculator, so the memo is never shared between threads).
-        let memo = Memo()
-        return { tokens, kept in
-            let local = localLayers * heads * ((min(tokens, window) + b - 1) / b)
-            if perHead, kept < tokens, !shape.isEmpty, Double(kept) * largest <= Double(tokens), let known = memo.value(kept) {
-                return known + local
-            }
-            guard kept < tokens, !shape.isEmpty else { return layerHeads * ((kept + b - 1) / b) + local }
-            let k = Double(kept)
-            @inline(__always) func count(_ s: Double) -> Int {
-                let x = k * s, i = Int(x) // ceil without a libm call (x ≥ 0)
-                return min(tokens, Double(i) < x ? i + 1 : i)
-            }
-            if perHead {
-                var blocks = 0
-                for (s, weight) in distinct { blocks += weight * (powerOfTwo ? (count(s) + b - 1) >> shift : (count(s) + b - 1) / b) }
-                let global = (blocks * layerHeads + shape.count - 1) / shape.count
-                if k * largest <= Double(tokens) { memo.store(kept, global) }
-                return global + local
-            }
-            return layerHeads * ((count(largest) + b - 1) / b) + local
-        }
-    }
 }

@@ -73,6 +73,14 @@ struct Workload: Sendable, CustomStringConvertible {
         return try scenario.source(rateScale: rateScale, requests: count)
     }
 
+    /// The prompt lengths of the first `count` requests (the ones the rate probes simulate).
+    func promptLengths(count: Int) throws -> [Int] {
+        var source = try self.source(arrivals: nil, count: count)
+        var lengths: [Int] = []
+        while let r = source.next() { lengths.append(r.promptTokens) }
+        return lengths
+    }
+
     var description: String {
         guard let prompt else { return "\(scenario.name) (replayed log)" }
         return "prompts \(Self.describe(prompt)), outputs \(Self.describe(output)) tokens"

@@ -115,9 +115,6 @@ public struct DecodeEviction: Sendable, Equatable {
 }
 
 extension PolicyKind {
-    /// True for the policies that also evict during decode (StreamingLLM, H2O, KV-Compress).
-    public var isContinual: Bool { self == .streamingLLM || self == .h2o || self == .kvCompress }
-
     /// The decode-time eviction that continues `selection` (this policy's prefill selection at
     /// `budget`), or nil for a policy that compresses once.
     /// - Throws: `PolicyError` for missing statistics.

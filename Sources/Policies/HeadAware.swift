@@ -43,9 +43,11 @@ public struct KVCompress: Sendable, Equatable {
     /// The blocks a sequence may hold at `budget` tokens per (layer, KV head) over `heads`
     /// compressible KV heads: ⌈C′·heads/blockSize⌉, C′ = the budget rounded up to whole blocks.
     public func allowedBlocks(budget: Int, heads: Int) -> Int {
-        let rounded = (budget + blockSize - 1) / blockSize * blockSize
-        return (rounded * heads + blockSize - 1) / blockSize
+        BlockLayout.perHead.blocks(kept: roundedBudget(budget), layerHeads: heads, blockSize: blockSize)
     }
+
+    /// C′: the budget rounded up to whole blocks.
+    public func roundedBudget(_ budget: Int) -> Int { (budget + blockSize - 1) / blockSize * blockSize }
 
     /// The kept positions at `budget` tokens per layer per KV head on average.
     /// - Throws: `PolicyError` for a budget below the protected window or missing statistics.

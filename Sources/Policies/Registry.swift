@@ -34,6 +34,50 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// When the policy evicts (DESIGN.md "When compression happens").
+    public var timing: Timing {
+        switch self {
+        case .streamingLLM, .h2o, .kvCompress: .continual
+        case .snapKV, .pyramidKV, .adaKV, .chunkKV, .compressKV: .prefill
+        }
+    }
+
+    /// True for the policies that also evict during decode (StreamingLLM, H2O, KV-Compress).
+    public var isContinual: Bool { timing == .continual }
+
+    /// How a paged serving engine lays out the kept tokens: policies whose kept counts vary by
+    /// layer or head need per-head blocks to turn the variation into freed memory.
+    public var layout: BlockLayout {
+        switch self {
+        case .kvCompress, .adaKV, .pyramidKV, .compressKV: .perHead
+        case .streamingLLM, .h2o, .snapKV, .chunkKV: .perSequence
+        }
+    }
+
+    /// What scoring costs a serving engine at the end of prefill.
+    public var scoring: ScoringCost {
+        switch self {
+        case .streamingLLM: ScoringCost(queries: .none)
+        case .h2o: ScoringCost(queries: .allPrompt)
+        case .kvCompress: ScoringCost(queries: .window, sortsAcrossLayers: true)
+        case .chunkKV: ScoringCost(queries: .window, layerReuse: Self.chunkReuse(prefillPolicy!))
+        case .snapKV, .pyramidKV, .adaKV, .compressKV: ScoringCost(queries: .window)
+        }
+    }
+
+    private static func chunkReuse(_ policy: Policy) -> Int {
+        if case let .chunkKV(_, _, _, _, reuse) = policy { return reuse }
+        return 1
+    }
+
+    /// Tokens per layer per KV head the policy keeps on average at `budget` (already resolved to
+    /// tokens) of an `n`-token prompt: the budget, except that KV-Compress rounds it up to whole
+    /// blocks (C′, `KVCompress.roundedBudget`).
+    public func keptTokens(budget: Int, prompt n: Int, blockSize: Int) -> Int {
+        let b = self == .kvCompress ? KVCompress(blockSize: blockSize).roundedBudget(budget) : budget
+        return min(n, b)
+    }
+
     /// True when the policy needs a head profile (`HeadProfile`).
     public var needsProfile: Bool { self == .compressKV }
 
@@ -65,7 +109,8 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// The statistics windows this policy reads: (w, squared).
+    /// The statistics windows this policy reads: (w, squared). The recorder records exactly the
+    /// union of these over the policies (`statisticWindows`).
     public var windowsRead: [(window: Int, squared: Bool)] {
         switch self {
         case .streamingLLM, .h2o: []
@@ -73,5 +118,67 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         case .compressKV: [(CompressKV.defaultWindow, false)]
         default: [(prefillPolicy!.window, false)]
         }
+    }
+
+    /// The windows `policies` read: plain sums and squared sums, ascending.
+    public static func statisticWindows(of policies: [PolicyKind] = allCases) -> (sums: [Int], squared: [Int]) {
+        let read = policies.flatMap(\.windowsRead)
+        return (Array(Set(read.filter { !$0.squared }.map(\.window))).sorted(), Array(Set(read.filter(\.squared).map(\.window))).sorted())
+    }
+}
+
+/// When a policy evicts.
+public enum Timing: String, Codable, Sendable {
+    /// Once, at the end of prefill; the cache then grows by one token per decode step.
+    case prefill
+    /// At the end of prefill and during decode, holding the cache at the budget (StreamingLLM's
+    /// rolling window, H2O's heavy hitters, KV-Compress's block eviction). The engine and replay
+    /// evict at every decode step (`DecodeEviction`); a serving simulation may instead evict only
+    /// when blocks run out (KV-Compress's benchmark configuration, see the simulator's
+    /// `DecodeTrigger`).
+    case continual
+}
+
+/// How a paged KV cache holds a sequence's kept tokens.
+public enum BlockLayout: String, Codable, Sendable {
+    /// vLLM's blocks: one block spans every (layer, KV head), so each holds the largest count.
+    case perSequence = "per-sequence"
+    /// KV-Compress's blocks of one (layer, KV head): each head pays only its own partly filled block.
+    case perHead = "per-head"
+
+    /// Per-head blocks for `layerHeads` (layer, KV head) pairs keeping `kept` tokens each. Per-head
+    /// blocks are packed densely (KV-Compress evicts down to exactly ⌈kept·layerHeads/blockSize⌉).
+    public func blocks(kept: Int, layerHeads: Int, blockSize: Int) -> Int {
+        switch self {
+        case .perSequence: layerHeads * ((kept + blockSize - 1) / blockSize)
+        case .perHead: (layerHeads * kept + blockSize - 1) / blockSize
+        }
+    }
+
+    /// A human name for reports.
+    public var label: String { "\(rawValue) blocks" }
+}
+
+/// What a policy's scoring at the end of prefill costs a serving engine.
+public struct ScoringCost: Sendable, Equatable {
+    public enum Queries: Sendable, Equatable {
+        /// Scores nothing (StreamingLLM keeps fixed positions): only the compaction copy.
+        case none
+        /// The observation window's queries against every key.
+        case window
+        /// Every prompt query's attention row (H2O's accumulated attention).
+        case allPrompt
+    }
+
+    public var queries: Queries
+    /// Sorts eviction metrics across every layer and head of the sequence (KV-Compress).
+    public var sortsAcrossLayers: Bool
+    /// Layers per index-reuse group: only one layer of each group scores (ChunkKV).
+    public var layerReuse: Int
+
+    public init(queries: Queries, sortsAcrossLayers: Bool = false, layerReuse: Int = 1) {
+        self.queries = queries
+        self.sortsAcrossLayers = sortsAcrossLayers
+        self.layerReuse = layerReuse
     }
 }

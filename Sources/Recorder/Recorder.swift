@@ -12,10 +12,10 @@ import TraceFormat
 
 /// What the recorder stores, and how.
 public struct RecordingOptions: Sendable, Equatable {
-    /// Observation windows whose attention sums are stored (the policies use 8 and 32).
-    public var windows: [Int] = [8, 32]
-    /// Windows whose squared sums are stored (KV-Compress uses 8).
-    public var squaredWindows: [Int] = [8]
+    /// Observation windows whose attention sums are stored: the ones the policies read.
+    public var windows: [Int] = PolicyKind.statisticWindows().sums
+    /// Windows whose squared sums are stored: the ones the policies read (KV-Compress's).
+    public var squaredWindows: [Int] = PolicyKind.statisticWindows().squared
     /// Tokens to generate greedily.
     public var maxTokens = 12
     /// Prefill chunk (the compressed runs use the same, so the statistics are the same floats).

@@ -185,31 +185,3 @@ public final class Replayer: @unchecked Sendable {
         return Double(same) / Double(reference.count)
     }
 }
-
-/// A budget written as tokens or as a fraction of the prompt's KV.
-public enum BudgetSpec: Sendable, Equatable, CustomStringConvertible {
-    case tokens(Int)
-    case fraction(Double)
-
-    /// Tokens per layer per KV head for a prompt of `n` tokens (a fraction rounds to the
-    /// nearest token, at least `minimum`).
-    public func tokens(promptLength n: Int, minimum: Int) -> Int {
-        switch self {
-        case let .tokens(b): b
-        case let .fraction(f): max(minimum, Int((f * Double(n)).rounded()))
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case let .tokens(b): String(b)
-        case let .fraction(f): "\(formatPercent(f))"
-        }
-    }
-}
-
-/// "1%", "0.5%", "12.5%".
-public func formatPercent(_ f: Double) -> String {
-    let p = f * 100
-    return p == p.rounded() ? "\(Int(p))%" : String(format: "%g%%", p)
-}

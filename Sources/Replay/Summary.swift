@@ -1,4 +1,5 @@
 import Foundation
+import Policies
 
 // Aggregating replay results over many traces: per model × policy × budget, the real compressed
 // runs' accuracy and greedy agreement beside the replay proxies, and how well each proxy ranks

@@ -1,176 +1,88 @@
 import Hardware
+import Policies
 
-/// The KV-cache compression policies, by how a serving engine experiences them: when they
-/// compress, how they lay out memory, what scoring costs. (Which tokens they keep is the
-/// policies' own business; the simulator needs only how many, and when.)
-public enum PolicyName: String, CaseIterable, Codable, Sendable {
-    case full
-    case streamingLLM = "streamingllm"
-    case h2o
-    case snapKV = "snapkv"
-    case pyramidKV = "pyramidkv"
-    case adaKV = "adakv"
-    case chunkKV = "chunkkv"
-    case kvCompress = "kvcompress"
-    case compressKV = "compresskv"
-
-    /// When a policy evicts.
-    public enum Timing: String, Codable, Sendable {
-        /// Once, at the end of prefill; the cache then grows by one token per decode step.
-        case prefill
-        /// At the end of prefill and during decode, holding the cache at the budget
-        /// (StreamingLLM's recent window, H2O's heavy hitters).
-        case continual
-        /// At the end of prefill, and again whenever the scheduler would otherwise preempt
-        /// (KV-Compress's vLLM integration).
-        case onPressure
-    }
-
-    public var timing: Timing {
-        switch self {
-        case .full, .snapKV, .pyramidKV, .adaKV, .chunkKV, .compressKV: .prefill
-        case .streamingLLM, .h2o: .continual
-        case .kvCompress: .onPressure
-        }
-    }
-
-    /// Per-head paged blocks (KV-Compress's layout: blocks of one (layer, KV head)) versus
-    /// vLLM's per-sequence blocks spanning all layers and heads.
-    public var perHeadBlocks: Bool {
-        switch self {
-        case .kvCompress, .adaKV, .pyramidKV, .compressKV: true
-        default: false
-        }
-    }
-
-    /// The observation window the policy's reference code uses by default (REFERENCES.md).
-    public var defaultWindow: Int {
-        switch self {
-        case .full, .streamingLLM: 0
-        case .h2o, .kvCompress, .compressKV, .pyramidKV: 8
-        case .snapKV, .adaKV: 32
-        case .chunkKV: 8
-        }
-    }
+/// When a continual policy evicts during decode in a serving engine.
+public enum DecodeTrigger: String, Codable, Sendable {
+    /// At every decode step, holding each sequence at its budget: the engine's and replay's
+    /// behaviour (`DecodeEviction`), and vLLM-kvcompress's default `compression_interval` 1.
+    case everyStep
+    /// Only when the scheduler would otherwise preempt, compressing every running sequence back
+    /// to its budget: vLLM-kvcompress's `benchmark_throughput.py` (interval 10⁶), the
+    /// configuration of the paper's throughput figures.
+    case onPressure
 }
 
-/// A budget in the design's units: tokens kept per layer per KV head, window included, or the
-/// fraction of the prompt's KV kept.
-public enum Budget: Equatable, Sendable, CustomStringConvertible {
-    case tokens(Int)
-    case fraction(Double)
-
-    /// Tokens kept of a `prompt`-token prompt (never more than the prompt).
-    public func kept(prompt: Int) -> Int {
-        switch self {
-        case let .tokens(b): min(prompt, b)
-        case let .fraction(f): min(prompt, max(1, Int((Double(prompt) * f).rounded(.up))))
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case let .tokens(b): "\(b) tokens"
-        case let .fraction(f): "kv-fraction \(f)"
-        }
-    }
-}
-
-/// Physical KV footprint of a sequence in per-head blocks. The nominal footprint charges every
-/// (layer, KV head) the same kept count; a trace-driven footprint (per-head counts from replay)
-/// conforms to the same protocol.
-public protocol KVFootprint: Sendable {
-    /// PHBs a sequence holds with `tokens` tokens in total, keeping `kept` per global layer and head.
-    func phb(tokens: Int, kept: Int, plan: MemoryPlan) -> Int
-    /// The same function with the plan's constants unpacked once, for the simulator's hot loop.
-    func calculator(plan: MemoryPlan) -> @Sendable (_ tokens: Int, _ kept: Int) -> Int
-}
-
-extension KVFootprint {
-    public func calculator(plan: MemoryPlan) -> @Sendable (_ tokens: Int, _ kept: Int) -> Int {
-        { [self] tokens, kept in phb(tokens: tokens, kept: kept, plan: plan) }
-    }
-}
-
-/// Every (layer, head) keeps the same count; per-sequence blocks round each layer-head up to
-/// whole blocks, per-head blocks pack the sequence's tokens densely into its heads' blocks
-/// (KV-Compress evicts down to exactly ⌈C′·L·H/16⌉ blocks).
-public struct NominalFootprint: KVFootprint {
-    public var perHeadBlocks: Bool
-    public init(perHeadBlocks: Bool) { self.perHeadBlocks = perHeadBlocks }
-
-    public func phb(tokens: Int, kept: Int, plan: MemoryPlan) -> Int {
-        NominalFootprintCalculator(plan: plan, perHeadBlocks: perHeadBlocks).phb(tokens: tokens, kept: kept)
-    }
-}
-
-/// The nominal footprint with the plan's constants unpacked, for the simulator's hot loop.
-struct NominalFootprintCalculator {
-    let blockSize: Int
-    let heads: Int
-    let globalLayers: Int
-    let localLayers: Int
-    let window: Int
-    let perHeadBlocks: Bool
-
-    init(plan: MemoryPlan, perHeadBlocks: Bool) {
-        blockSize = plan.serving.blockSize
-        heads = plan.model.kvHeadsPerGPU(tp: plan.serving.tensorParallel)
-        globalLayers = plan.model.globalLayers
-        localLayers = plan.model.localLayers
-        window = plan.model.slidingWindow ?? Int.max
-        self.perHeadBlocks = perHeadBlocks
-    }
-
-    @inline(__always)
-    func phb(tokens: Int, kept: Int) -> Int {
-        let local = localLayers == 0 ? 0 : localLayers * heads * ((min(tokens, window) + blockSize - 1) / blockSize)
-        if perHeadBlocks { return (globalLayers * heads * kept + blockSize - 1) / blockSize + local }
-        return globalLayers * heads * ((kept + blockSize - 1) / blockSize) + local
-    }
-}
-
-/// A policy at a budget, with the settings the simulator needs.
+/// A policy at a budget, as the simulator applies it. The policy's traits (timing, layout,
+/// window, scoring cost) are `PolicyKind`'s; the settings here only override them where a
+/// benchmark configuration differs (KV-Compress's protected window 32, ChunkKV's reuse group).
+/// No `CompressionSpec` at all is the full cache.
 public struct CompressionSpec: Sendable {
-    public var policy: PolicyName
+    public var policy: PolicyKind
     public var budget: Budget
+    /// Tokens every selection keeps whatever the budget (default: the policy's).
     public var window: Int
     /// ChunkKV: layers per index-reuse group (1 = every layer scores).
     public var reuseGroup: Int
+    /// For continual policies: when decode eviction happens.
+    public var decodeTrigger: DecodeTrigger
     public var footprint: any KVFootprint
 
-    public init(policy: PolicyName, budget: Budget, window: Int? = nil, reuseGroup: Int = 1, footprint: (any KVFootprint)? = nil) {
+    public init(policy: PolicyKind, budget: Budget, window: Int? = nil, reuseGroup: Int? = nil, decodeTrigger: DecodeTrigger = .everyStep,
+                footprint: (any KVFootprint)? = nil) {
         self.policy = policy
         self.budget = budget
-        self.window = window ?? policy.defaultWindow
-        self.reuseGroup = max(1, reuseGroup)
-        self.footprint = footprint ?? NominalFootprint(perHeadBlocks: policy.perHeadBlocks)
+        self.window = window ?? policy.window
+        self.reuseGroup = policy == .chunkKV ? max(1, reuseGroup ?? policy.scoring.layerReuse) : 1
+        self.decodeTrigger = decodeTrigger
+        self.footprint = footprint ?? NominalFootprint(layout: policy.layout)
     }
 
-    /// Full cache: nothing is evicted.
-    public static let none = CompressionSpec(policy: .full, budget: .fraction(1))
-
-    public var compresses: Bool { policy != .full }
-
-    /// Tokens per layer per KV head kept after compressing a `prompt`-token prefix.
-    /// KV-Compress rounds its cache up to whole blocks (C′ = C rounded up to 16).
+    /// Tokens per layer per KV head kept after compressing a `prompt`-token prefix
+    /// (`Budget.tokens`, then the policy's own rounding: KV-Compress keeps whole blocks).
     public func kept(prompt: Int, blockSize: Int) -> Int {
-        guard compresses else { return prompt }
-        var k = budget.kept(prompt: prompt)
-        if policy == .kvCompress { k = min(prompt, (k + blockSize - 1) / blockSize * blockSize) }
-        return max(k, min(prompt, window))
+        policy.keptTokens(budget: budget.tokens(prompt: prompt, window: window), prompt: prompt, blockSize: blockSize)
+    }
+
+    /// Whether the cache is held at the budget during decode (else it grows by one token a step).
+    var holdsDuringDecode: Bool { policy.timing == .continual && decodeTrigger == .everyStep }
+
+    /// Whether running sequences are compressed again when blocks run out.
+    var compressesOnPressure: Bool { policy.timing == .continual && decodeTrigger == .onPressure }
+
+    /// Tokens per global layer and head a request of `prompt` + `output` tokens holds when it
+    /// finishes (the largest it reaches).
+    public func keptAtEnd(prompt: Int, output: Int, blockSize: Int) -> Int {
+        let kept = kept(prompt: prompt, blockSize: blockSize)
+        return holdsDuringDecode ? kept : kept + output
     }
 
     /// Scoring and compaction seconds for one sequence.
     func compressionSeconds(prompt: Int, kept: Int, cost: CostModel) -> Double {
-        guard compresses, policy != .streamingLLM else {
-            // StreamingLLM keeps fixed positions: only the compaction copy.
-            return policy == .streamingLLM ? cost.compressionTime(promptTokens: prompt, keptTokens: kept, window: 0, scoredLayers: 0,
-                                                                  fullAttentionScores: false, sortsAcrossLayers: false) : 0
-        }
+        let scoring = policy.scoring
         let layers = cost.model.globalLayers
-        let scored = policy == .chunkKV ? (layers + reuseGroup - 1) / reuseGroup : layers
-        return cost.compressionTime(promptTokens: prompt, keptTokens: kept, window: max(window, 1), scoredLayers: scored,
-                                    fullAttentionScores: policy == .h2o, sortsAcrossLayers: policy == .kvCompress)
+        switch scoring.queries {
+        case .none:
+            return cost.compressionTime(promptTokens: prompt, keptTokens: kept, window: 0, scoredLayers: 0,
+                                        fullAttentionScores: false, sortsAcrossLayers: false)
+        case .window, .allPrompt:
+            return cost.compressionTime(promptTokens: prompt, keptTokens: kept, window: max(window, 1),
+                                        scoredLayers: (layers + reuseGroup - 1) / reuseGroup,
+                                        fullAttentionScores: scoring.queries == .allPrompt, sortsAcrossLayers: scoring.sortsAcrossLayers)
+        }
+    }
+}
+
+extension Optional where Wrapped == CompressionSpec {
+    /// Tokens kept after prefill: the whole prompt for the full cache.
+    public func kept(prompt: Int, blockSize: Int) -> Int { self?.kept(prompt: prompt, blockSize: blockSize) ?? prompt }
+}
+
+extension MemoryPlan {
+    /// The one max-concurrency rule for the full cache (nil) or a compression setting, for
+    /// requests of `prompt` + `output` tokens.
+    public func maxConcurrency(_ compression: CompressionSpec?, prompt: Int, output: Int) -> Int {
+        let footprint = compression?.footprint ?? NominalFootprint(layout: .perSequence)
+        let end = compression?.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize) ?? prompt + output
+        return maxConcurrency(footprint: footprint, prompt: prompt, output: output, keptAtEnd: end)
     }
 }

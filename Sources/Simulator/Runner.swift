@@ -6,7 +6,7 @@ extension Simulation {
     /// - Parameter largest: (prompt, output) of the largest request the workload can produce,
     ///   when known up front (synthetic workloads); a log's overlong requests are rejected one by one.
     /// - Throws: `CapacityError` when the model or a request cannot fit.
-    public static func run(gpu: GPU, model: ModelSpec, serving: ServingConfig, compression: CompressionSpec = .none,
+    public static func run(gpu: GPU, model: ModelSpec, serving: ServingConfig, compression: CompressionSpec? = nil,
                            constants: CostConstants = CostConstants(), source: any RequestSource,
                            largest: (prompt: Int, output: Int)? = nil, timeSeries: Bool = true) throws -> SimulationResult {
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)

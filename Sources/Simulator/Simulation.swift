@@ -1,6 +1,7 @@
 import DequeModule
 import Hardware
 import HeapModule
+import Policies
 
 /// A discrete-event simulation of one vLLM-style serving replica (one GPU, or one TP group).
 ///
@@ -30,7 +31,8 @@ import HeapModule
 public struct Simulation {
     public let plan: MemoryPlan
     public let cost: CostModel
-    public let compression: CompressionSpec
+    /// The policy at its budget; nil is the full cache.
+    public let compression: CompressionSpec?
 
     private var source: any RequestSource
     private var events = Heap<Event>()
@@ -46,8 +48,7 @@ public struct Simulation {
     private let maxModelLen: Int
     private let tokenBudget: Int
     private let watermark: Int
-    private let blocks: FootprintModel
-    private let timing: PolicyName.Timing
+    private let blocks: FootprintFunction
 
     /// Keep the batch-size and KV-utilisation time series (default); off, the result's series are empty.
     public var recordsTimeSeries: Bool {
@@ -56,7 +57,7 @@ public struct Simulation {
     }
 
     /// Builds a simulation of `source` on the memory plan's GPU and model.
-    public init(plan: MemoryPlan, cost: CostModel, compression: CompressionSpec = .none, source: any RequestSource) {
+    public init(plan: MemoryPlan, cost: CostModel, compression: CompressionSpec? = nil, source: any RequestSource) {
         self.plan = plan
         self.cost = cost
         self.compression = compression
@@ -65,8 +66,7 @@ public struct Simulation {
         maxModelLen = plan.serving.modelLen(for: plan.model)
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
         watermark = plan.phbCapacity / 100
-        timing = compression.policy.timing
-        blocks = FootprintModel(compression.footprint, plan: plan)
+        blocks = FootprintFunction(compression?.footprint ?? NominalFootprint(layout: .perSequence), plan: plan)
     }
 
     /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
@@ -173,7 +173,7 @@ public struct Simulation {
             let nextKept = keptAfterDecode(running[i])
             let need = footprint(tokens: running[i].tokens + 1, kept: nextKept) - running[i].phb
             if need > freePHB {
-                if timing == .onPressure, compressRunningForPressure(), need <= freePHB {
+                if compression?.compressesOnPressure == true, compressRunningForPressure(), need <= freePHB {
                     continue // retry this sequence with the freed blocks
                 }
                 // Preempt the most recently admitted running sequence (possibly this one).
@@ -208,7 +208,7 @@ public struct Simulation {
             budget -= chunk
             if s.prefilled + chunk == s.prefillTarget {
                 work.logitRows += 1
-                if spec.compresses {
+                if let spec {
                     let kept = spec.kept(prompt: s.prefillTarget, blockSize: blockSize)
                     work.compressionSeconds += spec.compressionSeconds(prompt: s.prefillTarget, kept: kept, cost: cost)
                 }
@@ -290,14 +290,14 @@ public struct Simulation {
                 if running[i].prefilled == running[i].prefillTarget {
                     if running[i].firstToken < 0 { running[i].firstToken = now }
                     running[i].generated += 1
-                    if compression.compresses {
+                    if let compression {
                         let kept = compression.kept(prompt: running[i].tokens, blockSize: plan.serving.blockSize)
                         let blocks = footprint(tokens: running[i].tokens, kept: kept)
                         if kept < running[i].kept { metrics.compressions += 1 }
                         freePHB += running[i].phb - blocks
                         running[i].phb = blocks
                         running[i].kept = kept
-                        if compression.policy.timing == .continual { running[i].cap = kept }
+                        if compression.holdsDuringDecode { running[i].cap = kept }
                     }
                     done = running[i].generated >= running[i].outputTarget
                 }
@@ -316,28 +316,6 @@ public struct Simulation {
             } else {
                 i += 1
             }
-        }
-    }
-}
-
-/// The policy's footprint, with the nominal case unpacked for the hot loop.
-private enum FootprintModel {
-    case nominal(NominalFootprintCalculator)
-    case custom(@Sendable (Int, Int) -> Int)
-
-    init(_ footprint: any KVFootprint, plan: MemoryPlan) {
-        if let n = footprint as? NominalFootprint {
-            self = .nominal(NominalFootprintCalculator(plan: plan, perHeadBlocks: n.perHeadBlocks))
-        } else {
-            self = .custom(footprint.calculator(plan: plan))
-        }
-    }
-
-    @inline(__always)
-    func phb(tokens: Int, kept: Int) -> Int {
-        switch self {
-        case let .nominal(calc): calc.phb(tokens: tokens, kept: kept)
-        case let .custom(f): f(tokens, kept)
         }
     }
 }

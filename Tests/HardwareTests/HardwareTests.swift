@@ -1,4 +1,5 @@
 import Foundation
+import Policies
 import Testing
 import TestSupport
 @testable import Hardware
@@ -136,10 +137,16 @@ struct MemoryPlanTests {
     @Test("concurrency shrinks with context and grows with compression")
     func concurrency() throws {
         let plan = try MemoryPlan(gpu: GPUCatalog.named("A100-80G")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: ServingConfig())
-        let at32k = plan.maxConcurrency(tokens: 32768, kept: 32768)
-        let at128k = plan.maxConcurrency(tokens: 131072, kept: 131072)
+        let full = NominalFootprint(layout: .perSequence)
+        let at32k = plan.maxConcurrency(footprint: full, prompt: 32768, output: 0, keptAtEnd: 32768)
+        let at128k = plan.maxConcurrency(footprint: full, prompt: 131072, output: 0, keptAtEnd: 131072)
         #expect(at32k > at128k && at128k >= 2)
-        #expect(plan.maxConcurrency(tokens: 131072, kept: 1024) > 50 * at128k)
+        #expect(at128k == plan.phbCapacity / full.phb(tokens: 131072, kept: 131072, plan: plan))
+        // One request holds its whole prompt while it prefills; the others their compressed KV.
+        let compressed = plan.maxConcurrency(footprint: full, prompt: 131072, output: 0, keptAtEnd: 1024)
+        let peak = full.phb(tokens: 131072, kept: 131072, plan: plan), end = full.phb(tokens: 131072, kept: 1024, plan: plan)
+        #expect(compressed == min(plan.serving.maxNumSeqs, 1 + (plan.phbCapacity - peak) / end))
+        #expect(compressed > 50 * at128k)
     }
 
     @Test("GPU names are case-insensitive with aliases")

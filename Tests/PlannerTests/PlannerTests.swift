@@ -31,36 +31,25 @@ struct PlannerTests {
         var serving = ServingConfig()
         serving.maxModelLen = 32768
         let plan = try MemoryPlan(gpu: GPUCatalog.named("A100-80G")!, model: Self.llama, serving: serving)
-        let flat = TraceFootprint(shape: Array(repeating: 1, count: 32), perHeadBlocks: false)
-        #expect(flat.phb(tokens: 10_000, kept: 1000, plan: plan) == plan.phb(tokens: 10_000, kept: 1000))
+        let flat = TraceFootprint(shape: Array(repeating: 1, count: 32), layout: .perSequence)
+        #expect(flat.phb(tokens: 10_000, kept: 1000, plan: plan) == NominalFootprint(layout: .perSequence).phb(tokens: 10_000, kept: 1000, plan: plan))
         // Prefill (nothing evicted yet) is the full footprint whatever the shape.
         let uneven = (0..<32).map { $0 < 16 ? 0.5 : 1.5 }
-        #expect(TraceFootprint(shape: uneven, perHeadBlocks: false).phb(tokens: 4000, kept: 4000, plan: plan) == plan.phb(tokens: 4000, kept: 4000))
+        #expect(TraceFootprint(shape: uneven, layout: .perSequence).phb(tokens: 4000, kept: 4000, plan: plan) == NominalFootprint(layout: .perSequence).phb(tokens: 4000, kept: 4000, plan: plan))
         // Per-sequence blocks: every layer-head pays the largest count, 1500 → 94 blocks.
         let layerHeads = 32 * 8
-        #expect(TraceFootprint(shape: uneven, perHeadBlocks: false).phb(tokens: 10_000, kept: 1000, plan: plan) == layerHeads * 94)
+        #expect(TraceFootprint(shape: uneven, layout: .perSequence).phb(tokens: 10_000, kept: 1000, plan: plan) == layerHeads * 94)
         // Per-head blocks: half the heads hold 500 (32 blocks), half 1500 (94 blocks).
-        #expect(TraceFootprint(shape: uneven, perHeadBlocks: true).phb(tokens: 10_000, kept: 1000, plan: plan) == layerHeads / 2 * 32 + layerHeads / 2 * 94)
+        #expect(TraceFootprint(shape: uneven, layout: .perHead).phb(tokens: 10_000, kept: 1000, plan: plan) == layerHeads / 2 * 32 + layerHeads / 2 * 94)
     }
 
     @Test("published figures match only their own model, policy and budget")
     func published() {
-        let hit = Published.matching(model: "Llama-3.1-8B-Instruct", policy: "snapkv", budget: 128, fraction: 0.01)
+        let hit = Published.matching(model: "Llama-3.1-8B-Instruct", policy: "snapkv", budget: .tokens(128))
         #expect(hit.map(\.score) == [42.58])
         #expect(abs(hit[0].loss - (49.08 - 42.58) / 49.08) < 1e-12)
-        #expect(Published.matching(model: "Qwen2.5-7B-Instruct", policy: "snapkv", budget: 128, fraction: 0.01).isEmpty)
-        #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "snapkv", budget: 100, fraction: 0.01).isEmpty)
-        #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "chunkkv", budget: 100, fraction: 0.10).map(\.score) == [65.7])
-    }
-}
-
-@Suite("policy names")
-struct PolicyNameTests {
-    @Test("every policy the engine and replay know is one the simulator can serve, by the same name")
-    func sameNames() {
-        for kind in PolicyKind.allCases {
-            #expect(PolicyName(rawValue: kind.rawValue) != nil, "\(kind.rawValue)")
-        }
-        #expect(Set(PolicyName.allCases.map(\.rawValue)).subtracting(PolicyKind.names) == ["full"])
+        #expect(Published.matching(model: "Qwen2.5-7B-Instruct", policy: "snapkv", budget: .tokens(128)).isEmpty)
+        #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "snapkv", budget: .tokens(100)).isEmpty)
+        #expect(Published.matching(model: "Llama-3.1-8B-Instruct", policy: "chunkkv", budget: .fraction(0.10)).map(\.score) == [65.7])
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Hardware
+import Policies
 @testable import Simulator
 
 let root = TestSupport.repositoryRoot
@@ -12,7 +13,7 @@ let llama8b = ModelCatalog.named("Llama-3.1-8B-Instruct")!
 func scenarioFile(_ yaml: String) throws -> String { try TestSupport.temporaryFile("scenario.yaml", yaml) }
 
 func run(_ source: any RequestSource, gpu: GPU = a100, model: ModelSpec = llama8b, serving: ServingConfig = ServingConfig(),
-         compression: CompressionSpec = .none) throws -> SimulationResult {
+         compression: CompressionSpec? = nil) throws -> SimulationResult {
     try Simulation.run(gpu: gpu, model: model, serving: serving, compression: compression, source: source)
 }
 
@@ -90,8 +91,8 @@ struct InvariantTests {
 struct CompressionTests {
     let source = { SyntheticSource(arrivals: .batch, prompt: .fixed(6000), output: .fixed(500), count: 64, seed: 1) }
 
-    @Test("compression raises memory-bound throughput and batch size", arguments: [PolicyName.snapKV, .kvCompress, .h2o, .streamingLLM, .pyramidKV])
-    func throughput(policy: PolicyName) throws {
+    @Test("compression raises memory-bound throughput and batch size", arguments: [PolicyKind.snapKV, .kvCompress, .h2o, .streamingLLM, .pyramidKV])
+    func throughput(policy: PolicyKind) throws {
         let full = try run(source(), gpu: l4, serving: benchmarkServing)
         let compressed = try run(source(), gpu: l4, serving: benchmarkServing, compression: CompressionSpec(policy: policy, budget: .tokens(256)))
         #expect(compressed.outputTokensPerSecond > 2 * full.outputTokensPerSecond, "\(policy)")
@@ -111,20 +112,23 @@ struct CompressionTests {
         #expect(streaming.preemptions <= snap.preemptions)
     }
 
-    @Test("budgets: tokens are capped by the prompt, fractions round up, KV-Compress rounds to blocks")
+    @Test("budgets: tokens are capped by the prompt, fractions round to the nearest token and never below the window, KV-Compress rounds to blocks")
     func budgets() {
-        #expect(Budget.tokens(1024).kept(prompt: 500) == 500)
-        #expect(Budget.fraction(0.1).kept(prompt: 1001) == 101)
+        #expect(Budget.tokens(1024).tokens(prompt: 500, window: 32) == 500)
+        #expect(Budget.fraction(0.1).tokens(prompt: 1001, window: 32) == 100)
+        #expect(Budget.fraction(0.1).tokens(prompt: 1006, window: 32) == 101)
+        #expect(Budget.fraction(0.01).tokens(prompt: 1000, window: 32) == 32)
+        #expect(Budget.fraction(0.01).tokens(prompt: 20, window: 32) == 20)
         #expect(CompressionSpec(policy: .kvCompress, budget: .tokens(100)).kept(prompt: 6000, blockSize: 16) == 112)
         #expect(CompressionSpec(policy: .snapKV, budget: .tokens(100)).kept(prompt: 6000, blockSize: 16) == 100)
-        #expect(CompressionSpec.none.kept(prompt: 6000, blockSize: 16) == 6000)
+        #expect(CompressionSpec?.none.kept(prompt: 6000, blockSize: 16) == 6000)
     }
 
     @Test("per-head blocks pack tokens; per-sequence blocks round each head up")
     func footprints() throws {
         let plan = try MemoryPlan(gpu: a100, model: llama8b, serving: ServingConfig())
-        let perSeq = NominalFootprint(perHeadBlocks: false).phb(tokens: 6000, kept: 100, plan: plan)
-        let perHead = NominalFootprint(perHeadBlocks: true).phb(tokens: 6000, kept: 100, plan: plan)
+        let perSeq = NominalFootprint(layout: .perSequence).phb(tokens: 6000, kept: 100, plan: plan)
+        let perHead = NominalFootprint(layout: .perHead).phb(tokens: 6000, kept: 100, plan: plan)
         #expect(perSeq == 32 * 8 * 7) // ⌈100/16⌉ = 7 blocks per layer-head
         #expect(perHead == (32 * 8 * 100 + 15) / 16)
         #expect(perHead < perSeq)
