@@ -185,14 +185,7 @@ public enum Planner {
         let workload = try Workload(inputs: inputs)
         let prompt = workload.longestPrompt
 
-        // The configurations: full cache, then policy × budget (budgets at or above the prompt are skipped).
-        var configs: [(PolicyKind?, Budget?)] = [(nil, nil)]
-        for p in inputs.policies {
-            for spec in inputs.budgets {
-                if case let .tokens(b) = spec, b < p.window { throw PlanError("budget \(b) is below \(p.rawValue)'s window of \(p.window) tokens") }
-                if spec.tokens(prompt: prompt, window: p.window) < prompt { configs.append((p, spec)) }
-            }
-        }
+        let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
         // Every configuration in parallel; the full cache's row throws when no rate meets the SLOs.
         let total = configs.count
         let counter = Counter()
@@ -223,6 +216,45 @@ public enum Planner {
         let prompts = try workload.promptLengths(count: count)
         guard !prompts.isEmpty else { return 1 }
         return prompts.reduce(0) { $0 + Double(spec.kept(prompt: $1, blockSize: blockSize)) / Double($1) } / Double(prompts.count)
+    }
+
+    /// The configurations of a plan: the full cache (nil, nil), then every policy × budget in the
+    /// order given, skipping a budget that keeps the whole longest prompt.
+    /// - Throws: `PlanError` for a token budget below a policy's window.
+    static func configurations(policies: [PolicyKind], budgets: [Budget], longestPrompt prompt: Int) throws -> [(PolicyKind?, Budget?)] {
+        var configs: [(PolicyKind?, Budget?)] = [(nil, nil)]
+        for p in policies {
+            for spec in budgets {
+                if case let .tokens(b) = spec, b < p.window { throw PlanError("budget \(b) is below \(p.rawValue)'s window of \(p.window) tokens") }
+                if spec.tokens(prompt: prompt, window: p.window) < prompt { configs.append((p, spec)) }
+            }
+        }
+        return configs
+    }
+
+    /// The outcome of the rate search.
+    enum RateSearch<Result> {
+        /// The highest rate found meeting the SLOs, and the run there.
+        case met(rate: Double, Result)
+        /// Nothing met them, not even a rate near zero (its run).
+        case unmet(atLowest: Result)
+    }
+
+    /// The highest Poisson rate meeting the SLOs, by bisection on (0, `top`]: 7 halvings leave a
+    /// bracket of top/128 (0.9 % of the saturated rate when top is 1.2× it), below the
+    /// recommendation's 2 % margin. A near-zero rate (top/1000) is probed only when nothing above
+    /// it met them, to tell "a very low rate" from "no rate at all".
+    static func highestRate<R>(below top: Double, halvings: Int = 7, probe: (Double) throws -> R, meets: (R) -> Bool) rethrows -> RateSearch<R> {
+        let lowest = top / 1000
+        var lo = lowest, hi = top, best: R?
+        for _ in 0..<halvings {
+            let mid = (lo + hi) / 2
+            let r = try probe(mid)
+            if meets(r) { lo = mid; best = r } else { hi = mid }
+        }
+        if let best { return .met(rate: lo, best) }
+        let atLowest = try probe(lowest)
+        return meets(atLowest) ? .met(rate: lowest, atLowest) : .unmet(atLowest: atLowest)
     }
 
     final class Counter: @unchecked Sendable {
@@ -269,38 +301,26 @@ public enum Planner {
         }
         // The highest Poisson rate meeting the SLOs, by bisection below the saturated rate.
         let top = saturated.requestsPerSecond * 1.2
-        let lowRate = top / 1000
         var curve: [PlanRow.RatePoint] = []
         func probe(_ rate: Double) throws -> SimulationResult {
             let r = try simulate(.poisson(rate: rate), count: inputs.requests)
             curve.append(.init(rate: rate, ttftP90: r.ttftMs.p90, tpotP99: r.tpotMs.p99))
             return r
         }
-        // Bisection on (rate → 0, top]; the near-zero rate is simulated only when nothing above it
-        // met the SLOs (to tell "a very low rate" from "no rate at all").
         var sloRate = 0.0
         var latency: LatencyAtRate?
-        var lo = lowRate, hi = top, best: SimulationResult?
-        for _ in 0..<7 { // bracket width top/128: 0.9 % of the saturated rate, below the recommendation's 2 % margin
-            let mid = (lo + hi) / 2
-            let r = try probe(mid)
-            if meets(r) { lo = mid; best = r } else { hi = mid }
-        }
-        if best == nil {
-            let atLow = try probe(lowRate)
-            if meets(atLow) {
-                best = atLow
-            } else if policy == nil {
+        switch try highestRate(below: top, probe: probe, meets: meets) {
+        case let .met(rate, best):
+            sloRate = rate
+            latency = LatencyAtRate(rate: rate, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
+        case let .unmet(atLow):
+            if policy == nil {
                 let ttft = atLow.ttftMs.p90 / 1000, tpot = atLow.tpotMs.p99
                 let which = atLow.ttftMs.p90 > inputs.sloTTFT * 1000
                     ? "TTFT p90 is \(String(format: "%.2f", ttft)) s > \(inputs.sloTTFT) s"
                     : "TPOT p99 is \(String(format: "%.1f", tpot)) ms > \(inputs.sloTPOT * 1000) ms"
                 throw PlanError("the SLOs cannot be met even as the arrival rate goes to 0 with the full cache: \(which) for \(workload.description) on \(inputs.gpu.name)")
             }
-        }
-        if let best {
-            sloRate = lo
-            latency = LatencyAtRate(rate: lo, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
         }
         curve.sort { $0.rate < $1.rate }
         let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: spec!) } ?? []

@@ -57,7 +57,7 @@ public struct CompressionSpec: Sendable {
     }
 
     /// Scoring and compaction seconds for one sequence.
-    func compressionSeconds(prompt: Int, kept: Int, cost: CostModel) -> Double {
+    func compressionSeconds(prompt: Int, kept: Int, cost: any LatencyModel) -> Double {
         let scoring = policy.scoring
         let layers = cost.model.globalLayers
         switch scoring.queries {

@@ -8,12 +8,17 @@ public struct Request: Equatable, Sendable {
     public var arrival: Int64
     public var promptTokens: Int
     public var outputTokens: Int
+    /// The prompt's prefix identity: one hash per block of prompt tokens, equal across requests
+    /// that share that prefix (Mooncake's `hash_ids`, 512-token blocks); empty when unknown. No
+    /// scheduler reuses prefixes yet.
+    public var blockHashes: [Int]
 
-    public init(id: Int, arrival: Int64, promptTokens: Int, outputTokens: Int) {
+    public init(id: Int, arrival: Int64, promptTokens: Int, outputTokens: Int, blockHashes: [Int] = []) {
         self.id = id
         self.arrival = arrival
         self.promptTokens = promptTokens
         self.outputTokens = outputTokens
+        self.blockHashes = blockHashes
     }
 }
 
@@ -140,6 +145,7 @@ public struct LogSource: RequestSource {
         }
         let text = String(decoding: data, as: UTF8.self)
         var rows: [(Double, Int, Int)] = []
+        var hashes: [[Int]] = []
         var lineNumber = 0
         var skipped = 0
         // "\r\n" is one Character in Swift: split on both line ends.
@@ -163,12 +169,21 @@ public struct LogSource: RequestSource {
                     throw WorkloadError("\(path):\(lineNumber): expected TIMESTAMP,ContextTokens,GeneratedTokens, found \(line.prefix(80))")
                 }
                 rows.append((t, p, o))
+                hashes.append([])
             case .mooncake:
                 guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                       let t = (obj["timestamp"] as? NSNumber)?.doubleValue, let p = obj["input_length"] as? Int, let o = obj["output_length"] as? Int else {
                     throw WorkloadError("\(path):\(lineNumber): expected a JSON object with timestamp, input_length and output_length, found \(line.prefix(80))")
                 }
+                var ids: [Int] = []
+                if let raw = obj["hash_ids"] {
+                    guard let list = raw as? [Int] else {
+                        throw WorkloadError("\(path):\(lineNumber): hash_ids must be a list of integers, found \(line.prefix(80))")
+                    }
+                    ids = list
+                }
                 rows.append((t / 1000, p, o))
+                hashes.append(ids)
             }
             if let last = rows.last, last.1 < 0 || last.2 < 0 {
                 throw WorkloadError("\(path):\(lineNumber): negative token count")
@@ -176,7 +191,8 @@ public struct LogSource: RequestSource {
         }
         guard let first = rows.first else { throw WorkloadError("\(path): no requests after offset \(offset)") }
         requests = rows.enumerated().map { i, r in
-            Request(id: i, arrival: Int64(((r.0 - first.0) * timeScale * 1e6).rounded()), promptTokens: max(1, r.1), outputTokens: max(1, r.2))
+            Request(id: i, arrival: Int64(((r.0 - first.0) * timeScale * 1e6).rounded()), promptTokens: max(1, r.1), outputTokens: max(1, r.2),
+                    blockHashes: hashes[i])
         }
         for i in 1..<max(requests.count, 1) where requests[i].arrival < requests[i - 1].arrival {
             throw WorkloadError("\(path): request \(i + offset + 1) arrives before the one before it (the log must be sorted by time)")

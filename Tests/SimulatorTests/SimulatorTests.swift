@@ -222,3 +222,73 @@ struct WorkloadTests {
         #expect(abs(t.values.first! - 1) < 1e-9 && abs(t.values.last! - 3) < 1e-9)
     }
 }
+
+@Suite("scheduler and block manager properties")
+struct SchedulerPropertyTests {
+    /// Seeded runs that preempt, compress on pressure and meet requests that can never fit.
+    static func harsh(seed: UInt64) -> SyntheticSource {
+        SyntheticSource(arrivals: .gamma(rate: 6, cv: 3), prompt: .lognormal(median: 3000, sigma: 1.2, min: 16, max: 30000),
+                        output: .lognormal(median: 400, sigma: 1, min: 1, max: 2700), count: 300, seed: seed)
+    }
+
+    static let settings: [(String, CompressionSpec?)] = [
+        ("full", nil),
+        ("snapkv", CompressionSpec(policy: .snapKV, budget: .tokens(256))),
+        ("h2o", CompressionSpec(policy: .h2o, budget: .fraction(0.1))),
+        ("kvcompress on pressure", CompressionSpec(policy: .kvCompress, budget: .tokens(128), decodeTrigger: .onPressure)),
+        ("pyramidkv", CompressionSpec(policy: .pyramidKV, budget: .tokens(512))),
+    ]
+
+    @Test("used + free = capacity after every event, and every request completes or is rejected", arguments: [true, false])
+    func invariants(chunked: Bool) throws {
+        var serving = ServingConfig()
+        serving.chunkedPrefill = chunked
+        serving.maxModelLen = 32768
+        let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: serving)
+        var preempted = 0, rejected = 0
+        for seed in UInt64(1)...6 {
+            for (name, spec) in Self.settings {
+                var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: serving), compression: spec, source: Self.harsh(seed: seed))
+                sim.recordsTimeSeries = false
+                var events = 0, broken = 0
+                let r = sim.run { blocks in
+                    events += 1
+                    if blocks.used + blocks.free != blocks.capacity || blocks.free < 0 || blocks.free > blocks.capacity { broken += 1 }
+                }
+                #expect(broken == 0, "seed \(seed) \(name)")
+                #expect(events > 300)
+                #expect(r.completed + r.rejected == r.requests && r.requests == 300, "seed \(seed) \(name): \(r.completed) + \(r.rejected)")
+                #expect(r.completed > 0)
+                preempted += r.preemptions
+                rejected += r.rejected
+            }
+        }
+        // The runs exercise what the invariants guard: preemption and requests that never fit.
+        #expect(preempted > 0 && rejected > 0)
+    }
+
+    @Test("a sequence that outgrows the whole pool while decoding is dropped, not left waiting")
+    func outgrowsPool() throws {
+        var serving = ServingConfig()
+        serving.maxModelLen = 131072
+        let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: serving)
+        // The prompt fits the pool; prompt + output does not (L4 holds ~29k tokens of Llama-3.1-8B).
+        let source = SyntheticSource(arrivals: .batch, prompt: .fixed(20000), output: .fixed(60000), count: 2, seed: 1)
+        var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: serving), source: source)
+        let r = sim.run()
+        #expect(r.requests == 2 && r.rejected >= 1 && r.completed + r.rejected == 2)
+        #expect(sim.blocks.free == sim.blocks.capacity)
+    }
+
+    @Test("the block manager checks before it acts")
+    func blockManager() {
+        var b = BlockManager(capacity: 1000)
+        #expect(b.watermark == 10)
+        #expect(b.canAllocate(1000) && !b.canAllocate(1001))
+        #expect(b.canAdmit(990, nothingRunning: false) && !b.canAdmit(991, nothingRunning: false) && b.canAdmit(1000, nothingRunning: true))
+        b.allocate(600)
+        #expect(b.used == 600 && b.free == 400 && !b.canAllocate(401))
+        b.release(600)
+        #expect(b.free == b.capacity && !b.couldEverHold(1001))
+    }
+}

@@ -1,0 +1,251 @@
+import DequeModule
+import Hardware
+
+/// What a scheduler sees and changes when it forms a step: the queues, the block pool, the
+/// footprint of the policy in force and the replica's limits. The simulation owns it; it passes
+/// it to the scheduler once per step and, after the step, advances the sequences it holds.
+public struct SchedulerState {
+    var waiting = Deque<Sequence>()
+    var running = ContiguousArray<Sequence>()
+    public internal(set) var blocks: BlockManager
+    /// The policy at its budget; nil is the full cache.
+    public let compression: CompressionSpec?
+    public let serving: ServingConfig
+    public let model: ModelSpec
+    let footprint: FootprintFunction
+    let cost: any LatencyModel
+    /// The step's token budget (`max_num_batched_tokens` in force).
+    public let tokenBudget: Int
+    public internal(set) var preemptions = 0
+    public internal(set) var compressions = 0
+    /// Requests dropped because they can never be served (counted by the simulation's metrics).
+    public internal(set) var rejected = 0
+
+    init(plan: MemoryPlan, cost: any LatencyModel, compression: CompressionSpec?) {
+        blocks = BlockManager(capacity: plan.phbCapacity)
+        self.compression = compression
+        serving = plan.serving
+        model = plan.model
+        footprint = FootprintFunction(compression?.footprint ?? NominalFootprint(layout: .perSequence), plan: plan)
+        self.cost = cost
+        tokenBudget = plan.serving.batchedTokens(for: plan.model)
+    }
+
+    public var waitingCount: Int { waiting.count }
+    public var runningCount: Int { running.count }
+
+    /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
+    @inline(__always)
+    func phb(tokens: Int, kept: Int) -> Int { footprint.phb(tokens: tokens, kept: kept) }
+
+    /// Returns the running sequence at `index` to the front of the queue, freeing all its blocks
+    /// (vLLM's recompute preemption: it will prefill its prompt and generated tokens again).
+    mutating func preempt(_ index: Int) {
+        var s = running.remove(at: index)
+        blocks.release(s.phb)
+        s.resetForRecompute()
+        preemptions += 1
+        waiting.prepend(s)
+    }
+
+    /// Compresses every decoding sequence above its budget back to it (a continual policy under
+    /// memory pressure). Returns whether any block was freed.
+    mutating func compressRunningForPressure() -> Bool {
+        guard let compression else { return false }
+        var freed = false
+        for i in running.indices where !running[i].prefilling {
+            let target = compression.kept(prompt: running[i].tokens, blockSize: serving.blockSize)
+            guard running[i].kept > target else { continue }
+            let held = phb(tokens: running[i].tokens, kept: target)
+            if held < running[i].phb {
+                blocks.release(running[i].phb - held)
+                running[i].phb = held
+                running[i].kept = target
+                compressions += 1
+                freed = true
+            }
+        }
+        return freed
+    }
+}
+
+/// A serving engine's batching rule: given the state after the last step, it decides the next
+/// step's batch — admissions, prefill chunks, decodes, preemptions — allocating through the
+/// state's block manager, and describes the work for the latency model. An empty `StepWork`
+/// leaves the engine idle until the next arrival.
+public protocol Scheduler {
+    mutating func formBatch(_ state: inout SchedulerState) -> StepWork
+}
+
+/// vLLM's scheduler (0.6 – V1 semantics as ckv-sim models them):
+///
+/// - **Without chunked prefill** (vLLM 0.6 default): if waiting requests can be admitted (FCFS,
+///   within `max_num_seqs`, the step token budget and the free blocks, keeping a 1 % watermark),
+///   the step prefills them alone; otherwise every running sequence decodes one token.
+/// - **With chunked prefill**: running decodes first (one token each), then the running
+///   prefills' next chunks, then new admissions, all within `max_num_batched_tokens`.
+///
+/// A request's blocks for its whole prompt are allocated when it is admitted (the peak KV during
+/// prefill). During decode a sequence needs a new block each time its kept tokens cross a block
+/// boundary; a continual policy holds the cache at its budget, or (on-pressure trigger)
+/// compresses running sequences again when a block is missing, before the scheduler preempts.
+/// Preemption is recompute: the latest-admitted running sequence frees all its blocks. A request
+/// that could not fit even in the empty pool is dropped (vLLM's `AllocStatus.NEVER`).
+public struct VLLMScheduler: Scheduler {
+    public init() {}
+
+    public mutating func formBatch(_ state: inout SchedulerState) -> StepWork {
+        var work = StepWork()
+        if state.serving.chunkedPrefill {
+            scheduleDecodes(&state, &work)
+            scheduleChunks(&state, &work)
+        } else {
+            scheduleChunks(&state, &work)
+            if work.prefillTokens == 0 { scheduleDecodes(&state, &work) }
+            // Decodes that preempted every running sequence leave an empty step: admit instead
+            // (vLLM schedules again on its next iteration; an empty step here would idle forever).
+            if work.prefillTokens + work.decodeSequences == 0, !state.waiting.isEmpty { scheduleChunks(&state, &work) }
+        }
+        return work
+    }
+
+    /// Marks every running sequence past its prefill to decode one token, allocating the block
+    /// it needs; frees blocks by compression or preemption when none is free.
+    private func scheduleDecodes(_ state: inout SchedulerState, _ work: inout StepWork) {
+        var i = 0
+        let window = state.model.slidingWindow ?? Int.max
+        let g = Double(state.model.globalLayers), l = Double(state.model.localLayers)
+        let onPressure = state.compression?.compressesOnPressure == true
+        while i < state.running.count {
+            if state.running[i].prefilling {
+                i += 1
+                continue
+            }
+            let s = state.running[i]
+            let need = state.phb(tokens: s.tokens + 1, kept: s.keptAfterDecode) - s.phb
+            if !state.blocks.canAllocate(need) {
+                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(need) {
+                    continue // retry this sequence with the freed blocks
+                }
+                // Preempt the most recently admitted running sequence (possibly this one).
+                let victim = state.running.count - 1
+                state.preempt(victim)
+                if victim == i { break }
+                continue
+            }
+            state.blocks.allocate(max(0, need))
+            state.running[i].phb += max(0, need)
+            state.running[i].decoding = true
+            work.decodeSequences += 1
+            work.logitRows += 1
+            work.decodeTokenLayers += g * Double(s.kept) + l * Double(min(s.tokens, window))
+            i += 1
+        }
+    }
+
+    /// Continues running prefills and admits waiting requests, within the step's token budget.
+    private func scheduleChunks(_ state: inout SchedulerState, _ work: inout StepWork) {
+        var budget = state.tokenBudget - work.decodeSequences
+        let chunked = state.serving.chunkedPrefill
+        let window = Double(state.model.slidingWindow ?? Int.max)
+        let spec = state.compression, cost = state.cost, blockSize = state.serving.blockSize
+        func addChunk(_ s: inout Sequence, _ chunk: Int, _ work: inout StepWork) {
+            let before = Double(s.prefilled), c = Double(chunk)
+            work.prefillTokens += chunk
+            work.prefillSequences += 1
+            work.prefillAttentionArea += c * (before + c / 2)
+            work.prefillLocalArea += c * min(before + c / 2, window)
+            s.chunk = chunk
+            budget -= chunk
+            if s.prefilled + chunk == s.prefillTarget {
+                work.logitRows += 1
+                if let spec {
+                    let kept = spec.kept(prompt: s.prefillTarget, blockSize: blockSize)
+                    work.compressionSeconds += spec.compressionSeconds(prompt: s.prefillTarget, kept: kept, cost: cost)
+                }
+            }
+        }
+        if chunked {
+            for i in state.running.indices where state.running[i].prefilling && budget > 0 {
+                addChunk(&state.running[i], min(budget, state.running[i].prefillTarget - state.running[i].prefilled), &work)
+            }
+        }
+        while budget > 0, let head = state.waiting.first, state.running.count < state.serving.maxNumSeqs {
+            let target = head.request.promptTokens + head.generated
+            let chunk = chunked ? min(budget, target) : target
+            // Without chunked prefill the whole prompt must fit the step's budget.
+            if !chunked, target > budget { break }
+            let blocks = state.phb(tokens: target, kept: target)
+            guard state.blocks.canAdmit(blocks, nothingRunning: state.running.isEmpty) else {
+                if state.running.isEmpty, !state.blocks.couldEverHold(blocks) {
+                    // A preempted sequence whose prompt and output outgrew the whole pool.
+                    state.waiting.removeFirst()
+                    state.rejected += 1
+                    continue
+                }
+                break
+            }
+            var s = state.waiting.removeFirst()
+            s.prefillTarget = target
+            s.prefilled = 0
+            s.phb = blocks
+            state.blocks.allocate(blocks)
+            addChunk(&s, chunk, &work)
+            state.running.append(s)
+        }
+    }
+}
+
+/// A request inside the engine.
+struct Sequence {
+    var request: Request
+    var outputTarget: Int = 0
+    /// Tokens whose KV exists (prompt prefilled so far, then + generated).
+    var tokens = 0
+    /// Tokens kept per global layer and KV head.
+    var kept = 0
+    /// Per-head blocks held.
+    var phb = 0
+    var prefilled = 0
+    var prefillTarget = 0
+    /// Prefill tokens scheduled in the current step.
+    var chunk = 0
+    /// Decoding one token in the current step.
+    var decoding = false
+    var generated = 0
+    var firstToken: Int64 = -1
+    /// The most tokens a continual policy keeps (its budget for this prompt); unbounded otherwise.
+    var cap = Int.max
+
+    init(request: Request) { self.request = request }
+
+    var prefilling: Bool { prefillTarget == 0 || prefilled < prefillTarget }
+
+    /// Kept tokens after one more decode step: continual policies hold the cache at their cap.
+    var keptAfterDecode: Int { min(kept + 1, cap) }
+
+    /// Forgets the KV it held, keeping what it generated (recompute preemption).
+    mutating func resetForRecompute() {
+        phb = 0
+        kept = 0
+        tokens = 0
+        prefilled = 0
+        chunk = 0
+        decoding = false
+        prefillTarget = 0
+        cap = Int.max
+    }
+}
+
+/// The step cost a scheduler's batches are timed with: `CostModel` (roofline) today; measured
+/// kernel tables later, behind the same protocol.
+public protocol LatencyModel: Sendable {
+    var model: ModelSpec { get }
+    /// Seconds of one engine step doing `work`.
+    func stepTime(_ work: StepWork) -> StepTime
+    /// Seconds of one sequence's compression scoring and compaction.
+    func compressionTime(promptTokens: Int, keptTokens: Int, window: Int, scoredLayers: Int,
+                         fullAttentionScores: Bool, sortsAcrossLayers: Bool) -> Double
+}
+
+extension CostModel: LatencyModel {}
