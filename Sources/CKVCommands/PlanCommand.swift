@@ -42,7 +42,7 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(help: "Budgets in tokens per layer per KV head, comma-separated.")
     var budgets: String?
 
-    @Option(name: .customLong("kv-fractions"), help: "Budgets as fractions of the longest prompt (e.g. 1%,5%).")
+    @Option(name: .customLong("kv-fractions"), help: "Budgets as fractions of each request's prompt (e.g. 1%,5%); the table shows the tokens at the longest prompt.")
     var kvFractions: String?
 
     @Option(name: .customLong("max-accuracy-loss"), help: "Largest relative accuracy loss the recommendation accepts: 3%.")

@@ -183,8 +183,6 @@ public enum Planner {
         let plan: MemoryPlan
         do { plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving) } catch let e as CapacityError { throw PlanError(e.description) }
         let workload = try Workload(inputs: inputs)
-        let prompt = workload.longestPrompt
-
         let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
         // Every configuration in parallel; the full cache's row throws when no rate meets the SLOs.
         let total = configs.count
@@ -374,7 +372,7 @@ public enum Planner {
         var notes = [
             "Physical KV per request comes from replaying the bundled traces of \(library.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models.",
             "Latency and throughput come from the discrete-event simulator's roofline cost model with its default constants (Docs/simulator.md, Docs/validation.md for its measured error).",
-            "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at the same kv-fraction; published figures are the papers' own, on their models and benchmarks.",
+            "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at each row's request-weighted kv-fraction (the mean over the workload's requests of the share of each prompt the budget keeps); published figures are the papers' own, on their models and benchmarks.",
         ]
         let missing = inputs.policies.filter { p in p.needsProfile && !library.replayers.contains { library.profiles[$0.trace.model.name] != nil } }
         if !missing.isEmpty {
