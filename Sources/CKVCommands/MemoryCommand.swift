@@ -101,10 +101,9 @@ struct MemoryReport: Encodable {
         kvTokens = plan.kvTokens
         var rows: [Row] = []
         func add(_ label: String, _ spec: CompressionSpec?) {
-            let kept = spec?.kept(prompt: context, blockSize: plan.serving.blockSize) ?? context
-            let layout = spec?.policy.layout ?? .perSequence
-            let phb = (spec?.footprint ?? NominalFootprint(layout: layout)).phb(tokens: context, kept: kept, plan: plan)
-            rows.append(Row(setting: label, keptTokens: kept, layout: layout.label, kvBytesPerRequest: Double(phb) * plan.phbBytes,
+            let kept = spec.kept(prompt: context, blockSize: plan.serving.blockSize)
+            let phb = spec.footprint.phb(tokens: context, kept: kept, plan: plan)
+            rows.append(Row(setting: label, keptTokens: kept, layout: (spec?.policy.layout ?? .perSequence).label, kvBytesPerRequest: Double(phb) * plan.phbBytes,
                             maxConcurrency: plan.maxConcurrency(spec, prompt: context, output: 0)))
         }
         add("full cache", nil)

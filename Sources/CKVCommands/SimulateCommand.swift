@@ -53,18 +53,7 @@ struct CompressionOptions: ParsableArguments {
     }
 }
 
-extension DecodeTrigger: ExpressibleByArgument {
-    public init?(argument: String) {
-        switch argument {
-        case "every-step": self = .everyStep
-        case "on-pressure": self = .onPressure
-        default: return nil
-        }
-    }
-
-    public static var allValueStrings: [String] { ["every-step", "on-pressure"] }
-    public var defaultValueDescription: String { self == .everyStep ? "every-step" : "on-pressure" }
-}
+extension DecodeTrigger: ExpressibleByArgument {}
 
 /// Output formats of `simulate`.
 enum TableFormat: String, ExpressibleByArgument, CaseIterable {

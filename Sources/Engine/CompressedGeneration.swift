@@ -68,12 +68,6 @@ public final class DecodeRowCollector: @unchecked Sendable {
         promptLength = n
     }
 
-    /// The windows the policies read, plain or squared (`PolicyKind.windowsRead`).
-    public static let policyWindows: [Int] = {
-        let read = PolicyKind.statisticWindows()
-        return Array(Set(read.sums + read.squared)).sorted()
-    }()
-
     /// The probe to pass to `prefill` and `generate(from:)`.
     public var probe: AttentionProbe {
         { [self] layer, head, position, first, weights in

@@ -184,13 +184,15 @@ public enum Planner {
         do { plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving) } catch let e as CapacityError { throw PlanError(e.description) }
         let workload = try Workload(inputs: inputs)
         let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
+        let prompts = try workload.promptLengths(count: inputs.requests)
         // Every configuration in parallel; the full cache's row throws when no rate meets the SLOs.
         let total = configs.count
         let counter = Counter()
         let rows = try await withThrowingTaskGroup(of: (Int, PlanRow).self) { group in
             for (i, config) in configs.enumerated() {
                 group.addTask {
-                    let r = try row(policy: config.0, budget: config.1, inputs: inputs, serving: serving, plan: plan, workload: workload, library: library)
+                    let r = try row(policy: config.0, budget: config.1, inputs: inputs, serving: serving, plan: plan, workload: workload,
+                                    prompts: prompts, library: library)
                     progress(counter.increment(), total)
                     return (i, r)
                 }
@@ -209,9 +211,8 @@ public enum Planner {
         return report
     }
 
-    /// The mean over the workload's first `count` requests of the kv-fraction each keeps.
-    static func requestWeightedFraction(_ spec: CompressionSpec, workload: Workload, count: Int, blockSize: Int) throws -> Double {
-        let prompts = try workload.promptLengths(count: count)
+    /// The mean over the requests' `prompts` of the kv-fraction each keeps.
+    static func requestWeightedFraction(_ spec: CompressionSpec, prompts: [Int], blockSize: Int) -> Double {
         guard !prompts.isEmpty else { return 1 }
         return prompts.reduce(0) { $0 + Double(spec.kept(prompt: $1, blockSize: blockSize)) / Double($1) } / Double(prompts.count)
     }
@@ -262,7 +263,7 @@ public enum Planner {
     }
 
     static func row(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
-                    workload: Workload, library: TraceLibrary) throws -> PlanRow {
+                    workload: Workload, prompts: [Int], library: TraceLibrary) throws -> PlanRow {
         let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
         var compression: CompressionSpec?
         if let policy, let spec { compression = CompressionSpec(policy: policy, budget: spec) }
@@ -270,7 +271,7 @@ public enum Planner {
         // workload's requests keep on average (where the accuracy evidence is taken).
         let budget = compression.map { $0.budget.tokens(prompt: prompt, window: $0.window) }
         let fraction = budget.map { Double($0) / Double(prompt) } ?? 1
-        let weighted = try compression.map { try requestWeightedFraction($0, workload: workload, count: inputs.requests, blockSize: serving.blockSize) } ?? 1
+        let weighted = compression.map { requestWeightedFraction($0, prompts: prompts, blockSize: serving.blockSize) } ?? 1
         var evidence: TraceEvidence?
         if let policy, var spec = compression {
             evidence = try library.evidence(policy, fraction: weighted, target: model)
@@ -279,11 +280,11 @@ public enum Planner {
         }
         let bytesPerPHB = plan.phbBytes
         let tokens = prompt + output
-        let keptEnd = compression?.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize) ?? tokens
-        let peak = Double(NominalFootprint(layout: .perSequence).phb(tokens: prompt, kept: prompt, plan: plan)) * bytesPerPHB
-        let nominal = Double(NominalFootprint(layout: .perSequence).phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
-        let footprint = compression?.footprint ?? NominalFootprint(layout: .perSequence)
-        let physical = Double(max(1, footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))) * bytesPerPHB
+        let keptEnd = compression.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize)
+        let uniform = NominalFootprint(layout: .perSequence)
+        let peak = Double(uniform.phb(tokens: prompt, kept: prompt, plan: plan)) * bytesPerPHB
+        let nominal = Double(uniform.phb(tokens: tokens, kept: keptEnd, plan: plan)) * bytesPerPHB
+        let physical = Double(max(1, compression.footprint.phb(tokens: tokens, kept: keptEnd, plan: plan))) * bytesPerPHB
         let concurrent = plan.maxConcurrency(compression, prompt: prompt, output: output)
 
         func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {

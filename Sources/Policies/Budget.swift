@@ -20,11 +20,6 @@ public enum Budget: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The kv-fraction this budget keeps of an `n`-token prompt.
-    public func fraction(prompt n: Int, window: Int) -> Double {
-        n > 0 ? Double(tokens(prompt: n, window: window)) / Double(n) : 1
-    }
-
     /// As the user typed it: "1024" or "5%".
     public var description: String {
         switch self {

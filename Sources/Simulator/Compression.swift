@@ -2,14 +2,14 @@ import Hardware
 import Policies
 
 /// When a continual policy evicts during decode in a serving engine.
-public enum DecodeTrigger: String, Codable, Sendable {
+public enum DecodeTrigger: String, Codable, Sendable, CaseIterable {
     /// At every decode step, holding each sequence at its budget: the engine's and replay's
     /// behaviour (`DecodeEviction`), and vLLM-kvcompress's default `compression_interval` 1.
-    case everyStep
+    case everyStep = "every-step"
     /// Only when the scheduler would otherwise preempt, compressing every running sequence back
     /// to its budget: vLLM-kvcompress's `benchmark_throughput.py` (interval 10⁶), the
     /// configuration of the paper's throughput figures.
-    case onPressure
+    case onPressure = "on-pressure"
 }
 
 /// A policy at a budget, as the simulator applies it. The policy's traits (timing, layout,
@@ -72,17 +72,25 @@ public struct CompressionSpec: Sendable {
     }
 }
 
+/// The full cache (nil) or a compression setting, answered alike.
 extension Optional where Wrapped == CompressionSpec {
     /// Tokens kept after prefill: the whole prompt for the full cache.
     public func kept(prompt: Int, blockSize: Int) -> Int { self?.kept(prompt: prompt, blockSize: blockSize) ?? prompt }
+
+    /// Tokens kept when a request of `prompt` + `output` tokens finishes: all of them for the full cache.
+    public func keptAtEnd(prompt: Int, output: Int, blockSize: Int) -> Int {
+        self?.keptAtEnd(prompt: prompt, output: output, blockSize: blockSize) ?? prompt + output
+    }
+
+    /// The blocks it is charged in: the full cache in vLLM's per-sequence blocks.
+    public var footprint: any KVFootprint { self?.footprint ?? NominalFootprint(layout: .perSequence) }
 }
 
 extension MemoryPlan {
     /// The one max-concurrency rule for the full cache (nil) or a compression setting, for
     /// requests of `prompt` + `output` tokens.
     public func maxConcurrency(_ compression: CompressionSpec?, prompt: Int, output: Int) -> Int {
-        let footprint = compression?.footprint ?? NominalFootprint(layout: .perSequence)
-        let end = compression?.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize) ?? prompt + output
-        return maxConcurrency(footprint: footprint, prompt: prompt, output: output, keptAtEnd: end)
+        maxConcurrency(footprint: compression.footprint, prompt: prompt, output: output,
+                       keptAtEnd: compression.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize))
     }
 }

@@ -26,13 +26,10 @@ public struct SchedulerState {
         self.compression = compression
         serving = plan.serving
         model = plan.model
-        footprint = FootprintFunction(compression?.footprint ?? NominalFootprint(layout: .perSequence), plan: plan)
+        footprint = FootprintFunction(compression.footprint, plan: plan)
         self.cost = cost
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
     }
-
-    public var waitingCount: Int { waiting.count }
-    public var runningCount: Int { running.count }
 
     /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
     @inline(__always)

@@ -91,7 +91,10 @@ public struct Simulation {
             }
             observe(state.blocks)
         }
-        if !(state.running.isEmpty && state.waiting.isEmpty) { fatalError("requests left behind: \(state.running.count) running, \(state.waiting.count) waiting, head \(state.waiting.first.map { "\($0.request.promptTokens)+\($0.generated) of \($0.outputTarget)" } ?? "-"), free \(state.blocks.free) of \(state.blocks.capacity), chunked \(plan.serving.chunkedPrefill), policy \(compression?.policy.rawValue ?? "full")") }
+        // fatalError, not precondition: its message survives -O, and names what was left.
+        if !(state.running.isEmpty && state.waiting.isEmpty) {
+            fatalError("requests left behind: \(state.running.count) running, \(state.waiting.count) waiting, \(state.blocks.free) of \(state.blocks.capacity) blocks free")
+        }
         precondition(state.blocks.free == plan.phbCapacity, "blocks leaked")
         metrics.preemptions = state.preemptions
         metrics.compressions = state.compressions
