@@ -68,8 +68,10 @@ let package = Package(
             swiftSettings: cpuFlags,
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
+        // The one table renderer (text, Markdown, CSV, HTML), number formats and output JSON.
+        .target(name: "Reporting"),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
-        .target(name: "Hardware", dependencies: ["GGUF", "Policies"]),
+        .target(name: "Hardware", dependencies: ["GGUF", "Policies", "Reporting"]),
         // Token selection and budget allocation, pure functions over attention statistics.
         .target(name: "Policies", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         // Runs the engine on generated tasks with the full cache and writes traces.
@@ -78,9 +80,9 @@ let package = Package(
             dependencies: ["Engine", "Policies", "TraceFormat", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Reads traces, applies policies, computes the accuracy proxies.
-        .target(name: "Replay", dependencies: ["TraceFormat", "Policies"]),
+        .target(name: "Replay", dependencies: ["TraceFormat", "Policies", "Reporting"]),
         // The plan search over policies × budgets and its reports.
-        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies"]),
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",
@@ -92,12 +94,14 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The simulator against published measurements (Docs/validation.md) and the calibration search.
+        .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting"]),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",
             dependencies: [
                 "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine", "Policies",
-                "Recorder", "Replay", "Planner",
+                "Recorder", "Replay", "Planner", "Reporting", "Validation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -110,6 +114,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "HalfFloat"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

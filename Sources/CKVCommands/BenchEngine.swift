@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Reporting
 
 /// `ckv-sim bench engine`: prefill and decode speed of the reference engine, with the prompt
 /// `llamacpp-oracle speed` uses, so the two can be put side by side.
@@ -72,15 +73,15 @@ struct BenchEngine: AsyncParsableCommand {
                             decodeTokensPerSecond: Double(decode) / decoding.seconds, threads: threads, peakRSSBytes: peakRSS(),
                             modelFileBytes: m.file.fileSize)
         switch format {
-        case .json: print(try jsonString(result))
+        case .json: print(try JSONOutput.string(result))
         case .text:
-            print(keyValueLines([
+            print(Table(pairs: [
                 ("model", model),
                 ("prompt", "\(result.promptTokens) tokens, \(threads) threads"),
-                ("prefill", "\(Units.fixed(result.prefillTokensPerSecond, 1)) tok/s"),
-                ("decode", "\(Units.fixed(result.decodeTokensPerSecond, 1)) tok/s (\(decode) steps)"),
-                ("peak RSS", "\(Units.bytes(UInt64(result.peakRSSBytes))) (model file \(Units.bytes(UInt64(result.modelFileBytes))))"),
-            ]))
+                ("prefill", "\(Format.fixed(result.prefillTokensPerSecond, 1)) tok/s"),
+                ("decode", "\(Format.fixed(result.decodeTokensPerSecond, 1)) tok/s (\(decode) steps)"),
+                ("peak RSS", "\(Format.bytes(UInt64(result.peakRSSBytes))) (model file \(Format.bytes(UInt64(result.modelFileBytes))))"),
+            ]).text)
         }
     }
 }

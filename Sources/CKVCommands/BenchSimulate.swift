@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import Hardware
 import Simulator
 
@@ -67,15 +68,15 @@ struct BenchSimulate: AsyncParsableCommand {
 
         let output = Output(rows: rows, peakRSSBytes: peakRSS())
         switch format {
-        case .json: print(try jsonString(output))
+        case .json: print(try JSONOutput.string(output))
         case .text:
-            var t = [["workload", "requests", "simulated", "wall", "requests/s", "steps"]]
+            var t = Table(columns: ["workload", "requests", "simulated", "wall", "requests/s", "steps"], rightAligned: [1, 2, 3, 4, 5])
             for r in rows {
-                t.append([r.workload, "\(r.requests)", "\(Units.fixed(r.simulatedSeconds, 0)) s", "\(Units.fixed(r.wallSeconds, 3)) s",
-                          Units.fixed(r.requestsPerWallSecond, 0), "\(r.steps)"])
+                t.append([r.workload, "\(r.requests)", "\(Format.fixed(r.simulatedSeconds, 0)) s", "\(Format.fixed(r.wallSeconds, 3)) s",
+                          Format.fixed(r.requestsPerWallSecond, 0), "\(r.steps)"])
             }
-            print(table(t, rightAligned: [1, 2, 3, 4, 5]))
-            print("peak RSS \(Units.bytes(UInt64(output.peakRSSBytes))); one thread; wall time of the simulation only (logs parsed before).")
+            print(t.text)
+            print("peak RSS \(Format.bytes(UInt64(output.peakRSSBytes))); one thread; wall time of the simulation only (logs parsed before).")
         }
     }
 

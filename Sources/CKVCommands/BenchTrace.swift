@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import SeededRandom
 import TraceFormat
 import ZstdModule
@@ -94,7 +95,7 @@ struct BenchTrace: AsyncParsableCommand {
         }
 
         switch format {
-        case .json: print(try jsonString(result))
+        case .json: print(try JSONOutput.string(result))
         case .text: print(result.text)
         }
     }
@@ -190,30 +191,22 @@ struct BenchTraceResult: Encodable {
     var text: String {
         var lines = [
             "payload: \(payload)",
-            "\(records) records, \(Units.bytes(rawPayloadBytes)) raw; zstd level \(level), libzstd \(zstdLibrary), frames of \(Units.bytes(UInt64(frameSize)))",
+            "\(records) records, \(Format.bytes(rawPayloadBytes)) raw; zstd level \(level), libzstd \(zstdLibrary), frames of \(Format.bytes(UInt64(frameSize)))",
             "MB/s are of uncompressed payload (10^6 bytes/s), wall clock, one thread.",
             "",
         ]
-        func row(_ c: [String]) -> String {
-            c[0].padding(toLength: 22, withPad: " ", startingAt: 0)
-                + c[1...].map { $0.leftPadded(to: 12) }.joined()
-        }
-        lines.append(row(["", "write MB/s", "read MB/s", "ratio"]))
-        lines.append(row(["ckv-sim .ckvt", Units.fixed(ckvt.writeMBps, 1), Units.fixed(ckvt.readMBps, 1), Units.fixed(ckvt.ratio, 3) + "×"]))
+        var table = Table(columns: ["", "write MB/s", "read MB/s", "ratio"], rightAligned: [1, 2, 3])
+        table.append(["ckv-sim .ckvt", Format.fixed(ckvt.writeMBps, 1), Format.fixed(ckvt.readMBps, 1), Format.fixed(ckvt.ratio, 3) + "×"])
         if let z = zstdCLI {
-            lines.append(row(["zstd CLI (-T1)", Units.fixed(z.writeMBps, 1), Units.fixed(z.readMBps, 1), Units.fixed(z.ratio, 3) + "×"]))
-            lines.append(row(["ckvt / zstd CLI", Units.fixed(ckvt.writeMBps / z.writeMBps, 2) + "×",
-                              Units.fixed(ckvt.readMBps / z.readMBps, 2) + "×", Units.fixed(ckvt.ratio / z.ratio, 3) + "×"]))
-        } else if let p = zstdCLIProblem {
+            table.append(["zstd CLI (-T1)", Format.fixed(z.writeMBps, 1), Format.fixed(z.readMBps, 1), Format.fixed(z.ratio, 3) + "×"])
+            table.append(["ckvt / zstd CLI", Format.fixed(ckvt.writeMBps / z.writeMBps, 2) + "×",
+                          Format.fixed(ckvt.readMBps / z.readMBps, 2) + "×", Format.fixed(ckvt.ratio / z.ratio, 3) + "×"])
+        }
+        lines.append(table.text)
+        if zstdCLI == nil, let p = zstdCLIProblem {
             lines.append("zstd CLI: not measured: \(p)")
         }
         return lines.joined(separator: "\n")
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: " ", count: width - count) + self
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import Hardware
 
 /// `ckv-sim gpus`: the GPU catalogue with the source of each figure.
@@ -12,15 +13,15 @@ struct GPUsCommand: AsyncParsableCommand {
     func run() async throws {
         switch format {
         case .json:
-            print(try jsonString(GPUCatalog.all.map(GPURow.init)))
+            print(try JSONOutput.string(GPUCatalog.all.map(GPURow.init)))
         case .text:
-            var rows = [["GPU", "memory", "CUDA total", "HBM GB/s", "bf16 TF", "fp8 TF", "int8 TOPS", "interconnect"]]
+            var rows = Table(columns: ["GPU", "memory", "CUDA total", "HBM GB/s", "bf16 TF", "fp8 TF", "int8 TOPS", "interconnect"], rightAligned: Set(1...6))
             for g in GPUCatalog.all {
-                rows.append([g.name, "\(Units.fixed(g.memoryGB, 0)) GB", "\(Units.fixed(g.cudaVisibleGiB, 2)) GiB", Units.fixed(g.bandwidthGBps, 0),
-                             g.denseTFLOPS[.bf16].map { Units.fixed($0, 1) } ?? "—", g.denseTFLOPS[.fp8].map { Units.fixed($0, 1) } ?? "—",
-                             g.denseTFLOPS[.int8].map { Units.fixed($0, 1) } ?? "—", "\(g.interconnect.kind) \(Units.fixed(g.interconnect.gbPerSecond, 0)) GB/s"])
+                rows.append([g.name, "\(Format.fixed(g.memoryGB, 0)) GB", "\(Format.fixed(g.cudaVisibleGiB, 2)) GiB", Format.fixed(g.bandwidthGBps, 0),
+                             g.denseTFLOPS[.bf16].map { Format.fixed($0, 1) } ?? "—", g.denseTFLOPS[.fp8].map { Format.fixed($0, 1) } ?? "—",
+                             g.denseTFLOPS[.int8].map { Format.fixed($0, 1) } ?? "—", "\(g.interconnect.kind) \(Format.fixed(g.interconnect.gbPerSecond, 0)) GB/s"])
             }
-            print(table(rows, rightAligned: Set(1...6)))
+            print(rows.text)
             print("\nDense throughput (no sparsity). Sources:")
             for g in GPUCatalog.all { print("  \(g.name): \(g.source); CUDA total \(g.cudaVisibleSource)") }
         }
@@ -56,31 +57,17 @@ struct ModelsCommand: AsyncParsableCommand {
     func run() async throws {
         switch format {
         case .json:
-            print(try jsonString(ModelCatalog.all))
+            print(try JSONOutput.string(ModelCatalog.all))
         case .text:
-            var rows = [["model", "params", "layers", "hidden", "heads/KV", "head dim", "context", "window", "bf16 weights", "KV/token bf16"]]
+            var rows = Table(columns: ["model", "params", "layers", "hidden", "heads/KV", "head dim", "context", "window", "bf16 weights", "KV/token bf16"], rightAligned: Set([1, 2, 3, 5, 6, 8, 9]))
             for m in ModelCatalog.all {
                 let window = m.slidingWindow.map { "\($0) (\(m.localLayers) local)" } ?? "—"
                 rows.append([m.name, String(format: "%.2fB", m.totalParameters / 1e9), "\(m.layers)", "\(m.hidden)", "\(m.heads)/\(m.kvHeads)",
-                             "\(m.headDim)", "\(m.maxContext)", window, Units.bytes(UInt64(m.weightBytes(.bf16))),
-                             Units.bytes(UInt64(m.kvBytesPerTokenLayer(.bf16) * Double(m.layers)))])
+                             "\(m.headDim)", "\(m.maxContext)", window, Format.bytes(UInt64(m.weightBytes(.bf16))),
+                             Format.bytes(UInt64(m.kvBytesPerTokenLayer(.bf16) * Double(m.layers)))])
             }
-            print(table(rows, rightAligned: Set([1, 2, 3, 5, 6, 8, 9])))
+            print(rows.text)
             print("\nKV/token counts every layer; sliding-window layers stop growing at the window. Sources: each model's config.json (`--format json`).")
         }
     }
-}
-
-/// Left/right aligned plain-text table with a rule under the header.
-func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
-    guard let header = rows.first else { return "" }
-    let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-    func line(_ r: [String]) -> String {
-        r.indices.map { c in
-            rightAligned.contains(c) ? r[c].leftPadded(to: widths[c]) : r[c].padding(toLength: widths[c], withPad: " ", startingAt: 0)
-        }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-    }
-    var out = [line(header), widths.map { String(repeating: "─", count: $0) }.joined(separator: "  ")]
-    out += rows.dropFirst().map(line)
-    return out.joined(separator: "\n")
 }

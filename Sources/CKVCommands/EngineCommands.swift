@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Reporting
 import Policies
 import Replay
 
@@ -63,20 +64,8 @@ struct GenerateCommand: AsyncParsableCommand {
             text = try ChatTemplate(model: m).render(turns)
         }
         let tokens = m.tokenizer.encode(text)
-        var pending: [UInt8] = []
-        let emit: (Int32) -> Void = { token in
-            pending += m.tokenizer.piece(token)
-            // Hold back an incomplete UTF-8 sequence until its last byte arrives.
-            var cut = pending.count
-            var i = pending.count - 1, back = 0
-            while i >= 0, back < 4, pending[i] & 0xC0 == 0x80 { i -= 1; back += 1 }
-            if i >= 0, pending[i] >= 0xC0 {
-                let need = pending[i] >= 0xF0 ? 4 : pending[i] >= 0xE0 ? 3 : 2
-                if pending.count - i < need { cut = i }
-            }
-            FileHandle.standardOutput.write(Data(pending[0..<cut]))
-            pending.removeFirst(cut)
-        }
+        var stream = UTF8Stream()
+        let emit: (Int32) -> Void = { token in FileHandle.standardOutput.write(Data(stream.append(m.tokenizer.piece(token)))) }
         var budget = self.budget
         if let kvFraction, let policy {
             let f = try parseFraction(kvFraction, "--kv-fraction")
@@ -87,13 +76,13 @@ struct GenerateCommand: AsyncParsableCommand {
         if let policy, let budget {
             let select = try PolicyChoice.selector(policy, budget: budget, profile: profile, continual: !compressOnce)
             let run = try m.generateCompressed(prompt: tokens, maxTokens: maxTokens, select: select, onToken: emit)
-            FileHandle.standardOutput.write(Data(pending + [0x0A]))
+            FileHandle.standardOutput.write(Data(stream.finish() + [0x0A]))
             let held = run.selection.counts.joined().reduce(0, +), full = tokens.count * m.config.layers * m.config.kvHeads
-            let kept = "kept \(held) of \(full) prompt KV entries (\(Units.fixed(100 * Double(held) / Double(full), 1)) %)"
+            let kept = "kept \(held) of \(full) prompt KV entries (\(Format.fixed(100 * Double(held) / Double(full), 1)) %)"
             printError("\(policy) at budget \(budget): \(kept); the cache holds \(run.cache.heldTokens) entries after \(run.tokens.count) generated tokens")
         } else {
             try m.generate(prompt: tokens, maxTokens: maxTokens, sampler: temperature == 0 ? .greedy : .temperature(temperature, seed: seed), onToken: emit)
-            FileHandle.standardOutput.write(Data(pending + [0x0A]))
+            FileHandle.standardOutput.write(Data(stream.finish() + [0x0A]))
         }
     }
 }
@@ -126,32 +115,12 @@ struct EngineCommand: AsyncParsableCommand {
                 throw CLIError("\(prompts): expected a JSON array of strings")
             }
             let m = try LanguageModel(path: model)
-            var results: [[String: Any]] = []
+            var results: [ReferenceOutputs] = []
             for (n, p) in list.enumerated() {
                 printError("prompt \(n + 1)/\(list.count)")
-                let tokens = m.tokenizer.encode(p)
-                guard tokens.count + greedy <= m.config.contextLength else {
-                    throw CLIError("prompt \(n + 1) has \(tokens.count) tokens; with \(greedy) more it exceeds the context of \(m.config.contextLength)")
-                }
-                var cache = m.makeCache(tokens: tokens.count + greedy)
-                let all = m.prefill(tokens, cache: &cache, chunk: 256, logitsFor: .all)
-                let last = all.last!
-                let top = last.indices.sorted { last[$0] > last[$1] || (last[$0] == last[$1] && $0 < $1) }.prefix(10)
-                var gen: [Int32] = []
-                var logits = last
-                for _ in 0..<greedy {
-                    let t = Int32(argmax(logits))
-                    gen.append(t)
-                    logits = m.forward([t], cache: &cache, logitsFor: .last)[0]
-                }
-                results.append([
-                    "prompt": p, "tokens": tokens.map(Int.init), "argmax": all.map { argmax($0) },
-                    "last_top10": top.map { [$0, Double(last[$0])] as [Any] },
-                    "greedy": gen.map(Int.init), "greedy_text": m.tokenizer.decode(gen),
-                ])
+                do { results.append(try m.referenceOutputs(prompt: p, greedy: greedy)) } catch { throw CLIError("prompt \(n + 1): \(error)") }
             }
-            let json = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .withoutEscapingSlashes])
-            try json.write(to: URL(fileURLWithPath: out))
+            try JSONOutput.data(results).write(to: URL(fileURLWithPath: out))
             printError("wrote \(results.count) prompts to \(out)")
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Reporting
 import Policies
 
 /// `ckv-sim heads identify`: CompressKV's Semantic Retrieval Heads of a model.
@@ -83,13 +84,13 @@ struct HeadsCommand: AsyncParsableCommand {
             if let probes = profile.probes {
                 print("answered per length: " + zip(probes.lengths, zip(probes.kept, probes.trials)).map { "\($0.0) tokens \($0.1.0)/\($0.1.1)" }.joined(separator: ", "))
             }
-            var rows = [["layer", "top heads (semantic score)", "classic retrieval score of the same heads"]]
+            var rows = Table(columns: ["layer", "top heads (semantic score)", "classic retrieval score of the same heads"])
             for l in profile.scores.indices {
                 let heads = profile.scores[l].indices.sorted { profile.scores[l][$0] > profile.scores[l][$1] || (profile.scores[l][$0] == profile.scores[l][$1] && $0 < $1) }.prefix(top)
                 rows.append([String(l), heads.map { "\($0) (\(String(format: "%.3f", profile.scores[l][$0])))" }.joined(separator: ", "),
                              heads.map { String(format: "%.3f", result.classic[l][$0]) }.joined(separator: ", ")])
             }
-            print(table(rows))
+            print(rows.text)
         }
     }
 }
@@ -156,11 +157,11 @@ struct LayersCommand: AsyncParsableCommand {
             // The budgets CompressKV gives the global layers (sliding-window layers keep their window).
             let global = (0..<m.config.layers).filter(m.config.isGlobal)
             let allocated = layerBudgets(errors: global.map { errors[$0] }, budget: showBudget, minimum: min(32, showBudget))
-            var rows = [["layer", "error (L1-normalised)", "budget at \(showBudget)"]]
+            var rows = Table(columns: ["layer", "error (L1-normalised)", "budget at \(showBudget)"])
             for (l, e) in errors.enumerated() {
                 rows.append([String(l), String(format: "%.4f", e), global.firstIndex(of: l).map { String(allocated[$0]) } ?? "window"])
             }
-            print(table(rows))
+            print(rows.text)
             print("\(p.model): layer errors written to \(profile)")
         }
     }
@@ -173,9 +174,7 @@ func probeCost(tokens n: Int) -> Double {
 }
 
 func writeProfile(_ profile: HeadProfile, to path: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    guard FileManager.default.createFile(atPath: path, contents: try encoder.encode(profile) + Data("\n".utf8)) else {
+    guard FileManager.default.createFile(atPath: path, contents: try JSONOutput.data(profile) + Data("\n".utf8)) else {
         throw CLIError("\(path): cannot write the profile")
     }
 }

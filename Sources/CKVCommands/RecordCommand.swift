@@ -90,6 +90,7 @@ struct RecordCommand: AsyncParsableCommand {
         if let headProfile, headProfile.model != recorder.identity.name {
             throw CLIError("\(profile!): the head profile is for \(headProfile.model); the model is \(recorder.identity.name)")
         }
+        let evaluation = Evaluation(policies: policies, budgets: budgetList, profile: headProfile, continual: !compressOnce)
         let runs = lengthList.flatMap { n in depthList.map { (n, $0) } }
         for (index, (length, depth)) in runs.enumerated() {
             var t = try task == .passkey
@@ -103,19 +104,7 @@ struct RecordCommand: AsyncParsableCommand {
             let tokens = m.tokenizer.encode(text)
             let path = runs.count == 1 ? out : Self.path(out, length: length, depth: depth)
             let bar = ProgressBar(label: "[\(index + 1)/\(runs.count)] \(URL(fileURLWithPath: path).lastPathComponent)")
-            let result = try recorder.record(task: t, tokens: tokens, to: path, progress: bar.update) { run in
-                try policies.flatMap { policy in
-                    try budgetList.map { spec in
-                        let budget = spec.tokens(prompt: tokens.count, window: policy.window)
-                        let compression = try cli { try policy.compress(run.statistics, budget: budget, profile: headProfile, continual: !compressOnce) }
-                        let out = try m.generate(from: run.prefilled, compression: compression)
-                        let text = m.tokenizer.decode(out.tokens)
-                        bar.note("\(policy.rawValue)@\(budget)")
-                        return (key: "outcome." + Replayer.outcomeKey(policy, budget: budget, continual: !compressOnce),
-                                value: outcomeJSON(correct: run.task.isCorrect(text), tokens: out.tokens, text: text))
-                    }
-                }
-            }
+            let result = try recorder.record(task: t, tokens: tokens, to: path, progress: bar.update, evaluation: evaluation, onRun: bar.note)
             bar.finish()
             let mb = Double(result.summary.fileBytes) / 1_000_000
             print("\(path): \(result.promptTokens) prompt tokens, full cache \(result.correct ? "finds" : "misses") '\(t.answer)' (\(result.text.debugDescription)), \(String(format: "%.1f", mb)) MB")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import Policies
 import Replay
 
@@ -76,8 +77,8 @@ struct ReplayCommand: AsyncParsableCommand {
             }
         }
         switch format {
-        case .json: print(try jsonString(results))
-        case .csv: print(Self.csv(results))
+        case .json: print(try JSONOutput.string(results))
+        case .csv: print(Self.csv(results), terminator: "")
         case .table: print(Self.table(results))
         case .md: print(Summary.markdown(Summary.cells(Array(zip(labels, results)))), terminator: "")
         }
@@ -87,12 +88,12 @@ struct ReplayCommand: AsyncParsableCommand {
 
     static func cells(_ r: ReplayResult) -> [String] {
         [URL(fileURLWithPath: r.trace).lastPathComponent, r.policy + (r.decodeEviction ? " (decode)" : ""), String(r.budget), formatPercent(round(r.keptFraction * 1000) / 1000),
-         Units.fixed(r.attentionMass, 3), Units.fixed(r.minimumAttentionMass, 3), Units.fixed(r.outputError, 3),
-         r.outcome.map { $0.correct ? "found" : "missed" } ?? "—", r.greedyAgreement.map { Units.fixed($0, 2) } ?? "—"]
+         Format.fixed(r.attentionMass, 3), Format.fixed(r.minimumAttentionMass, 3), Format.fixed(r.outputError, 3),
+         r.outcome.map { $0.correct ? "found" : "missed" } ?? "—", r.greedyAgreement.map { Format.fixed($0, 2) } ?? "—"]
     }
 
     static func table(_ results: [ReplayResult]) -> String {
-        var text = CKVCommands.table([columns] + results.map(cells), rightAligned: [2, 3, 4, 5, 6, 8])
+        var text = Table(columns: columns, rows: results.map(cells), rightAligned: [2, 3, 4, 5, 6, 8]).text
         // Across traces: accuracy where real runs exist.
         let groups = Dictionary(grouping: results) { "\($0.policy)@\($0.budget)" }
         let measured = groups.values.compactMap { rs -> (String, Int, Int)? in
@@ -111,12 +112,11 @@ struct ReplayCommand: AsyncParsableCommand {
         let header = ["trace", "model", "task", "prompt_tokens", "policy", "budget", "decode_eviction", "kept_fraction", "attention_mass",
                       "minimum_attention_mass", "output_error", "correct", "greedy_agreement"]
         let rows = results.map { r in
-            [r.trace, r.model, r.task, String(r.promptTokens), r.policy, String(r.budget), r.decodeEviction ? "1" : "0", String(format: "%.6f", r.keptFraction),
-             String(format: "%.6f", r.attentionMass), String(format: "%.6f", r.minimumAttentionMass), String(format: "%.6f", r.outputError),
-             r.outcome.map { $0.correct ? "1" : "0" } ?? "", r.greedyAgreement.map { String(format: "%.4f", $0) } ?? ""]
-                .map(csvField).joined(separator: ",")
+            [r.trace, r.model, r.task, String(r.promptTokens), r.policy, String(r.budget), r.decodeEviction ? "1" : "0", Format.fixed(r.keptFraction, 6),
+             Format.fixed(r.attentionMass, 6), Format.fixed(r.minimumAttentionMass, 6), Format.fixed(r.outputError, 6),
+             r.outcome.map { $0.correct ? "1" : "0" } ?? "", r.greedyAgreement.map { Format.fixed($0, 4) } ?? ""]
         }
-        return ([header.joined(separator: ",")] + rows).joined(separator: "\n")
+        return Table(columns: header, rows: rows).csv
     }
 }
 

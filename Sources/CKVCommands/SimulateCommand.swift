@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import Hardware
 import Policies
 import Simulator
@@ -109,8 +110,8 @@ struct SimulateCommand: AsyncParsableCommand {
                               policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
                               result: result)
         switch format {
-        case .json: print(try jsonString(run))
-        case .csv: print(run.csv)
+        case .json: print(try JSONOutput.string(run))
+        case .csv: print(run.csv, terminator: "")
         case .table:
             print(run.text)
             printError(String(format: "simulated %d requests in %.2f s wall", result.requests, wall))
@@ -167,38 +168,40 @@ struct SimulateRun: Encodable {
 
     var text: String {
         let r = result
-        func p(_ x: Percentiles) -> String { "\(Units.fixed(x.p50, 1)) / \(Units.fixed(x.p90, 1)) / \(Units.fixed(x.p99, 1)) ms" }
+        func p(_ x: Percentiles) -> String { "\(Format.fixed(x.p50, 1)) / \(Format.fixed(x.p90, 1)) / \(Format.fixed(x.p99, 1)) ms" }
         let settings = "max_num_seqs \(serving.maxNumSeqs), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), gpu_memory_utilization \(serving.gpuMemoryUtilization), TP \(serving.tensorParallel), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"
-        return keyValueLines([
+        return Table(pairs: [
             ("scenario", scenario),
             ("deployment", "\(model) on \(gpu); \(settings)"),
             ("compression", policy == "full" ? "none (full cache)" : "\(policy), \(budget)"),
             ("requests", "\(r.completed) completed, \(r.rejected) rejected, of \(r.requests)"),
-            ("duration", "\(Units.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),
-            ("throughput", "\(Units.fixed(r.requestsPerSecond, 2)) req/s, \(Units.fixed(r.outputTokensPerSecond, 0)) output tok/s, \(Units.fixed(r.totalTokensPerSecond, 0)) total tok/s"),
+            ("duration", "\(Format.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),
+            ("throughput", "\(Format.fixed(r.requestsPerSecond, 2)) req/s, \(Format.fixed(r.outputTokensPerSecond, 0)) output tok/s, \(Format.fixed(r.totalTokensPerSecond, 0)) total tok/s"),
             ("TTFT p50/p90/p99", p(r.ttftMs)),
             ("TPOT p50/p90/p99", p(r.tpotMs)),
             ("E2E p50/p90/p99", p(r.e2eMs)),
-            ("batch", "mean \(Units.fixed(r.meanBatch, 1)), max \(r.maxBatch) sequences per step"),
-            ("KV utilisation", "mean \(Units.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Units.fixed(100 * r.peakKVUtilisation, 1)) %"),
+            ("batch", "mean \(Format.fixed(r.meanBatch, 1)), max \(r.maxBatch) sequences per step"),
+            ("KV utilisation", "mean \(Format.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Format.fixed(100 * r.peakKVUtilisation, 1)) %"),
             ("preemptions", "\(r.preemptions)"),
             ("compressions", "\(r.compressions)"),
-        ])
+        ]).text
     }
 
-    static let csvHeader = "scenario,gpu,model,policy,budget,requests,completed,rejected,duration_s,requests_per_s,output_tokens_per_s,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,tpot_p50_ms,tpot_p90_ms,tpot_p99_ms,e2e_p50_ms,e2e_p90_ms,e2e_p99_ms,mean_batch,max_batch,mean_kv_utilisation,peak_kv_utilisation,preemptions,compressions"
+    static let csvColumns = ["scenario", "gpu", "model", "policy", "budget", "requests", "completed", "rejected", "duration_s", "requests_per_s",
+                             "output_tokens_per_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
+                             "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_batch", "max_batch", "mean_kv_utilisation", "peak_kv_utilisation",
+                             "preemptions", "compressions"]
 
-    var csvRow: String {
+    var csvRow: [String] {
         let r = result
-        let fields: [String] = [scenario, gpu, model, policy, budget, "\(r.requests)", "\(r.completed)", "\(r.rejected)",
-                                Units.fixed(r.durationSeconds, 3), Units.fixed(r.requestsPerSecond, 4), Units.fixed(r.outputTokensPerSecond, 2),
-                                Units.fixed(r.ttftMs.p50, 3), Units.fixed(r.ttftMs.p90, 3), Units.fixed(r.ttftMs.p99, 3),
-                                Units.fixed(r.tpotMs.p50, 3), Units.fixed(r.tpotMs.p90, 3), Units.fixed(r.tpotMs.p99, 3),
-                                Units.fixed(r.e2eMs.p50, 3), Units.fixed(r.e2eMs.p90, 3), Units.fixed(r.e2eMs.p99, 3),
-                                Units.fixed(r.meanBatch, 3), "\(r.maxBatch)", Units.fixed(r.meanKVUtilisation, 4), Units.fixed(r.peakKVUtilisation, 4),
-                                "\(r.preemptions)", "\(r.compressions)"]
-        return fields.map { $0.contains(",") || $0.contains("\"") ? "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : $0 }.joined(separator: ",")
+        return [scenario, gpu, model, policy, budget, "\(r.requests)", "\(r.completed)", "\(r.rejected)",
+                Format.fixed(r.durationSeconds, 3), Format.fixed(r.requestsPerSecond, 4), Format.fixed(r.outputTokensPerSecond, 2),
+                Format.fixed(r.ttftMs.p50, 3), Format.fixed(r.ttftMs.p90, 3), Format.fixed(r.ttftMs.p99, 3),
+                Format.fixed(r.tpotMs.p50, 3), Format.fixed(r.tpotMs.p90, 3), Format.fixed(r.tpotMs.p99, 3),
+                Format.fixed(r.e2eMs.p50, 3), Format.fixed(r.e2eMs.p90, 3), Format.fixed(r.e2eMs.p99, 3),
+                Format.fixed(r.meanBatch, 3), "\(r.maxBatch)", Format.fixed(r.meanKVUtilisation, 4), Format.fixed(r.peakKVUtilisation, 4),
+                "\(r.preemptions)", "\(r.compressions)"]
     }
 
-    var csv: String { Self.csvHeader + "\n" + csvRow }
+    var csv: String { Table(columns: Self.csvColumns, rows: [csvRow]).csv }
 }

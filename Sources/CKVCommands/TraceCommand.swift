@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Reporting
 import TraceFormat
 
 /// `ckv-sim trace …`: look inside, check and repair .ckvt files.
@@ -30,7 +31,7 @@ extension TraceCommand {
             }
             let info = TraceInfo(reader: reader, index: index)
             switch format {
-            case .json: print(try jsonString(info))
+            case .json: print(try JSONOutput.string(info))
             case .text: print(info.text)
             }
         }
@@ -158,10 +159,10 @@ struct TraceInfo: Encodable {
             rows.append(("  \(name)", "\(recordsByType[name]!)"))
         }
         rows += [
-            ("payload", "\(Units.bytes(rawPayloadBytes)) raw, \(Units.bytes(storedPayloadBytes)) stored"),
-            ("compression", Units.fixed(compressionRatio, 2) + "×"),
-            ("file size", Units.bytes(fileBytes)),
+            ("payload", "\(Format.bytes(rawPayloadBytes)) raw, \(Format.bytes(storedPayloadBytes)) stored"),
+            ("compression", Format.fixed(compressionRatio, 2) + "×"),
+            ("file size", Format.bytes(fileBytes)),
         ]
-        return keyValueLines(rows)
+        return Table(pairs: rows).text
     }
 }

@@ -1,3 +1,5 @@
+import Reporting
+
 /// The serving engine's settings that decide memory and scheduling (vLLM's names and defaults).
 public struct ServingConfig: Codable, Equatable, Sendable {
     /// Fraction of the GPU's memory the engine may use (`--gpu-memory-utilization`, default 0.9).
@@ -119,7 +121,7 @@ public struct MemoryPlan: Equatable, Sendable {
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
         guard kvBytes >= phbBytes * Double(model.layers * model.kvHeadsPerGPU(tp: tp)) else {
             let need = weightBytes + activationBytes + nonTorchBytes
-            throw CapacityError("\(model.name) does not fit on \(gpu.name) (TP \(tp)): weights \(gib(weightBytes)), activation peak \(gib(activationBytes)) and runtime \(gib(nonTorchBytes)) need \(gib(need)) of the \(gib(budgetBytes)) that gpu_memory_utilization \(serving.gpuMemoryUtilization) allows, leaving no room for one KV block")
+            throw CapacityError("\(model.name) does not fit on \(gpu.name) (TP \(tp)): weights \(Format.gib(weightBytes)), activation peak \(Format.gib(activationBytes)) and runtime \(Format.gib(nonTorchBytes)) need \(Format.gib(need)) of the \(Format.gib(budgetBytes)) that gpu_memory_utilization \(serving.gpuMemoryUtilization) allows, leaving no room for one KV block")
         }
         phbCapacity = Int((kvBytes / phbBytes).rounded(.down))
     }
@@ -132,10 +134,4 @@ public struct MemoryPlan: Equatable, Sendable {
 
     /// Tokens the pool holds for a model whose layers are all global (`# GPU blocks × block_size`).
     public var kvTokens: Int { vllmBlocks * serving.blockSize }
-}
-
-func gib(_ bytes: Double) -> String {
-    let v = bytes / 1_073_741_824
-    let r = (v * 100).rounded() / 100
-    return "\(r) GiB"
 }

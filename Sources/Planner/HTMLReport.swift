@@ -1,4 +1,5 @@
 import Foundation
+import Reporting
 
 // A self-contained HTML page: the settings, the table, the recommendation and four SVG charts
 // (throughput vs budget per policy, accuracy proxy vs kv-fraction, memory per request, latency
@@ -6,11 +7,6 @@ import Foundation
 
 extension PlanReport {
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
-
-    static func esc(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
-    }
 
     /// A series of (x, y) points with a name.
     struct Series {
@@ -29,27 +25,27 @@ extension PlanReport {
         let xmin = tx(xmin0), xmax = max(tx(xmax0), xmin + 1e-9), ymax = ymax0 > 0 ? ymax0 * 1.1 : 1
         func px(_ x: Double) -> Double { left + (tx(x) - xmin) / (xmax - xmin) * (w - left - right) }
         func py(_ y: Double) -> Double { top + (1 - y / ymax) * (h - top - bottom) }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(esc(title))\">"
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(HTML.escape(title))\">"
         svg += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>"
-        svg += "<text x=\"\(Int(left))\" y=\"18\" font-size=\"14\" font-weight=\"bold\">\(esc(title))</text>"
+        svg += "<text x=\"\(Int(left))\" y=\"18\" font-size=\"14\" font-weight=\"bold\">\(HTML.escape(title))</text>"
         svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
         svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
         for i in 0...4 {
             let y = ymax * Double(i) / 4
             svg += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(w - right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"10\" text-anchor=\"end\">\(num(y))</text>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"10\" text-anchor=\"end\">\(Format.figure(y))</text>"
         }
         // Log axes label their few distinct values (budgets, fractions); linear axes 5 even ticks.
         let ticks = logX ? Array(Set(xs)).sorted() : (0...4).map { xmin0 + (xmax0 - xmin0) * Double($0) / 4 }
         for x in ticks {
-            let label = logX ? (x >= 1 ? num(x) : pct(x)) : num(x)
+            let label = logX ? (x >= 1 ? Format.figure(x) : Format.percent(x)) : Format.figure(x)
             svg += "<text x=\"\(px(x))\" y=\"\(h - bottom + 14)\" font-size=\"10\" text-anchor=\"middle\">\(label)</text>"
         }
-        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 8)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>"
-        svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(esc(yLabel))</text>"
+        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 8)\" font-size=\"11\" text-anchor=\"middle\">\(HTML.escape(xLabel))</text>"
+        svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(HTML.escape(yLabel))</text>"
         if let baseline {
             svg += "<line x1=\"\(left)\" y1=\"\(py(baseline))\" x2=\"\(w - right)\" y2=\"\(py(baseline))\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>"
-            svg += "<text x=\"\(left + 4)\" y=\"\(py(baseline) - 4)\" font-size=\"10\">\(esc(baselineLabel))</text>"
+            svg += "<text x=\"\(left + 4)\" y=\"\(py(baseline) - 4)\" font-size=\"10\">\(HTML.escape(baselineLabel))</text>"
         }
         for (i, s) in series.enumerated() where !s.points.isEmpty {
             let color = s.color
@@ -58,7 +54,7 @@ extension PlanReport {
             for p in s.points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>" }
             let ly = top + 14 * Double(i)
             svg += "<rect x=\"\(w - right + 8)\" y=\"\(ly)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
-            svg += "<text x=\"\(w - right + 22)\" y=\"\(ly + 9)\" font-size=\"11\">\(esc(s.name))</text>"
+            svg += "<text x=\"\(w - right + 22)\" y=\"\(ly + 9)\" font-size=\"11\">\(HTML.escape(s.name))</text>"
         }
         return svg + "</svg>"
     }
@@ -76,10 +72,10 @@ extension PlanReport {
         for (i, r) in configs.enumerated() {
             let y = 42 + Double(i) * (2 * barH + gap)
             let scale = (w - left - 90) / maxBytes
-            svg += "<text x=\"\(left - 6)\" y=\"\(y + barH + 4)\" font-size=\"10\" text-anchor=\"end\">\(Self.esc("\(r.policy) @\(r.budget!)"))</text>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(y + barH + 4)\" font-size=\"10\" text-anchor=\"end\">\(HTML.escape("\(r.policy) @\(r.budget!)"))</text>"
             svg += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(max(1, r.nominalBytes * scale))\" height=\"\(barH)\" fill=\"#9ecae1\"/>"
             svg += "<rect x=\"\(left)\" y=\"\(y + barH)\" width=\"\(max(1, r.physicalBytes * scale))\" height=\"\(barH)\" fill=\"#3182bd\"/>"
-            svg += "<text x=\"\(left + max(1, r.physicalBytes * scale) + 4)\" y=\"\(y + 2 * barH - 2)\" font-size=\"10\">\(Self.gib(r.physicalBytes))</text>"
+            svg += "<text x=\"\(left + max(1, r.physicalBytes * scale) + 4)\" y=\"\(y + 2 * barH - 2)\" font-size=\"10\">\(Format.gib(r.physicalBytes))</text>"
         }
         return svg + "</svg>"
     }
@@ -110,15 +106,14 @@ extension PlanReport {
                                          Series(name: r.budget.map { "\(r.policy) @\($0)" } ?? "full", points: r.curve.map { ($0.rate, min($0.ttftP90 / 1000, sloTTFTSeconds * 3)) },
                                                 color: color(r.policy))
                                      }, logX: false, baseline: sloTTFTSeconds, baselineLabel: "TTFT SLO")
-        var page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(Self.esc("ckv-sim plan: \(model) on \(gpu)"))</title>"
+        var page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>\(HTML.escape("ckv-sim plan: \(model) on \(gpu)"))</title>"
         page += "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child,td:last-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}.rec{background:#eef6ee;padding:10px;border-left:4px solid #2ca02c}</style></head><body>"
-        page += "<h1>\(Self.esc("KV-cache sizing: \(model) on \(gpu), \(context)-token context"))</h1>"
-        page += "<table>" + settings.map { "<tr><th>\(Self.esc($0.0))</th><td style=\"text-align:left\">\(Self.esc($0.1))</td></tr>" }.joined() + "</table>"
-        page += "<h2>Recommendation</h2><p class=\"rec\">\(Self.esc(recommendation))</p>"
+        page += "<h1>\(HTML.escape("KV-cache sizing: \(model) on \(gpu), \(context)-token context"))</h1>"
+        page += Table(pairs: settings).html
+        page += "<h2>Recommendation</h2><p class=\"rec\">\(HTML.escape(recommendation))</p>"
         page += "<h2>Charts</h2><div class=\"charts\">\(throughput)\(accuracy)\(memoryChart())\(latency)</div>"
-        page += "<h2>Configurations</h2><table><tr>" + Self.columns.map { "<th>\(Self.esc($0))</th>" }.joined() + "</tr>"
-        page += rows.map { "<tr>" + cells($0).map { "<td>\(Self.esc($0))</td>" }.joined() + "</tr>" }.joined() + "</table>"
-        page += "<h2>Sources and caveats</h2><ul>" + notes.map { "<li>\(Self.esc($0))</li>" }.joined() + "</ul>"
+        page += "<h2>Configurations</h2>" + configurations.html
+        page += "<h2>Sources and caveats</h2><ul>" + notes.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"
         return page + "</body></html>\n"
     }
 }

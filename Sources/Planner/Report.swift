@@ -1,20 +1,12 @@
 import Foundation
 import Replay
+import Reporting
 
 // Rendering a plan: an aligned terminal table, Markdown, a self-contained HTML page with SVG
 // charts, JSON (schema in Docs/cli.md) and CSV. Every renderer is a pure function of the report,
 // so the same inputs give byte-identical output.
 
 extension PlanReport {
-    static func gib(_ bytes: Double) -> String {
-        let v = bytes / 1_073_741_824
-        return v >= 10 ? String(format: "%.1f GiB", v) : v >= 0.1 ? String(format: "%.2f GiB", v) : String(format: "%.0f MiB", bytes / 1_048_576)
-    }
-
-    static func pct(_ f: Double) -> String { f >= 0.1 ? String(format: "%.0f%%", f * 100) : String(format: "%.2g%%", f * 100) }
-
-    static func num(_ x: Double) -> String { x >= 100 ? String(format: "%.0f", x) : x >= 10 ? String(format: "%.1f", x) : String(format: "%.2f", x) }
-
     /// The header lines: every input and default.
     var settings: [(String, String)] {
         [
@@ -23,9 +15,9 @@ extension PlanReport {
             ("context", "\(context) tokens (longest request)"),
             ("scenario", "\(scenario): \(workload)"),
             ("serving", "vLLM-like: max_num_seqs \(serving.maxNumSeqs), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
-            ("KV capacity", Self.gib(kvCapacityBytes)),
-            ("SLOs", "TTFT p90 ≤ \(Self.num(sloTTFTSeconds)) s, TPOT p99 ≤ \(Self.num(sloTPOTSeconds * 1000)) ms"),
-            ("max accuracy loss", Self.pct(maxAccuracyLoss)),
+            ("KV capacity", Format.gib(kvCapacityBytes)),
+            ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),
+            ("max accuracy loss", Format.percent(maxAccuracyLoss)),
         ]
     }
 
@@ -37,9 +29,9 @@ extension PlanReport {
             (String(format: "%.2f/%.2f/%.2f", l.ttft.p50 / 1000, l.ttft.p90 / 1000, l.ttft.p99 / 1000),
              String(format: "%.0f/%.0f/%.0f", l.tpot.p50, l.tpot.p90, l.tpot.p99))
         } ?? ("—", "—")
-        return [r.policy, r.budget.map(String.init) ?? "—", Self.pct(r.kvFraction), Self.gib(r.peakBytes), Self.gib(r.nominalBytes),
-                Self.gib(r.physicalBytes) + Self.gap(r), String(r.maxConcurrent), Self.num(r.saturation.requestsPerSecond),
-                Self.num(r.saturation.outputTokensPerSecond), r.sloRate > 0 ? Self.num(r.sloRate) : "none", lat.0, lat.1, accuracyCell(r)]
+        return [r.policy, r.budget.map(String.init) ?? "—", Format.percent(r.kvFraction), Format.gib(r.peakBytes), Format.gib(r.nominalBytes),
+                Format.gib(r.physicalBytes) + Self.gap(r), String(r.maxConcurrent), Format.figure(r.saturation.requestsPerSecond),
+                Format.figure(r.saturation.outputTokensPerSecond), r.sloRate > 0 ? Format.figure(r.sloRate) : "none", lat.0, lat.1, accuracyCell(r)]
     }
 
     /// The physical figure's excess over the nominal one, when it is at least 1 %.
@@ -53,13 +45,13 @@ extension PlanReport {
         guard r.budget != nil else { return "baseline" }
         var parts: [String] = []
         if let p = r.accuracy.published.first {
-            parts.append("\(p.benchmark) \(Self.num(p.score)) vs \(Self.num(p.full)) [paper]")
+            parts.append("\(p.benchmark) \(Format.figure(p.score)) vs \(Format.figure(p.full)) [paper]")
         }
         if let t = r.accuracy.traces {
-            let at = "at " + Self.pct(t.replayedFraction)
+            let at = "at " + Format.percent(t.replayedFraction)
             if t.runs > 0 {
                 let recorded = t.recordedFractions.reduce(0, +) / Double(t.recordedFractions.count)
-                parts.append("\(t.correct)/\(t.runs) found vs \(t.fullCorrect)/\(t.fullRuns) full at \(Self.pct(recorded)) [ref. runs]")
+                parts.append("\(t.correct)/\(t.runs) found vs \(t.fullCorrect)/\(t.fullRuns) full at \(Format.percent(recorded)) [ref. runs]")
             }
             parts.append(String(format: "mass %.2f, err %.2f %@ [replay]", t.attentionMass, t.outputError, at))
         }
@@ -68,31 +60,23 @@ extension PlanReport {
 
     /// Aligned terminal table.
     public var text: String {
-        var out = "ckv-sim plan\n" + aligned(settings.map { [$0.0, $0.1] }, header: false) + "\n\n"
-        out += aligned([Self.columns] + rows.map(cells), header: true) + "\n\n"
+        var out = "ckv-sim plan\n" + Table(pairs: settings).text + "\n\n"
+        out += configurations.text + "\n\n"
         out += "Recommendation: \(recommendation)\n\n"
         out += "Sources: [paper] published figure for this model, policy and budget; [ref. runs] real compressed runs of the reference models on the bundled traces at the nearest recorded kv-fraction; [replay] attention mass kept and relative attention-output error from replaying the traces.\n"
         out += notes.map { "- " + $0 }.joined(separator: "\n") + "\n"
         return out
     }
 
-    func aligned(_ rows: [[String]], header: Bool) -> String {
-        let widths = (0..<(rows.map(\.count).max() ?? 0)).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
-        var lines = rows.map { row in
-            row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-        }
-        if header { lines.insert(widths.map { String(repeating: "─", count: $0) }.joined(separator: "  "), at: 1) }
-        return lines.joined(separator: "\n")
-    }
+    /// The configurations, one row each.
+    var configurations: Table { Table(columns: Self.columns, rows: rows.map(cells)) }
 
     /// Markdown.
     public var markdown: String {
         var out = "# KV-cache sizing: \(model) on \(gpu), \(context)-token context\n\n"
-        out += "| setting | value |\n| --- | --- |\n" + settings.map { "| \($0.0) | \($0.1) |" }.joined(separator: "\n") + "\n\n"
+        out += Table(columns: ["setting", "value"], rows: settings.map { [$0.0, $0.1] }).markdown + "\n\n"
         out += "## Configurations\n\n"
-        out += "| " + Self.columns.joined(separator: " | ") + " |\n|" + String(repeating: " --- |", count: Self.columns.count) + "\n"
-        out += rows.map { "| " + cells($0).map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |" }.joined(separator: "\n")
+        out += configurations.markdown
         out += "\n\n## Recommendation\n\n\(recommendation)\n\n## Sources and caveats\n\n"
         out += "- [paper]: published figure for this model, policy and budget; [ref. runs]: real compressed runs of the reference models on the bundled traces; [replay]: attention mass kept and relative attention-output error from replaying the traces.\n"
         out += notes.map { "- " + $0 }.joined(separator: "\n") + "\n"
@@ -101,9 +85,7 @@ extension PlanReport {
 
     /// JSON (Docs/cli.md documents the schema).
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        try JSONOutput.string(self)
     }
 
     /// CSV, one row per configuration.
@@ -113,14 +95,14 @@ extension PlanReport {
                       "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "accuracy_loss", "accuracy_source", "replay_attention_mass",
                       "replay_output_error", "ref_runs_correct", "ref_runs"]
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
-        let lines = rows.map { r -> String in
+        let lines = rows.map { r -> [String] in
             let l = r.latency, t = r.accuracy.traces
             return [r.policy, r.budget.map(String.init) ?? "", f(r.kvFraction), f(r.peakBytes), f(r.nominalBytes), f(r.physicalBytes),
                     String(r.maxConcurrent), f(r.saturation.requestsPerSecond), f(r.saturation.outputTokensPerSecond), f(r.sloRate),
                     f(l?.ttft.p50), f(l?.ttft.p90), f(l?.ttft.p99), f(l?.tpot.p50), f(l?.tpot.p90), f(l?.tpot.p99),
-                    f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), csvField(r.accuracy.lossSource),
-                    f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? ""].joined(separator: ",")
+                    f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), r.accuracy.lossSource,
+                    f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? ""]
         }
-        return ([header.joined(separator: ",")] + lines).joined(separator: "\n") + "\n"
+        return Table(columns: header, rows: lines).csv
     }
 }

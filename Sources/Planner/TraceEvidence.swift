@@ -1,6 +1,7 @@
 import Foundation
 import Policies
 import Replay
+import TraceFormat
 import Simulator
 import Hardware
 
@@ -123,9 +124,8 @@ public final class TraceLibrary: @unchecked Sendable {
             // The real run recorded nearest the replayed kv-fraction, if any.
             let target = Double(budget) / Double(n)
             let recorded = t.outcomes.compactMap { key, outcome -> (Double, RunOutcome)? in
-                let parts = key.split(separator: "@")
-                guard parts.count == 2, parts[0] == policy.rawValue, let b = Int(parts[1]) else { return nil }
-                return (Double(b) / Double(n), outcome)
+                guard let run = PolicyKind.parseRunLabel(key), run.policy == policy, run.continual else { return nil }
+                return (Double(run.budget) / Double(n), outcome)
             }.sorted { abs($0.0 - target) < abs($1.0 - target) || (abs($0.0 - target) == abs($1.0 - target) && $0.0 < $1.0) }
             if let (f, outcome) = recorded.first, let full = t.outcomes["full"] {
                 runs += 1

@@ -46,6 +46,10 @@ public struct KVCompress: Sendable, Equatable {
         BlockLayout.perHead.blocks(kept: roundedBudget(budget), layerHeads: heads, blockSize: blockSize)
     }
 
+    /// The per-sample cache KV-Compress's throughput benchmark gives a prompt of `prompt` tokens at
+    /// compression rate `rate` (`benchmark_throughput.py`): max(128, ((⌊L/r⌋ − 1) // 16) · 16).
+    public static func budget(prompt: Int, rate: Int) -> Int { max(128, ((prompt / rate - 1) / 16) * 16) }
+
     /// C′: the budget rounded up to whole blocks.
     public func roundedBudget(_ budget: Int) -> Int { (budget + blockSize - 1) / blockSize * blockSize }
 

@@ -78,6 +78,26 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         return min(n, b)
     }
 
+    /// `keptTokens` at `budget` as the user gave it (tokens or a fraction, `Budget.tokens`), with the
+    /// protected `window` (default: the policy's).
+    public func keptTokens(_ budget: Budget, prompt n: Int, window: Int? = nil, blockSize: Int) -> Int {
+        keptTokens(budget: budget.tokens(prompt: n, window: window ?? self.window), prompt: n, blockSize: blockSize)
+    }
+
+    /// How a run of the policy at `budget` tokens is labelled (a recorded outcome, a replay row):
+    /// `POLICY@BUDGET`, with `+once` for a continual policy that compressed only after the prompt.
+    public func runLabel(budget: Int, continual: Bool) -> String {
+        "\(rawValue)@\(budget)" + (isContinual && !continual ? "+once" : "")
+    }
+
+    /// The policy, budget and continual flag a `runLabel` names; nil for any other text ("full").
+    public static func parseRunLabel(_ label: String) -> (policy: PolicyKind, budget: Int, continual: Bool)? {
+        let once = label.hasSuffix("+once")
+        let parts = (once ? String(label.dropLast(5)) : label).split(separator: "@")
+        guard parts.count == 2, let policy = PolicyKind(rawValue: String(parts[0])), let budget = Int(parts[1]) else { return nil }
+        return (policy, budget, !once)
+    }
+
     /// True when the policy needs a head profile (`HeadProfile`).
     public var needsProfile: Bool { self == .compressKV }
 

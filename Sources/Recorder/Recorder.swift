@@ -70,14 +70,14 @@ public final class Recorder {
         )
     }
 
-    /// Records `task` (prompt already tokenised as `tokens`) to `path`. `annotate` may add
-    /// annotations from the run before the file is finished (the CLI adds compressed runs'
-    /// outcomes, continued from the same prefill).
+    /// Records `task` (prompt already tokenised as `tokens`) to `path`, with the full cache's
+    /// outcome and, for `evaluation`, the real compressed runs' outcomes continued from the same
+    /// prefill (`onRun` is told each run's label as it finishes).
     /// - Throws: `GenerationError` when the task does not fit the context, `RecorderError` when
     ///   the needle is not in the tokens, `TraceError` when the file cannot be written.
     public func record(task: RetrievalTask, tokens: [Int32], to path: String,
                        progress: (RecordingProgress) -> Void = { _ in },
-                       annotate: (RecordedRun) throws -> [(key: String, value: String)] = { _ in [] }) throws -> RecordingResult {
+                       evaluation: Evaluation = Evaluation(), onRun: (String) -> Void = { _ in }) throws -> RecordingResult {
         let c = model.config, n = tokens.count, o = options
         guard n + o.maxTokens <= c.contextLength else {
             throw GenerationError("the task (\(n) tokens) and \(o.maxTokens) tokens to generate exceed the model's context of \(c.contextLength) tokens")
@@ -155,33 +155,54 @@ public final class Recorder {
         }
         let text = model.tokenizer.decode(run.tokens)
         let correct = task.isCorrect(text)
-        try writer.append(.annotation(key: "outcome.full", value: outcomeJSON(correct: correct, tokens: run.tokens, text: text)))
-        for (key, value) in try annotate(RecordedRun(task: task, prefilled: prefilled, statistics: collector.statistics, generated: run.tokens)) {
-            try writer.append(.annotation(key: key, value: value))
+        try writer.append(.annotation(key: RunOutcome.key("full"), value: RunOutcome(correct: correct, tokens: run.tokens, text: text).annotationValue))
+        for (label, outcome) in try evaluate(evaluation, task: task, prefilled: prefilled, statistics: collector.statistics, onRun: onRun) {
+            try writer.append(.annotation(key: RunOutcome.key(label), value: outcome.annotationValue))
         }
         let summary = try writer.finish()
         return RecordingResult(promptTokens: n, generated: run.tokens, text: text, correct: correct, summary: summary)
     }
 }
 
-/// A recorded full-cache run, for `annotate`.
-public struct RecordedRun {
-    public var task: RetrievalTask
-    /// The prompt's prefill, to continue from with a compressed cache.
-    public var prefilled: PrefilledPrompt
-    /// The statistics written to the trace.
-    public var statistics: [LayerStatistics]
-    /// The full cache's greedy tokens.
-    public var generated: [Int32]
+/// The real compressed runs recorded with a trace: every policy at every budget, each continued
+/// greedily from the full run's prefill (one prefill serves them all).
+public struct Evaluation: Sendable {
+    public var policies: [PolicyKind]
+    public var budgets: [Budget]
+    /// CompressKV's head profile (required when `policies` has compresskv).
+    public var profile: HeadProfile?
+    /// Continual policies go on evicting during decode; false compresses once after the prompt.
+    public var continual: Bool
+
+    public init(policies: [PolicyKind] = [], budgets: [Budget] = [], profile: HeadProfile? = nil, continual: Bool = true) {
+        self.policies = policies
+        self.budgets = budgets
+        self.profile = profile
+        self.continual = continual
+    }
+}
+
+extension Recorder {
+    /// The outcome of every run of `evaluation` after `prefilled`, labelled `POLICY@BUDGET`
+    /// (`PolicyKind.runLabel`), policies in order and budgets within each.
+    /// - Throws: `PolicyError` for a budget the policy cannot keep or a missing head profile.
+    func evaluate(_ evaluation: Evaluation, task: RetrievalTask, prefilled: PrefilledPrompt, statistics: [LayerStatistics],
+                  onRun: (String) -> Void) throws -> [(label: String, outcome: RunOutcome)] {
+        let n = prefilled.prompt.count
+        return try evaluation.policies.flatMap { policy in
+            try evaluation.budgets.map { spec in
+                let budget = spec.tokens(prompt: n, window: policy.window)
+                let compression = try policy.compress(statistics, budget: budget, profile: evaluation.profile, continual: evaluation.continual)
+                let out = try model.generate(from: prefilled, compression: compression)
+                let text = model.tokenizer.decode(out.tokens)
+                let label = policy.runLabel(budget: budget, continual: evaluation.continual)
+                onRun(label)
+                return (label, RunOutcome(correct: task.isCorrect(text), tokens: out.tokens, text: text))
+            }
+        }
+    }
 }
 
 /// The version written as a trace's producer.
 public let producerVersion = "0.1.0"
 
-/// The JSON of an `outcome.*` annotation: whether the answer was found, the generated ids and text.
-public func outcomeJSON(correct: Bool, tokens: [Int32], text: String) -> String {
-    struct Outcome: Encodable { var correct: Bool; var tokens: [Int32]; var text: String }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: (try? encoder.encode(Outcome(correct: correct, tokens: tokens, text: text))) ?? Data(), as: UTF8.self)
-}

@@ -158,8 +158,7 @@ public final class Replayer: @unchecked Sendable {
             if step > 0 { _ = eviction?.evict() }
         }
         let layerErrors = errorSums.map { trace.rows.isEmpty ? 0 : $0 / Double(trace.rows.count) }
-        let key = Self.outcomeKey(policy, budget: budget, continual: continual)
-        let outcome = trace.outcomes[key]
+        let outcome = trace.outcomes[policy.runLabel(budget: budget, continual: continual)]
         let agreement = outcome.map { Self.agreement($0.tokens, trace.generated.map { Int32(bitPattern: $0) }) }
         return ReplayResult(
             trace: trace.path, model: m.name, task: trace.header.task.kind, promptTokens: n, policy: policy.rawValue, budget: budget,
@@ -169,12 +168,6 @@ public final class Replayer: @unchecked Sendable {
             layerOutputErrors: layerErrors, outputError: layers.isEmpty ? 0 : layers.reduce(0) { $0 + layerErrors[$1] } / Double(layers.count),
             outcome: outcome, greedyAgreement: agreement
         )
-    }
-
-    /// The annotation key of a recorded compressed run: `POLICY@BUDGET`, with `+once` for a
-    /// continual policy run with `--compress-once`.
-    public static func outcomeKey(_ policy: PolicyKind, budget: Int, continual: Bool) -> String {
-        "\(policy.rawValue)@\(budget)" + (policy.isContinual && !continual ? "+once" : "")
     }
 
     /// The share of `reference` that `tokens` reproduces before the first difference.

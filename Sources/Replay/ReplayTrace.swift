@@ -11,14 +11,6 @@ public struct ReplayError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The outcome of a real run recorded with the trace (`outcome.*` annotations).
-public struct RunOutcome: Codable, Sendable, Equatable {
-    /// The greedy continuation starts with the task's answer.
-    public var correct: Bool
-    public var tokens: [Int32]
-    public var text: String
-}
-
 public struct ReplayTrace: Sendable {
     public let path: String
     public let header: TraceHeader
@@ -87,10 +79,8 @@ public struct ReplayTrace: Sendable {
                 try check(Int(c.layer) < m.layers && Int(c.kvHead) < m.kvHeads && c.dimension == m.headDim,
                           "cache values for layer \(c.layer) KV head \(c.kvHead) do not fit the model")
                 values[Int(c.layer)][Int(c.kvHead)] = c.values
-            case let .annotation(key, value) where key.hasPrefix("outcome."):
-                if let outcome = try? JSONDecoder().decode(RunOutcome.self, from: Data(value.utf8)) {
-                    outcomes[String(key.dropFirst("outcome.".count))] = outcome
-                }
+            case let .annotation(key, value):
+                if let label = RunOutcome.label(ofKey: key), let outcome = RunOutcome(annotationValue: value) { outcomes[label] = outcome }
             default:
                 break
             }

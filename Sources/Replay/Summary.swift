@@ -1,14 +1,10 @@
 import Foundation
 import Policies
+import Reporting
 
 // Aggregating replay results over many traces: per model × policy × budget, the real compressed
 // runs' accuracy and greedy agreement beside the replay proxies, and how well each proxy ranks
 // the configurations the way accuracy does (Spearman's rank correlation).
-
-/// A CSV field, quoted when it holds a comma, quote or newline (RFC 4180).
-public func csvField(_ s: String) -> String {
-    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-}
 
 /// One model × policy × budget over every trace that has it.
 public struct SummaryCell: Sendable, Equatable {
@@ -83,14 +79,14 @@ public enum Summary {
         for model in orderedUnique(cells.map(\.model)) {
             let mine = cells.filter { $0.model == model }
             out += "## \(model)\n\n"
-            out += "| policy | budget | traces | kept | attention mass (replay) | output error (replay) | answer found (real runs) | greedy agreement (real runs) |\n"
-            out += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+            var table = Table(columns: ["policy", "budget", "traces", "kept", "attention mass (replay)", "output error (replay)",
+                                        "answer found (real runs)", "greedy agreement (real runs)"], rightAligned: Set(1...7))
             for c in mine {
                 let found = c.runs > 0 ? "\(c.correct)/\(c.runs) (\(Int((Double(c.correct) / Double(c.runs) * 100).rounded())) %)" : "—"
-                out += "| \(c.policy) | \(c.budget) | \(c.traces) | \(formatPercent((c.keptFraction * 1000).rounded() / 1000)) | "
-                out += String(format: "%.3f | %.3f | ", c.attentionMass, c.outputError)
-                out += "\(found) | \(c.agreement.map { String(format: "%.2f", $0) } ?? "—") |\n"
+                table.append([c.policy, c.budget, "\(c.traces)", formatPercent((c.keptFraction * 1000).rounded() / 1000),
+                              Format.fixed(c.attentionMass, 3), Format.fixed(c.outputError, 3), found, c.agreement.map { Format.fixed($0, 2) } ?? "—"])
             }
+            out += table.markdown + "\n"
             let measured = mine.filter { $0.runs > 0 }
             let accuracy = measured.map { Double($0.correct) / Double($0.runs) }
             let agreement = measured.compactMap(\.agreement)

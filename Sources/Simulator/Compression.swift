@@ -40,7 +40,7 @@ public struct CompressionSpec: Sendable {
     /// Tokens per layer per KV head kept after compressing a `prompt`-token prefix
     /// (`Budget.tokens`, then the policy's own rounding: KV-Compress keeps whole blocks).
     public func kept(prompt: Int, blockSize: Int) -> Int {
-        policy.keptTokens(budget: budget.tokens(prompt: prompt, window: window), prompt: prompt, blockSize: blockSize)
+        policy.keptTokens(budget, prompt: prompt, window: window, blockSize: blockSize)
     }
 
     /// Whether the cache is held at the budget during decode (else it grows by one token a step).

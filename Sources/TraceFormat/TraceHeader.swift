@@ -88,13 +88,19 @@ public struct TaskDescription: Codable, Equatable, Sendable {
     }
 }
 
-extension TraceHeader {
-    /// Deterministic JSON: same header, same bytes.
-    func encodedJSON() throws -> [UInt8] {
+/// The JSON inside trace files (the header, annotation values): compact, keys sorted, slashes
+/// unescaped, so the same value always gives the same bytes.
+public enum TraceJSON {
+    public static func encode(_ value: some Encodable) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(self))
+        return Array(try encoder.encode(value))
     }
+}
+
+extension TraceHeader {
+    /// Deterministic JSON: same header, same bytes.
+    func encodedJSON() throws -> [UInt8] { try TraceJSON.encode(self) }
 
     static func decode(json: UnsafeRawBufferPointer) throws -> TraceHeader {
         try JSONDecoder().decode(TraceHeader.self, from: Data(json))

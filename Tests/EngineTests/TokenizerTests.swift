@@ -62,3 +62,38 @@ struct BytePairEncodingTests {
         }
     }
 }
+
+@Suite("streaming detokenisation")
+struct UTF8StreamTests {
+    @Test("a character split across pieces is held back until its last byte, then released whole")
+    func splitCharacter() {
+        var s = UTF8Stream()
+        let euro = Array("€".utf8) // E2 82 AC
+        #expect(s.append(Array("a".utf8) + euro[0..<1]) == Array("a".utf8))
+        #expect(s.append(Array(euro[1..<2])) == [])
+        #expect(s.append(Array(euro[2...]) + Array("b".utf8)) == euro + Array("b".utf8))
+        let emoji = Array("🙂".utf8)
+        #expect(s.append(Array(emoji[0..<3])) == [])
+        #expect(s.finish() == Array(emoji[0..<3]))
+        #expect(s.finish() == [])
+    }
+
+    @Test("seeded: any split of mixed text into pieces streams back to the same bytes, each chunk valid UTF-8")
+    func anySplit() {
+        let text = Array("Café — 日本語 🙂 plain ascii ½".utf8)
+        var state: UInt64 = 0x9E37_79B9
+        for _ in 0..<200 {
+            var s = UTF8Stream(), out: [UInt8] = [], i = 0
+            while i < text.count {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                let n = min(text.count - i, 1 + Int(state >> 61))
+                let chunk = s.append(Array(text[i..<i + n]))
+                #expect(String(validating: chunk, as: UTF8.self) != nil)
+                out += chunk
+                i += n
+            }
+            out += s.finish()
+            #expect(out == text)
+        }
+    }
+}

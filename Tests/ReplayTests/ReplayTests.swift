@@ -33,12 +33,8 @@ struct ReplayTests {
         options.maxTokens = 8
         let recorder = Recorder(model: m, options: options)
         let p = profile ?? Self.profile(m, name: recorder.identity.name)
-        let result = try recorder.record(task: task, tokens: tokens, to: path, annotate: { run in
-            try PolicyKind.allCases.map { kind in
-                let out = try m.generate(from: run.prefilled, compression: try kind.compress(run.statistics, budget: 64, profile: p))
-                return ("outcome.\(kind.rawValue)@64", outcomeJSON(correct: false, tokens: out.tokens, text: ""))
-            }
-        })
+        let result = try recorder.record(task: task, tokens: tokens, to: path,
+                                         evaluation: Evaluation(policies: PolicyKind.allCases, budgets: [.tokens(64)], profile: p))
         return (task, tokens, result, recorder)
     }
 

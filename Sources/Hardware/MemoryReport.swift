@@ -1,0 +1,98 @@
+import Foundation
+import Policies
+import Reporting
+
+/// What `memory` prints, one value for text and JSON.
+public struct MemoryReport: Encodable, Sendable {
+    public struct Row: Encodable, Sendable {
+        public var setting: String
+        public var keptTokens: Int
+        public var layout: String
+        public var kvBytesPerRequest: Double
+        public var maxConcurrency: Int
+        enum CodingKeys: String, CodingKey {
+            case setting, layout
+            case keptTokens = "kept_tokens_per_layer_head"
+            case kvBytesPerRequest = "kv_bytes_per_request"
+            case maxConcurrency = "max_concurrency"
+        }
+    }
+
+    public var gpu: String
+    public var model: String
+    public var tensorParallel: Int
+    public var context: Int
+    public var totalBytes, budgetBytes, weightBytes, activationBytes, nonTorchBytes, kvBytes: Double
+    public var profiledTokens: Int
+    public var vllmBlocks: Int
+    public var kvTokens: Int
+    public var rows: [Row]
+
+    /// The breakdown of `plan` for `context`-token requests, and what one request holds and how
+    /// many fit with the full cache and with SnapKV (per-sequence blocks) and KV-Compress (per-head
+    /// blocks) at a ladder of kv-fractions and budgets.
+    public init(plan: MemoryPlan, context: Int) {
+        gpu = plan.gpu.name
+        model = plan.model.name
+        tensorParallel = plan.serving.tensorParallel
+        self.context = context
+        totalBytes = plan.totalBytes
+        budgetBytes = plan.budgetBytes
+        weightBytes = plan.weightBytes
+        activationBytes = plan.activationBytes
+        nonTorchBytes = plan.nonTorchBytes
+        kvBytes = plan.kvBytes
+        profiledTokens = plan.serving.batchedTokens(for: plan.model)
+        vllmBlocks = plan.vllmBlocks
+        kvTokens = plan.kvTokens
+        var rows: [Row] = []
+        func add(_ label: String, _ policy: PolicyKind?, _ budget: Budget) {
+            let b = plan.serving.blockSize
+            let kept = policy?.keptTokens(budget, prompt: context, blockSize: b) ?? context
+            let footprint = NominalFootprint(layout: policy?.layout ?? .perSequence)
+            rows.append(Row(setting: label, keptTokens: kept, layout: footprint.layout.label,
+                            kvBytesPerRequest: Double(footprint.phb(tokens: context, kept: kept, plan: plan)) * plan.phbBytes,
+                            maxConcurrency: plan.maxConcurrency(footprint: footprint, prompt: context, output: 0, keptAtEnd: kept)))
+        }
+        add("full cache", nil, .fraction(1))
+        for f in [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.01] {
+            add("kv-fraction \(f)", .snapKV, .fraction(f))
+        }
+        for b in [2048, 1024, 512, 256, 128] where b < context {
+            add("budget \(b)", .snapKV, .tokens(b))
+            add("budget \(b), KV-Compress", .kvCompress, .tokens(b))
+        }
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case gpu, model, context, rows
+        case tensorParallel = "tensor_parallel"
+        case totalBytes = "total_bytes", budgetBytes = "budget_bytes", weightBytes = "weight_bytes"
+        case activationBytes = "activation_peak_bytes", nonTorchBytes = "non_torch_bytes", kvBytes = "kv_cache_bytes"
+        case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
+    }
+
+    /// The breakdown and the table, as `ckv-sim memory` prints them.
+    public var text: String {
+        func g(_ b: Double) -> String { Format.fixed(b / 1_073_741_824, 2) + " GiB" }
+        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests; per GPU:", ""]
+        lines.append(Table(pairs: [
+            ("total (CUDA)", g(totalBytes)),
+            ("× utilisation", g(budgetBytes)),
+            ("− weights", g(weightBytes)),
+            ("− activation peak", g(activationBytes) + " (profiling run of \(profiledTokens) tokens)"),
+            ("− CUDA/runtime", g(nonTorchBytes)),
+            ("= KV cache", g(kvBytes) + " = \(vllmBlocks) blocks of 16 = \(kvTokens) tokens"),
+        ]).text)
+        lines.append("")
+        var table = Table(columns: ["setting", "kept/layer/head", "KV per request", "max concurrent", "layout"], rightAligned: [1, 2, 3])
+        for r in rows {
+            table.append([r.setting, "\(r.keptTokens)", Format.bytes(UInt64(r.kvBytesPerRequest)), "\(r.maxConcurrency)", r.layout])
+        }
+        lines.append(table.text)
+        lines.append("")
+        lines.append("Max concurrent: one request holds its full KV while it prefills, the others their compressed KV (capped by max-num-seqs). Nominal footprints: every head keeps the budget.")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import Hardware
+import Policies
+import Reporting
+import Simulator
+
+// The simulator against published measurements: each case runs the paper's own configuration
+// and sets the prediction beside the published figure; `Validation.markdown` is
+// Docs/validation.md, `calibrate` the grid search of the cost constants.
+
+/// One published figure and what the simulator predicts for its configuration.
+public struct ValidationCase: Sendable {
+    public var claim: String
+    public var source: String
+    public var published: Double
+    public var predicted: Double
+    public var unit: String
+    public var errorPercent: Double { 100 * (predicted - published) / published }
+}
+
+/// The validation runs, deterministic: the same build gives the same report.
+public struct Validation: Sendable {
+    public var scenarioDirectory: String
+    public var constants: CostConstants
+
+    public init(scenarioDirectory: String, constants: CostConstants = CostConstants()) {
+        self.scenarioDirectory = scenarioDirectory
+        self.constants = constants
+    }
+
+    func scenario(_ name: String) throws -> Scenario { try Scenario.load(path: "\(scenarioDirectory)/\(name).yaml") }
+
+    func throughput(_ gpu: String, _ model: String, _ scenarioName: String, weights: WeightFormat = .bf16, tp: Int = 1,
+                    compression: CompressionSpec? = nil, serving tweak: (inout ServingConfig) -> Void = { _ in }) throws -> SimulationResult {
+        let s = try scenario(scenarioName)
+        var serving = s.serving
+        serving.weightFormat = weights
+        serving.tensorParallel = tp
+        tweak(&serving)
+        return try Simulation.run(gpu: GPUCatalog.named(gpu)!, model: ModelCatalog.named(model)!, serving: serving,
+                                  compression: compression, constants: constants, source: try s.source())
+    }
+
+    /// The four KV-Compress L4 rows: the calibration set.
+    public func l4Cases() throws -> [ValidationCase] {
+        var cases: [ValidationCase] = []
+        let l4 = "KV-Compress (arXiv 2410.00161), Llama-3.1-8B-Instruct, one L4, vLLM benchmark_throughput, 256 prompts, 500 out"
+        for (prompt, rate, published) in [(500, 2, 2.00), (500, 4, 2.54), (6000, 32, 4.93), (6000, 64, 5.18)] {
+            let name = "throughput-\(prompt)-500"
+            let full = try throughput("L4", "Llama-3.1-8B-Instruct", name)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(KVCompress.budget(prompt: prompt, rate: rate)), window: 32, decodeTrigger: .onPressure)
+            let compressed = try throughput("L4", "Llama-3.1-8B-Instruct", name, compression: spec)
+            cases.append(ValidationCase(claim: "throughput × at r = \(rate), \(prompt)-token prompts", source: l4, published: published,
+                                        predicted: compressed.outputTokensPerSecond / full.outputTokensPerSecond, unit: "×"))
+        }
+        return cases
+    }
+
+    /// The Llama-3.1-70B-FP8 rows: held out of calibration.
+    public func h100Cases() throws -> [ValidationCase] {
+        var cases: [ValidationCase] = []
+        // The 70B runs' prompt length is not stated with the result. A 70B FP8 model does not fit
+        // one H100 with a 19,000-token profiling run (weights 67.7 GiB + its activations exceed
+        // 0.9 × 79 GiB), so 500-token prompts and chunked prefill in 512-token chunks (vLLM 0.6's
+        // default chunk when chunked prefill is on) are assumed.
+        let h100 = "KV-Compress, Llama-3.1-70B-Instruct-FP8, one H100 (assumed: 500-token prompts, chunked prefill, 512-token chunks)"
+        for (rate, published) in [(8, 1.8), (64, 2.14)] {
+            let chunked: (inout ServingConfig) -> Void = { $0.chunkedPrefill = true; $0.maxNumBatchedTokens = 512 }
+            let full = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8, serving: chunked)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(KVCompress.budget(prompt: 500, rate: rate)), window: 32, decodeTrigger: .onPressure)
+            let compressed = try throughput("H100-80G-SXM", "Llama-3.1-70B-Instruct", "throughput-500-500", weights: .fp8,
+                                            compression: spec, serving: chunked)
+            cases.append(ValidationCase(claim: "throughput × at r = \(rate)", source: h100, published: published,
+                                        predicted: compressed.outputTokensPerSecond / full.outputTokensPerSecond, unit: "×"))
+        }
+        return cases
+    }
+
+    public func chunkKVCases() throws -> [ValidationCase] {
+        // ChunkKV's efficiency table: 8,192 in / 1,024 out, index reuse against no reuse. The paper
+        // does not give the GPU or the reuse depth here; A100-80G and groups of 2 layers are assumed.
+        let source = "ChunkKV (arXiv 2502.00299), 8192 in / 1024 out, layer-wise index reuse (assumed: A100-80G, Llama-3.1-8B, reuse groups of 2, budget 10 %)"
+        let base = CompressionSpec(policy: .chunkKV, budget: .fraction(0.1), reuseGroup: 1)
+        let reuse = CompressionSpec(policy: .chunkKV, budget: .fraction(0.1), reuseGroup: 2)
+        let single: (inout ServingConfig) -> Void = { $0.maxNumSeqs = 1 }
+        let latencyBase = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: base, serving: single)
+        let latencyReuse = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: reuse, serving: single)
+        let tputBase = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: base)
+        let tputReuse = try throughput("A100-80G", "Llama-3.1-8B-Instruct", "throughput-8192-1024", compression: reuse)
+        return [
+            ValidationCase(claim: "latency change with index reuse (one request at a time)", source: source, published: -20.7,
+                           predicted: 100 * (latencyReuse.e2eMs.mean / latencyBase.e2eMs.mean - 1), unit: "%"),
+            ValidationCase(claim: "throughput change with index reuse (64 requests at t = 0)", source: source, published: 26.5,
+                           predicted: 100 * (tputReuse.outputTokensPerSecond / tputBase.outputTokensPerSecond - 1), unit: "%"),
+        ]
+    }
+
+    /// The full-cache baseline's sensitivity: the published multipliers hinge on how many
+    /// 6,000-token sequences vLLM's full cache held.
+    public func sensitivity() throws -> [(String, Int, Double)] {
+        var rows: [(String, Int, Double)] = []
+        for util in [0.90, 0.92, 0.94, 0.96] {
+            let set: (inout ServingConfig) -> Void = { $0.gpuMemoryUtilization = util }
+            let s = try scenario("throughput-6000-500")
+            var serving = s.serving
+            set(&serving)
+            let plan = try MemoryPlan(gpu: GPUCatalog.named("L4")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: serving)
+            let full = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", serving: set)
+            let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32, decodeTrigger: .onPressure)
+            let comp = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", compression: spec, serving: set)
+            rows.append((String(format: "%.2f", util), plan.kvTokens, comp.outputTokensPerSecond / full.outputTokensPerSecond))
+        }
+        return rows
+    }
+
+    public func memoryCases() throws -> [(String, Double, Double)] {
+        // vLLM (V1) log, H100 80GB, Llama 3.1 8B (vllm-project/vllm issue on EAGLE overhead):
+        // "Available KV cache memory: 51.63 GiB", "GPU KV cache size: 410,128 tokens".
+        let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        let perToken = model.kvBytesPerTokenLayer(.bf16) * Double(model.layers)
+        let predicted = (51.63 * 1_073_741_824 / (perToken * 16)).rounded(.down) * 16
+        return [("Llama-3.1-8B, H100 80GB: tokens from 51.63 GiB of KV memory (vLLM log: 410,128)", 410_128, predicted)]
+    }
+
+    /// Grid search over the per-sequence overhead, the step overhead and the GEMM efficiency,
+    /// minimising the median absolute error of the four L4 rows.
+    public func calibrate() throws -> String {
+        var best: (Double, CostConstants)?
+        var lines = ["per-seq ms  step ms  gemm eff  median |error| of the 4 L4 rows"]
+        for perSeq in [0.0, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4] {
+            for step in [0.002, 0.004, 0.008] {
+                for gemm in [0.25, 0.3, 0.4, 0.5, 0.7] {
+                    var c = CostConstants()
+                    c.perSequenceOverhead = perSeq / 1000
+                    c.stepOverhead = step
+                    c.gemmEfficiency = gemm
+                    let errors = try Validation(scenarioDirectory: scenarioDirectory, constants: c).l4Cases().map { abs($0.errorPercent) }.sorted()
+                    let median = (errors[1] + errors[2]) / 2
+                    if best == nil || median < best!.0 { best = (median, c) }
+                    lines.append(String(format: "%11.2f  %7.0f  %8.2f  %.1f %%", perSeq, step * 1000, gemm, median))
+                }
+            }
+        }
+        let c = best!.1
+        lines.append(String(format: "best: perSequenceOverhead %.4f s, stepOverhead %.3f s, gemmEfficiency %.2f: median error %.1f %%",
+                            c.perSequenceOverhead, c.stepOverhead, c.gemmEfficiency, best!.0))
+        return lines.joined(separator: "\n")
+    }
+
+    public func markdown() throws -> String {
+        let defaults = try l4Cases() + h100Cases() + chunkKVCases()
+        let calibratedRun = Validation(scenarioDirectory: scenarioDirectory, constants: .calibratedKVCompressL4)
+        let calibrated = try calibratedRun.l4Cases() + calibratedRun.h100Cases() + calibratedRun.chunkKVCases()
+        func median(_ cases: ArraySlice<ValidationCase>) -> Double {
+            let e = cases.map { abs($0.errorPercent) }.sorted()
+            return e.count % 2 == 1 ? e[e.count / 2] : (e[e.count / 2 - 1] + e[e.count / 2]) / 2
+        }
+        let c = CostConstants.calibratedKVCompressL4, d = CostConstants()
+        let serving = Table(columns: ["claim", "published", "defaults", "error", "calibrated", "error", "configuration and source"],
+                            rows: zip(defaults, calibrated).map { a, b in
+                                [a.claim, fmt(a.published) + a.unit, fmt(a.predicted) + a.unit, pct(a.errorPercent), fmt(b.predicted) + b.unit,
+                                 pct(b.errorPercent), a.source]
+                            }, rightAligned: Set(1...5))
+        func both(_ label: String, _ range: Range<Int>) -> [String] {
+            [label, String(format: "%.0f %%", median(defaults[range])), String(format: "%.0f %%", median(calibrated[range]))]
+        }
+        let medians = Table(columns: ["median absolute error", "defaults", "calibrated"],
+                            rows: [both("KV-Compress, L4 (4 rows; calibration set)", 0..<4), both("KV-Compress, H100 70B-FP8 (2 rows; held out)", 4..<6),
+                                   both("ChunkKV index reuse (2 rows; held out)", 6..<8), both("all 8 rows", 0..<defaults.count)],
+                            rightAligned: [1, 2])
+        let sensitivityTable = Table(columns: ["gpu_memory_utilization", "KV tokens (full cache)", "predicted r = 64 multiplier"],
+                                     rows: try sensitivity().map { [$0.0, "\($0.1)", fmt($0.2) + "×"] }, rightAligned: [0, 1, 2])
+        let capacity = Table(columns: ["case", "vLLM", "ckv-sim", "error"], rows: try memoryCases().map { label, published, predicted in
+            [label, "\(Int(published))", "\(Int(predicted))", String(format: "%+.1f %%", 100 * (predicted - published) / published)]
+        }, rightAligned: [1, 2, 3])
+        let md = """
+        # Validation: the simulator against published measurements
+
+        Generated by `ckv-sim validate --out Docs/validation.md` (deterministic: the same build
+        writes the same file). Each row runs the simulator with the paper's own configuration as
+        far as the paper states it (assumptions are named in the last column) and compares the
+        predicted figure with the published one. Error = (predicted − published) / published.
+
+        Two sets of cost constants: the **defaults** (`Docs/simulator.md`; GEMM efficiency \(d.gemmEfficiency),
+        step overhead \(fmtMs(d.stepOverhead)), per-sequence overhead \(fmtMs(d.perSequenceOverhead))), and the
+        **calibrated** set that `ckv-sim validate --calibrate` fits to the four L4 rows by grid search
+        (GEMM efficiency \(c.gemmEfficiency), step overhead \(fmtMs(c.stepOverhead)), per-sequence overhead
+        \(fmtMs(c.perSequenceOverhead))). The calibrated column is in-sample for the L4 rows and out-of-sample
+        for the others.
+
+        ## Serving results
+
+        \(serving.markdown)
+
+        \(medians.markdown)
+
+        The goal is a median error ≤ 10 %. With the defaults it is **not met** (\(String(format: "%.0f", median(defaults[...]))) %). The
+        calibrated constants meet it on the four rows they were fitted to; on the held-out 70B-FP8
+        rows they cut the error from \(String(format: "%.0f", median(defaults[4..<6]))) % to \(String(format: "%.0f", median(calibrated[4..<6]))) %, still above the goal, and they
+        leave ChunkKV where it was. The simulator keeps the defaults: the calibrated per-sequence
+        term would put a 256-sequence decode step of an 8B model on an A100 near 200 ms, several
+        times what vLLM is reported to take, so it describes these vLLM 0.6 runs rather than
+        serving in general. More published measurements are needed to choose.
+
+        ## Why the KV-Compress multipliers are over-predicted with the defaults
+
+        The multiplier is compressed throughput over full-cache throughput. With the defaults the
+        compressed runs reach mean decode batches of 20 to 100 sequences at nearly the cost of a
+        small batch, because a decode step is dominated by streaming 15 GiB of weights; anything in
+        the real system that grows with the batch (per-sequence CPU work in vLLM 0.6, KV-Compress's
+        per-step metric updates, slower kernels over per-head variable-length blocks) is what the
+        calibration's large per-sequence term absorbs. The full-cache baseline matters as much: on
+        an L4 it runs two or three 6,000-token sequences at once, because the 22 GiB card holds
+        15 GiB of weights and the KV cache is what is left after vLLM's profiling run. The paper does
+        not give the baseline's `# GPU blocks`, so the simulator's memory arithmetic decides it. How
+        the r = 64 multiplier (defaults) moves with the memory left for KV, varied through
+        `gpu_memory_utilization`:
+
+        \(sensitivityTable.markdown)
+
+        ChunkKV's layer-wise index reuse saves only the scoring of the reused layers. In this cost
+        model scoring is a few milliseconds per request (window attention of a few queries and a
+        top-k per layer), so skipping half of it changes latency and throughput by well under 1 %;
+        the paper's −20.7 % / +26.5 % come from its own implementation, where selection costs far
+        more relative to the forward pass. The simulator does not reproduce them, with either set.
+
+        ## KV capacity against vLLM's own arithmetic
+
+        vLLM sizes the cache as `⌊available / (block_size × layers × 2 × kv_heads × head_dim ×
+        dtype bytes)⌋` blocks of 16 tokens. `Tests/HardwareTests` checks `MemoryPlan` against that
+        formula, written out independently, for Llama-3.1-8B on A100-80G, Mistral-7B-v0.3 on L4 and
+        Qwen2.5-72B on 4 × H100 (TP 4), and against this published log line:
+
+        \(capacity.markdown)
+
+        The per-token arithmetic matches vLLM's formula exactly (the tests); the gap against the log
+        line is not explained by it, and is left as measured.
+        """
+        return md + "\n"
+    }
+
+    private func pct(_ v: Double) -> String { String(format: "%+.0f %%", v) }
+    private func fmtMs(_ s: Double) -> String { String(format: "%g ms", s * 1000) }
+
+    private func fmt(_ v: Double) -> String { String(format: abs(v) >= 10 ? "%.1f" : "%.2f", v) }
+}
