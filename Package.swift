@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "ZstdModule", dependencies: ["CZstd"]),
         // The .ckvt trace file: header, typed records, checksummed zstd frames, index.
         .target(name: "TraceFormat", dependencies: ["ZstdModule", "CZlib", "HalfFloat"]),
+        // Which layers of a model are global (the sliding-window pattern of each model family).
+        .target(name: "ModelFamily"),
         // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
         .target(name: "GGUF"),
         // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
@@ -64,16 +66,16 @@ let package = Package(
         // Reference engine: tokenizers, model forward passes, KV cache, generation, attention probes.
         .target(
             name: "Engine",
-            dependencies: ["GGUF", "Kernels", "CKernels", "HalfFloat", "SeededRandom", "Policies", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["GGUF", "ModelFamily", "Kernels", "CKernels", "HalfFloat", "SeededRandom", "Policies", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: cpuFlags,
             linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]
         ),
         // The one table renderer (text, Markdown, CSV, HTML), number formats and output JSON.
         .target(name: "Reporting"),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
-        .target(name: "Hardware", dependencies: ["GGUF", "Policies", "Reporting"]),
+        .target(name: "Hardware", dependencies: ["GGUF", "ModelFamily", "Policies", "Reporting"]),
         // Token selection and budget allocation, pure functions over attention statistics.
-        .target(name: "Policies", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        .target(name: "Policies", dependencies: ["Reporting", .product(name: "HeapModule", package: "swift-collections")]),
         // Runs the engine on generated tasks with the full cache and writes traces.
         .target(
             name: "Recorder",
@@ -87,7 +89,7 @@ let package = Package(
         .target(
             name: "Simulator",
             dependencies: [
-                "Hardware", "Policies", "SeededRandom",
+                "Hardware", "Policies", "Reporting", "SeededRandom",
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -115,6 +117,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
+        .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

@@ -144,9 +144,10 @@ struct BenchTrace: AsyncParsableCommand {
     }
 }
 
-struct BenchError: Error, CustomStringConvertible {
+struct BenchError: LocalizedError, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+    var errorDescription: String? { description }
 }
 
 extension Duration {

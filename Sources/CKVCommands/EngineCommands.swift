@@ -70,7 +70,7 @@ struct GenerateCommand: AsyncParsableCommand {
         if let kvFraction, let policy {
             let f = try parseFraction(kvFraction, "--kv-fraction")
             guard f > 0 else { throw CLIError("--kv-fraction must be above 0") }
-            let window = try cli { try PolicyKind(parsing: policy) }.window
+            let window = try PolicyKind(parsing: policy).window
             budget = Budget.fraction(f).tokens(prompt: tokens.count, window: window)
         }
         if let policy, let budget {

@@ -51,9 +51,10 @@ struct HardwareOptions: ParsableArguments {
 }
 
 /// A one-line error for the user.
-struct CLIError: Error, CustomStringConvertible {
+struct CLIError: LocalizedError, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+    var errorDescription: String? { description }
 }
 
 /// Parses token counts written as `131072`, `128k`, `32K`, `1m` (k = 1024).

@@ -70,30 +70,23 @@ struct PlanCommand: AsyncParsableCommand {
         guard let n = parseTokenCount(context), n > 0 else { throw CLIError("--context: '\(context)' is not a token count (131072, 128k, 32K)") }
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
         let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
-        let s: Scenario
-        do { s = try Scenario.load(path: scenarioPath) } catch let e as WorkloadError { throw CLIError(e.description) }
+        let s = try Scenario.load(path: scenarioPath)
         var serving = s.serving
         hardware.apply(to: &serving)
         let kinds = try parsePolicies(policies, haveProfile: true)
         var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if specs.isEmpty { specs = [256, 1024, 4096].map { .tokens($0) } }
-        let library: TraceLibrary
-        do {
-            library = try TraceLibrary(directory: try traces ?? resource("Traces"), profiles: try? resource("Profiles"))
-        } catch let e as ReplayError { throw CLIError(e.description) }
+        let library = try TraceLibrary(directory: try traces ?? resource("Traces"), profiles: try? resource("Profiles"))
         guard !library.replayers.isEmpty else { throw CLIError("no traces (.ckvt) in \(traces ?? "Traces/"): the accuracy and memory evidence needs them") }
         let inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
                                 sloTTFT: try parseDuration(sloTTFT, "--slo-ttft"), sloTPOT: try parseDuration(sloTPOT, "--slo-tpot"),
                                 policies: kinds, budgets: specs, maxAccuracyLoss: try parseFraction(maxAccuracyLoss, "--max-accuracy-loss"))
         let clock = ContinuousClock(), start = clock.now
         let terminal = isatty(2) != 0
-        let report: PlanReport
-        do {
-            report = try await Planner.plan(inputs, library: library) { done, total in
-                guard terminal, clock.now - start > .seconds(1) else { return }
-                FileHandle.standardError.write(Data("\rplanning: \(done)/\(total) configurations\u{1B}[K".utf8))
-            }
-        } catch let e as PlanError { throw CLIError(e.description) } catch let e as PolicyError { throw CLIError(e.description) }
+        let report = try await Planner.plan(inputs, library: library) { done, total in
+            guard terminal, clock.now - start > .seconds(1) else { return }
+            FileHandle.standardError.write(Data("\rplanning: \(done)/\(total) configurations\u{1B}[K".utf8))
+        }
         if terminal, clock.now - start > .seconds(1) { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         let text: String
         switch format {

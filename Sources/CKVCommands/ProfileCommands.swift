@@ -132,7 +132,7 @@ struct LayersCommand: AsyncParsableCommand {
         var showBudget = 128
 
         func run() async throws {
-            var p = try PolicyChoice.loadProfile(profile)
+            var p = try HeadProfile.load(path: profile)
             let m = try LanguageModel(path: model)
             guard p.model == m.displayName else {
                 throw CLIError("\(profile): the head profile is for \(p.model); the model is \(m.displayName)")

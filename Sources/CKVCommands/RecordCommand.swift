@@ -71,7 +71,7 @@ struct RecordCommand: AsyncParsableCommand {
     func run() async throws {
         let lengthList = try parseLengths(lengths)
         let depthList = try parseDepths(depths)
-        let headProfile = try profile.map(PolicyChoice.loadProfile)
+        let headProfile = try profile.map { try HeadProfile.load(path: $0) }
         let policies = try evaluate.map { try parsePolicies($0, haveProfile: headProfile != nil) } ?? []
         let budgetList = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if policies.contains(.compressKV), headProfile == nil {
@@ -120,7 +120,7 @@ struct RecordCommand: AsyncParsableCommand {
 /// Parses "snapkv,h2o" or "all" (every policy; compresskv only when a head profile is given).
 func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {
     if text.lowercased() == "all" { return PolicyKind.allCases.filter { haveProfile || !$0.needsProfile } }
-    return try text.split(separator: ",").map { s in try cli { try PolicyKind(parsing: s.trimmingCharacters(in: .whitespaces)) } }
+    return try text.split(separator: ",").map { s in try PolicyKind(parsing: s.trimmingCharacters(in: .whitespaces)) }
 }
 
 /// Parses `--budgets 64,128` and `--kv-fractions 1%,0.05` into budget specs (budgets first).

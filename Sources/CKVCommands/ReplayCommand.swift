@@ -44,7 +44,7 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let explicit = !profile.isEmpty
         let paths = explicit ? profile : committedProfiles()
-        let profiles = try paths.map(PolicyChoice.loadProfile)
+        let profiles = try paths.map { try HeadProfile.load(path: $0) }
         let kinds = try parsePolicies(policies ?? "all", haveProfile: !profiles.isEmpty)
         if kinds.contains(where: \.needsProfile), profiles.isEmpty {
             throw CLIError("compresskv needs a head profile: --profile FILE.json")
@@ -54,8 +54,7 @@ struct ReplayCommand: AsyncParsableCommand {
         var results: [ReplayResult] = []
         var labels: [String] = []
         for path in traces {
-            let trace: ReplayTrace
-            do { trace = try ReplayTrace(path: path) } catch let error as ReplayError { throw CLIError(error.description) }
+            let trace = try ReplayTrace(path: path)
             let replayer = Replayer(trace)
             // The profile recorded for this trace's model; with explicit profiles, one must match.
             let headProfile = profiles.first { $0.model == trace.model.name }
@@ -65,14 +64,8 @@ struct ReplayCommand: AsyncParsableCommand {
             for kind in kinds {
                 for spec in specs {
                     let budget = spec.tokens(prompt: trace.promptLength, window: kind.window)
-                    do {
-                        results.append(try replayer.replay(kind, budget: budget, profile: headProfile, continual: !compressOnce))
-                        labels.append(spec.description)
-                    } catch let error as PolicyError {
-                        throw CLIError("\(path): \(error.description)")
-                    } catch let error as ReplayError {
-                        throw CLIError(error.description)
-                    }
+                    results.append(try replayer.replay(kind, budget: budget, profile: headProfile, continual: !compressOnce))
+                    labels.append(spec.description)
                 }
             }
         }

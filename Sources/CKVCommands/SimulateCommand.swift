@@ -27,7 +27,7 @@ struct CompressionOptions: ParsableArguments {
 
     /// The policy, nil for the full cache.
     var kind: PolicyKind? {
-        get throws { policy.lowercased() == "full" ? nil : try cli { try PolicyKind(parsing: policy) } }
+        get throws { policy.lowercased() == "full" ? nil : try PolicyKind(parsing: policy) }
     }
 
     func validate() throws {

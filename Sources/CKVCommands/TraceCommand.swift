@@ -92,7 +92,7 @@ private func unreadableEnd(of reader: TraceReader) throws -> (TraceError, frames
     return (problem, result.frames, result.records)
 }
 
-enum TraceCommandError: Error, CustomStringConvertible {
+enum TraceCommandError: LocalizedError, CustomStringConvertible {
     case unfinished((TraceError, frames: Int, records: UInt64))
     case damaged(TraceError, frames: Int, records: UInt64)
 
@@ -165,4 +165,8 @@ struct TraceInfo: Encodable {
         ]
         return Table(pairs: rows).text
     }
+}
+
+extension TraceCommandError {
+    var errorDescription: String? { description }
 }

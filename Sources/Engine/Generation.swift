@@ -11,9 +11,10 @@ public enum Sampler: Sendable {
 }
 
 /// Why generation cannot run.
-public struct GenerationError: Error, CustomStringConvertible, Equatable {
+public struct GenerationError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// A prompt run through the model: its cache and the logits of its last position.

@@ -1,4 +1,5 @@
 import HalfFloat
+import Foundation
 
 /// The KV cache of one sequence, sized to the request (prompt + tokens to generate), not to the
 /// model's context: per layer and KV head, the keys and values of the slots it holds, in
@@ -125,7 +126,8 @@ public struct KVCache: Sendable {
 }
 
 /// Why a cache operation cannot be done.
-public struct KVCacheError: Error, CustomStringConvertible, Equatable {
+public struct KVCacheError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }

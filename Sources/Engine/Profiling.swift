@@ -178,8 +178,8 @@ extension LanguageModel {
                         }
                     }
                     var of = [Float](repeating: 0, count: c.hidden), oc = of
-                    matmul(blocks[l].wo, full, &of, 1)
-                    matmul(blocks[l].wo, comp, &oc, 1)
+                    matmul(recipe.attention(of: l).wo, full, &of, 1)
+                    matmul(recipe.attention(of: l).wo, comp, &oc, 1)
                     var diff = 0.0, norm = 0.0
                     for i in 0..<c.hidden {
                         diff += Double(oc[i] - of[i]) * Double(oc[i] - of[i])

@@ -1,5 +1,6 @@
 import GGUF
 import HeapModule
+import Foundation
 
 /// GGUF token types (`tokenizer.ggml.token_type`).
 public enum TokenType: Int32, Sendable {
@@ -7,9 +8,10 @@ public enum TokenType: Int32, Sendable {
 }
 
 /// Why a tokenizer cannot be built from a GGUF.
-public struct TokenizerError: Error, CustomStringConvertible, Equatable {
+public struct TokenizerError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// A tokenizer read from GGUF metadata: the vocabulary, special-token handling and BOS/EOS, with

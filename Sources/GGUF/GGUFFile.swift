@@ -9,6 +9,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 
 /// A metadata value.
 public indirect enum GGUFValue: Equatable, Sendable {
@@ -76,7 +77,7 @@ public struct GGUFTensorInfo: Equatable, Sendable {
 }
 
 /// Why a GGUF file cannot be read.
-public enum GGUFError: Error, CustomStringConvertible, Equatable {
+public enum GGUFError: LocalizedError, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case notGGUF(path: String)
     case unsupportedVersion(path: String, version: UInt32)
@@ -286,4 +287,8 @@ private struct Cursor {
             throw GGUFError.malformed(path: path, offset: offset - 4, reason: "unknown value type \(type) for \"\(key)\"")
         }
     }
+}
+
+extension GGUFError {
+    public var errorDescription: String? { description }
 }

@@ -1,4 +1,5 @@
 import Reporting
+import Foundation
 
 /// The serving engine's settings that decide memory and scheduling (vLLM's names and defaults).
 public struct ServingConfig: Codable, Equatable, Sendable {
@@ -59,9 +60,10 @@ public struct ServingConfig: Codable, Equatable, Sendable {
 }
 
 /// Why a configuration cannot serve at all.
-public struct CapacityError: Error, CustomStringConvertible, Equatable {
+public struct CapacityError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// Where one GPU's memory goes, the way vLLM's start-up profiling divides it:

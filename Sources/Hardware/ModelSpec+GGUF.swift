@@ -1,4 +1,5 @@
 import GGUF
+import ModelFamily
 
 extension ModelSpec {
     /// Reads a model's shape from GGUF metadata (`{arch}.block_count`, `{arch}.embedding_length`,
@@ -20,13 +21,13 @@ extension ModelSpec {
         } else {
             vocab = try file.int(key("vocab_size"))
         }
-        let window = file.metadata[key("attention.sliding_window")]?.int
+        let pattern = LayerPattern.family(arch, slidingWindow: file.metadata[key("attention.sliding_window")]?.int)
         let name = file.metadata["general.name"]?.string ?? NSStringLike(path: path).lastComponent
         return ModelSpec(name: name, layers: try file.int(key("block_count")), hidden: hidden, heads: heads, kvHeads: kvHeads,
                          headDim: headDim, intermediate: try file.int(key("feed_forward_length")), vocab: vocab,
                          maxContext: try file.int(key("context_length")),
                          tiedEmbeddings: file.tensor(named: "output.weight") == nil,
-                         slidingWindow: window, globalEvery: window != nil && arch.hasPrefix("gemma3") ? 6 : (window != nil && arch == "gemma2" ? 2 : nil),
+                         slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
                          source: path)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFamily
 
 /// Storage formats for weights.
 public enum WeightFormat: String, CaseIterable, Codable, Sendable {
@@ -78,19 +79,14 @@ public struct ModelSpec: Codable, Equatable, Sendable {
 
     // MARK: Layer kinds
 
-    /// True when layer `il` attends to the whole sequence.
-    public func isGlobal(layer il: Int) -> Bool {
-        guard slidingWindow != nil else { return true }
-        guard let every = globalEvery else { return false }
-        return il % every == every - 1
-    }
+    /// Which layers are global (`LayerPattern`, the rule the engine uses too).
+    public var pattern: LayerPattern { LayerPattern(slidingWindow: slidingWindow, globalEvery: globalEvery) }
 
-    /// Layers with il % globalEvery == globalEvery − 1 (all without a window, none when every layer slides).
-    public var globalLayers: Int {
-        guard slidingWindow != nil else { return layers }
-        guard let every = globalEvery else { return 0 }
-        return layers / every
-    }
+    /// True when layer `il` attends to the whole sequence.
+    public func isGlobal(layer il: Int) -> Bool { pattern.isGlobal(il) }
+
+    /// Layers that attend to the whole sequence (all without a window, none when every layer slides).
+    public var globalLayers: Int { pattern.globalLayers(of: layers) }
     public var localLayers: Int { layers - globalLayers }
 
     // MARK: Parameters
@@ -183,9 +179,10 @@ public enum ModelCatalog {
 }
 
 /// Why a model description could not be used.
-public struct ModelSpecError: Error, CustomStringConvertible, Equatable {
+public struct ModelSpecError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 extension ModelSpec {
@@ -217,23 +214,11 @@ extension ModelSpec {
         let heads = try int("num_attention_heads")
         let kvHeads = try int("num_key_value_heads", heads)
         let headDim = try int("head_dim", hidden / heads)
-        var window: Int? = nil
-        var globalEvery: Int? = nil
         let modelType = (c["model_type"] as? String) ?? ""
-        if let w = c["sliding_window"] as? Int, (c["use_sliding_window"] as? Bool) != false {
-            // Mistral v0.1 sets a window on every layer; Gemma 2 alternates (every 2nd global),
-            // Gemma 3 has 5 local layers to each global one.
-            if modelType.hasPrefix("gemma3") {
-                window = w
-                globalEvery = (c["sliding_window_pattern"] as? Int) ?? 6
-            } else if modelType.hasPrefix("gemma2") {
-                window = w
-                globalEvery = 2
-            } else if modelType.hasPrefix("qwen2") {
-                window = nil // Qwen2's window applies only with use_sliding_window, off by default
-            } else {
-                window = w
-            }
+        var pattern = LayerPattern.allGlobal
+        // Qwen2's window applies only with use_sliding_window, which is off by default.
+        if let w = c["sliding_window"] as? Int, (c["use_sliding_window"] as? Bool) != false, !modelType.hasPrefix("qwen2") {
+            pattern = .family(modelType, slidingWindow: w, declaredEvery: c["sliding_window_pattern"] as? Int)
         }
         var context = try int("max_position_embeddings")
         if let scaling = c["rope_scaling"] as? [String: Any], (scaling["rope_type"] as? String ?? scaling["type"] as? String) == "yarn",
@@ -246,7 +231,7 @@ extension ModelSpec {
                          layers: try int("num_hidden_layers"), hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
                          intermediate: try int("intermediate_size"), vocab: try int("vocab_size"), maxContext: context,
                          tiedEmbeddings: (c["tie_word_embeddings"] as? Bool) ?? modelType.hasPrefix("gemma"),
-                         slidingWindow: window, globalEvery: globalEvery,
+                         slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: (c["attention_bias"] as? Bool) ?? modelType.hasPrefix("qwen2"),
                          source: path)
     }

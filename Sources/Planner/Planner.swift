@@ -10,9 +10,10 @@ import Simulator
 // configuration within the accuracy loss the user accepts.
 
 /// Why a plan cannot be made.
-public struct PlanError: Error, CustomStringConvertible {
+public struct PlanError: LocalizedError, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// Everything a plan depends on (every default is printed in the report).
@@ -180,8 +181,7 @@ public enum Planner {
             throw PlanError("context \(n) exceeds \(model.name)'s maximum of \(model.maxContext) tokens")
         }
         let serving = { var s = inputs.serving; s.maxModelLen = n; return s }()
-        let plan: MemoryPlan
-        do { plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving) } catch let e as CapacityError { throw PlanError(e.description) }
+        let plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving)
         let workload = try Workload(inputs: inputs)
         let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
         let prompts = try workload.promptLengths(count: inputs.requests)
@@ -289,10 +289,8 @@ public enum Planner {
 
         func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {
             let source = try workload.source(arrivals: arrivals, count: count)
-            do {
-                return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, source: source,
-                                          largest: (prompt, output), timeSeries: false)
-            } catch let e as CapacityError { throw PlanError(e.description) }
+            return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, source: source,
+                                      largest: (prompt, output), timeSeries: false)
         }
         let saturated = try simulate(nil, count: max(inputs.requests, min(1000, 2 * concurrent)))
         func meets(_ r: SimulationResult) -> Bool {

@@ -73,13 +73,8 @@ public final class TraceLibrary: @unchecked Sendable {
         if let profileDirectory {
             for name in ((try? FileManager.default.contentsOfDirectory(atPath: profileDirectory)) ?? []).filter({ $0.hasSuffix(".json") }).sorted() {
                 let path = (profileDirectory as NSString).appendingPathComponent(name)
-                guard let data = FileManager.default.contents(atPath: path) else { continue }
-                do {
-                    let p = try JSONDecoder().decode(HeadProfile.self, from: data)
-                    found[p.model] = p
-                } catch {
-                    throw ReplayError("\(path): not a head profile (\(error.localizedDescription))")
-                }
+                let p = try HeadProfile.load(path: path)
+                found[p.model] = p
             }
         }
         profiles = found

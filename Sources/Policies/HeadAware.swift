@@ -1,3 +1,5 @@
+import Foundation
+import Reporting
 import HeapModule
 
 // The two head-aware seeds: KV-Compress (per-head variable rates over a paged layout, whole
@@ -147,6 +149,17 @@ public struct HeadProfile: Codable, Sendable, Equatable {
     public func retrievalHeads(layer: Int, k: Int) -> [Int] {
         let s = scores[layer]
         return Array(s.indices.sorted { s[$0] > s[$1] || (s[$0] == s[$1] && $0 < $1) }.prefix(k)).sorted()
+    }
+}
+
+extension HeadProfile {
+    /// Reads a profile written by `ckv-sim heads identify`.
+    /// - Throws: `PolicyError` naming the file and, for a malformed one, the key.
+    public static func load(path: String) throws -> HeadProfile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw PolicyError("\(path): cannot read the head profile") }
+        do { return try JSONDecoder().decode(HeadProfile.self, from: data) } catch {
+            throw PolicyError("\(path): not a head profile (\(Diagnostics.describe(error)))")
+        }
     }
 }
 

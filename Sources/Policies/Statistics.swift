@@ -4,10 +4,13 @@
 // The engine's probe fills them during a real run; replay reads them from a trace. Both then call
 // the same policy functions, so the kept indices are the same by construction.
 
+import Foundation
+
 /// Why a policy cannot run.
-public struct PolicyError: Error, CustomStringConvertible, Equatable {
+public struct PolicyError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// One layer's statistics over a prompt of `keys` tokens.

@@ -47,9 +47,10 @@ public struct RecordingProgress: Sendable {
 }
 
 /// Why a recording cannot run.
-public struct RecorderError: Error, CustomStringConvertible {
+public struct RecorderError: LocalizedError, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 public final class Recorder {
@@ -66,7 +67,7 @@ public final class Recorder {
         identity = ModelIdentity(
             name: model.displayName, architecture: c.architecture.rawValue, ggufSHA256: hash, layers: c.layers, queryHeads: c.heads,
             kvHeads: c.kvHeads, headDim: c.headDim, contextLength: c.contextLength, slidingWindow: c.slidingWindow,
-            globalLayers: c.slidingWindow == nil ? nil : (0..<c.layers).filter(c.isGlobal)
+            globalLayers: c.slidingWindow == nil ? nil : c.pattern.globalIndices(of: c.layers)
         )
     }
 

@@ -101,13 +101,18 @@ public final class Replayer: @unchecked Sendable {
     }
 
     /// The kept positions of `policy` at `budget`, exactly as the engine would keep them.
-    /// - Throws: `PolicyError` (budget below the window, missing statistics or profile) or
-    ///   `ReplayError` for a profile of another model.
+    /// - Throws: `PolicyError` naming the trace (budget below the window, missing statistics or
+    ///   profile) or `ReplayError` for a profile of another model.
     public func selection(_ policy: PolicyKind, budget: Int, profile: HeadProfile?) throws -> Selection {
         if policy.needsProfile, let profile, profile.model != trace.model.name {
             throw ReplayError("\(trace.path) was recorded from \(trace.model.name); the head profile is for \(profile.model)")
         }
-        return try policy.select(trace.statistics, budget: budget, profile: profile)
+        return try naming { try policy.select(trace.statistics, budget: budget, profile: profile) }
+    }
+
+    /// `body`, with a `PolicyError` it throws prefixed by the trace's path.
+    private func naming<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as PolicyError { throw PolicyError("\(trace.path): \(e.description)") }
     }
 
     /// Replays `policy` at `budget`. A continual policy (StreamingLLM, H2O, KV-Compress) goes
@@ -117,7 +122,7 @@ public final class Replayer: @unchecked Sendable {
     /// while the compressed run's queries equal the full cache's (an approximation after that).
     public func replay(_ policy: PolicyKind, budget: Int, profile: HeadProfile? = nil, continual: Bool = true) throws -> ReplayResult {
         let selection = try self.selection(policy, budget: budget, profile: profile)
-        var eviction = continual ? try policy.decodeEviction(trace.statistics, selection: selection, budget: budget) : nil
+        var eviction = continual ? try naming { try policy.decodeEviction(trace.statistics, selection: selection, budget: budget) } : nil
         let m = trace.model, n = trace.promptLength, d = m.headDim, group = m.queryHeads / m.kvHeads
         let global = trace.statistics.indices.filter { trace.statistics[$0].isGlobal }
         let keptTotal = global.reduce(0) { $0 + selection.kept[$1].reduce(0) { $0 + $1.count } }

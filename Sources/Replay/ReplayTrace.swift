@@ -6,9 +6,10 @@ import TraceFormat
 // rows and cache values the accuracy proxies need.
 
 /// Why a trace cannot be replayed.
-public struct ReplayError: Error, CustomStringConvertible {
+public struct ReplayError: LocalizedError, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 public struct ReplayTrace: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Hardware
+import Reporting
 import Yams
 
 /// A workload and serving settings, read from `Scenarios/*.yaml` (schema in `Docs/simulator.md`).
@@ -185,20 +186,7 @@ private struct ScenarioFile: Decodable {
 }
 
 private func describe(_ error: DecodingError) -> String {
-    func path(_ p: [CodingKey]) -> String { p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
-    switch error {
-    case let .keyNotFound(key, context):
-        let at = path(context.codingPath)
-        return "key \(at.isEmpty ? "" : at + ".")\(key.stringValue): missing"
-    case let .typeMismatch(type, context), let .valueNotFound(type, context):
-        return "key \(path(context.codingPath)): expected \(type)"
-    case let .dataCorrupted(context):
-        if let yaml = context.underlyingError as? YamlError { return describe(yaml) }
-        let at = path(context.codingPath)
-        return at.isEmpty ? context.debugDescription : "key \(at): \(context.debugDescription)"
-    @unknown default:
-        return "\(error)"
-    }
+    Diagnostics.describe(decoding: error) { ($0 as? YamlError).map(describe) }
 }
 
 private func describe(_ error: YamlError) -> String {

@@ -124,9 +124,10 @@ public enum LogFormat: String, Codable, Sendable, CaseIterable {
 }
 
 /// Why a workload cannot be read.
-public struct WorkloadError: Error, CustomStringConvertible, Equatable {
+public struct WorkloadError: LocalizedError, CustomStringConvertible, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
 }
 
 /// A replayed request log, with its times scaled.

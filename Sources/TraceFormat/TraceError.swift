@@ -1,8 +1,10 @@
+import Foundation
+
 /// Why a `.ckvt` file cannot be read (further).
 ///
 /// Each case renders as one line naming the file, the byte offset and what was expected,
 /// so the CLI can print it as is and exit non-zero.
-public enum TraceError: Error, CustomStringConvertible, Equatable, Sendable {
+public enum TraceError: LocalizedError, CustomStringConvertible, Equatable, Sendable {
     /// The file cannot be opened or read at all.
     case unreadable(path: String, reason: String)
     /// The file does not start with the `.ckvt` magic.
@@ -37,4 +39,8 @@ public enum TraceError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): write failed: \(reason)"
         }
     }
+}
+
+extension TraceError {
+    public var errorDescription: String? { description }
 }

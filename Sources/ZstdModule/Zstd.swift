@@ -7,9 +7,10 @@
 // Every failing libzstd call becomes a `ZstdError` carrying the raw code and the library's
 // own `ZSTD_getErrorName` text.
 import CZstd
+import Foundation
 
 /// A failed libzstd call: the operation, the raw `size_t` code and libzstd's own message.
-public struct ZstdError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct ZstdError: LocalizedError, CustomStringConvertible, Equatable, Sendable {
     /// What was being done ("compress", "decompress", "set parameter", …).
     public let operation: String
     /// The raw return code (a `size_t` for which `ZSTD_isError` is true), or 0 for
@@ -257,4 +258,8 @@ public final class ZstdStreamDecompressor {
             throw ZstdError(operation: "decompress", message: "input ends inside a frame (\(lastHint) more bytes expected)")
         }
     }
+}
+
+extension ZstdError {
+    public var errorDescription: String? { description }
 }
