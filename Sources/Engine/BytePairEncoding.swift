@@ -86,93 +86,79 @@ struct WordSplitter {
         return (n == "r" && nn == "e") || (n == "v" && nn == "e") || (n == "l" && nn == "l") ? 3 : nil
     }
 
-    func gpt2(in range: Range<Int>) -> [Range<Int>] {
+    /// Splits `range` into consecutive words: `match(pos, end)` is where the word starting at
+    /// `pos` ends (past `pos`), as the pre-tokenizer's regex alternatives would match it.
+    func words(in range: Range<Int>, match: (_ pos: Int, _ end: Int) -> Int) -> [Range<Int>] {
         var words: [Range<Int>] = []
-        let end = range.upperBound
-        func cls(_ i: Int) -> CharacterClass? { i < end ? classes[i] : nil }
-        func isOther(_ c: CharacterClass?) -> Bool { c == .other }
         var pos = range.lowerBound
-        var wordStart = pos
-        func emit(_ to: Int) {
-            if to > wordStart { words.append(wordStart..<to) }
-            wordStart = to
-            pos = to
-        }
-        while pos < end {
-            let c = text[pos]
-            if let n = contraction(at: pos, end: end, caseInsensitive: false) { emit(pos + n); continue }
-            let space = c == " " ? 1 : 0
-            let lead = cls(pos + space)
-            if lead == .letter || lead == .number {
-                var i = pos + space
-                while cls(i) == lead { i += 1 }
-                emit(i)
-                continue
-            }
-            if isOther(lead) { // [^\s\p{L}\p{N}]+
-                var i = pos + space
-                while isOther(cls(i)) { i += 1 }
-                emit(i)
-                continue
-            }
-            var spaces = 0
-            while cls(pos + spaces) == .whitespace { spaces += 1 }
-            if spaces > 1, pos + spaces < end { emit(pos + spaces - 1); continue } // \s+(?!\S)
-            if spaces > 0 { emit(pos + spaces); continue } // \s+
-            emit(pos + 1) // no match: one character
+        while pos < range.upperBound {
+            let next = match(pos, range.upperBound)
+            words.append(pos..<next)
+            pos = next
         }
         return words
     }
 
-    func llama3(in range: Range<Int>, maxDigits: Int) -> [Range<Int>] {
-        var words: [Range<Int>] = []
-        let end = range.upperBound
-        func cls(_ i: Int) -> CharacterClass? { i < end ? classes[i] : nil }
-        var pos = range.lowerBound
-        var wordStart = pos
-        func emit(_ to: Int) {
-            if to > wordStart { words.append(wordStart..<to) }
-            wordStart = to
-            pos = to
+    /// The class of position `i`, nil at or past `end`.
+    func cls(_ i: Int, _ end: Int) -> CharacterClass? { i < end ? classes[i] : nil }
+
+    /// A whitespace run at `pos`: `\s+(?!\S)` keeps its last space for the next word, `\s+` at
+    /// the end of the text takes it all; nil when `pos` is not whitespace.
+    func whitespaceRun(at pos: Int, end: Int) -> Int? {
+        var spaces = 0
+        while cls(pos + spaces, end) == .whitespace { spaces += 1 }
+        if spaces > 1, pos + spaces < end { return pos + spaces - 1 }
+        return spaces > 0 ? pos + spaces : nil
+    }
+
+    func gpt2(in range: Range<Int>) -> [Range<Int>] {
+        words(in: range) { pos, end in
+            if let n = contraction(at: pos, end: end, caseInsensitive: false) { return pos + n }
+            let space = text[pos] == " " ? 1 : 0
+            let lead = cls(pos + space, end)
+            if lead == .letter || lead == .number || lead == .other { // ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+'
+                var i = pos + space
+                while cls(i, end) == lead { i += 1 }
+                return i
+            }
+            return whitespaceRun(at: pos, end: end) ?? pos + 1 // no match: one character
         }
-        func isNewline(_ i: Int) -> Bool { i < end && (text[i] == "\r" || text[i] == "\n") }
-        while pos < end {
+    }
+
+    func llama3(in range: Range<Int>, maxDigits: Int) -> [Range<Int>] {
+        func isNewline(_ i: Int, _ end: Int) -> Bool { i < end && (text[i] == "\r" || text[i] == "\n") }
+        return words(in: range) { pos, end in
             let c = text[pos], cc = classes[pos]
-            if let n = contraction(at: pos, end: end, caseInsensitive: true) { emit(pos + n); continue }
+            if let n = contraction(at: pos, end: end, caseInsensitive: true) { return pos + n }
             // [^\r\n\p{L}\p{N}]?\p{L}+
-            if !(c == "\r" || c == "\n" || cc == .number), cc == .letter || cls(pos + 1) == .letter {
+            if !(c == "\r" || c == "\n" || cc == .number), cc == .letter || cls(pos + 1, end) == .letter {
                 var i = pos + 1
-                while cls(i) == .letter { i += 1 }
-                emit(i)
-                continue
+                while cls(i, end) == .letter { i += 1 }
+                return i
             }
             // \p{N}{1,maxDigits}
             if cc == .number {
                 var i = pos
-                while cls(i) == .number, i - pos < maxDigits { i += 1 }
-                emit(i)
-                continue
+                while cls(i, end) == .number, i - pos < maxDigits { i += 1 }
+                return i
             }
             // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
             let space = c == " " ? 1 : 0
-            if cls(pos + space) == .other {
+            if cls(pos + space, end) == .other {
                 var i = pos + space
-                while cls(i) == .other { i += 1 }
-                while isNewline(i) { i += 1 }
-                emit(i)
-                continue
+                while cls(i, end) == .other { i += 1 }
+                while isNewline(i, end) { i += 1 }
+                return i
             }
+            // \s*[\r\n]+ ends at the run's last newline
             var spaces = 0, lastNewline = -1
-            while cls(pos + spaces) == .whitespace {
-                if isNewline(pos + spaces) { lastNewline = pos + spaces + 1 }
+            while cls(pos + spaces, end) == .whitespace {
+                if isNewline(pos + spaces, end) { lastNewline = pos + spaces + 1 }
                 spaces += 1
             }
-            if lastNewline > 0 { emit(lastNewline); continue } // \s*[\r\n]+
-            if spaces > 1, pos + spaces < end { emit(pos + spaces - 1); continue } // \s+(?!\S)
-            if spaces > 0 { emit(pos + spaces); continue } // \s+
-            emit(pos + 1)
+            if lastNewline > 0 { return lastNewline }
+            return whitespaceRun(at: pos, end: end) ?? pos + 1
         }
-        return words
     }
 }
 

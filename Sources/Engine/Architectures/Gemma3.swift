@@ -15,7 +15,7 @@ import GGUF
 struct Gemma3: ArchitectureRecipe {
     static let defaults = ArchitectureDefaults(rmsEpsilon: 1e-6, ropeBase: 1_000_000, ropeBaseLocal: 10_000, slidingWindow: 512)
 
-    struct Layer: Sendable {
+    struct Layer: LayerWeights {
         var attnNorm, qNorm, kNorm, postAttnNorm, ffnNorm, postFfwNorm: [Float]
         var attention: AttentionWeights
         var mlp: MLPWeights
@@ -37,8 +37,6 @@ struct Gemma3: ArchitectureRecipe {
     }
 
     func embeddingScale(_ c: ModelConfig) -> Float? { Float(c.hidden).squareRoot() }
-
-    func attention(of il: Int) -> AttentionWeights { layers[il].attention }
 
     func layer(_ il: Int, model m: LanguageModel, x: inout [Float], _ a: inout Activations, cache: inout KVCache, start: Int, tokens T: Int,
                probe: AttentionProbe?) {

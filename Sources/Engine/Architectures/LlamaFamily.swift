@@ -14,7 +14,7 @@ import GGUF
 struct LlamaFamily: ArchitectureRecipe {
     static let defaults = ArchitectureDefaults(rmsEpsilon: 1e-5, ropeBase: 10_000, ropeBaseLocal: nil, slidingWindow: nil)
 
-    struct Layer: Sendable {
+    struct Layer: LayerWeights {
         var attnNorm, ffnNorm: [Float]
         /// Projection biases (Qwen2), when the file has them.
         var bq, bk, bv: [Float]?
@@ -37,10 +37,6 @@ struct LlamaFamily: ArchitectureRecipe {
                          attention: try AttentionWeights(file, layer: il, config: c), mlp: try MLPWeights(file, layer: il, config: c))
         }
     }
-
-    func embeddingScale(_ c: ModelConfig) -> Float? { nil }
-
-    func attention(of il: Int) -> AttentionWeights { layers[il].attention }
 
     func layer(_ il: Int, model m: LanguageModel, x: inout [Float], _ a: inout Activations, cache: inout KVCache, start: Int, tokens T: Int,
                probe: AttentionProbe?) {
