@@ -106,3 +106,6 @@ example "unknown policy" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies mag
 example "budget below the window" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies snapkv --budgets 16
 example "truncated trace" ckv-sim replay "$work/cut.ckvt"
 echo "wrote $out" >&2
+# The README's excerpt of the default plan, from the same binary.
+python3 scripts/dev/readme-excerpt.py .build/release/ckv-sim
+echo "wrote README.md's plan excerpt" >&2

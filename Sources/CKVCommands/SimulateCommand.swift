@@ -108,7 +108,7 @@ struct SimulateCommand: AsyncParsableCommand {
         let described = spec.map { SimulateRun.Compression($0, longestPrompt: largest?.0, blockSize: serving.blockSize) }
         let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving, compression: described,
                               policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
-                              result: result)
+                              costModel: CostModel(gpu: gpu, model: model, serving: serving).source, result: result)
         switch format {
         case .json: print(try JSONOutput.string(run))
         case .csv: print(run.csv, terminator: "")
@@ -136,7 +136,14 @@ struct SimulateRun: Encodable {
     /// The policy as the simulator applied it (nil: the full cache).
     var compression: Compression?
     var policy, budget: String
+    /// Where the step times come from.
+    var costModel: CostSource
     var result: SimulationResult
+
+    enum CodingKeys: String, CodingKey {
+        case scenario, gpu, model, serving, compression, policy, budget, result
+        case costModel = "cost_model"
+    }
 
     /// The policy's traits as the simulator used them.
     struct Compression: Encodable {
@@ -173,6 +180,7 @@ struct SimulateRun: Encodable {
         return Table(pairs: [
             ("scenario", scenario),
             ("deployment", "\(model) on \(gpu); \(settings)"),
+            ("cost model", costModel.description),
             ("compression", policy == "full" ? "none (full cache)" : "\(policy), \(budget)"),
             ("requests", "\(r.completed) completed, \(r.rejected) rejected, of \(r.requests)"),
             ("duration", "\(Format.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),

@@ -52,8 +52,29 @@ public struct CostConstants: Codable, Equatable, Sendable {
     public var perSequenceOverhead = 0.000_02
     /// Latency of one all-reduce, seconds.
     public var allReduceLatency = 0.000_010
+    /// Take GEMM, attention and all-reduce times from the measured kernel tables where the GPU
+    /// has them (`KernelTables`); false: the roofline everywhere.
+    public var kernelTables = true
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
+             perSequenceOverhead, allReduceLatency, kernelTables
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = CostConstants()
+        gemmEfficiency = try c.decodeIfPresent(Double.self, forKey: .gemmEfficiency) ?? d.gemmEfficiency
+        memoryEfficiency = try c.decodeIfPresent(Double.self, forKey: .memoryEfficiency) ?? d.memoryEfficiency
+        attentionComputeEfficiency = try c.decodeIfPresent(Double.self, forKey: .attentionComputeEfficiency) ?? d.attentionComputeEfficiency
+        attentionMemoryEfficiency = try c.decodeIfPresent(Double.self, forKey: .attentionMemoryEfficiency) ?? d.attentionMemoryEfficiency
+        stepOverhead = try c.decodeIfPresent(Double.self, forKey: .stepOverhead) ?? d.stepOverhead
+        perSequenceOverhead = try c.decodeIfPresent(Double.self, forKey: .perSequenceOverhead) ?? d.perSequenceOverhead
+        allReduceLatency = try c.decodeIfPresent(Double.self, forKey: .allReduceLatency) ?? d.allReduceLatency
+        kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
+    }
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
     /// multipliers (a grid search minimising their median error). In-sample only, and far from the
@@ -70,8 +91,37 @@ public struct CostConstants: Codable, Equatable, Sendable {
     }
 }
 
-/// Predicts the wall time of one engine step from a roofline: each part takes the larger of its
-/// compute time (FLOPs ÷ (peak × efficiency)) and its memory time (bytes ÷ (bandwidth × efficiency)).
+/// Where a cost model's figures come from: per part, the measured kernel tables or the roofline,
+/// and why the roofline where it is used. Every report prints `description`.
+public struct CostSource: Codable, Equatable, Sendable {
+    /// "measured" or "roofline", for the GEMMs (linear layers and LM head), attention and the
+    /// tensor-parallel all-reduces ("none" without tensor parallelism).
+    public var linear: String
+    public var attention: String
+    public var communication: String
+    /// The tables used: "aiconfigurator-core 0.12.0, vllm 0.14.0 on NVIDIA A100-SXM4-80GB"; nil when none.
+    public var tables: String?
+    /// Why a part uses the roofline.
+    public var reasons: [String]
+
+    /// One line: "measured kernel tables (…) for GEMM, attention, all-reduce" or "roofline (…)".
+    public var description: String {
+        let parts = [("GEMM", linear), ("attention", attention), ("all-reduce", communication)]
+        let measured = parts.filter { $0.1 == "measured" }.map(\.0), estimated = parts.filter { $0.1 == "roofline" }.map(\.0)
+        var out: [String] = []
+        if let tables, !measured.isEmpty { out.append("measured kernel times (\(tables)) for \(measured.joined(separator: ", "))") }
+        if !estimated.isEmpty {
+            out.append("roofline for \(estimated.joined(separator: ", "))" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"))
+        }
+        return out.joined(separator: "; ")
+    }
+}
+
+/// Predicts the wall time of one engine step. Where the GPU has measured kernel tables
+/// (`KernelTables`: vLLM's GEMMs, FlashAttention/FlashInfer prefill and decode attention and its
+/// custom all-reduce, by shape) each part is their interpolated time; elsewhere, and for shapes or
+/// formats the tables lack, a roofline: each part takes the larger of its compute time
+/// (FLOPs ÷ (peak × efficiency)) and its memory time (bytes ÷ (bandwidth × efficiency)).
 ///
 /// - Linear layers: 2 × linear parameters × tokens FLOPs against reading the weights once per step.
 /// - Attention: prefill 4 × heads × head_dim × causal area FLOPs per layer; decode reads each
@@ -98,7 +148,69 @@ public struct CostModel: Sendable {
         localLayers = Double(model.localLayers)
         linearParameters = model.linearParameters
         kvBytesPerTokenLayer = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
+
+        let tables = constants.kernelTables ? KernelTables.named(gpu.name) : nil
+        let t = serving.tensorParallel
+        qHeadsPerGPU = model.heads / t
+        kvHeadsPerGPU = model.kvHeadsPerGPU(tp: t)
+        gemmType = switch serving.weightFormat {
+        case .bf16: "bf16"
+        case .fp8: "fp8"
+        case .int4: nil
+        }
+        var reasons: [String] = []
+        if constants.kernelTables, tables == nil {
+            reasons.append("no measured kernel tables for \(gpu.name); they exist for \(KernelTables.available.joined(separator: ", "))")
+        }
+        var linearTables: KernelTables?
+        if let tables {
+            if let gemmType, tables.gemmTypes.contains(gemmType), tables.gemmTypes.contains("bf16") {
+                linearTables = tables
+            } else {
+                reasons.append("no \(serving.weightFormat.rawValue) GEMM table (\(tables.gemmTypes.joined(separator: ", ")))")
+            }
+        }
+        var attentionTables: KernelTables?
+        if let tables {
+            if model.headDim != KernelTables.headDim {
+                reasons.append("attention tables are for head_dim \(KernelTables.headDim), the model's is \(model.headDim)")
+            } else if serving.kvFormat == .fp8 {
+                reasons.append("attention tables are for a bf16 KV cache")
+            } else if !tables.coversAttention(heads: qHeadsPerGPU, kvHeads: kvHeadsPerGPU) {
+                reasons.append("no attention table for \(qHeadsPerGPU) query / \(kvHeadsPerGPU) KV heads per GPU")
+            } else {
+                attentionTables = tables
+            }
+        }
+        var communicationTables: KernelTables?
+        if let tables, t > 1 {
+            if tables.allReduceSizes.contains(t) { communicationTables = tables } else { reasons.append("no all-reduce table for TP \(t)") }
+        }
+        let d = model.headDim, h = model.hidden, ffn = model.intermediate / t
+        // vLLM's fused projections per layer: QKV, output, gate+up, down (column/row-parallel shards).
+        let projections = [(n: (qHeadsPerGPU + 2 * kvHeadsPerGPU) * d, k: h), (n: h, k: qHeadsPerGPU * d), (n: 2 * ffn, k: h), (n: h, k: ffn)]
+        layerGEMMs = gemmType.flatMap { linearTables?.gemmCurve($0, shapes: projections) }
+        lmHeadGEMM = linearTables?.gemmCurve("bf16", shapes: [(n: model.vocab / t, k: h)])
+        contextAttention = attentionTables?.attentionRows(context: true, heads: qHeadsPerGPU, kvHeads: kvHeadsPerGPU)
+        generationAttention = attentionTables?.attentionRows(context: false, heads: qHeadsPerGPU, kvHeads: kvHeadsPerGPU)
+        allReduceTable = communicationTables
+        let label = { (x: KernelTables?) in x == nil ? "roofline" : "measured" }
+        source = CostSource(linear: label(linearTables), attention: label(attentionTables),
+                            communication: t == 1 ? "none" : label(communicationTables),
+                            tables: tables.map { "\($0.source), \($0.framework) on \($0.device)" }, reasons: reasons)
     }
+
+    /// Where this model's figures come from.
+    public let source: CostSource
+    // The measured times this model reads, resolved once (nil: the roofline).
+    private let layerGEMMs: Curve?
+    private let lmHeadGEMM: Curve?
+    private let contextAttention: HeadRows?
+    private let generationAttention: HeadRows?
+    private let allReduceTable: KernelTables?
+    private let qHeadsPerGPU: Int
+    private let kvHeadsPerGPU: Int
+    private let gemmType: String?
 
     // Derived once: the step loop calls `stepTime` for every engine step.
     private let tp: Double
@@ -115,24 +227,46 @@ public struct CostModel: Sendable {
         let tokens = Double(work.prefillTokens + work.decodeSequences)
         let sequences = Double(work.decodeSequences + work.prefillSequences)
 
-        let linearFlops = 2 * linearParameters / tp * tokens
-        let linearBytes = linearParameters * serving.weightFormat.linearBytes / tp
-        let linear = tokens == 0 ? 0 : max(linearFlops / gemmFLOPS, linearBytes / (bandwidth * constants.memoryEfficiency))
+        let linear: Double
+        if tokens == 0 {
+            linear = 0
+        } else if let layerGEMMs {
+            linear = Double(model.layers) * layerGEMMs.value(tokens, power: 1)
+        } else {
+            let linearFlops = 2 * linearParameters / tp * tokens
+            let linearBytes = linearParameters * serving.weightFormat.linearBytes / tp
+            linear = max(linearFlops / gemmFLOPS, linearBytes / (bandwidth * constants.memoryEfficiency))
+        }
 
         let qHeads = Double(model.heads) / tp
         let perArea = 4 * qHeads * Double(model.headDim)
         let prefillFlops = perArea * (work.prefillAttentionArea * globalLayers + work.prefillLocalArea * localLayers)
         let decodeFlops = 4 * qHeads * Double(model.headDim) * work.decodeTokenLayers
         let decodeBytes = work.decodeTokenLayers * kvBytesPerTokenLayer
-        let attention = prefillFlops / attentionFLOPS
-            + max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
+        let attention: Double
+        if let contextAttention, let generationAttention {
+            attention = measuredAttention(contextAttention, generationAttention, work)
+        } else {
+            attention = prefillFlops / attentionFLOPS
+                + max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
+        }
 
         let rows = Double(work.logitRows)
         let headParams = Double(model.vocab) * Double(model.hidden) / tp
-        let lmHead = rows == 0 ? 0 : max(2 * headParams * rows / gemmFLOPS, headParams * 2 / (bandwidth * constants.memoryEfficiency))
+        let lmHead: Double
+        if rows == 0 {
+            lmHead = 0
+        } else if let lmHeadGEMM {
+            lmHead = lmHeadGEMM.value(rows, power: 1)
+        } else {
+            lmHead = max(2 * headParams * rows / gemmFLOPS, headParams * 2 / (bandwidth * constants.memoryEfficiency))
+        }
 
         var communication = 0.0
-        if serving.tensorParallel > 1, tokens > 0 {
+        if serving.tensorParallel > 1, tokens > 0, let t = allReduceTable,
+           let once = t.allReduce(gpus: serving.tensorParallel, elements: tokens * Double(model.hidden)) {
+            communication = 2 * Double(model.layers) * once
+        } else if serving.tensorParallel > 1, tokens > 0 {
             let bytes = tokens * Double(model.hidden) * 2
             let perReduce = 2 * (tp - 1) / tp * bytes / (gpu.interconnect.gbPerSecond * 1e9) + constants.allReduceLatency
             communication = 2 * Double(model.layers) * perReduce
@@ -140,6 +274,27 @@ public struct CostModel: Sendable {
         let overhead = tokens == 0 ? 0 : constants.stepOverhead + constants.perSequenceOverhead * sequences
         return StepTime(linear: linear, attention: attention, lmHead: lmHead, communication: communication,
                         compression: work.compressionSeconds, overhead: overhead)
+    }
+
+    /// Prefill attention of the step's chunks, each as long as the causal area it covers
+    /// (√(2·area / chunks) tokens, full layers and windowed ones apart), plus decode attention of
+    /// its sequences at their mean KV length per layer.
+    private func measuredAttention(_ context: HeadRows, _ generation: HeadRows, _ work: StepWork) -> Double {
+        var time = 0.0
+        if work.prefillSequences > 0 {
+            let b = Double(work.prefillSequences)
+            if globalLayers > 0, work.prefillAttentionArea > 0 {
+                time += globalLayers * context.value(batch: b, length: (2 * work.prefillAttentionArea / b).squareRoot())
+            }
+            if localLayers > 0, work.prefillLocalArea > 0 {
+                time += localLayers * context.value(batch: b, length: (2 * work.prefillLocalArea / b).squareRoot())
+            }
+        }
+        if work.decodeSequences > 0, work.decodeTokenLayers > 0 {
+            let b = Double(work.decodeSequences), layers = Double(model.layers)
+            time += layers * generation.value(batch: b, length: work.decodeTokenLayers / (b * layers))
+        }
+        return time
     }
 
     /// Scoring and compaction time of compressing one sequence of `promptTokens` tokens down to

@@ -14,6 +14,7 @@ extension PlanReport {
             ("model", model),
             ("context", "\(context) tokens (longest request)"),
             ("scenario", "\(scenario): \(workload)"),
+            ("cost model", costModel.description),
             ("serving", "vLLM-like: max_num_seqs \(serving.maxNumSeqs), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
             ("KV capacity", Format.gib(kvCapacityBytes)),
             ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),

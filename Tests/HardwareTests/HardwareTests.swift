@@ -165,10 +165,13 @@ struct MemoryPlanTests {
 struct CostModelTests {
     let gpu = GPUCatalog.named("A100-80G")!
     let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+    /// These tests check the roofline's own formulas: without the measured kernel tables
+    /// (KernelTablesTests check those).
+    let roofline = { var c = CostConstants(); c.kernelTables = false; return c }()
 
     @Test("a small decode step is bound by reading the weights")
     func decodeBound() {
-        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig())
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig(), constants: roofline)
         var w = StepWork()
         w.decodeSequences = 1
         w.logitRows = 1
@@ -186,7 +189,7 @@ struct CostModelTests {
 
     @Test("a long prefill is bound by compute and attention grows quadratically")
     func prefill() {
-        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig())
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig(), constants: roofline)
         func prefill(_ n: Double) -> StepTime {
             var w = StepWork()
             w.prefillTokens = Int(n)
@@ -204,7 +207,8 @@ struct CostModelTests {
     func tensorParallel() {
         var serving = ServingConfig()
         serving.tensorParallel = 4
-        let one = CostModel(gpu: gpu, model: model, serving: ServingConfig()), four = CostModel(gpu: gpu, model: model, serving: serving)
+        let one = CostModel(gpu: gpu, model: model, serving: ServingConfig(), constants: roofline)
+        let four = CostModel(gpu: gpu, model: model, serving: serving, constants: roofline)
         var w = StepWork()
         w.prefillTokens = 4096
         w.prefillSequences = 1

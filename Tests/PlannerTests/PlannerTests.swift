@@ -109,7 +109,11 @@ struct PlannerLogicTests {
         #expect(Planner.recommend([full, Self.row("snapkv", budget: 256, rate: 1.01, loss: 0.01)], maxLoss: 0.03).hasPrefix("Full cache: no policy"))
         // Too lossy rows are not eligible.
         #expect(Planner.recommend([full, Self.row("snapkv", budget: 256, rate: 3, loss: 0.2)], maxLoss: 0.03).hasPrefix("Full cache"))
-        #expect(Planner.recommend([full, Self.row("snapkv", budget: 256, rate: 3, loss: nil)], maxLoss: 0.03).hasPrefix("Full cache"))
+        #expect(Planner.recommend([full, Self.row("snapkv", budget: 256, rate: 3, loss: nil)], maxLoss: 0.03) == "Full cache: no policy meets the SLOs within 3% accuracy loss.")
+        // The fastest eligible row is 3 % faster but lossier; the least-loss row near it is not 2 %
+        // faster than the full cache: the SLOs are the limit (not "no policy meets the SLOs").
+        let near = [full, Self.row("snapkv", budget: 256, rate: 1.03, loss: 0.02), Self.row("snapkv", budget: 4096, rate: 1.015, loss: 0.001)]
+        #expect(Planner.recommend(near, maxLoss: 0.03).hasPrefix("Full cache: no policy within 3% accuracy loss raises the highest SLO-meeting rate by more than 2 %"))
         let rows = [full, Self.row("snapkv", budget: 256, rate: 3.0, loss: 0.02), Self.row("h2o", budget: 256, rate: 2.97, loss: 0.01),
                     Self.row("adakv", budget: 1024, rate: 2.99, loss: 0.01), Self.row("streamingllm", budget: 256, rate: 2.0, loss: 0)]
         let text = Planner.recommend(rows, maxLoss: 0.03)
