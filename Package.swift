@@ -84,7 +84,7 @@ let package = Package(
         // Reads traces, applies policies, computes the accuracy proxies.
         .target(name: "Replay", dependencies: ["TraceFormat", "Policies", "Reporting"]),
         // The plan search over policies × budgets and its reports.
-        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat"]),
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation"]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
             name: "Simulator",
@@ -97,7 +97,7 @@ let package = Package(
             ]
         ),
         // The simulator against published measurements (Docs/validation.md) and the calibration search.
-        .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting"]),
+        .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting"], resources: [.copy("Data")]),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",
@@ -118,6 +118,7 @@ let package = Package(
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
+        .testTarget(name: "ValidationTests", dependencies: ["Validation", "Hardware"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

@@ -4,6 +4,7 @@ import Hardware
 
 extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
+extension SamplerKind: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
 struct HardwareOptions: ParsableArguments {
@@ -21,6 +22,9 @@ struct HardwareOptions: ParsableArguments {
 
     @Option(name: .customLong("kv-dtype"), help: "KV-cache format: \(KVFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
     var kvFormat: KVFormat = .bf16
+
+    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
+    var sampler: SamplerKind = .pytorch
 
     func validate() throws {
         guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
@@ -47,6 +51,7 @@ struct HardwareOptions: ParsableArguments {
         serving.tensorParallel = tensorParallel
         serving.weightFormat = weights
         serving.kvFormat = kvFormat
+        serving.sampler = sampler
     }
 }
 

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hardware
 import Reporting
+import Validation
+import Reporting
 
 /// `ckv-sim memory`: where the GPU's memory goes and how many requests fit.
 struct MemoryCommand: AsyncParsableCommand {
@@ -50,7 +52,8 @@ struct MemoryCommand: AsyncParsableCommand {
         serving.chunkedPrefill = chunkedPrefill
         serving.maxModelLen = tokens
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
-        let report = MemoryReport(plan: plan, context: tokens)
+        var report = MemoryReport(plan: plan, context: tokens)
+        report.kvCapacityBand = try ErrorBand.kvCapacity()
         switch format {
         case .json: print(try JSONOutput.string(report))
         case .text: print(report.text)

@@ -56,9 +56,10 @@ public struct GPU: Codable, Equatable, Sendable {
 /// The GPUs ckv-sim knows. Names are matched case-insensitively.
 public enum GPUCatalog {
     /// A CUDA total not observed in a runtime report is estimated as the nominal HBM capacity
-    /// (HBM stacks come in binary units) less 1.3 %, the mean gap of the two HBM parts observed
-    /// below (A100-80G 80 → 79.15 GiB, −1.06 %; A100-40G 40 → 39.39 GiB, −1.53 %).
-    static func estimatedVisible(nominalGiB: Double) -> Double { (nominalGiB * 0.987 * 100).rounded() / 100 }
+    /// (HBM stacks come in binary units) less 1.12 %, the mean gap of the four HBM parts observed
+    /// below (A100-80G 80 → 79.15 GiB, −1.06 %; A100-40G 40 → 39.39, −1.53 %; H100 80 → 79.18,
+    /// −1.03 %; H200 141 → 139.80, −0.85 %).
+    static func estimatedVisible(nominalGiB: Double) -> Double { (nominalGiB * (1 - 0.0112) * 100).rounded() / 100 }
 
     public static let all: [GPU] = [
         GPU(name: "A100-40G", vendor: "NVIDIA", memoryGB: 40, cudaVisibleGiB: 39.39,
@@ -71,18 +72,18 @@ public enum GPUCatalog {
             bandwidthGBps: 2039, denseTFLOPS: [.bf16: 312, .fp16: 312, .int8: 624],
             interconnect: Interconnect(kind: "NVLink 3", gbPerSecond: 300),
             source: "NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB column"),
-        GPU(name: "H100-80G-SXM", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: estimatedVisible(nominalGiB: 80),
-            cudaVisibleSource: "estimated: nominal less 1.3 %",
+        GPU(name: "H100-80G-SXM", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: 79.18,
+            cudaVisibleSource: "observed: vLLM 0.11 logs 'Free memory on device: 78.57/79.18 GiB' on an H100 80GB (llm-d/llm-d-benchmark, config_explorer/empirical-vllm-memory-results.md)",
             bandwidthGBps: 3350, denseTFLOPS: [.bf16: 989.4, .fp16: 989.4, .fp8: 1978.9, .int8: 1978.9],
             interconnect: Interconnect(kind: "NVLink 4", gbPerSecond: 450),
             source: "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 SXM column (sparsity figures halved)"),
-        GPU(name: "H100-80G-PCIe", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: estimatedVisible(nominalGiB: 80),
-            cudaVisibleSource: "estimated: nominal less 1.3 %",
+        GPU(name: "H100-80G-PCIe", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: 79.18,
+            cudaVisibleSource: "as the H100 SXM (the same 80 GB HBM; observed there)",
             bandwidthGBps: 2000, denseTFLOPS: [.bf16: 756, .fp16: 756, .fp8: 1513, .int8: 1513],
             interconnect: Interconnect(kind: "NVLink bridge", gbPerSecond: 300),
             source: "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 PCIe column (sparsity figures halved)"),
-        GPU(name: "H200", vendor: "NVIDIA", memoryGB: 141, cudaVisibleGiB: estimatedVisible(nominalGiB: 141),
-            cudaVisibleSource: "estimated: nominal 141 GiB less 1.3 %",
+        GPU(name: "H200", vendor: "NVIDIA", memoryGB: 141, cudaVisibleGiB: 139.80,
+            cudaVisibleSource: "observed: vLLM 0.6.4 logs 'total_gpu_memory=139.80GiB' on an H200 (suesie/grpocredit, experiment_report_0427.md)",
             bandwidthGBps: 4800, denseTFLOPS: [.bf16: 989.4, .fp16: 989.4, .fp8: 1978.9, .int8: 1978.9],
             interconnect: Interconnect(kind: "NVLink 4", gbPerSecond: 450),
             source: "NVIDIA H200 Tensor Core GPU datasheet (2024), H200 SXM column (sparsity figures halved)"),
@@ -101,13 +102,23 @@ public enum GPUCatalog {
             bandwidthGBps: 600, denseTFLOPS: [.bf16: 70, .fp16: 70, .int8: 140],
             interconnect: Interconnect(kind: "PCIe Gen4 x16", gbPerSecond: 32),
             source: "AWS EC2 G5 instance page (A10G 24 GB, 600 GB/s); tensor rate from NVIDIA's A10G figure of 70 TFLOPS dense fp16 (the A10's 125 at a lower clock/power)"),
+        GPU(name: "T4", vendor: "NVIDIA", memoryGB: 16, cudaVisibleGiB: 14.56,
+            cudaVisibleSource: "observed: vLLM 0.6.6 logs 'total_gpu_memory (14.56GiB)' on a Colab Tesla T4 (TickerTaka/TickerTaka-backend, reports/vllm-colab-t4-e2e-2026-06-24/04-verify.txt)",
+            bandwidthGBps: 320, denseTFLOPS: [.fp16: 65, .int8: 130],
+            interconnect: Interconnect(kind: "PCIe Gen3 x16", gbPerSecond: 16),
+            source: "NVIDIA T4 Tensor Core GPU datasheet (2019): 65 TFLOPS mixed-precision fp16, 130 TOPS int8, 320 GB/s"),
+        GPU(name: "RTX-3090", vendor: "NVIDIA", memoryGB: 24, cudaVisibleGiB: 23.57,
+            cudaVisibleSource: "observed: vLLM 0.6.6 logs 'total_gpu_memory (23.57GiB)' on a GeForce RTX 3090",
+            bandwidthGBps: 936, denseTFLOPS: [.bf16: 71, .fp16: 71, .int8: 284],
+            interconnect: Interconnect(kind: "PCIe Gen4 x16", gbPerSecond: 32),
+            source: "NVIDIA Ampere GA102 GPU architecture whitepaper (2020), GeForce RTX 3090: 71 TFLOPS fp16/bf16 tensor with fp32 accumulate, 284 TOPS int8 dense, 936 GB/s"),
         GPU(name: "B200", vendor: "NVIDIA", memoryGB: 180, cudaVisibleGiB: estimatedVisible(nominalGiB: 180),
-            cudaVisibleSource: "estimated: nominal 180 GiB less 1.3 %",
+            cudaVisibleSource: "estimated: nominal 180 GiB less 1.12 %",
             bandwidthGBps: 7700, denseTFLOPS: [.bf16: 2250, .fp16: 2250, .fp8: 4500, .int8: 4500],
             interconnect: Interconnect(kind: "NVLink 5", gbPerSecond: 900),
             source: "NVIDIA DGX B200 datasheet (2024): 8 GPUs, 1,440 GB, 62 TB/s HBM3e (7.7 TB/s per GPU), 72 PFLOPS fp8 sparse"),
         GPU(name: "MI300X", vendor: "AMD", memoryGB: 192, cudaVisibleGiB: estimatedVisible(nominalGiB: 192),
-            cudaVisibleSource: "estimated: nominal 192 GiB less 1.3 %",
+            cudaVisibleSource: "estimated: nominal 192 GiB less 1.12 %",
             bandwidthGBps: 5300, denseTFLOPS: [.bf16: 1307.4, .fp16: 1307.4, .fp8: 2614.9, .int8: 2614.9],
             interconnect: Interconnect(kind: "Infinity Fabric", gbPerSecond: 448),
             source: "AMD Instinct MI300X data sheet (2023) (sparsity figures halved)"),
@@ -119,7 +130,8 @@ public enum GPUCatalog {
         let key = normalise(name)
         if let g = all.first(where: { normalise($0.name) == key }) { return g }
         let aliases = ["h100": "H100-80G-SXM", "h10080g": "H100-80G-SXM", "h100sxm": "H100-80G-SXM", "h100pcie": "H100-80G-PCIe",
-                       "a100": "A100-80G", "a10080gb": "A100-80G", "a10040gb": "A100-40G", "h200sxm": "H200", "mi300": "MI300X"]
+                       "a100": "A100-80G", "a10080gb": "A100-80G", "a10040gb": "A100-40G", "h200sxm": "H200", "mi300": "MI300X",
+                       "3090": "RTX-3090", "geforcertx3090": "RTX-3090", "teslat4": "T4"]
         return aliases[key].flatMap { a in all.first { $0.name == a } }
     }
 

@@ -20,6 +20,8 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public var tensorParallel: Int = 1
     public var weightFormat: WeightFormat = .bf16
     public var kvFormat: KVFormat = .bf16
+    /// The sampler's implementation, which decides the profiling run's sampler peak.
+    public var sampler: SamplerKind = .pytorch
 
     public init() {}
 
@@ -33,6 +35,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         case tensorParallel = "tensor_parallel"
         case weightFormat = "weight_format"
         case kvFormat = "kv_format"
+        case sampler
     }
 
     public init(from decoder: Decoder) throws {
@@ -47,6 +50,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         tensorParallel = try c.decodeIfPresent(Int.self, forKey: .tensorParallel) ?? d.tensorParallel
         weightFormat = try c.decodeIfPresent(WeightFormat.self, forKey: .weightFormat) ?? d.weightFormat
         kvFormat = try c.decodeIfPresent(KVFormat.self, forKey: .kvFormat) ?? d.kvFormat
+        sampler = try c.decodeIfPresent(SamplerKind.self, forKey: .sampler) ?? d.sampler
     }
 
     /// `max_model_len` for `model`.
@@ -57,6 +61,51 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         if let t = maxNumBatchedTokens { return chunkedPrefill ? t : max(t, modelLen(for: model)) }
         return chunkedPrefill ? 8192 : max(modelLen(for: model), 2048)
     }
+}
+
+/// How vLLM samples, which decides how much memory its profiling run's dummy sampling step takes.
+public enum SamplerKind: String, Codable, CaseIterable, Sendable {
+    /// PyTorch top-k/top-p (`TopKTopPSampler.forward_native`): the logits sorted with their
+    /// indices, softmax, cumulative sums and masks, about ten fp32 copies of the logits.
+    case pytorch
+    /// FlashInfer's sampling kernels (when FlashInfer is installed and enabled): the logits and
+    /// their probabilities.
+    case flashinfer
+}
+
+/// The memory constants of vLLM's start-up profiling that no formula gives, fitted to public
+/// start-up logs (`Sources/Validation/Data/kv-capacity.json`, its `fit` split; `ckv-sim validate`
+/// prints the fit and the error on the `check` split).
+public struct MemoryConstants: Codable, Equatable, Sendable {
+    /// Bytes the dummy sampling step holds per row of logits and vocabulary entry.
+    public var samplerBytesPerLogit: [SamplerKind: Double]
+    /// Whether the forward pass's and the sampler's peaks add up (the estimate before the logs
+    /// were read) or the larger one is the peak (what the logs show: they do not overlap).
+    public var peaksAdd: Bool
+    /// The forward pass's peak over the formula's (its temporaries beyond the MLP's live set).
+    public var forwardScale: Double
+    /// Memory outside PyTorch's allocator that grows during start-up (CUDA context, cuBLAS
+    /// workspaces), GiB, on one GPU and per GPU with tensor parallelism (NCCL, custom all-reduce).
+    public var nonTorchGiB: Double
+    public var nonTorchTensorParallelGiB: Double
+
+    public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double) {
+        self.samplerBytesPerLogit = samplerBytesPerLogit
+        self.peaksAdd = peaksAdd
+        self.forwardScale = forwardScale
+        self.nonTorchGiB = nonTorchGiB
+        self.nonTorchTensorParallelGiB = nonTorchTensorParallelGiB
+    }
+
+    /// The constants before the start-up logs were read: the sampler's logits and probabilities
+    /// (8 bytes) on top of the forward peak, 0.6 GiB of non-torch memory (+0.25 GiB with TP).
+    public static let estimated = MemoryConstants(samplerBytesPerLogit: [.pytorch: 8, .flashinfer: 8], peaksAdd: true, forwardScale: 1,
+                                                  nonTorchGiB: 0.6, nonTorchTensorParallelGiB: 0.85)
+
+    /// The constants fitted to the `fit` split of the start-up logs (medians of what each log
+    /// implies; `Validation.fitMemoryConstants` recomputes them).
+    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1], peaksAdd: false, forwardScale: 1.11,
+                                               nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54)
 }
 
 /// Why a configuration cannot serve at all.
@@ -71,16 +120,18 @@ public struct CapacityError: LocalizedError, CustomStringConvertible, Equatable 
 ///
 /// - Weights: `ModelSpec.weightBytes` (embeddings and LM head included, sharded by TP).
 /// - Activation peak of the profiling run: vLLM runs one forward pass over
-///   `max_num_batched_tokens` tokens spread over `max_num_seqs` sequences and keeps the peak.
-///   The largest live set is inside the MLP: per token the residual and its normed copy
-///   (2·hidden), the gate/up output (2·intermediate/TP) and the activation (intermediate/TP), in
-///   bf16; then the sampler's fp32 logits and probabilities for one row per sequence
-///   (2 × 4 bytes × vocab). So it grows with `max_num_batched_tokens` (and, without chunked
-///   prefill, with `max_model_len`).
-/// - Non-torch memory: the CUDA context, cuBLAS/cuBLASLt workspaces and allocator slack that
-///   vLLM's `peak = total − free` measurement includes: 0.6 GiB, plus 0.25 GiB of NCCL buffers
-///   with TP > 1. (CUDA graphs are captured after the KV cache is sized, out of the
-///   `1 − gpu_memory_utilization` headroom, as in vLLM 0.6–0.10; they are not deducted.)
+///   `max_num_batched_tokens` tokens spread over `max_num_seqs` sequences, then a dummy sampling
+///   step over one row of logits per sequence, and keeps the peak. The forward pass's largest live
+///   set is inside the MLP: per token the residual and its normed copy (2·hidden), the gate/up
+///   output (2·intermediate/TP) and the activation (intermediate/TP), in bf16. The sampler's is
+///   `rows × vocab × samplerBytesPerLogit` (about 39 bytes with PyTorch's top-k/top-p, 10 with
+///   FlashInfer's kernels). Start-up logs show the peak is the larger of the two
+///   (`MemoryConstants.fitted`), so it grows with `max_num_batched_tokens` (and, without chunked
+///   prefill, with `max_model_len`) or with `max_num_seqs` × vocabulary, whichever is larger.
+/// - Non-torch memory: what grows outside PyTorch's allocator during start-up (CUDA context,
+///   cuBLAS workspaces; NCCL and custom all-reduce buffers with TP), fitted to the logs: 0.13 GiB on
+///   one GPU, 0.54 GiB per GPU with TP. CUDA graphs are captured after the KV cache is sized, out
+///   of the `1 − gpu_memory_utilization` headroom (vLLM 0.6–0.18); they are not deducted.
 ///
 /// The KV pool is counted in per-head blocks (PHB): `block_size` tokens of K and V for one KV
 /// head of one layer. vLLM's per-sequence block is `layers × kv heads` PHBs; KV-Compress's
@@ -100,13 +151,11 @@ public struct MemoryPlan: Equatable, Sendable {
     /// Per-head blocks the pool holds.
     public var phbCapacity: Int
 
-    public static let nonTorchBase = 0.6 * 1_073_741_824.0
-    public static let ncclBuffers = 0.25 * 1_073_741_824.0
 
     /// Divides one GPU's memory for `model` under `serving`.
     /// - Throws: `CapacityError` when the weights and activations leave no room for even one block,
     ///   saying by how much.
-    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig) throws {
+    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, constants: MemoryConstants = .fitted) throws {
         self.gpu = gpu
         self.model = model
         self.serving = serving
@@ -116,9 +165,12 @@ public struct MemoryPlan: Equatable, Sendable {
         weightBytes = model.weightBytes(serving.weightFormat, tp: tp)
         let tokens = Double(serving.batchedTokens(for: model))
         let perToken = (2 * Double(model.hidden) + 3 * Double(model.intermediate) / Double(tp)) * 2
-        let logits = Double(min(serving.maxNumSeqs, serving.batchedTokens(for: model))) * Double(model.vocab) * 8
-        activationBytes = tokens * perToken + logits
-        nonTorchBytes = Self.nonTorchBase + (tp > 1 ? Self.ncclBuffers : 0)
+        let rows = Double(min(serving.maxNumSeqs, serving.batchedTokens(for: model)))
+        // Every rank samples over the whole vocabulary (the logits are gathered first).
+        let sampler = rows * Double(model.vocab) * (constants.samplerBytesPerLogit[serving.sampler] ?? 0)
+        let forward = tokens * perToken * constants.forwardScale
+        activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
+        nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
         kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
         guard kvBytes >= phbBytes * Double(model.layers * model.kvHeadsPerGPU(tp: tp)) else {

@@ -24,9 +24,14 @@ public struct MemoryReport: Encodable, Sendable {
     public var context: Int
     public var totalBytes, budgetBytes, weightBytes, activationBytes, nonTorchBytes, kvBytes: Double
     public var profiledTokens: Int
+    /// Rows of logits the profiling run's dummy sampling step takes, and the sampler.
+    public var profiledRows: Int
+    public var sampler: SamplerKind
     public var vllmBlocks: Int
     public var kvTokens: Int
     public var rows: [Row]
+    /// The KV capacity's validated error, when the caller has it (`ErrorBand.kvCapacity`).
+    public var kvCapacityBand: ErrorBand?
 
     /// The breakdown of `plan` for `context`-token requests, and what one request holds and how
     /// many fit with the full cache and with SnapKV (per-sequence blocks) and KV-Compress (per-head
@@ -43,6 +48,8 @@ public struct MemoryReport: Encodable, Sendable {
         nonTorchBytes = plan.nonTorchBytes
         kvBytes = plan.kvBytes
         profiledTokens = plan.serving.batchedTokens(for: plan.model)
+        profiledRows = min(plan.serving.maxNumSeqs, profiledTokens)
+        sampler = plan.serving.sampler
         vllmBlocks = plan.vllmBlocks
         kvTokens = plan.kvTokens
         var rows: [Row] = []
@@ -71,6 +78,8 @@ public struct MemoryReport: Encodable, Sendable {
         case totalBytes = "total_bytes", budgetBytes = "budget_bytes", weightBytes = "weight_bytes"
         case activationBytes = "activation_peak_bytes", nonTorchBytes = "non_torch_bytes", kvBytes = "kv_cache_bytes"
         case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
+        case profiledRows = "profiled_sampler_rows", sampler
+        case kvCapacityBand = "kv_capacity_error_band"
     }
 
     /// The breakdown and the table, as `ckv-sim memory` prints them.
@@ -81,9 +90,10 @@ public struct MemoryReport: Encodable, Sendable {
             ("total (CUDA)", g(totalBytes)),
             ("× utilisation", g(budgetBytes)),
             ("− weights", g(weightBytes)),
-            ("− activation peak", g(activationBytes) + " (profiling run of \(profiledTokens) tokens)"),
+            ("− activation peak", g(activationBytes) + " (profiling run: a \(profiledTokens)-token forward pass, then \(sampler.rawValue) sampling of \(profiledRows) rows; the larger peak)"),
             ("− CUDA/runtime", g(nonTorchBytes)),
-            ("= KV cache", g(kvBytes) + " = \(vllmBlocks) blocks of 16 = \(kvTokens) tokens"),
+            ("= KV cache", g(kvBytes) + " = \(vllmBlocks) blocks of 16 = \(kvTokens) tokens"
+                + (kvCapacityBand.map { " (\($0.label): 90th percentile error on \($0.points) vLLM start-up logs held out of the fit)" } ?? "")),
         ]).text)
         lines.append("")
         var table = Table(columns: ["setting", "kept/layer/head", "KV per request", "max concurrent", "layout"], rightAligned: [1, 2, 3])

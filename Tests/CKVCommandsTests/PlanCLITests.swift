@@ -46,7 +46,7 @@ struct PlanCLITests {
 
     @Test("bad input gives one clear line and a non-zero exit")
     func badInput() throws {
-        try expectOneLineError(["plan", "--gpu", "T4", "--context", "32k"], "known: A100-40G")
+        try expectOneLineError(["plan", "--gpu", "Z9000", "--context", "32k"], "known: A100-40G")
         try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "32k", "--model", "GPT-5"], "known: Llama-3.1-8B-Instruct")
         try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "lots"], "is not a token count")
         try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "256k"], "maximum context of 131072")

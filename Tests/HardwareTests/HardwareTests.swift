@@ -106,12 +106,15 @@ struct MemoryPlanTests {
         #expect(abs(plan.budgetBytes - plan.weightBytes - plan.activationBytes - plan.nonTorchBytes - plan.kvBytes) < 1)
     }
 
-    @Test("the activation peak grows with the profiling run's tokens")
+    @Test("the activation peak grows with the profiling run's tokens once the forward pass outweighs the sampler")
     func activation() throws {
         let gpu = GPUCatalog.named("A100-80G")!, model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
         var small = ServingConfig(), large = ServingConfig()
         small.maxNumBatchedTokens = 2048
         large.maxNumBatchedTokens = 16384
+        // 16 sequences: the dummy sampling step's 16 rows of logits are far below the forward pass.
+        small.maxNumSeqs = 16
+        large.maxNumSeqs = 16
         let a = try MemoryPlan(gpu: gpu, model: model, serving: small), b = try MemoryPlan(gpu: gpu, model: model, serving: large)
         #expect(b.activationBytes > a.activationBytes * 4)
         #expect(b.kvBytes < a.kvBytes)

@@ -156,3 +156,29 @@ struct KernelTablesTests {
         #expect(prefill(512) < prefill(2048) && prefill(2048) < prefill(8192))
     }
 }
+
+@Suite("vLLM's start-up profiling peak")
+struct ProfilingPeakTests {
+    let gpu = GPUCatalog.named("H100-80G-SXM")!
+    let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+
+    func plan(seqs: Int, tokens: Int, sampler: SamplerKind = .pytorch, constants: MemoryConstants = .fitted) throws -> MemoryPlan {
+        var s = ServingConfig()
+        s.maxNumSeqs = seqs
+        s.maxNumBatchedTokens = tokens
+        s.sampler = sampler
+        return try MemoryPlan(gpu: gpu, model: model, serving: s, constants: constants)
+    }
+
+    @Test("the peak is the sampler's with many sequences and the forward pass's with few; FlashInfer's sampler holds less; the estimate added both")
+    func peak() throws {
+        let gib = 1_073_741_824.0
+        let many = try plan(seqs: 1024, tokens: 8192), few = try plan(seqs: 16, tokens: 8192)
+        #expect(abs(many.activationBytes - 1024 * 128_256 * 38.8) < 1)
+        #expect(abs(few.activationBytes - 8192 * (2 * 4096 + 3 * 14336) * 2 * 1.11) < 1)
+        #expect(try plan(seqs: 1024, tokens: 8192, sampler: .flashinfer).activationBytes < many.activationBytes / 3)
+        let estimated = try plan(seqs: 1024, tokens: 8192, constants: .estimated)
+        #expect(abs(estimated.activationBytes - (8192 * (2 * 4096 + 3 * 14336) * 2 + 1024 * 128_256 * 8)) < 1)
+        #expect(abs(many.nonTorchBytes / gib - 0.13) < 1e-9)
+    }
+}

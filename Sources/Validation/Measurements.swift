@@ -1,0 +1,135 @@
+import Foundation
+import Hardware
+import Reporting
+
+/// A public measurement the simulator is checked against, with where it comes from
+/// (`Sources/Validation/Data/*.json`; each entry quotes its source).
+public struct Provenance: Codable, Sendable, Equatable {
+    /// The page or issue the figure is read from (nil for a page the search index holds without its address; `note` says where).
+    public var url: String?
+    /// The figure as printed there (a log line, a table cell).
+    public var quote: String
+    public var note: String?
+}
+
+/// Whether a measurement may be used to choose the model's constants or only to check them.
+public enum Split: String, Codable, Sendable {
+    case fit
+    case check
+}
+
+/// A vLLM start-up log's KV cache size for a stated configuration.
+public struct CapacityMeasurement: Codable, Sendable, Equatable {
+    public var id: String
+    public var split: Split
+    public var source: Provenance
+    /// The engine and its version as the log shows them ("vllm 0.8.5").
+    public var engine: String
+    /// A catalogue GPU name.
+    public var gpu: String
+    /// A catalogue model name.
+    public var model: String
+    public var serving: ServingConfig
+    /// KV cache memory per GPU, GiB: "Available KV cache memory" (V1), "the rest of the memory
+    /// reserved for KV Cache" (V0), or the tabulated figure.
+    public var kvGiB: Double
+    /// "GPU KV cache size: N tokens" (V1) or "# GPU blocks: N" × 16 (V0), when printed.
+    public var kvTokens: Int?
+    /// The log's own breakdown, when it prints one (GiB per GPU): weights, activation peak, non-torch memory.
+    public var weightsGiB: Double?
+    public var activationGiB: Double?
+    public var nonTorchGiB: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case id, split, source, engine, gpu, model, serving
+        case kvGiB = "kv_gib", kvTokens = "kv_tokens", weightsGiB = "weights_gib", activationGiB = "activation_gib", nonTorchGiB = "non_torch_gib"
+    }
+
+    /// The measurements committed with the build.
+    public static func committed() throws -> [CapacityMeasurement] {
+        guard let url = Bundle.module.url(forResource: "kv-capacity", withExtension: "json", subdirectory: "Data") else { return [] }
+        let data = try Data(contentsOf: url)
+        do { return try JSONDecoder().decode([CapacityMeasurement].self, from: data) } catch {
+            throw MeasurementError("\(url.path): \(Diagnostics.describe(error))")
+        }
+    }
+}
+
+/// Why the validation data cannot be read or a measurement does not resolve.
+public struct MeasurementError: LocalizedError, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
+}
+
+extension CapacityMeasurement {
+    func resolved() throws -> (GPU, ModelSpec) {
+        guard let g = GPUCatalog.named(gpu) else { throw MeasurementError("\(id): unknown GPU '\(gpu)'") }
+        guard let m = ModelCatalog.named(model) else { throw MeasurementError("\(id): unknown model '\(model)'") }
+        return (g, m)
+    }
+
+    /// The KV cache memory per GPU, GiB, `MemoryPlan` predicts for this configuration with `constants`.
+    /// - Throws: `MeasurementError` for a GPU or model the catalogue does not have.
+    public func predictedGiB(_ constants: MemoryConstants) throws -> Double {
+        let (g, m) = try resolved()
+        do { return try MemoryPlan(gpu: g, model: m, serving: serving, constants: constants).kvBytes / 1_073_741_824 } catch is CapacityError { return 0 }
+    }
+
+    public func errorPercent(_ constants: MemoryConstants) throws -> Double { 100 * (try predictedGiB(constants) - kvGiB) / kvGiB }
+}
+
+extension Validation {
+    /// `MemoryConstants` from the `fit` split, each the median of what the logs imply:
+    /// - the sampler's bytes per logit: the logged activation peak over rows × vocabulary, on the
+    ///   points whose peak is the sampler's (over 1.2 × the forward pass's estimate); for FlashInfer,
+    ///   from the overhead its points imply (total × utilisation − logged weights − KV − non-torch);
+    /// - the forward pass's scale: logged peak over the formula's, on the points whose peak is the
+    ///   forward pass's;
+    /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart.
+    public static func fitMemoryConstants(_ measurements: [CapacityMeasurement]) throws -> MemoryConstants {
+        func median(_ xs: [Double]) -> Double? {
+            let s = xs.sorted()
+            return s.isEmpty ? nil : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let fit = measurements.filter { $0.split == .fit }
+        var pytorch: [Double] = [], flashinfer: [Double] = [], forward: [Double] = [], nonTorch: [Double] = [], nonTorchTP: [Double] = []
+        let gib = 1_073_741_824.0
+        for m in fit {
+            let (gpu, model) = try m.resolved()
+            let s = m.serving, tp = Double(s.tensorParallel)
+            let tokens = Double(s.batchedTokens(for: model))
+            let forwardPeak = tokens * (2 * Double(model.hidden) + 3 * Double(model.intermediate) / tp) * 2 / gib
+            let logits = Double(min(s.maxNumSeqs, s.batchedTokens(for: model))) * Double(model.vocab)
+            if let n = m.nonTorchGiB { if s.tensorParallel > 1 { nonTorchTP.append(n) } else { nonTorch.append(n) } }
+            if let a = m.activationGiB {
+                if a > 1.2 * forwardPeak {
+                    if s.sampler == .pytorch { pytorch.append(a * gib / logits) }
+                } else {
+                    forward.append(a / forwardPeak)
+                }
+            } else if s.sampler == .flashinfer, let w = m.weightsGiB {
+                flashinfer.append((gpu.cudaVisibleGiB * s.gpuMemoryUtilization - w - m.kvGiB - (median(nonTorch) ?? 0)) * gib / logits)
+            }
+        }
+        guard let p = median(pytorch), let f = median(flashinfer), let scale = median(forward), let n = median(nonTorch), let ntp = median(nonTorchTP) else {
+            throw MeasurementError("the fit split lacks a point for one of the memory constants")
+        }
+        func round(_ x: Double, _ digits: Double) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
+        return MemoryConstants(samplerBytesPerLogit: [.pytorch: round(p, 1), .flashinfer: round(f, 1)], peaksAdd: false,
+                               forwardScale: round(scale, 2), nonTorchGiB: round(n, 2), nonTorchTensorParallelGiB: round(ntp, 2))
+    }
+}
+
+extension ErrorBand {
+    /// The KV-capacity band: the fitted memory constants on the `check` split of the start-up logs.
+    public static func kvCapacity() throws -> ErrorBand {
+        let check = try CapacityMeasurement.committed().filter { $0.split == .check }
+        let errors = try check.map { abs(try $0.errorPercent(.fitted)) }.sorted()
+        guard !errors.isEmpty else { throw MeasurementError("no check-split start-up logs for the KV-capacity band") }
+        let median = errors.count % 2 == 1 ? errors[errors.count / 2] : (errors[errors.count / 2 - 1] + errors[errors.count / 2]) / 2
+        return ErrorBand(kind: "kv-capacity", corpus: "vLLM start-up logs held out of the fit (Sources/Validation/Data/kv-capacity.json, split check)",
+                         points: errors.count, medianPercent: (median * 10).rounded() / 10,
+                         p90Percent: (errors[min(errors.count - 1, Int((0.9 * Double(errors.count)).rounded(.up)) - 1)] * 10).rounded() / 10)
+    }
+}

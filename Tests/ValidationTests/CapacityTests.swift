@@ -1,0 +1,33 @@
+import Foundation
+import Hardware
+import Testing
+@testable import Validation
+
+@Suite("KV capacity against vLLM's start-up logs")
+struct CapacityTests {
+    @Test("the committed logs decode, name catalogue GPUs and models, quote their source, and split into fit and check")
+    func corpus() throws {
+        let all = try CapacityMeasurement.committed()
+        #expect(all.count >= 16)
+        #expect(Set(all.map(\.id)).count == all.count)
+        for m in all {
+            _ = try m.resolved()
+            #expect(!m.source.quote.isEmpty && (m.source.url != nil || (m.source.note ?? "").contains("search index")), "\(m.id)")
+            #expect(m.kvGiB > 0)
+        }
+        #expect(all.filter { $0.split == .fit }.count >= 6 && all.filter { $0.split == .check }.count >= 6)
+    }
+
+    @Test("the memory constants in use are the ones the fit split gives")
+    func fittedConstants() throws {
+        #expect(try Validation.fitMemoryConstants(try CapacityMeasurement.committed()) == MemoryConstants.fitted)
+    }
+
+    @Test("with the fitted constants every logged KV size is predicted within 6 %, the check split's median within 2 %")
+    func accuracy() throws {
+        let all = try CapacityMeasurement.committed()
+        for m in all { #expect(abs(try m.errorPercent(.fitted)) < 6, "\(m.id)") }
+        let check = try all.filter { $0.split == .check }.map { abs(try $0.errorPercent(.fitted)) }.sorted()
+        #expect(check[check.count / 2] < 2)
+    }
+}
