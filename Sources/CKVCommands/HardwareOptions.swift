@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hardware
+import Simulator
 
 extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
@@ -8,7 +9,7 @@ extension SamplerKind: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
 struct HardwareOptions: ParsableArguments {
-    @Option(help: "Target GPU (case-insensitive); `ckv-sim gpus` lists them.")
+    @Option(help: "Target GPU (case-insensitive; `ckv-sim gpus` lists them), or a YAML/JSON description of another one (Docs/simulator.md, \"Your own GPU\").")
     var gpu: String
 
     @Option(help: "A catalogue model name (`ckv-sim models`), a Hugging Face config.json, or a .gguf file.")
@@ -31,8 +32,9 @@ struct HardwareOptions: ParsableArguments {
     }
 
     func resolveGPU() throws -> GPU {
+        if [".yaml", ".yml", ".json"].contains(where: gpu.lowercased().hasSuffix) { return try GPUSpec.load(path: gpu) }
         guard let g = GPUCatalog.named(gpu) else {
-            throw CLIError("unknown GPU '\(gpu)'; known: \(GPUCatalog.all.map(\.name).joined(separator: ", "))")
+            throw CLIError("unknown GPU '\(gpu)'; known: \(GPUCatalog.all.map(\.name).joined(separator: ", ")) (or pass a .yaml or .json description)")
         }
         return g
     }

@@ -9,6 +9,11 @@ public struct Interconnect: Codable, Equatable, Sendable {
     public var kind: String
     /// Per-GPU bandwidth in GB/s (10⁹ B/s), one direction, as the vendor quotes it.
     public var gbPerSecond: Double
+
+    public init(kind: String, gbPerSecond: Double) {
+        self.kind = kind
+        self.gbPerSecond = gbPerSecond
+    }
 }
 
 /// One accelerator model, with the figures the cost model and memory math use.
@@ -33,6 +38,19 @@ public struct GPU: Codable, Equatable, Sendable {
     public var interconnect: Interconnect
     /// Datasheet or page the figures come from.
     public var source: String
+
+    public init(name: String, vendor: String, memoryGB: Double, cudaVisibleGiB: Double, cudaVisibleSource: String, bandwidthGBps: Double,
+                denseTFLOPS: [ComputeFormat: Double], interconnect: Interconnect, source: String) {
+        self.name = name
+        self.vendor = vendor
+        self.memoryGB = memoryGB
+        self.cudaVisibleGiB = cudaVisibleGiB
+        self.cudaVisibleSource = cudaVisibleSource
+        self.bandwidthGBps = bandwidthGBps
+        self.denseTFLOPS = denseTFLOPS
+        self.interconnect = interconnect
+        self.source = source
+    }
 
     /// Bytes the runtime reports as total.
     public var visibleBytes: Double { cudaVisibleGiB * 1_073_741_824 }

@@ -35,6 +35,7 @@ public enum Diagnostics {
         case "Bool": return "true or false"
         case "Double", "Float": return "a number"
         case "Int", "Int32", "Int64", "UInt64", "UInt32", "UInt16", "UInt8": return "an integer"
+        case "Scalar": return "a single value" // Yams, where a list or a mapping stands instead
         default: return name
         }
     }

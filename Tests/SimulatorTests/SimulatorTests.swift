@@ -292,3 +292,41 @@ struct SchedulerPropertyTests {
         #expect(b.free == b.capacity && !b.couldEverHold(1001))
     }
 }
+
+@Suite("a GPU described by the user")
+struct GPUSpecTests {
+    func write(_ text: String, _ name: String = "gpu.yaml") throws -> String {
+        try TestSupport.temporaryFile(name, text)
+    }
+
+    @Test("a YAML or JSON description loads with its figures; it has no kernel tables, so the cost model says roofline")
+    func loads() throws {
+        let yaml = try write("name: RTX-4090\nmemory_gb: 24\ncuda_visible_gib: 23.53\nbandwidth_gbps: 1008\ndense_tflops: {bf16: 165.2, fp8: 330.3}\n")
+        let g = try GPUSpec.load(path: yaml)
+        #expect(g.name == "RTX-4090" && g.cudaVisibleGiB == 23.53 && g.flops(.bf16) == 165.2e12 && g.flops(.fp8) == 330.3e12)
+        let json = try write(#"{"name": "X", "memory_gb": 48, "cuda_visible_gib": 44.4, "bandwidth_gbps": 864, "dense_tflops": {"fp16": 181}, "interconnect": {"kind": "PCIe Gen4 x16", "gb_per_second": 32}}"#, "gpu.json")
+        let x = try GPUSpec.load(path: json)
+        #expect(x.flops(.bf16) == 181e12 && x.interconnect.gbPerSecond == 32)
+        let cost = CostModel(gpu: g, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: ServingConfig())
+        #expect(cost.source.linear == "roofline" && cost.source.description.contains("no measured kernel tables for RTX-4090"))
+    }
+
+    @Test("a bad description is one line naming the file and the key")
+    func bad() throws {
+        let cases: [(String, String)] = [
+            ("name: X\nmemory_gb: 24\nbandwidth_gbps: 1\ndense_tflops: {bf16: 1}\n", "key cuda_visible_gib: missing"),
+            ("name: X\nmemory_gb: 24\ncuda_visible_gib: 40\nbandwidth_gbps: 1\ndense_tflops: {bf16: 1}\n", "key cuda_visible_gib: 40.0 GiB is more than"),
+            ("name: X\nmemory_gb: 24\ncuda_visible_gib: 20\nbandwidth_gbps: -3\ndense_tflops: {bf16: 1}\n", "key bandwidth_gbps: must be a positive number"),
+            ("name: X\nmemory_gb: 24\ncuda_visible_gib: 20\nbandwidth_gbps: 3\ndense_tflops: {tf32: 1}\n", "key dense_tflops.tf32: unknown format"),
+            ("name: X\nmemory_gb: 24\ncuda_visible_gib: 20\nbandwidth_gbps: 3\ndense_tflops: {int8: 1}\n", "key dense_tflops: needs bf16 or fp16"),
+            ("name: X\nmemory_gb: [1]\n", "key memory_gb: expected a single value"),
+        ]
+        for (text, expected) in cases {
+            let path = try write(text)
+            #expect(throws: GPUSpecError.self) { try GPUSpec.load(path: path) }
+            do { _ = try GPUSpec.load(path: path) } catch {
+                #expect("\(error)".contains(expected) && "\(error)".hasPrefix(path) && !"\(error)".contains("\n"), "\(error)")
+            }
+        }
+    }
+}
