@@ -27,8 +27,12 @@ struct HardwareOptions: ParsableArguments {
     @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
     var sampler: SamplerKind = .pytorch
 
+    @Option(name: .customLong("num-scheduler-steps"), help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default: the scenario's, 1).")
+    var numSchedulerSteps: Int?
+
     func validate() throws {
         guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
+        if let numSchedulerSteps { guard (1...64).contains(numSchedulerSteps) else { throw ValidationError("--num-scheduler-steps must be between 1 and 64") } }
     }
 
     func resolveGPU() throws -> GPU {
@@ -54,6 +58,7 @@ struct HardwareOptions: ParsableArguments {
         serving.weightFormat = weights
         serving.kvFormat = kvFormat
         serving.sampler = sampler
+        if let numSchedulerSteps { serving.numSchedulerSteps = numSchedulerSteps }
     }
 }
 

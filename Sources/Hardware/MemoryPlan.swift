@@ -22,6 +22,8 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public var kvFormat: KVFormat = .bf16
     /// The sampler's implementation, which decides the profiling run's sampler peak.
     public var sampler: SamplerKind = .pytorch
+    /// vLLM V0's `--num-scheduler-steps` (multi-step decoding; 1: off).
+    public var numSchedulerSteps: Int = 1
 
     public init() {}
 
@@ -36,6 +38,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         case weightFormat = "weight_format"
         case kvFormat = "kv_format"
         case sampler
+        case numSchedulerSteps = "num_scheduler_steps"
     }
 
     public init(from decoder: Decoder) throws {
@@ -51,6 +54,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         weightFormat = try c.decodeIfPresent(WeightFormat.self, forKey: .weightFormat) ?? d.weightFormat
         kvFormat = try c.decodeIfPresent(KVFormat.self, forKey: .kvFormat) ?? d.kvFormat
         sampler = try c.decodeIfPresent(SamplerKind.self, forKey: .sampler) ?? d.sampler
+        numSchedulerSteps = try c.decodeIfPresent(Int.self, forKey: .numSchedulerSteps) ?? d.numSchedulerSteps
     }
 
     /// `max_model_len` for `model`.

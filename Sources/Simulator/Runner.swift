@@ -11,7 +11,9 @@ extension Simulation {
                            largest: (prompt: Int, output: Int)? = nil, timeSeries: Bool = true) throws -> SimulationResult {
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
         var sim = Simulation(plan: plan, cost: CostModel(gpu: gpu, model: model, serving: serving, constants: constants),
-                             compression: compression, source: source)
+                             compression: compression,
+                             scheduler: serving.numSchedulerSteps > 1 ? VLLMMultiStepScheduler(steps: serving.numSchedulerSteps) : VLLMScheduler(),
+                             source: source)
         sim.recordsTimeSeries = timeSeries
         if let largest { try sim.checkFits(prompt: largest.prompt, output: largest.output) }
         return sim.run()

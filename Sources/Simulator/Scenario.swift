@@ -149,6 +149,7 @@ private struct ScenarioFile: Decodable {
             throw bad("serving.gpu_memory_utilization", "must be in (0, 1], found \(serving.gpuMemoryUtilization)")
         }
         guard serving.maxNumSeqs > 0 else { throw bad("serving.max_num_seqs", "must be positive") }
+        guard (1...64).contains(serving.numSchedulerSteps) else { throw bad("serving.num_scheduler_steps", "must be between 1 and 64") }
         if let t = serving.maxNumBatchedTokens, t <= 0 { throw bad("serving.max_num_batched_tokens", "must be positive") }
         guard serving.blockSize > 0 else { throw bad("serving.block_size", "must be positive") }
         guard serving.tensorParallel > 0 else { throw bad("serving.tensor_parallel", "must be positive") }

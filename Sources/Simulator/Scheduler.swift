@@ -108,7 +108,7 @@ public struct VLLMScheduler: Scheduler {
 
     /// Marks every running sequence past its prefill to decode one token, allocating the block
     /// it needs; frees blocks by compression or preemption when none is free.
-    private func scheduleDecodes(_ state: inout SchedulerState, _ work: inout StepWork) {
+    func scheduleDecodes(_ state: inout SchedulerState, _ work: inout StepWork) {
         var i = 0
         let window = state.model.slidingWindow ?? Int.max
         let g = Double(state.model.globalLayers), l = Double(state.model.localLayers)
@@ -190,6 +190,41 @@ public struct VLLMScheduler: Scheduler {
             addChunk(&s, chunk, &work)
             state.running.append(s)
         }
+    }
+}
+
+/// vLLM V0's multi-step scheduling (`--num-scheduler-steps N`, vLLM 0.5.5 – 0.10;
+/// `LLMEngine.step` in vllm/engine/llm_engine.py, `_has_remaining_steps`): the scheduler runs only
+/// when the cached batch has no steps left. A decode batch runs N engine steps, so a request that
+/// arrives meanwhile waits for the N-th before it can be admitted — what makes vLLM 0.6's online
+/// TTFT with multi-step long. A batch with prompts runs one step without chunked prefill (then the
+/// scheduler runs again); with chunked prefill its prompts are not chunked and the batch runs N
+/// steps, the prompts decoding from the second. The N − 1 lookahead KV slots vLLM reserves per
+/// running sequence are not modelled (at most N − 1 tokens of blocks per sequence). With N = 1 it
+/// is `VLLMScheduler`.
+public struct VLLMMultiStepScheduler: Scheduler {
+    public let steps: Int
+    private var inner = VLLMScheduler()
+    /// Steps the cached batch still runs.
+    private var remaining = 0
+
+    public init(steps: Int) {
+        precondition(steps >= 1, "num_scheduler_steps must be at least 1")
+        self.steps = steps
+    }
+
+    public mutating func formBatch(_ state: inout SchedulerState) -> StepWork {
+        if remaining > 0 {
+            remaining -= 1
+            var work = StepWork()
+            inner.scheduleDecodes(&state, &work)
+            if work.decodeSequences > 0 { return work }
+            remaining = 0 // every sequence finished or was preempted: schedule afresh
+        }
+        let work = inner.formBatch(&state)
+        let hasPrompts = work.prefillTokens > 0
+        remaining = hasPrompts && !state.serving.chunkedPrefill ? 0 : steps - 1
+        return work
     }
 }
 

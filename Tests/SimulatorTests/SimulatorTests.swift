@@ -239,8 +239,9 @@ struct SchedulerPropertyTests {
         ("pyramidkv", CompressionSpec(policy: .pyramidKV, budget: .tokens(512))),
     ]
 
-    @Test("used + free = capacity after every event, and every request completes or is rejected", arguments: [true, false])
-    func invariants(chunked: Bool) throws {
+    @Test("used + free = capacity after every event, and every request completes or is rejected (single- and multi-step scheduling)",
+          arguments: [(true, 1), (false, 1), (true, 8), (false, 8)])
+    func invariants(chunked: Bool, steps: Int) throws {
         var serving = ServingConfig()
         serving.chunkedPrefill = chunked
         serving.maxModelLen = 32768
@@ -248,7 +249,9 @@ struct SchedulerPropertyTests {
         var preempted = 0, rejected = 0
         for seed in UInt64(1)...6 {
             for (name, spec) in Self.settings {
-                var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: serving), compression: spec, source: Self.harsh(seed: seed))
+                let scheduler: any Scheduler = steps > 1 ? VLLMMultiStepScheduler(steps: steps) : VLLMScheduler()
+                var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: serving), compression: spec, scheduler: scheduler,
+                                     source: Self.harsh(seed: seed))
                 sim.recordsTimeSeries = false
                 var events = 0, broken = 0
                 let r = sim.run { blocks in
@@ -265,6 +268,26 @@ struct SchedulerPropertyTests {
         }
         // The runs exercise what the invariants guard: preemption and requests that never fit.
         #expect(preempted > 0 && rejected > 0)
+    }
+
+    @Test("multi-step scheduling: one step is the single-step scheduler exactly; more steps delay admissions, so TTFT grows and throughput stays")
+    func multiStep() throws {
+        var serving = ServingConfig()
+        serving.chunkedPrefill = false
+        serving.maxModelLen = 8192
+        let plan = try MemoryPlan(gpu: a100, model: llama8b, serving: serving)
+        func run(_ scheduler: any Scheduler) -> SimulationResult {
+            let source = SyntheticSource(arrivals: .poisson(rate: 4), prompt: .fixed(1000), output: .fixed(200), count: 400, seed: 3)
+            var sim = Simulation(plan: plan, cost: CostModel(gpu: a100, model: llama8b, serving: serving), scheduler: scheduler, source: source)
+            sim.recordsTimeSeries = false
+            return sim.run()
+        }
+        let single = run(VLLMScheduler()), one = run(VLLMMultiStepScheduler(steps: 1))
+        #expect(single == one)
+        let eight = run(VLLMMultiStepScheduler(steps: 8)), sixteen = run(VLLMMultiStepScheduler(steps: 16))
+        #expect(single.ttftMs.p50 < eight.ttftMs.p50 && eight.ttftMs.p50 < sixteen.ttftMs.p50)
+        #expect(abs(sixteen.outputTokensPerSecond / single.outputTokensPerSecond - 1) < 0.05)
+        #expect(eight.completed == 400 && sixteen.completed == 400)
     }
 
     @Test("a sequence that outgrows the whole pool while decoding is dropped, not left waiting")
