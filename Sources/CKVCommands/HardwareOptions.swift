@@ -6,6 +6,7 @@ import Simulator
 extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
 extension SamplerKind: ExpressibleByArgument {}
+extension ServingEngine: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
 struct HardwareOptions: ParsableArguments {

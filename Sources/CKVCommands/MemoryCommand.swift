@@ -3,7 +3,6 @@ import Foundation
 import Hardware
 import Reporting
 import Validation
-import Reporting
 
 /// `ckv-sim memory`: where the GPU's memory goes and how many requests fit.
 struct MemoryCommand: AsyncParsableCommand {
@@ -20,14 +19,17 @@ struct MemoryCommand: AsyncParsableCommand {
     @Option(name: .customLong("gpu-memory-utilization"), help: "vLLM's --gpu-memory-utilization.")
     var utilisation: Double = 0.9
 
-    @Option(name: .customLong("max-num-seqs"), help: "vLLM's --max-num-seqs.")
-    var maxNumSeqs: Int = 256
+    @Option(help: "The vLLM generation whose defaults fill in what is not given: vllm-v1 (0.9 and later) or vllm-v0 (0.6.x).")
+    var engine: ServingEngine = .vllmV1
 
-    @Option(name: .customLong("max-num-batched-tokens"), help: "vLLM's --max-num-batched-tokens (default: 8192 with chunked prefill, else max-model-len).")
+    @Option(name: .customLong("max-num-seqs"), help: "vLLM's --max-num-seqs (default: the engine's for this GPU).")
+    var maxNumSeqs: Int?
+
+    @Option(name: .customLong("max-num-batched-tokens"), help: "vLLM's --max-num-batched-tokens (default: the engine's for this GPU).")
     var maxNumBatchedTokens: Int?
 
-    @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (decides the profiling run's token count).")
-    var chunkedPrefill = true
+    @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (decides the profiling run's token count; default: the engine's).")
+    var chunkedPrefill: Bool?
 
     @Option(help: "Output format: text, json.")
     var format: OutputFormat = .text
@@ -35,7 +37,8 @@ struct MemoryCommand: AsyncParsableCommand {
     func validate() throws {
         guard let c = parseTokenCount(context), c > 0 else { throw ValidationError("--context '\(context)' is not a token count (e.g. 131072, 128k)") }
         guard utilisation > 0, utilisation <= 1 else { throw ValidationError("--gpu-memory-utilization must be in (0, 1]") }
-        guard maxNumSeqs > 0 else { throw ValidationError("--max-num-seqs must be positive") }
+        if let maxNumSeqs { guard maxNumSeqs > 0 else { throw ValidationError("--max-num-seqs must be positive") } }
+        if let maxNumBatchedTokens { guard maxNumBatchedTokens > 0 else { throw ValidationError("--max-num-batched-tokens must be positive") } }
     }
 
     func run() async throws {
@@ -47,13 +50,17 @@ struct MemoryCommand: AsyncParsableCommand {
         var serving = ServingConfig()
         hardware.apply(to: &serving)
         serving.gpuMemoryUtilization = utilisation
-        serving.maxNumSeqs = maxNumSeqs
-        serving.maxNumBatchedTokens = maxNumBatchedTokens
-        serving.chunkedPrefill = chunkedPrefill
+        // What is not given is the engine's default for this GPU.
+        let d = engine.defaults(gpu: gpu, maxModelLen: tokens)
+        let chunked = chunkedPrefill ?? d.chunkedPrefill
+        serving.chunkedPrefill = chunked
+        serving.maxNumSeqs = maxNumSeqs ?? d.maxNumSeqs
+        serving.maxNumBatchedTokens = maxNumBatchedTokens ?? (chunked ? (d.chunkedPrefill ? d.maxNumBatchedTokens : 2048) : max(tokens, 2048))
         serving.maxModelLen = tokens
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
         var report = MemoryReport(plan: plan, context: tokens)
         report.kvCapacityBand = try ErrorBand.kvCapacity()
+        report.engine = engine.rawValue
         switch format {
         case .json: print(try JSONOutput.string(report))
         case .text: print(report.text)

@@ -67,6 +67,32 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// A vLLM generation whose defaults decide the start-up profiling run when the deployment does
+/// not set them.
+public enum ServingEngine: String, Codable, CaseIterable, Sendable {
+    /// vLLM 0.6.x (V0 engine): `SchedulerConfig` in vllm/config.py — chunked prefill on only above
+    /// a 32k context, then 2048 batched tokens (512 before 0.6.5); else max(`max_model_len`, 2048);
+    /// 256 sequences.
+    case vllmV0 = "vllm-v0"
+    /// vLLM 0.9 and later (V1 engine), API server: `_set_default_args` in vllm/engine/arg_utils.py —
+    /// chunked prefill always on; on a GPU with ≥ 70 GiB that is not an A100, 8192 batched tokens
+    /// and 1024 sequences, elsewhere 2048 and 256.
+    case vllmV1 = "vllm-v1"
+
+    /// (max_num_seqs, max_num_batched_tokens, chunked prefill) this engine starts with on `gpu`
+    /// for a `maxModelLen`-token limit.
+    public func defaults(gpu: GPU, maxModelLen: Int) -> (maxNumSeqs: Int, maxNumBatchedTokens: Int, chunkedPrefill: Bool) {
+        switch self {
+        case .vllmV0:
+            let chunked = maxModelLen > 32768
+            return (256, chunked ? 2048 : max(maxModelLen, 2048), chunked)
+        case .vllmV1:
+            let large = gpu.cudaVisibleGiB >= 70 && !gpu.name.lowercased().hasPrefix("a100")
+            return large ? (1024, 8192, true) : (256, 2048, true)
+        }
+    }
+}
+
 /// How vLLM samples, which decides how much memory its profiling run's dummy sampling step takes.
 public enum SamplerKind: String, Codable, CaseIterable, Sendable {
     /// PyTorch top-k/top-p (`TopKTopPSampler.forward_native`): the logits sorted with their

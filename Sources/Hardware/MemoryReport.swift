@@ -32,6 +32,8 @@ public struct MemoryReport: Encodable, Sendable {
     public var rows: [Row]
     /// The KV capacity's validated error, when the caller has it (`ErrorBand.kvCapacity`).
     public var kvCapacityBand: ErrorBand?
+    /// The engine whose defaults filled in the settings not given, when the caller says.
+    public var engine: String?
 
     /// The breakdown of `plan` for `context`-token requests, and what one request holds and how
     /// many fit with the full cache and with SnapKV (per-sequence blocks) and KV-Compress (per-head
@@ -79,13 +81,13 @@ public struct MemoryReport: Encodable, Sendable {
         case activationBytes = "activation_peak_bytes", nonTorchBytes = "non_torch_bytes", kvBytes = "kv_cache_bytes"
         case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
         case profiledRows = "profiled_sampler_rows", sampler
-        case kvCapacityBand = "kv_capacity_error_band"
+        case kvCapacityBand = "kv_capacity_error_band", engine
     }
 
     /// The breakdown and the table, as `ckv-sim memory` prints them.
     public var text: String {
         func g(_ b: Double) -> String { Format.fixed(b / 1_073_741_824, 2) + " GiB" }
-        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests; per GPU:", ""]
+        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests\(engine.map { ", \($0) defaults" } ?? ""); per GPU:", ""]
         lines.append(Table(pairs: [
             ("total (CUDA)", g(totalBytes)),
             ("× utilisation", g(budgetBytes)),

@@ -182,3 +182,17 @@ struct ProfilingPeakTests {
         #expect(abs(many.nonTorchBytes / gib - 0.13) < 1e-9)
     }
 }
+
+@Suite("engine defaults")
+struct ServingEngineTests {
+    @Test("vLLM V1 starts large GPUs that are not A100s with 1024 sequences and 8192 tokens, others with 256 and 2048; V0 chunks only past 32k")
+    func defaults() {
+        let h100 = GPUCatalog.named("H100")!, a100 = GPUCatalog.named("A100-80G")!, l4 = GPUCatalog.named("L4")!
+        #expect(ServingEngine.vllmV1.defaults(gpu: h100, maxModelLen: 16000) == (1024, 8192, true))
+        #expect(ServingEngine.vllmV1.defaults(gpu: a100, maxModelLen: 16000) == (256, 2048, true))
+        #expect(ServingEngine.vllmV1.defaults(gpu: l4, maxModelLen: 4096) == (256, 2048, true))
+        #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 8192) == (256, 8192, false))
+        #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 32768) == (256, 32768, false))
+        #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 65536) == (256, 2048, true))
+    }
+}
