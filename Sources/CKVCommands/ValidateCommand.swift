@@ -18,7 +18,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(help: "Directory holding the scenario files.")
     var scenarios: String = "Scenarios"
 
-    @Flag(help: "Search the cost constants that best fit the four KV-Compress L4 rows and print them (about a minute).")
+    @Flag(help: "Search the cost constants that best fit the four KV-Compress L4 rows and print them (5 s).")
     var calibrate = false
 
     func run() async throws {
