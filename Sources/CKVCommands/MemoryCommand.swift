@@ -19,8 +19,11 @@ struct MemoryCommand: AsyncParsableCommand {
     @Option(name: .customLong("gpu-memory-utilization"), help: "vLLM's --gpu-memory-utilization.")
     var utilisation: Double = 0.9
 
-    @Option(help: "The vLLM generation whose defaults fill in what is not given: vllm-v1 (0.9 and later) or vllm-v0 (0.6.x).")
+    @Option(help: "The engine whose memory rule and defaults apply: vllm-v1 (vLLM 0.9 and later), vllm-v0 (0.6.x) or sglang (0.4.x).")
     var engine: ServingEngine = .vllmV1
+
+    @Option(name: .customLong("mem-fraction-static"), help: "With --engine sglang: SGLang's --mem-fraction-static (default: its 0.4.x default for the TP degree).")
+    var memFractionStatic: Double?
 
     @Option(name: .customLong("max-num-seqs"), help: "vLLM's --max-num-seqs (default: the engine's for this GPU).")
     var maxNumSeqs: Int?
@@ -37,6 +40,10 @@ struct MemoryCommand: AsyncParsableCommand {
     func validate() throws {
         guard let c = parseTokenCount(context), c > 0 else { throw ValidationError("--context '\(context)' is not a token count (e.g. 131072, 128k)") }
         guard utilisation > 0, utilisation <= 1 else { throw ValidationError("--gpu-memory-utilization must be in (0, 1]") }
+        if let memFractionStatic {
+            guard engine == .sglang else { throw ValidationError("--mem-fraction-static goes with --engine sglang") }
+            guard memFractionStatic > 0, memFractionStatic <= 1 else { throw ValidationError("--mem-fraction-static must be in (0, 1]") }
+        }
         if let maxNumSeqs { guard maxNumSeqs > 0 else { throw ValidationError("--max-num-seqs must be positive") } }
         if let maxNumBatchedTokens { guard maxNumBatchedTokens > 0 else { throw ValidationError("--max-num-batched-tokens must be positive") } }
     }
@@ -57,6 +64,7 @@ struct MemoryCommand: AsyncParsableCommand {
         serving.maxNumSeqs = maxNumSeqs ?? d.maxNumSeqs
         serving.maxNumBatchedTokens = maxNumBatchedTokens ?? (chunked ? (d.chunkedPrefill ? d.maxNumBatchedTokens : 2048) : max(tokens, 2048))
         serving.maxModelLen = tokens
+        serving.memFractionStatic = memFractionStatic ?? engine.memFractionStatic(tensorParallel: serving.tensorParallel)
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
         var report = MemoryReport(plan: plan, context: tokens)
         report.kvCapacityBand = try ErrorBand.kvCapacity()

@@ -24,6 +24,9 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public var sampler: SamplerKind = .pytorch
     /// vLLM V0's `--num-scheduler-steps` (multi-step decoding; 1: off).
     public var numSchedulerSteps: Int = 1
+    /// SGLang's `--mem-fraction-static`: when set, memory is sized SGLang's way (weights and KV
+    /// pool take this fraction of the memory free at start-up) instead of vLLM's.
+    public var memFractionStatic: Double?
 
     public init() {}
 
@@ -39,6 +42,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         case kvFormat = "kv_format"
         case sampler
         case numSchedulerSteps = "num_scheduler_steps"
+        case memFractionStatic = "mem_fraction_static"
     }
 
     public init(from decoder: Decoder) throws {
@@ -55,6 +59,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         kvFormat = try c.decodeIfPresent(KVFormat.self, forKey: .kvFormat) ?? d.kvFormat
         sampler = try c.decodeIfPresent(SamplerKind.self, forKey: .sampler) ?? d.sampler
         numSchedulerSteps = try c.decodeIfPresent(Int.self, forKey: .numSchedulerSteps) ?? d.numSchedulerSteps
+        memFractionStatic = try c.decodeIfPresent(Double.self, forKey: .memFractionStatic)
     }
 
     /// `max_model_len` for `model`.
@@ -74,6 +79,9 @@ public enum ServingEngine: String, Codable, CaseIterable, Sendable {
     /// a 32k context, then 2048 batched tokens (512 before 0.6.5); else max(`max_model_len`, 2048);
     /// 256 sequences.
     case vllmV0 = "vllm-v0"
+    /// SGLang 0.4.x: `mem_fraction_static` by TP degree (server_args.py, 0.4.0–0.4.5): 0.88 on one
+    /// GPU, 0.87 at TP 2, 0.85 at TP 4, 0.81 at TP 8, 0.79 from TP 16.
+    case sglang = "sglang"
     /// vLLM 0.9 and later (V1 engine), API server: `_set_default_args` in vllm/engine/arg_utils.py —
     /// chunked prefill always on; on a GPU with ≥ 70 GiB that is not an A100, 8192 batched tokens
     /// and 1024 sequences, elsewhere 2048 and 256.
@@ -89,7 +97,16 @@ public enum ServingEngine: String, Codable, CaseIterable, Sendable {
         case .vllmV1:
             let large = gpu.cudaVisibleGiB >= 70 && !gpu.name.lowercased().hasPrefix("a100")
             return large ? (1024, 8192, true) : (256, 2048, true)
+        case .sglang:
+            // chunked_prefill_size: 2048 below 25 GB, else 8192 (server_args.py, 0.4.1).
+            return (256, gpu.cudaVisibleGiB < 23.3 ? 2048 : 8192, true)
         }
+    }
+
+    /// SGLang's default `mem_fraction_static` at `tensorParallel` GPUs (nil for vLLM).
+    public func memFractionStatic(tensorParallel tp: Int) -> Double? {
+        guard self == .sglang else { return nil }
+        return tp >= 16 ? 0.79 : tp >= 8 ? 0.81 : tp >= 4 ? 0.85 : tp >= 2 ? 0.87 : 0.88
     }
 }
 
@@ -118,8 +135,13 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
     /// workspaces), GiB, on one GPU and per GPU with tensor parallelism (NCCL, custom all-reduce).
     public var nonTorchGiB: Double
     public var nonTorchTensorParallelGiB: Double
+    /// SGLang: what the CUDA context holds before the weights load (the free memory it sizes from
+    /// is the total less this), GiB.
+    public var sglangContextGiB: Double
 
-    public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double) {
+    public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double,
+                sglangContextGiB: Double) {
+        self.sglangContextGiB = sglangContextGiB
         self.samplerBytesPerLogit = samplerBytesPerLogit
         self.peaksAdd = peaksAdd
         self.forwardScale = forwardScale
@@ -130,12 +152,12 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
     /// The constants before the start-up logs were read: the sampler's logits and probabilities
     /// (8 bytes) on top of the forward peak, 0.6 GiB of non-torch memory (+0.25 GiB with TP).
     public static let estimated = MemoryConstants(samplerBytesPerLogit: [.pytorch: 8, .flashinfer: 8], peaksAdd: true, forwardScale: 1,
-                                                  nonTorchGiB: 0.6, nonTorchTensorParallelGiB: 0.85)
+                                                  nonTorchGiB: 0.6, nonTorchTensorParallelGiB: 0.85, sglangContextGiB: 0.6)
 
     /// The constants fitted to the `fit` split of the start-up logs (medians of what each log
     /// implies; `Validation.fitMemoryConstants` recomputes them).
     public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1], peaksAdd: false, forwardScale: 1.11,
-                                               nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54)
+                                               nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54, sglangContextGiB: 0.39)
 }
 
 /// Why a configuration cannot serve at all.
@@ -191,7 +213,7 @@ public struct MemoryPlan: Equatable, Sendable {
         self.serving = serving
         let tp = serving.tensorParallel
         totalBytes = gpu.visibleBytes
-        budgetBytes = totalBytes * serving.gpuMemoryUtilization
+        budgetBytes = totalBytes * (serving.memFractionStatic ?? serving.gpuMemoryUtilization)
         weightBytes = model.weightBytes(serving.weightFormat, tp: tp)
         let tokens = Double(serving.batchedTokens(for: model))
         let perToken = (2 * Double(model.hidden) + 3 * Double(model.intermediate) / Double(tp)) * 2
@@ -201,6 +223,12 @@ public struct MemoryPlan: Equatable, Sendable {
         let forward = tokens * perToken * constants.forwardScale
         activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
         nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
+        if let fraction = serving.memFractionStatic {
+            // SGLang: KV = free at start × mem_fraction_static − weights; activations and CUDA
+            // graphs live in the rest, so only the context's share is deducted here.
+            activationBytes = 0
+            nonTorchBytes = constants.sglangContextGiB * 1_073_741_824 * fraction
+        }
         kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
         guard kvBytes >= phbBytes * Double(model.layers * model.kvHeadsPerGPU(tp: tp)) else {

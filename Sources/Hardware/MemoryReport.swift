@@ -34,6 +34,8 @@ public struct MemoryReport: Encodable, Sendable {
     public var kvCapacityBand: ErrorBand?
     /// The engine whose defaults filled in the settings not given, when the caller says.
     public var engine: String?
+    /// SGLang's `mem_fraction_static` when memory is sized its way.
+    public var memFractionStatic: Double?
 
     /// The breakdown of `plan` for `context`-token requests, and what one request holds and how
     /// many fit with the full cache and with SnapKV (per-sequence blocks) and KV-Compress (per-head
@@ -52,6 +54,7 @@ public struct MemoryReport: Encodable, Sendable {
         profiledTokens = plan.serving.batchedTokens(for: plan.model)
         profiledRows = min(plan.serving.maxNumSeqs, profiledTokens)
         sampler = plan.serving.sampler
+        memFractionStatic = plan.serving.memFractionStatic
         vllmBlocks = plan.vllmBlocks
         kvTokens = plan.kvTokens
         var rows: [Row] = []
@@ -82,20 +85,28 @@ public struct MemoryReport: Encodable, Sendable {
         case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
         case profiledRows = "profiled_sampler_rows", sampler
         case kvCapacityBand = "kv_capacity_error_band", engine
+        case memFractionStatic = "mem_fraction_static"
     }
 
     /// The breakdown and the table, as `ckv-sim memory` prints them.
     public var text: String {
         func g(_ b: Double) -> String { Format.fixed(b / 1_073_741_824, 2) + " GiB" }
         var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests\(engine.map { ", \($0) defaults" } ?? ""); per GPU:", ""]
-        lines.append(Table(pairs: [
+        let breakdown: [(String, String)] = memFractionStatic.map { f in [
+            ("total (CUDA)", g(totalBytes)),
+            ("× mem_fraction_static", g(budgetBytes) + " (\(f))"),
+            ("− CUDA context", g(nonTorchBytes) + " (its share of the fraction; activations and CUDA graphs live in the rest)"),
+            ("− weights", g(weightBytes)),
+        ] } ?? [
             ("total (CUDA)", g(totalBytes)),
             ("× utilisation", g(budgetBytes)),
             ("− weights", g(weightBytes)),
             ("− activation peak", g(activationBytes) + " (profiling run: a \(profiledTokens)-token forward pass, then \(sampler.rawValue) sampling of \(profiledRows) rows; the larger peak)"),
             ("− CUDA/runtime", g(nonTorchBytes)),
+        ]
+        lines.append(Table(pairs: breakdown + [
             ("= KV cache", g(kvBytes) + " = \(vllmBlocks) blocks of 16 = \(kvTokens) tokens"
-                + (kvCapacityBand.map { " (\($0.label): 90th percentile error on \($0.points) vLLM start-up logs held out of the fit)" } ?? "")),
+                + (kvCapacityBand.map { " (\($0.label): 90th percentile error on \($0.points) start-up logs held out of the fit)" } ?? "")),
         ]).text)
         lines.append("")
         var table = Table(columns: ["setting", "kept/layer/head", "KV per request", "max concurrent", "layout"], rightAligned: [1, 2, 3])

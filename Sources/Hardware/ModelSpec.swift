@@ -170,6 +170,8 @@ public enum ModelCatalog {
                   vocab: 151936, maxContext: 40960, tiedEmbeddings: false, source: "Qwen/Qwen3-8B config.json"),
         ModelSpec(name: "Qwen3-32B", layers: 64, hidden: 5120, heads: 64, kvHeads: 8, headDim: 128, intermediate: 25600,
                   vocab: 151936, maxContext: 40960, tiedEmbeddings: false, source: "Qwen/Qwen3-32B config.json"),
+        ModelSpec(name: "Qwen2.5-32B-Instruct", layers: 64, hidden: 5120, heads: 40, kvHeads: 8, headDim: 128, intermediate: 27648,
+                  vocab: 152064, maxContext: 32768, tiedEmbeddings: false, qkvBias: true, source: "Qwen/Qwen2.5-32B-Instruct config.json (QwQ-32B has the same shape)"),
         ModelSpec(name: "Qwen2.5-72B-Instruct", layers: 80, hidden: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediate: 29568,
                   vocab: 152064, maxContext: 131072, tiedEmbeddings: false, qkvBias: true,
                   source: "Qwen/Qwen2.5-72B-Instruct config.json (32768 native; 131072 with the YaRN factor 4 its card documents)"),

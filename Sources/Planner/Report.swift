@@ -17,7 +17,7 @@ extension PlanReport {
             ("scenario", "\(scenario): \(workload)"),
             ("cost model", costModel.description),
             ("serving", "vLLM-like: max_num_seqs \(serving.maxNumSeqs), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
-            ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) vLLM start-up logs held out of the fit)"),
+            ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) start-up logs held out of the fit)"),
             ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),
             ("max accuracy loss", Format.percent(maxAccuracyLoss)),
         ]

@@ -39,10 +39,13 @@ public struct CapacityMeasurement: Codable, Sendable, Equatable {
     public var weightsGiB: Double?
     public var activationGiB: Double?
     public var nonTorchGiB: Double?
+    /// SGLang: the free memory it sizes from ("Load weight begin. avail mem=…"), GiB.
+    public var freeAtStartGiB: Double?
 
     enum CodingKeys: String, CodingKey {
         case id, split, source, engine, gpu, model, serving
         case kvGiB = "kv_gib", kvTokens = "kv_tokens", weightsGiB = "weights_gib", activationGiB = "activation_gib", nonTorchGiB = "non_torch_gib"
+        case freeAtStartGiB = "free_at_start_gib"
     }
 
     /// The measurements committed with the build.
@@ -86,13 +89,19 @@ extension Validation {
     ///   from the overhead its points imply (total × utilisation − logged weights − KV − non-torch);
     /// - the forward pass's scale: logged peak over the formula's, on the points whose peak is the
     ///   forward pass's;
-    /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart.
+    /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart;
+    /// - SGLang's start-up context: the GPU's total less the free memory its logs start from.
     public static func fitMemoryConstants(_ measurements: [CapacityMeasurement]) throws -> MemoryConstants {
         func median(_ xs: [Double]) -> Double? {
             let s = xs.sorted()
             return s.isEmpty ? nil : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
-        let fit = measurements.filter { $0.split == .fit }
+        let fit = measurements.filter { $0.split == .fit && $0.serving.memFractionStatic == nil }
+        let sglang = measurements.filter { $0.split == .fit && $0.serving.memFractionStatic != nil }
+        var context: [Double] = []
+        for m in sglang {
+            if let free = m.freeAtStartGiB { context.append(try m.resolved().0.cudaVisibleGiB - free) }
+        }
         var pytorch: [Double] = [], flashinfer: [Double] = [], forward: [Double] = [], nonTorch: [Double] = [], nonTorchTP: [Double] = []
         let gib = 1_073_741_824.0
         for m in fit {
@@ -112,12 +121,14 @@ extension Validation {
                 flashinfer.append((gpu.cudaVisibleGiB * s.gpuMemoryUtilization - w - m.kvGiB - (median(nonTorch) ?? 0)) * gib / logits)
             }
         }
-        guard let p = median(pytorch), let f = median(flashinfer), let scale = median(forward), let n = median(nonTorch), let ntp = median(nonTorchTP) else {
+        guard let p = median(pytorch), let f = median(flashinfer), let scale = median(forward), let n = median(nonTorch), let ntp = median(nonTorchTP),
+              let ctx = median(context) else {
             throw MeasurementError("the fit split lacks a point for one of the memory constants")
         }
         func round(_ x: Double, _ digits: Double) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
         return MemoryConstants(samplerBytesPerLogit: [.pytorch: round(p, 1), .flashinfer: round(f, 1)], peaksAdd: false,
-                               forwardScale: round(scale, 2), nonTorchGiB: round(n, 2), nonTorchTensorParallelGiB: round(ntp, 2))
+                               forwardScale: round(scale, 2), nonTorchGiB: round(n, 2), nonTorchTensorParallelGiB: round(ntp, 2),
+                               sglangContextGiB: round(ctx, 2))
     }
 }
 
@@ -128,7 +139,7 @@ extension ErrorBand {
         let errors = try check.map { abs(try $0.errorPercent(.fitted)) }.sorted()
         guard !errors.isEmpty else { throw MeasurementError("no check-split start-up logs for the KV-capacity band") }
         let median = errors.count % 2 == 1 ? errors[errors.count / 2] : (errors[errors.count / 2 - 1] + errors[errors.count / 2]) / 2
-        return ErrorBand(kind: "kv-capacity", corpus: "vLLM start-up logs held out of the fit (Sources/Validation/Data/kv-capacity.json, split check)",
+        return ErrorBand(kind: "kv-capacity", corpus: "vLLM and SGLang start-up logs held out of the fit (Sources/Validation/Data/kv-capacity.json, split check)",
                          points: errors.count, medianPercent: (median * 10).rounded() / 10,
                          p90Percent: (errors[min(errors.count - 1, Int((0.9 * Double(errors.count)).rounded(.up)) - 1)] * 10).rounded() / 10)
     }

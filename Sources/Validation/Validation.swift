@@ -279,8 +279,10 @@ public struct Validation: Sendable {
         sampler holds \(f.samplerBytesPerLogit[.pytorch]!) bytes per row × vocabulary entry with PyTorch's
         top-k/top-p and \(f.samplerBytesPerLogit[.flashinfer]!) with FlashInfer's, the peak is the larger of the
         sampler's and the forward pass's (× \(f.forwardScale)), non-torch memory is \(f.nonTorchGiB) GiB
-        (\(f.nonTorchTensorParallelGiB) GiB per GPU with TP). Refitted now, the fit split gives
-        \(refit.samplerBytesPerLogit[.pytorch]!) / \(refit.samplerBytesPerLogit[.flashinfer]!) bytes, × \(refit.forwardScale), \(refit.nonTorchGiB) / \(refit.nonTorchTensorParallelGiB) GiB:
+        (\(f.nonTorchTensorParallelGiB) GiB per GPU with TP). SGLang sizes its pool its own way — the memory free
+        at start-up × `mem_fraction_static` − weights — from the total less the CUDA context, \(f.sglangContextGiB) GiB.
+        Refitted now, the fit split gives \(refit.samplerBytesPerLogit[.pytorch]!) / \(refit.samplerBytesPerLogit[.flashinfer]!) bytes,
+        × \(refit.forwardScale), \(refit.nonTorchGiB) / \(refit.nonTorchTensorParallelGiB) GiB and \(refit.sglangContextGiB) GiB:
         \(agrees). The `check` split is used for nothing but this table.
 
         \(summary.markdown)
@@ -288,8 +290,8 @@ public struct Validation: Sendable {
         \(points.markdown)
 
         The GPUs' totals are the ones the runtime reports (`ckv-sim gpus`, with the log each comes
-        from). Logs of multimodal models, unified-memory devices, MoE models and SGLang are not in
-        the set yet.
+        from). Logs of multimodal models, unified-memory devices and MoE models are not in the set
+        yet, nor one of a desktop GPU whose display already held 1.2 GB (SGLang on an RTX 3090).
 
         """
     }

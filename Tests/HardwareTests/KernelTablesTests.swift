@@ -194,5 +194,18 @@ struct ServingEngineTests {
         #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 8192) == (256, 8192, false))
         #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 32768) == (256, 32768, false))
         #expect(ServingEngine.vllmV0.defaults(gpu: h100, maxModelLen: 65536) == (256, 2048, true))
+        #expect(ServingEngine.sglang.memFractionStatic(tensorParallel: 1) == 0.88 && ServingEngine.sglang.memFractionStatic(tensorParallel: 4) == 0.85)
+        #expect(ServingEngine.vllmV1.memFractionStatic(tensorParallel: 1) == nil)
+    }
+
+    @Test("SGLang's rule: KV = (total − CUDA context) × mem_fraction_static − weights, no profiling peak")
+    func sglang() throws {
+        var s = ServingConfig()
+        s.memFractionStatic = 0.88
+        let gpu = GPUCatalog.named("H100")!, model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        let p = try MemoryPlan(gpu: gpu, model: model, serving: s)
+        let gib = 1_073_741_824.0
+        #expect(abs(p.kvBytes - ((gpu.cudaVisibleGiB - MemoryConstants.fitted.sglangContextGiB) * 0.88 * gib - p.weightBytes)) < 1)
+        #expect(p.activationBytes == 0)
     }
 }
