@@ -72,8 +72,8 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// A vLLM generation whose defaults decide the start-up profiling run when the deployment does
-/// not set them.
+/// A serving engine (a vLLM generation, or SGLang) whose memory rule and defaults decide the KV
+/// cache when the deployment does not set them.
 public enum ServingEngine: String, Codable, CaseIterable, Sendable {
     /// vLLM 0.6.x (V0 engine): `SchedulerConfig` in vllm/config.py — chunked prefill on only above
     /// a 32k context, then 2048 batched tokens (512 before 0.6.5); else max(`max_model_len`, 2048);
@@ -141,12 +141,12 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
 
     public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double,
                 sglangContextGiB: Double) {
-        self.sglangContextGiB = sglangContextGiB
         self.samplerBytesPerLogit = samplerBytesPerLogit
         self.peaksAdd = peaksAdd
         self.forwardScale = forwardScale
         self.nonTorchGiB = nonTorchGiB
         self.nonTorchTensorParallelGiB = nonTorchTensorParallelGiB
+        self.sglangContextGiB = sglangContextGiB
     }
 
     /// The constants before the start-up logs were read: the sampler's logits and probabilities
@@ -215,19 +215,17 @@ public struct MemoryPlan: Equatable, Sendable {
         totalBytes = gpu.visibleBytes
         budgetBytes = totalBytes * (serving.memFractionStatic ?? serving.gpuMemoryUtilization)
         weightBytes = model.weightBytes(serving.weightFormat, tp: tp)
-        let tokens = Double(serving.batchedTokens(for: model))
-        let perToken = (2 * Double(model.hidden) + 3 * Double(model.intermediate) / Double(tp)) * 2
-        let rows = Double(min(serving.maxNumSeqs, serving.batchedTokens(for: model)))
-        // Every rank samples over the whole vocabulary (the logits are gathered first).
-        let sampler = rows * Double(model.vocab) * (constants.samplerBytesPerLogit[serving.sampler] ?? 0)
-        let forward = tokens * perToken * constants.forwardScale
-        activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
-        nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
         if let fraction = serving.memFractionStatic {
             // SGLang: KV = free at start × mem_fraction_static − weights; activations and CUDA
             // graphs live in the rest, so only the context's share is deducted here.
             activationBytes = 0
             nonTorchBytes = constants.sglangContextGiB * 1_073_741_824 * fraction
+        } else {
+            let run = Self.profilingRun(model: model, serving: serving)
+            let sampler = run.logits * (constants.samplerBytesPerLogit[serving.sampler] ?? 0)
+            let forward = run.forwardBytes * constants.forwardScale
+            activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
+            nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
         }
         kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
@@ -246,4 +244,15 @@ public struct MemoryPlan: Equatable, Sendable {
 
     /// Tokens the pool holds for a model whose layers are all global (`# GPU blocks × block_size`).
     public var kvTokens: Int { vllmBlocks * serving.blockSize }
+
+    /// vLLM's profiling run for `model` under `serving`: its forward pass over `tokens` tokens,
+    /// whose MLP live set is `forwardBytes` (before `MemoryConstants.forwardScale`), then the dummy
+    /// sampling step over `rows` rows of logits, `logits` = rows × vocabulary entries (every rank
+    /// samples the whole vocabulary: the logits are gathered first).
+    public static func profilingRun(model: ModelSpec, serving: ServingConfig) -> (tokens: Int, forwardBytes: Double, rows: Int, logits: Double) {
+        let tokens = serving.batchedTokens(for: model)
+        let perToken = (2 * Double(model.hidden) + 3 * Double(model.intermediate) / Double(serving.tensorParallel)) * 2
+        let rows = min(serving.maxNumSeqs, tokens)
+        return (tokens, Double(tokens) * perToken, rows, Double(rows) * Double(model.vocab))
+    }
 }

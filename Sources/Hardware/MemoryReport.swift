@@ -51,8 +51,9 @@ public struct MemoryReport: Encodable, Sendable {
         activationBytes = plan.activationBytes
         nonTorchBytes = plan.nonTorchBytes
         kvBytes = plan.kvBytes
-        profiledTokens = plan.serving.batchedTokens(for: plan.model)
-        profiledRows = min(plan.serving.maxNumSeqs, profiledTokens)
+        let run = MemoryPlan.profilingRun(model: plan.model, serving: plan.serving)
+        profiledTokens = run.tokens
+        profiledRows = run.rows
         sampler = plan.serving.sampler
         memFractionStatic = plan.serving.memFractionStatic
         vllmBlocks = plan.vllmBlocks

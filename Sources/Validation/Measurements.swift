@@ -79,7 +79,10 @@ extension CapacityMeasurement {
         do { return try MemoryPlan(gpu: g, model: m, serving: serving, constants: constants).kvBytes / 1_073_741_824 } catch is CapacityError { return 0 }
     }
 
-    public func errorPercent(_ constants: MemoryConstants) throws -> Double { 100 * (try predictedGiB(constants) - kvGiB) / kvGiB }
+    public func errorPercent(_ constants: MemoryConstants) throws -> Double { errorPercent(predicted: try predictedGiB(constants)) }
+
+    /// (predicted − logged) / logged, percent.
+    public func errorPercent(predicted: Double) -> Double { 100 * (predicted - kvGiB) / kvGiB }
 }
 
 extension Validation {
@@ -92,10 +95,7 @@ extension Validation {
     /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart;
     /// - SGLang's start-up context: the GPU's total less the free memory its logs start from.
     public static func fitMemoryConstants(_ measurements: [CapacityMeasurement]) throws -> MemoryConstants {
-        func median(_ xs: [Double]) -> Double? {
-            let s = xs.sorted()
-            return s.isEmpty ? nil : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
+        let median = ErrorStatistics.median
         let fit = measurements.filter { $0.split == .fit && $0.serving.memFractionStatic == nil }
         let sglang = measurements.filter { $0.split == .fit && $0.serving.memFractionStatic != nil }
         var context: [Double] = []
@@ -106,10 +106,9 @@ extension Validation {
         let gib = 1_073_741_824.0
         for m in fit {
             let (gpu, model) = try m.resolved()
-            let s = m.serving, tp = Double(s.tensorParallel)
-            let tokens = Double(s.batchedTokens(for: model))
-            let forwardPeak = tokens * (2 * Double(model.hidden) + 3 * Double(model.intermediate) / tp) * 2 / gib
-            let logits = Double(min(s.maxNumSeqs, s.batchedTokens(for: model))) * Double(model.vocab)
+            let s = m.serving
+            let run = MemoryPlan.profilingRun(model: model, serving: s)
+            let forwardPeak = run.forwardBytes / gib, logits = run.logits
             if let n = m.nonTorchGiB { if s.tensorParallel > 1 { nonTorchTP.append(n) } else { nonTorch.append(n) } }
             if let a = m.activationGiB {
                 if a > 1.2 * forwardPeak {
@@ -136,11 +135,11 @@ extension ErrorBand {
     /// The KV-capacity band: the fitted memory constants on the `check` split of the start-up logs.
     public static func kvCapacity() throws -> ErrorBand {
         let check = try CapacityMeasurement.committed().filter { $0.split == .check }
-        let errors = try check.map { abs(try $0.errorPercent(.fitted)) }.sorted()
-        guard !errors.isEmpty else { throw MeasurementError("no check-split start-up logs for the KV-capacity band") }
-        let median = errors.count % 2 == 1 ? errors[errors.count / 2] : (errors[errors.count / 2 - 1] + errors[errors.count / 2]) / 2
+        let errors = try check.map { abs(try $0.errorPercent(.fitted)) }
+        guard let median = ErrorStatistics.median(errors), let p90 = ErrorStatistics.percentile90(errors) else {
+            throw MeasurementError("no check-split start-up logs for the KV-capacity band")
+        }
         return ErrorBand(kind: "kv-capacity", corpus: "vLLM and SGLang start-up logs held out of the fit (Sources/Validation/Data/kv-capacity.json, split check)",
-                         points: errors.count, medianPercent: (median * 10).rounded() / 10,
-                         p90Percent: (errors[min(errors.count - 1, Int((0.9 * Double(errors.count)).rounded(.up)) - 1)] * 10).rounded() / 10)
+                         points: errors.count, medianPercent: (median * 10).rounded() / 10, p90Percent: (p90 * 10).rounded() / 10)
     }
 }

@@ -125,8 +125,8 @@ public struct Validation: Sendable {
                     c.perSequenceOverhead = perSeq / 1000
                     c.stepOverhead = step
                     c.gemmEfficiency = gemm
-                    let errors = try Validation(scenarioDirectory: scenarioDirectory, constants: c).l4Cases().map { abs($0.errorPercent) }.sorted()
-                    let median = (errors[1] + errors[2]) / 2
+                    let errors = try Validation(scenarioDirectory: scenarioDirectory, constants: c).l4Cases().map { abs($0.errorPercent) }
+                    let median = ErrorStatistics.median(errors)!
                     if best == nil || median < best!.0 { best = (median, c) }
                     lines.append(String(format: "%11.2f  %7.0f  %8.2f  %.1f %%", perSeq, step * 1000, gemm, median))
                 }
@@ -146,14 +146,8 @@ public struct Validation: Sendable {
         let roofline = try rooflineRun.l4Cases() + rooflineRun.h100Cases() + rooflineRun.chunkKVCases()
         let calibratedRun = Validation(scenarioDirectory: scenarioDirectory, constants: .calibratedKVCompressL4)
         let calibrated = try calibratedRun.l4Cases() + calibratedRun.h100Cases() + calibratedRun.chunkKVCases()
-        func p90(_ cases: [ValidationCase]) -> Double {
-            let e = cases.map { abs($0.errorPercent) }.sorted()
-            return e[min(e.count - 1, Int((0.9 * Double(e.count)).rounded(.up)) - 1)]
-        }
-        func median(_ cases: ArraySlice<ValidationCase>) -> Double {
-            let e = cases.map { abs($0.errorPercent) }.sorted()
-            return e.count % 2 == 1 ? e[e.count / 2] : (e[e.count / 2 - 1] + e[e.count / 2]) / 2
-        }
+        func p90(_ cases: [ValidationCase]) -> Double { ErrorStatistics.percentile90(cases.map { abs($0.errorPercent) })! }
+        func median(_ cases: ArraySlice<ValidationCase>) -> Double { ErrorStatistics.median(cases.map { abs($0.errorPercent) })! }
         let c = CostConstants.calibratedKVCompressL4, d = CostConstants()
         let serving = Table(columns: ["claim", "published", "roofline", "error", "defaults", "error", "calibrated", "error", "configuration and source"],
                             rows: defaults.indices.map { i in
@@ -241,20 +235,18 @@ public struct Validation: Sendable {
         let all = try CapacityMeasurement.committed()
         let refit = try Self.fitMemoryConstants(all)
         func abs90(_ e: [Double]) -> (Double, Double) {
-            let a = e.map(abs).sorted()
-            guard !a.isEmpty else { return (0, 0) }
-            let median = a.count % 2 == 1 ? a[a.count / 2] : (a[a.count / 2 - 1] + a[a.count / 2]) / 2
-            return (median, a[min(a.count - 1, Int((0.9 * Double(a.count)).rounded(.up)) - 1)])
+            let a = e.map(abs)
+            return (ErrorStatistics.median(a) ?? 0, ErrorStatistics.percentile90(a) ?? 0)
         }
         var rows: [[String]] = []
         var before: [Split: [Double]] = [:], after: [Split: [Double]] = [:]
         for m in all {
             let b = try m.predictedGiB(.estimated), a = try m.predictedGiB(.fitted)
-            before[m.split, default: []].append(try m.errorPercent(.estimated))
-            after[m.split, default: []].append(try m.errorPercent(.fitted))
+            let eb = m.errorPercent(predicted: b), ea = m.errorPercent(predicted: a)
+            before[m.split, default: []].append(eb)
+            after[m.split, default: []].append(ea)
             rows.append([m.id, m.split.rawValue, m.gpu + (m.serving.tensorParallel > 1 ? " × \(m.serving.tensorParallel)" : ""), m.model,
-                         String(format: "%.2f", m.kvGiB), String(format: "%.2f (%+.1f %%)", b, try m.errorPercent(.estimated)),
-                         String(format: "%.2f (%+.1f %%)", a, try m.errorPercent(.fitted))])
+                         String(format: "%.2f", m.kvGiB), String(format: "%.2f (%+.1f %%)", b, eb), String(format: "%.2f (%+.1f %%)", a, ea)])
         }
         let points = Table(columns: ["measurement", "split", "GPU", "model", "logged KV GiB", "before", "after"], rows: rows, rightAligned: [4, 5, 6])
         let summary = Table(columns: ["split", "points", "median |error| before", "after", "90th percentile before", "after"],
