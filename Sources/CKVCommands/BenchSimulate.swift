@@ -56,15 +56,17 @@ struct BenchSimulate: AsyncParsableCommand {
         // (a) the Azure 2023 conversation log, replayed at its own times (loaded before timing).
         let azure = try Scenario.load(path: "\(scenarios)/azure-conversation.yaml")
         let azureSource = try azure.source(requests: requests)
-        rows.append(try measure("(a) Azure conversation log, Llama-3.1-8B / A100-80G, full cache", azure.serving, nil, azureSource, a100, llama))
+        rows.append(try measure("(a) Azure conversation log, Llama-3.1-8B / A100-80G, full cache", try azure.serving(gpu: a100, model: llama), nil, azureSource, a100, llama))
 
         // (b) 32k-token prompts arriving at 1 req/s with SnapKV at budget 1024.
-        var serving = ServingConfig()
-        serving.maxModelLen = 34_000
+        let h100 = GPUCatalog.named("H100-80G-SXM")!
+        var given = ServingSettings()
+        given.maxModelLen = 34_000
+        let serving = try given.resolve(gpu: h100, model: llama)
         let long = SyntheticSource(arrivals: .poisson(rate: 1), prompt: .fixed(32_768), output: .lognormal(median: 256, sigma: 0.5, min: 16, max: 1024),
                                    count: requests, seed: 1)
         rows.append(try measure("(b) 32k-token prompts, Poisson 1 req/s, SnapKV budget 1024, Llama-3.1-8B / H100-80G-SXM", serving,
-                                CompressionSpec(policy: .snapKV, budget: .tokens(1024)), long, GPUCatalog.named("H100-80G-SXM")!, llama))
+                                CompressionSpec(policy: .snapKV, budget: .tokens(1024)), long, h100, llama))
 
         let output = Output(rows: rows, peakRSSBytes: peakRSS())
         switch format {

@@ -25,15 +25,8 @@ struct HardwareOptions: ParsableArguments {
     @Option(name: .customLong("kv-dtype"), help: "KV-cache format: \(KVFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
     var kvFormat: KVFormat = .bf16
 
-    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
-    var sampler: SamplerKind = .pytorch
-
-    @Option(name: .customLong("num-scheduler-steps"), help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default: the scenario's, 1).")
-    var numSchedulerSteps: Int?
-
     func validate() throws {
         guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
-        if let numSchedulerSteps { guard (1...64).contains(numSchedulerSteps) else { throw ValidationError("--num-scheduler-steps must be between 1 and 64") } }
     }
 
     func resolveGPU() throws -> GPU {
@@ -53,13 +46,70 @@ struct HardwareOptions: ParsableArguments {
         return m
     }
 
-    /// Applies the formats and TP to a serving config.
-    func apply(to serving: inout ServingConfig) {
-        serving.tensorParallel = tensorParallel
-        serving.weightFormat = weights
-        serving.kvFormat = kvFormat
-        serving.sampler = sampler
-        if let numSchedulerSteps { serving.numSchedulerSteps = numSchedulerSteps }
+    /// TP and the formats, as serving settings over a scenario's.
+    var settings: ServingSettings {
+        var s = ServingSettings()
+        s.tensorParallel = tensorParallel
+        s.weightFormat = weights
+        s.kvFormat = kvFormat
+        return s
+    }
+}
+
+/// The serving engine and its settings, shared by `plan`, `simulate` and `memory`: each given
+/// one overrides the scenario's, and what neither gives is the engine's default for the GPU.
+struct ServingOptions: ParsableArguments {
+    @Option(help: "Serving engine: vllm-v1 (vLLM 0.9 and later, the default), vllm-v0 (0.6.x) or sglang (0.4.x); its scheduler, memory rule and defaults apply (default: the scenario's).")
+    var engine: ServingEngine?
+
+    @Option(name: .customLong("gpu-memory-utilization"), help: "vLLM's --gpu-memory-utilization (default 0.9).")
+    var utilisation: Double?
+
+    @Option(name: .customLong("mem-fraction-static"), help: "With --engine sglang: SGLang's --mem-fraction-static (default: its 0.4.x default for the TP degree).")
+    var memFractionStatic: Double?
+
+    @Option(name: .customLong("max-num-seqs"), help: "--max-num-seqs (SGLang: --max-running-requests; default: the engine's for this GPU).")
+    var maxNumSeqs: Int?
+
+    @Option(name: .customLong("max-num-batched-tokens"), help: "--max-num-batched-tokens (SGLang: --chunked-prefill-size; default: the engine's for this GPU).")
+    var maxNumBatchedTokens: Int?
+
+    @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (default: the engine's).")
+    var chunkedPrefill: Bool?
+
+    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
+    var sampler: SamplerKind?
+
+    @Option(name: .customLong("num-scheduler-steps"), help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")
+    var numSchedulerSteps: Int?
+
+    @Flag(name: .customLong("enforce-eager"), help: "No CUDA graphs: every step pays each kernel launch (vLLM's --enforce-eager, SGLang's --disable-cuda-graph).")
+    var enforceEager = false
+
+    func validate() throws {
+        if let utilisation { guard utilisation > 0, utilisation <= 1 else { throw ValidationError("--gpu-memory-utilization must be in (0, 1]") } }
+        if let memFractionStatic {
+            guard engine == .sglang else { throw ValidationError("--mem-fraction-static goes with --engine sglang") }
+            guard memFractionStatic > 0, memFractionStatic <= 1 else { throw ValidationError("--mem-fraction-static must be in (0, 1]") }
+        }
+        if let maxNumSeqs { guard maxNumSeqs > 0 else { throw ValidationError("--max-num-seqs must be positive") } }
+        if let maxNumBatchedTokens { guard maxNumBatchedTokens > 0 else { throw ValidationError("--max-num-batched-tokens must be positive") } }
+        if let numSchedulerSteps { guard (1...64).contains(numSchedulerSteps) else { throw ValidationError("--num-scheduler-steps must be between 1 and 64") } }
+    }
+
+    /// These options over `base` (the hardware options' settings).
+    func settings(over base: ServingSettings) -> ServingSettings {
+        var s = base
+        s.engine = engine
+        s.gpuMemoryUtilization = utilisation
+        s.memFractionStatic = memFractionStatic
+        s.maxNumSeqs = maxNumSeqs
+        s.maxNumBatchedTokens = maxNumBatchedTokens
+        s.chunkedPrefill = chunkedPrefill
+        s.sampler = sampler
+        s.numSchedulerSteps = numSchedulerSteps
+        if enforceEager { s.cudaGraphs = false }
+        return s
     }
 }
 

@@ -20,6 +20,7 @@ struct PlanCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var hardware: HardwareOptions
+    @OptionGroup var servingOptions: ServingOptions
 
     @Option(help: "Longest request in tokens: 131072, 128k, 32K.")
     var context: String
@@ -71,8 +72,9 @@ struct PlanCommand: AsyncParsableCommand {
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
         let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
         let s = try Scenario.load(path: scenarioPath)
-        var serving = s.serving
-        hardware.apply(to: &serving)
+        var overrides = servingOptions.settings(over: hardware.settings)
+        overrides.maxModelLen = n
+        let serving = try s.serving(gpu: g, model: m, overrides: overrides)
         let kinds = try parsePolicies(policies, haveProfile: true)
         var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if specs.isEmpty { specs = [256, 1024, 4096].map { .tokens($0) } }

@@ -69,6 +69,7 @@ struct SimulateCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var hardware: HardwareOptions
+    @OptionGroup var servingOptions: ServingOptions
     @OptionGroup var compression: CompressionOptions
 
     @Option(help: "Workload and serving settings (Scenarios/*.yaml).")
@@ -95,8 +96,7 @@ struct SimulateCommand: AsyncParsableCommand {
     func run() async throws {
         let gpu = try hardware.resolveGPU(), model = try hardware.resolveModel()
         let scenario = try Scenario.load(path: scenario)
-        var serving = scenario.serving
-        hardware.apply(to: &serving)
+        let serving = try scenario.serving(gpu: gpu, model: model, overrides: servingOptions.settings(over: hardware.settings))
         try scenario.validate(model: model, serving: serving)
         let source = try scenario.source(rateScale: rateScale, timeScale: timeScale, requests: requests)
         let largest = scenario.prompt.map { ($0.maximum, scenario.output!.maximum) }

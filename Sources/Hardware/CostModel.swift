@@ -52,6 +52,10 @@ public struct CostConstants: Codable, Equatable, Sendable {
     public var perSequenceOverhead = 0.000_02
     /// Latency of one all-reduce, seconds.
     public var allReduceLatency = 0.000_010
+    /// Kernel launches and Python module calls of one layer in a step that does not replay a CUDA
+    /// graph (eager mode, prefill steps of vLLM V0 and SGLang, batches above the capture sizes),
+    /// seconds: about a dozen launches of 5–10 µs each.
+    public var eagerLaunchPerLayer = 0.000_1
     /// Take GEMM, attention and all-reduce times from the measured kernel tables where the GPU
     /// has them (`KernelTables`); false: the roofline everywhere.
     public var kernelTables = true
@@ -60,7 +64,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
-             perSequenceOverhead, allReduceLatency, kernelTables
+             perSequenceOverhead, allReduceLatency, eagerLaunchPerLayer, kernelTables
     }
 
     public init(from decoder: any Decoder) throws {
@@ -73,6 +77,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
         stepOverhead = try c.decodeIfPresent(Double.self, forKey: .stepOverhead) ?? d.stepOverhead
         perSequenceOverhead = try c.decodeIfPresent(Double.self, forKey: .perSequenceOverhead) ?? d.perSequenceOverhead
         allReduceLatency = try c.decodeIfPresent(Double.self, forKey: .allReduceLatency) ?? d.allReduceLatency
+        eagerLaunchPerLayer = try c.decodeIfPresent(Double.self, forKey: .eagerLaunchPerLayer) ?? d.eagerLaunchPerLayer
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
     }
 
@@ -130,7 +135,8 @@ public struct CostSource: Codable, Equatable, Sendable {
 ///   sequence's *kept* KV once (4 × heads × head_dim FLOPs per KV token).
 /// - LM head: one row of logits per decoding sequence and per completed prompt.
 /// - Tensor parallelism: two all-reduces of tokens × hidden activations per layer over the link.
-/// - A fixed scheduler overhead per step and a small one per sequence.
+/// - A fixed scheduler overhead per step and a small one per sequence; a step that does not replay
+///   a CUDA graph (`ServingEngine.replaysGraph`) also pays each layer's kernel launches.
 public struct CostModel: Sendable {
     public var gpu: GPU
     public var model: ModelSpec
@@ -273,7 +279,11 @@ public struct CostModel: Sendable {
             let perReduce = 2 * (tp - 1) / tp * bytes / (gpu.interconnect.gbPerSecond * 1e9) + constants.allReduceLatency
             communication = 2 * Double(model.layers) * perReduce
         }
-        let overhead = tokens == 0 ? 0 : constants.stepOverhead + constants.perSequenceOverhead * sequences
+        var overhead = tokens == 0 ? 0 : constants.stepOverhead + constants.perSequenceOverhead * sequences
+        if tokens > 0, !(serving.cudaGraphs && serving.engine.replaysGraph(prefillTokens: work.prefillTokens, decodeSequences: work.decodeSequences,
+                                                                           maxNumSeqs: serving.maxNumSeqs)) {
+            overhead += constants.eagerLaunchPerLayer * Double(model.layers)
+        }
         return StepTime(linear: linear, attention: attention, lmHead: lmHead, communication: communication,
                         compression: work.compressionSeconds, overhead: overhead)
     }

@@ -1,8 +1,11 @@
 import Reporting
 import Foundation
 
-/// The serving engine's settings that decide memory and scheduling (vLLM's names and defaults).
+/// The serving engine's settings that decide memory and scheduling, every one resolved (vLLM's
+/// names; `ServingSettings.resolve` fills what a deployment leaves out with its engine's defaults).
 public struct ServingConfig: Codable, Equatable, Sendable {
+    /// The engine whose scheduler, memory rule and step overheads apply.
+    public var engine: ServingEngine = .vllmV1
     /// Fraction of the GPU's memory the engine may use (`--gpu-memory-utilization`, default 0.9).
     public var gpuMemoryUtilization: Double = 0.9
     /// At most this many sequences run at once (`--max-num-seqs`, default 256).
@@ -27,10 +30,15 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     /// SGLang's `--mem-fraction-static`: when set, memory is sized SGLang's way (weights and KV
     /// pool take this fraction of the memory free at start-up) instead of vLLM's.
     public var memFractionStatic: Double?
+    /// CUDA graphs for decode (vLLM's default; `--enforce-eager` turns them off): a captured step
+    /// launches its kernels at once, an eager one pays each launch.
+    public var cudaGraphs: Bool = true
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
+        case engine
+        case cudaGraphs = "cuda_graphs"
         case gpuMemoryUtilization = "gpu_memory_utilization"
         case maxNumSeqs = "max_num_seqs"
         case maxNumBatchedTokens = "max_num_batched_tokens"
@@ -48,6 +56,8 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ServingConfig()
+        engine = try c.decodeIfPresent(ServingEngine.self, forKey: .engine) ?? d.engine
+        cudaGraphs = try c.decodeIfPresent(Bool.self, forKey: .cudaGraphs) ?? d.cudaGraphs
         gpuMemoryUtilization = try c.decodeIfPresent(Double.self, forKey: .gpuMemoryUtilization) ?? d.gpuMemoryUtilization
         maxNumSeqs = try c.decodeIfPresent(Int.self, forKey: .maxNumSeqs) ?? d.maxNumSeqs
         maxNumBatchedTokens = try c.decodeIfPresent(Int.self, forKey: .maxNumBatchedTokens)
@@ -69,44 +79,6 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public func batchedTokens(for model: ModelSpec) -> Int {
         if let t = maxNumBatchedTokens { return chunkedPrefill ? t : max(t, modelLen(for: model)) }
         return chunkedPrefill ? 8192 : max(modelLen(for: model), 2048)
-    }
-}
-
-/// A serving engine (a vLLM generation, or SGLang) whose memory rule and defaults decide the KV
-/// cache when the deployment does not set them.
-public enum ServingEngine: String, Codable, CaseIterable, Sendable {
-    /// vLLM 0.6.x (V0 engine): `SchedulerConfig` in vllm/config.py — chunked prefill on only above
-    /// a 32k context, then 2048 batched tokens (512 before 0.6.5); else max(`max_model_len`, 2048);
-    /// 256 sequences.
-    case vllmV0 = "vllm-v0"
-    /// SGLang 0.4.x: `mem_fraction_static` by TP degree (server_args.py, 0.4.0–0.4.5): 0.88 on one
-    /// GPU, 0.87 at TP 2, 0.85 at TP 4, 0.81 at TP 8, 0.79 from TP 16.
-    case sglang = "sglang"
-    /// vLLM 0.9 and later (V1 engine), API server: `_set_default_args` in vllm/engine/arg_utils.py —
-    /// chunked prefill always on; on a GPU with ≥ 70 GiB that is not an A100, 8192 batched tokens
-    /// and 1024 sequences, elsewhere 2048 and 256.
-    case vllmV1 = "vllm-v1"
-
-    /// (max_num_seqs, max_num_batched_tokens, chunked prefill) this engine starts with on `gpu`
-    /// for a `maxModelLen`-token limit.
-    public func defaults(gpu: GPU, maxModelLen: Int) -> (maxNumSeqs: Int, maxNumBatchedTokens: Int, chunkedPrefill: Bool) {
-        switch self {
-        case .vllmV0:
-            let chunked = maxModelLen > 32768
-            return (256, chunked ? 2048 : max(maxModelLen, 2048), chunked)
-        case .vllmV1:
-            let large = gpu.cudaVisibleGiB >= 70 && !gpu.name.lowercased().hasPrefix("a100")
-            return large ? (1024, 8192, true) : (256, 2048, true)
-        case .sglang:
-            // chunked_prefill_size: 2048 below 25 GB, else 8192 (server_args.py, 0.4.1).
-            return (256, gpu.cudaVisibleGiB < 23.3 ? 2048 : 8192, true)
-        }
-    }
-
-    /// SGLang's default `mem_fraction_static` at `tensorParallel` GPUs (nil for vLLM).
-    public func memFractionStatic(tensorParallel tp: Int) -> Double? {
-        guard self == .sglang else { return nil }
-        return tp >= 16 ? 0.79 : tp >= 8 ? 0.81 : tp >= 4 ? 0.85 : tp >= 2 ? 0.87 : 0.88
     }
 }
 

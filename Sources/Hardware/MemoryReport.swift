@@ -32,8 +32,8 @@ public struct MemoryReport: Encodable, Sendable {
     public var rows: [Row]
     /// The KV capacity's validated error, when the caller has it (`ErrorBand.kvCapacity`).
     public var kvCapacityBand: ErrorBand?
-    /// The engine whose defaults filled in the settings not given, when the caller says.
-    public var engine: String?
+    /// The engine whose memory rule and defaults apply.
+    public var engine: ServingEngine
     /// SGLang's `mem_fraction_static` when memory is sized its way.
     public var memFractionStatic: Double?
 
@@ -55,6 +55,7 @@ public struct MemoryReport: Encodable, Sendable {
         profiledTokens = run.tokens
         profiledRows = run.rows
         sampler = plan.serving.sampler
+        engine = plan.serving.engine
         memFractionStatic = plan.serving.memFractionStatic
         vllmBlocks = plan.vllmBlocks
         kvTokens = plan.kvTokens
@@ -92,7 +93,7 @@ public struct MemoryReport: Encodable, Sendable {
     /// The breakdown and the table, as `ckv-sim memory` prints them.
     public var text: String {
         func g(_ b: Double) -> String { Format.fixed(b / 1_073_741_824, 2) + " GiB" }
-        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests\(engine.map { ", \($0) defaults" } ?? ""); per GPU:", ""]
+        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests; \(engine.displayName); per GPU:", ""]
         let breakdown: [(String, String)] = memFractionStatic.map { f in [
             ("total (CUDA)", g(totalBytes)),
             ("× mem_fraction_static", g(budgetBytes) + " (\(f))"),

@@ -12,7 +12,7 @@ extension Simulation {
         let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
         var sim = Simulation(plan: plan, cost: CostModel(gpu: gpu, model: model, serving: serving, constants: constants),
                              compression: compression,
-                             scheduler: serving.numSchedulerSteps > 1 ? VLLMMultiStepScheduler(steps: serving.numSchedulerSteps) : VLLMScheduler(),
+                             scheduler: scheduler(for: serving),
                              source: source)
         sim.recordsTimeSeries = timeSeries
         if let largest { try sim.checkFits(prompt: largest.prompt, output: largest.output) }

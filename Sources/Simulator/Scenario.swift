@@ -14,7 +14,8 @@ public struct Scenario: Sendable {
     public var requests: Int?
     public var prompt: LengthDistribution?
     public var output: LengthDistribution?
-    public var serving: ServingConfig
+    /// The serving settings the scenario gives; the rest are the engine's defaults (`ServingSettings.resolve`).
+    public var serving: ServingSettings
 
     /// Where requests come from.
     public enum Arrivals: Sendable, Equatable {
@@ -59,6 +60,15 @@ public struct Scenario: Sendable {
         }
     }
 
+    /// The scenario's serving settings, overridden by `overrides` (the command line's), resolved
+    /// for `model` on `gpu`.
+    /// - Throws: `WorkloadError` naming the file and the setting.
+    public func serving(gpu: GPU, model: ModelSpec, overrides: ServingSettings = ServingSettings()) throws -> ServingConfig {
+        do { return try serving.overridden(by: overrides).resolve(gpu: gpu, model: model) } catch let error as ServingError {
+            throw WorkloadError("\(path): serving: \(error.description)")
+        }
+    }
+
     /// Checks the synthetic lengths against the model's maximum (a log's overlong requests are
     /// rejected one by one at run time, as vLLM does).
     public func validate(model: ModelSpec, serving: ServingConfig) throws {
@@ -79,7 +89,7 @@ private struct ScenarioFile: Decodable {
     var requests: Int?
     var prompt: LengthFile?
     var output: LengthFile?
-    var serving: ServingConfig?
+    var serving: ServingSettings?
 
     struct ArrivalsFile: Decodable {
         var process: String
@@ -144,15 +154,7 @@ private struct ScenarioFile: Decodable {
             promptValue = try length(prompt, key: "prompt", bad)
             outputValue = try length(output, key: "output", bad)
         }
-        let serving = self.serving ?? ServingConfig()
-        guard serving.gpuMemoryUtilization > 0, serving.gpuMemoryUtilization <= 1 else {
-            throw bad("serving.gpu_memory_utilization", "must be in (0, 1], found \(serving.gpuMemoryUtilization)")
-        }
-        guard serving.maxNumSeqs > 0 else { throw bad("serving.max_num_seqs", "must be positive") }
-        guard (1...64).contains(serving.numSchedulerSteps) else { throw bad("serving.num_scheduler_steps", "must be between 1 and 64") }
-        if let t = serving.maxNumBatchedTokens, t <= 0 { throw bad("serving.max_num_batched_tokens", "must be positive") }
-        guard serving.blockSize > 0 else { throw bad("serving.block_size", "must be positive") }
-        guard serving.tensorParallel > 0 else { throw bad("serving.tensor_parallel", "must be positive") }
+        let serving = self.serving ?? ServingSettings()
         return Scenario(path: path, name: name, description: description ?? "", seed: seed ?? 1, arrivals: arrivalsValue,
                         requests: requests, prompt: promptValue, output: outputValue, serving: serving)
     }

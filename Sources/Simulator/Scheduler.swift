@@ -110,18 +110,15 @@ public struct VLLMScheduler: Scheduler {
     /// it needs; frees blocks by compression or preemption when none is free.
     func scheduleDecodes(_ state: inout SchedulerState, _ work: inout StepWork) {
         var i = 0
-        let window = state.model.slidingWindow ?? Int.max
-        let g = Double(state.model.globalLayers), l = Double(state.model.localLayers)
         let onPressure = state.compression?.compressesOnPressure == true
         while i < state.running.count {
             if state.running[i].prefilling {
                 i += 1
                 continue
             }
-            let s = state.running[i]
-            let need = state.phb(tokens: s.tokens + 1, kept: s.keptAfterDecode) - s.phb
+            let need = state.decodeNeed(i)
             if !state.blocks.canAllocate(need) {
-                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(need) {
+                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(state.decodeNeed(i)) {
                     continue // retry this sequence with the freed blocks
                 }
                 // Preempt the most recently admitted running sequence (possibly this one).
@@ -130,12 +127,9 @@ public struct VLLMScheduler: Scheduler {
                 if victim == i { break }
                 continue
             }
-            state.blocks.allocate(max(0, need))
-            state.running[i].phb += max(0, need)
-            state.running[i].decoding = true
-            work.decodeSequences += 1
-            work.logitRows += 1
-            work.decodeTokenLayers += g * Double(s.kept) + l * Double(min(s.tokens, window))
+            state.blocks.allocate(need)
+            state.running[i].phb += need
+            state.addDecode(i, &work)
             i += 1
         }
     }
@@ -144,27 +138,13 @@ public struct VLLMScheduler: Scheduler {
     private func scheduleChunks(_ state: inout SchedulerState, _ work: inout StepWork) {
         var budget = state.tokenBudget - work.decodeSequences
         let chunked = state.serving.chunkedPrefill
-        let window = Double(state.model.slidingWindow ?? Int.max)
-        let spec = state.compression, cost = state.cost, blockSize = state.serving.blockSize
-        func addChunk(_ s: inout Sequence, _ chunk: Int, _ work: inout StepWork) {
-            let before = Double(s.prefilled), c = Double(chunk)
-            work.prefillTokens += chunk
-            work.prefillSequences += 1
-            work.prefillAttentionArea += c * (before + c / 2)
-            work.prefillLocalArea += c * min(before + c / 2, window)
-            s.chunk = chunk
-            budget -= chunk
-            if s.prefilled + chunk == s.prefillTarget {
-                work.logitRows += 1
-                if let spec {
-                    let kept = spec.kept(prompt: s.prefillTarget, blockSize: blockSize)
-                    work.compressionSeconds += spec.compressionSeconds(prompt: s.prefillTarget, kept: kept, cost: cost)
-                }
-            }
-        }
         if chunked {
             for i in state.running.indices where state.running[i].prefilling && budget > 0 {
-                addChunk(&state.running[i], min(budget, state.running[i].prefillTarget - state.running[i].prefilled), &work)
+                var s = state.running[i]
+                let chunk = min(budget, s.prefillTarget - s.prefilled)
+                state.addChunk(&s, chunk, &work)
+                state.running[i] = s
+                budget -= chunk
             }
         }
         while budget > 0, let head = state.waiting.first, state.running.count < state.serving.maxNumSeqs {
@@ -187,9 +167,265 @@ public struct VLLMScheduler: Scheduler {
             s.prefilled = 0
             s.phb = blocks
             state.blocks.allocate(blocks)
-            addChunk(&s, chunk, &work)
+            state.addChunk(&s, chunk, &work)
+            budget -= chunk
             state.running.append(s)
         }
+    }
+}
+
+extension SchedulerState {
+    /// Puts `chunk` more prompt tokens of `s` into the step: its attention area, and, when the
+    /// chunk completes the prompt, its row of logits and the policy's compression time.
+    mutating func addChunk(_ s: inout Sequence, _ chunk: Int, _ work: inout StepWork) {
+        let window = Double(model.slidingWindow ?? Int.max)
+        let before = Double(s.prefilled), c = Double(chunk)
+        work.prefillTokens += chunk
+        work.prefillSequences += 1
+        work.prefillAttentionArea += c * (before + c / 2)
+        work.prefillLocalArea += c * min(before + c / 2, window)
+        s.chunk = chunk
+        if s.prefilled + chunk == s.prefillTarget {
+            work.logitRows += 1
+            if let compression {
+                let kept = compression.kept(prompt: s.prefillTarget, blockSize: serving.blockSize)
+                work.compressionSeconds += compression.compressionSeconds(prompt: s.prefillTarget, kept: kept, cost: cost)
+            }
+        }
+    }
+
+    /// Adds one decode of the running sequence at `i` to the step (its block already allocated).
+    mutating func addDecode(_ i: Int, _ work: inout StepWork) {
+        let s = running[i]
+        let window = model.slidingWindow ?? Int.max
+        running[i].decoding = true
+        work.decodeSequences += 1
+        work.logitRows += 1
+        work.decodeTokenLayers += Double(model.globalLayers) * Double(s.kept) + Double(model.localLayers) * Double(min(s.tokens, window))
+    }
+
+    /// PHBs the running sequence at `i` needs for its next decode token.
+    func decodeNeed(_ i: Int) -> Int {
+        let s = running[i]
+        return max(0, phb(tokens: s.tokens + 1, kept: s.keptAfterDecode) - s.phb)
+    }
+}
+
+/// vLLM V1's scheduler (vllm/v1/core/sched/scheduler.py, `Scheduler.schedule`, 0.9 – 0.11):
+///
+/// - One token budget (`max_num_batched_tokens`) per step. Running requests first, in the order
+///   they were admitted: each gets what it still needs (one token for a decode, the rest of its
+///   prompt for a partial prefill), within the budget.
+/// - Blocks are allocated for the tokens a step computes (`KVCacheManager.allocate_slots`), not for
+///   the whole prompt at admission: a long prompt holds only the chunks it has prefilled. With no
+///   block free, the last running request is preempted (recompute; back to the front of the
+///   waiting queue), until the current one fits or is itself preempted.
+/// - Then, only if nothing was preempted in this step, waiting requests are admitted FCFS within
+///   `max_num_seqs`, each with as many prompt tokens as the budget leaves (chunked prefill), or
+///   only whole (chunked prefill off). There is no watermark.
+///
+/// A continual policy's on-pressure compression runs before a preemption, as in `VLLMScheduler`.
+public struct VLLMV1Scheduler: Scheduler {
+    public init() {}
+
+    public mutating func formBatch(_ state: inout SchedulerState) -> StepWork {
+        var work = StepWork()
+        var budget = state.tokenBudget
+        var preempted = false
+        let onPressure = state.compression?.compressesOnPressure == true
+        var i = 0
+        while i < state.running.count, budget > 0 {
+            let prefilling = state.running[i].prefilling
+            let chunk = prefilling ? min(budget, state.running[i].prefillTarget - state.running[i].prefilled) : 1
+            let need = prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)
+            if !state.blocks.canAllocate(need) {
+                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)) {
+                    continue
+                }
+                let victim = state.running.count - 1
+                state.preempt(victim)
+                preempted = true
+                if victim == i { break }
+                continue
+            }
+            state.blocks.allocate(need)
+            state.running[i].phb += need
+            if prefilling {
+                var s = state.running[i]
+                state.addChunk(&s, chunk, &work)
+                state.running[i] = s
+            } else {
+                state.addDecode(i, &work)
+            }
+            budget -= chunk
+            i += 1
+        }
+        guard !preempted else { return work }
+        let chunked = state.serving.chunkedPrefill
+        while budget > 0, let head = state.waiting.first, state.running.count < state.serving.maxNumSeqs {
+            let target = head.request.promptTokens + head.generated
+            if !chunked, target > budget { break }
+            guard state.blocks.couldEverHold(state.phb(tokens: target, kept: target)) else {
+                // A preempted sequence whose prompt and output outgrew the whole pool.
+                state.waiting.removeFirst()
+                state.rejected += 1
+                continue
+            }
+            let chunk = min(budget, target)
+            let blocks = state.phb(tokens: chunk, kept: chunk)
+            guard state.blocks.canAllocate(blocks) else { break }
+            var s = state.waiting.removeFirst()
+            s.prefillTarget = target
+            s.prefilled = 0
+            s.phb = blocks
+            state.blocks.allocate(blocks)
+            state.addChunk(&s, chunk, &work)
+            budget -= chunk
+            state.running.append(s)
+        }
+        return work
+    }
+
+    /// PHBs the running sequence at `i` needs for its next `chunk` prompt tokens.
+    private func chunkNeed(_ state: SchedulerState, _ i: Int, _ chunk: Int) -> Int {
+        let s = state.running[i], upTo = s.prefilled + chunk
+        return max(0, state.phb(tokens: upTo, kept: upTo) - s.phb)
+    }
+}
+
+/// SGLang's scheduler (python/sglang/srt/managers/scheduler.py `get_next_batch_to_run` and
+/// schedule_policy.py `PrefillAdder`, 0.4.x), with page size 1 (token-granular KV):
+///
+/// - Prefill first: if any prompt can be admitted, the step is a prefill batch alone (prefill and
+///   decode are not mixed by default); else every running request decodes one token.
+/// - A prefill batch takes the request being chunked first, then waiting requests FCFS, while the
+///   step's `chunked_prefill_size` tokens last and fewer than `max_running_requests` run; a prompt
+///   longer than what is left is chunked, and no other request joins after it.
+/// - Admission is conservative: a new request needs room for its prompt and its output (at most
+///   4096 tokens), while every running request keeps a reservation for its remaining output ×
+///   `new_token_ratio`. The ratio starts at 0.7 and decays by 0.001 per decode step to 0.1.
+/// - When a decode step lacks room, requests are retracted (the one with the fewest generated
+///   tokens, then the longest prompt, first) back to the waiting queue, and the ratio is reset to
+///   (tokens decoded + 20 per running request) ÷ their output limits.
+/// - `max_running_requests` defaults to half the pool's tokens, at most 4096.
+public struct SGLangScheduler: Scheduler {
+    /// `new_token_ratio` in force.
+    public private(set) var newTokenRatio = 0.7
+    static let minRatio = 0.1, decay = 0.001, clip = 4096, retractSteps = 20
+
+    public init() {}
+
+    public mutating func formBatch(_ state: inout SchedulerState) -> StepWork {
+        var work = StepWork()
+        prefill(&state, &work)
+        if work.prefillTokens > 0 { return work }
+        decode(&state, &work)
+        if work.decodeSequences > 0 { newTokenRatio = max(Self.minRatio, newTokenRatio - Self.decay) }
+        // Retraction that emptied the batch: admit instead.
+        if work.decodeSequences == 0, !state.waiting.isEmpty { prefill(&state, &work) }
+        return work
+    }
+
+    private func tokensPHB(_ state: SchedulerState, _ tokens: Int) -> Int { tokens <= 0 ? 0 : state.phb(tokens: tokens, kept: tokens) }
+
+    private func prefill(_ state: inout SchedulerState, _ work: inout StepWork) {
+        var chunkLeft = state.serving.chunkedPrefill ? state.tokenBudget : max(state.tokenBudget, 16384)
+        let block = state.serving.blockSize
+        let poolTokens = state.blocks.capacity / max(1, tokensPHB(state, block)) * block
+        let maxRunning = min(state.serving.maxNumSeqs, max(1, poolTokens / 2))
+        // Room left after the running requests' reservations.
+        var reserved = 0.0
+        for s in state.running where !s.prefilling {
+            reserved += Double(min(s.outputTarget - s.generated, Self.clip)) * newTokenRatio
+        }
+        var room = state.blocks.free - tokensPHB(state, Int(reserved.rounded(.up)))
+        // The request being chunked continues first.
+        if let i = state.running.firstIndex(where: { $0.prefilling }) {
+            var s = state.running[i]
+            let chunk = min(chunkLeft, s.prefillTarget - s.prefilled)
+            let need = max(0, tokensPHB(state, s.prefilled + chunk) - s.phb)
+            guard state.blocks.canAllocate(need) else { return }
+            state.blocks.allocate(need)
+            s.phb += need
+            state.addChunk(&s, chunk, &work)
+            state.running[i] = s
+            chunkLeft -= chunk
+            room -= need
+            if s.prefilled + chunk < s.prefillTarget { return }
+        }
+        while chunkLeft > 0, let head = state.waiting.first, state.running.count < maxRunning {
+            let target = head.request.promptTokens + head.generated
+            guard state.blocks.couldEverHold(tokensPHB(state, target)) else {
+                state.waiting.removeFirst()
+                state.rejected += 1
+                continue
+            }
+            let total = tokensPHB(state, target + min(head.outputTarget - head.generated, Self.clip))
+            // Nothing running: admit what fits now (SGLang would otherwise never start it).
+            guard total < room || (state.running.isEmpty && work.prefillSequences == 0) else { break }
+            let chunk = min(chunkLeft, target)
+            if !state.serving.chunkedPrefill, chunk < target, work.prefillSequences > 0 { break }
+            let blocks = tokensPHB(state, chunk)
+            guard state.blocks.canAllocate(blocks) else { break }
+            var s = state.waiting.removeFirst()
+            s.prefillTarget = target
+            s.prefilled = 0
+            s.phb = blocks
+            state.blocks.allocate(blocks)
+            state.addChunk(&s, chunk, &work)
+            state.running.append(s)
+            chunkLeft -= chunk
+            room -= total
+            if chunk < target { break }
+        }
+    }
+
+    private mutating func decode(_ state: inout SchedulerState, _ work: inout StepWork) {
+        let onPressure = state.compression?.compressesOnPressure == true
+        func shortfall(_ state: SchedulerState) -> Bool {
+            var need = 0
+            for i in state.running.indices where !state.running[i].prefilling { need += state.decodeNeed(i) }
+            return need > state.blocks.free
+        }
+        if shortfall(state) {
+            if onPressure { _ = state.compressRunningForPressure() }
+            var retracted = false
+            while shortfall(state) {
+                // Fewest generated tokens first, then the longest prompt.
+                guard let victim = state.running.indices.filter({ !state.running[$0].prefilling }).min(by: {
+                    let a = state.running[$0], b = state.running[$1]
+                    return a.generated != b.generated ? a.generated < b.generated : a.request.promptTokens > b.request.promptTokens
+                }) else { break }
+                state.preempt(victim)
+                retracted = true
+            }
+            if retracted {
+                var decoded = 0, limit = 0, n = 0
+                for s in state.running where !s.prefilling {
+                    decoded += s.generated
+                    limit += s.outputTarget
+                    n += 1
+                }
+                newTokenRatio = limit > 0 ? min(1, Double(decoded + Self.retractSteps * n) / Double(limit)) : newTokenRatio
+            }
+        }
+        for i in state.running.indices where !state.running[i].prefilling {
+            let need = state.decodeNeed(i)
+            guard state.blocks.canAllocate(need) else { continue }
+            state.blocks.allocate(need)
+            state.running[i].phb += need
+            state.addDecode(i, &work)
+        }
+    }
+}
+
+/// The scheduler of `serving`'s engine: vLLM V1's, vLLM V0's (multi-step with
+/// `num_scheduler_steps` > 1) or SGLang's.
+public func scheduler(for serving: ServingConfig) -> any Scheduler {
+    switch serving.engine {
+    case .vllmV0: serving.numSchedulerSteps > 1 ? VLLMMultiStepScheduler(steps: serving.numSchedulerSteps) : VLLMScheduler()
+    case .vllmV1: VLLMV1Scheduler()
+    case .sglang: SGLangScheduler()
     }
 }
 

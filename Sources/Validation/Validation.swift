@@ -33,11 +33,13 @@ public struct Validation: Sendable {
     func throughput(_ gpu: String, _ model: String, _ scenarioName: String, weights: WeightFormat = .bf16, tp: Int = 1,
                     compression: CompressionSpec? = nil, serving tweak: (inout ServingConfig) -> Void = { _ in }) throws -> SimulationResult {
         let s = try scenario(scenarioName)
-        var serving = s.serving
-        serving.weightFormat = weights
-        serving.tensorParallel = tp
+        let g = GPUCatalog.named(gpu)!, m = ModelCatalog.named(model)!
+        var given = ServingSettings()
+        given.weightFormat = weights
+        given.tensorParallel = tp
+        var serving = try s.serving(gpu: g, model: m, overrides: given)
         tweak(&serving)
-        return try Simulation.run(gpu: GPUCatalog.named(gpu)!, model: ModelCatalog.named(model)!, serving: serving,
+        return try Simulation.run(gpu: g, model: m, serving: serving,
                                   compression: compression, constants: constants, source: try s.source())
     }
 
@@ -102,9 +104,10 @@ public struct Validation: Sendable {
         for util in [0.90, 0.92, 0.94, 0.96] {
             let set: (inout ServingConfig) -> Void = { $0.gpuMemoryUtilization = util }
             let s = try scenario("throughput-6000-500")
-            var serving = s.serving
+            let g = GPUCatalog.named("L4")!, m = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+            var serving = try s.serving(gpu: g, model: m)
             set(&serving)
-            let plan = try MemoryPlan(gpu: GPUCatalog.named("L4")!, model: ModelCatalog.named("Llama-3.1-8B-Instruct")!, serving: serving)
+            let plan = try MemoryPlan(gpu: g, model: m, serving: serving)
             let full = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", serving: set)
             let spec = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32, decodeTrigger: .onPressure)
             let comp = try throughput("L4", "Llama-3.1-8B-Instruct", "throughput-6000-500", compression: spec, serving: set)

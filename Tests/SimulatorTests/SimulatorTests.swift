@@ -180,8 +180,7 @@ struct WorkloadTests {
         #expect(files.count >= 6)
         for file in files {
             let s = try Scenario.load(path: "\(dir)/\(file)")
-            var serving = s.serving
-            serving.maxModelLen = serving.maxModelLen ?? llama8b.maxContext
+            let serving = try s.serving(gpu: a100, model: llama8b)
             try s.validate(model: llama8b, serving: serving)
             let r = try run(try s.source(requests: 20), serving: serving)
             #expect(r.completed + r.rejected == 20, "\(file)")

@@ -1,0 +1,194 @@
+import Foundation
+
+/// A serving engine (a vLLM generation, or SGLang): its scheduler, its memory rule, and the
+/// defaults that decide both when a deployment does not set them.
+public enum ServingEngine: String, Codable, CaseIterable, Sendable {
+    /// vLLM 0.6.x (V0 engine): `SchedulerConfig` in vllm/config.py — chunked prefill on only above
+    /// a 32k context, then 2048 batched tokens (512 before 0.6.5); else max(`max_model_len`, 2048);
+    /// 256 sequences. Blocks for a whole prompt are allocated when it is admitted.
+    case vllmV0 = "vllm-v0"
+    /// vLLM 0.9 and later (V1 engine): `_set_default_args` in vllm/engine/arg_utils.py — chunked
+    /// prefill always on; on a GPU with ≥ 70 GiB that is not an A100, 8192 batched tokens (16384
+    /// offline) and 1024 sequences, elsewhere 2048 (8192 offline) and 256. Blocks are allocated
+    /// for the tokens each step computes.
+    case vllmV1 = "vllm-v1"
+    /// SGLang 0.4.x: `mem_fraction_static` by TP degree (server_args.py, 0.4.0–0.4.5): 0.88 on one
+    /// GPU, 0.87 at TP 2, 0.85 at TP 4, 0.81 at TP 8, 0.79 from TP 16; prefill and decode batches
+    /// apart.
+    case sglang = "sglang"
+
+    /// (max_num_seqs, max_num_batched_tokens, chunked prefill) this engine starts with on `gpu`
+    /// for a `maxModelLen`-token limit, as an API server or (`offline`) as vLLM's `LLM` class.
+    public func defaults(gpu: GPU, maxModelLen: Int, offline: Bool = false) -> (maxNumSeqs: Int, maxNumBatchedTokens: Int, chunkedPrefill: Bool) {
+        switch self {
+        case .vllmV0:
+            let chunked = maxModelLen > 32768
+            return (256, chunked ? 2048 : max(maxModelLen, 2048), chunked)
+        case .vllmV1:
+            let large = gpu.cudaVisibleGiB >= 70 && !gpu.name.lowercased().hasPrefix("a100")
+            return large ? (1024, offline ? 16384 : 8192, true) : (256, offline ? 8192 : 2048, true)
+        case .sglang:
+            // chunked_prefill_size: 2048 below 25 GB, else 8192 (server_args.py, 0.4.1);
+            // max_running_requests: at most the request pool's 4096 (the scheduler caps it at half
+            // the KV pool's tokens).
+            return (4096, gpu.cudaVisibleGiB < 23.3 ? 2048 : 8192, true)
+        }
+    }
+
+    /// SGLang's default `mem_fraction_static` at `tensorParallel` GPUs (nil for vLLM).
+    public func memFractionStatic(tensorParallel tp: Int) -> Double? {
+        guard self == .sglang else { return nil }
+        return tp >= 16 ? 0.79 : tp >= 8 ? 0.81 : tp >= 4 ? 0.85 : tp >= 2 ? 0.87 : 0.88
+    }
+
+    /// Whether a step of `prefillTokens` prompt tokens and `decodeSequences` decodes replays a
+    /// captured CUDA graph (its kernels launched at once) rather than launching each kernel:
+    /// - vLLM V0: decode-only batches up to 256 sequences (`_BATCH_SIZES_TO_CAPTURE`,
+    ///   vllm/worker/model_runner.py, 0.6); prefill steps run eagerly.
+    /// - vLLM V1: piecewise graphs for any batch up to its largest capture size,
+    ///   min(2 × `max_num_seqs`, 512) tokens (vllm/config.py, `CompilationConfig`, 0.9).
+    /// - SGLang: decode-only batches up to `cuda_graph_max_bs`, 160 (server_args.py, 0.4.x).
+    public func replaysGraph(prefillTokens: Int, decodeSequences: Int, maxNumSeqs: Int) -> Bool {
+        switch self {
+        case .vllmV0: prefillTokens == 0 && decodeSequences <= 256
+        case .vllmV1: prefillTokens + decodeSequences <= min(2 * maxNumSeqs, 512)
+        case .sglang: prefillTokens == 0 && decodeSequences <= 160
+        }
+    }
+
+    /// How reports name it.
+    public var displayName: String {
+        switch self {
+        case .vllmV0: "vLLM V0 (0.6.x)"
+        case .vllmV1: "vLLM V1 (≥ 0.9)"
+        case .sglang: "SGLang (0.4.x)"
+        }
+    }
+}
+
+/// Why a deployment's settings cannot be resolved.
+public struct ServingError: LocalizedError, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
+}
+
+/// A deployment's serving settings as a scenario's `serving:` section or the command line gives
+/// them: any left out (nil) take the engine's default for the GPU and model in `resolve`, the one
+/// place those defaults are applied.
+public struct ServingSettings: Codable, Equatable, Sendable {
+    public var engine: ServingEngine?
+    /// `server` (an OpenAI-compatible API server; the default) or `offline` (vLLM's `LLM` class, as
+    /// `benchmark_throughput` runs it), which decides vLLM V1's defaults.
+    public var entrypoint: Entrypoint?
+    public var gpuMemoryUtilization: Double?
+    public var maxNumSeqs: Int?
+    public var maxNumBatchedTokens: Int?
+    public var maxModelLen: Int?
+    public var chunkedPrefill: Bool?
+    public var blockSize: Int?
+    public var tensorParallel: Int?
+    public var weightFormat: WeightFormat?
+    public var kvFormat: KVFormat?
+    public var sampler: SamplerKind?
+    public var numSchedulerSteps: Int?
+    public var memFractionStatic: Double?
+    public var cudaGraphs: Bool?
+
+    public enum Entrypoint: String, Codable, Sendable, CaseIterable {
+        case server, offline
+    }
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case engine, entrypoint, sampler
+        case gpuMemoryUtilization = "gpu_memory_utilization"
+        case maxNumSeqs = "max_num_seqs"
+        case maxNumBatchedTokens = "max_num_batched_tokens"
+        case maxModelLen = "max_model_len"
+        case chunkedPrefill = "chunked_prefill"
+        case blockSize = "block_size"
+        case tensorParallel = "tensor_parallel"
+        case weightFormat = "weight_format"
+        case kvFormat = "kv_format"
+        case numSchedulerSteps = "num_scheduler_steps"
+        case memFractionStatic = "mem_fraction_static"
+        case cudaGraphs = "cuda_graphs"
+    }
+
+    /// `other`'s settings where it has them, these elsewhere (the command line over a scenario).
+    public func overridden(by other: ServingSettings) -> ServingSettings {
+        var s = self
+        s.engine = other.engine ?? engine
+        s.entrypoint = other.entrypoint ?? entrypoint
+        s.gpuMemoryUtilization = other.gpuMemoryUtilization ?? gpuMemoryUtilization
+        s.maxNumSeqs = other.maxNumSeqs ?? maxNumSeqs
+        s.maxNumBatchedTokens = other.maxNumBatchedTokens ?? maxNumBatchedTokens
+        s.maxModelLen = other.maxModelLen ?? maxModelLen
+        s.chunkedPrefill = other.chunkedPrefill ?? chunkedPrefill
+        s.blockSize = other.blockSize ?? blockSize
+        s.tensorParallel = other.tensorParallel ?? tensorParallel
+        s.weightFormat = other.weightFormat ?? weightFormat
+        s.kvFormat = other.kvFormat ?? kvFormat
+        s.sampler = other.sampler ?? sampler
+        s.numSchedulerSteps = other.numSchedulerSteps ?? numSchedulerSteps
+        s.memFractionStatic = other.memFractionStatic ?? memFractionStatic
+        s.cudaGraphs = other.cudaGraphs ?? cudaGraphs
+        return s
+    }
+
+    /// The settings in force on `gpu` for `model`: each one given, else the engine's default.
+    /// - Throws: `ServingError` naming the key for a value out of range or a setting the engine
+    ///   does not have (multi-step decoding outside vLLM V0, `mem_fraction_static` outside SGLang).
+    public func resolve(gpu: GPU, model: ModelSpec) throws -> ServingConfig {
+        let engine = self.engine ?? .vllmV1
+        var c = ServingConfig()
+        c.engine = engine
+        if let u = gpuMemoryUtilization {
+            guard u > 0, u <= 1 else { throw ServingError("gpu_memory_utilization must be in (0, 1], found \(u)") }
+            c.gpuMemoryUtilization = u
+        }
+        if let n = maxModelLen {
+            guard n > 0 else { throw ServingError("max_model_len must be positive, found \(n)") }
+            c.maxModelLen = n
+        }
+        let modelLen = c.modelLen(for: model)
+        let d = engine.defaults(gpu: gpu, maxModelLen: modelLen, offline: entrypoint == .offline)
+        if let n = maxNumSeqs, n <= 0 { throw ServingError("max_num_seqs must be positive, found \(n)") }
+        c.maxNumSeqs = maxNumSeqs ?? d.maxNumSeqs
+        let chunked = chunkedPrefill ?? d.chunkedPrefill
+        c.chunkedPrefill = chunked
+        if let t = maxNumBatchedTokens, t <= 0 { throw ServingError("max_num_batched_tokens must be positive, found \(t)") }
+        // A deployment that turns chunked prefill on where the engine's default has it off takes
+        // vLLM 0.6's chunk of 2048; off, a step must hold the longest prompt.
+        c.maxNumBatchedTokens = maxNumBatchedTokens ?? (chunked == d.chunkedPrefill ? d.maxNumBatchedTokens : chunked ? 2048 : max(modelLen, 2048))
+        if let b = blockSize {
+            guard b > 0 else { throw ServingError("block_size must be positive, found \(b)") }
+            c.blockSize = b
+        } else if engine == .sglang {
+            c.blockSize = 1 // SGLang's page_size: token-granular KV
+        }
+        if let t = tensorParallel {
+            guard (1...64).contains(t) else { throw ServingError("tensor_parallel must be between 1 and 64, found \(t)") }
+            c.tensorParallel = t
+        }
+        if let w = weightFormat { c.weightFormat = w }
+        if let k = kvFormat { c.kvFormat = k }
+        if let s = sampler { c.sampler = s }
+        if let cg = cudaGraphs { c.cudaGraphs = cg }
+        if let n = numSchedulerSteps {
+            guard (1...64).contains(n) else { throw ServingError("num_scheduler_steps must be between 1 and 64, found \(n)") }
+            guard n == 1 || engine == .vllmV0 else {
+                throw ServingError("num_scheduler_steps \(n): multi-step decoding is vLLM V0's (0.5.5 – 0.10); engine \(engine.rawValue) does not have it")
+            }
+            c.numSchedulerSteps = n
+        }
+        if let f = memFractionStatic {
+            guard engine == .sglang else { throw ServingError("mem_fraction_static is SGLang's; engine \(engine.rawValue) sizes memory by gpu_memory_utilization") }
+            guard f > 0, f <= 1 else { throw ServingError("mem_fraction_static must be in (0, 1], found \(f)") }
+        }
+        c.memFractionStatic = memFractionStatic ?? engine.memFractionStatic(tensorParallel: c.tensorParallel)
+        return c
+    }
+}
