@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
-        .testTarget(name: "ValidationTests", dependencies: ["Validation", "Hardware"]),
+        .testTarget(name: "ValidationTests", dependencies: ["Validation", "Hardware", "Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

@@ -176,7 +176,7 @@ struct SimulateRun: Encodable {
     var text: String {
         let r = result
         func p(_ x: Percentiles) -> String { "\(Format.fixed(x.p50, 1)) / \(Format.fixed(x.p90, 1)) / \(Format.fixed(x.p99, 1)) ms" }
-        let settings = "max_num_seqs \(serving.maxNumSeqs), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), gpu_memory_utilization \(serving.gpuMemoryUtilization), TP \(serving.tensorParallel), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"
+        let settings = "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? " with \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off"), max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), gpu_memory_utilization \(serving.gpuMemoryUtilization), TP \(serving.tensorParallel), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"
         return Table(pairs: [
             ("scenario", scenario),
             ("deployment", "\(model) on \(gpu); \(settings)"),
@@ -188,7 +188,8 @@ struct SimulateRun: Encodable {
             ("TTFT p50/p90/p99", p(r.ttftMs)),
             ("TPOT p50/p90/p99", p(r.tpotMs)),
             ("E2E p50/p90/p99", p(r.e2eMs)),
-            ("batch", "mean \(Format.fixed(r.meanBatch, 1)), max \(r.maxBatch) sequences per step"),
+            ("ITL p50/p90/p99", p(r.itlMs)),
+            ("batch", "p50/p90/p99 \(Format.fixed(r.batchPercentiles.p50, 0)) / \(Format.fixed(r.batchPercentiles.p90, 0)) / \(Format.fixed(r.batchPercentiles.p99, 0)), time-weighted mean \(Format.fixed(r.meanBatch, 1)), max \(r.maxBatch) sequences per step"),
             ("KV utilisation", "mean \(Format.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Format.fixed(100 * r.peakKVUtilisation, 1)) %"),
             ("preemptions", "\(r.preemptions)"),
             ("compressions", "\(r.compressions)"),
@@ -197,7 +198,8 @@ struct SimulateRun: Encodable {
 
     static let csvColumns = ["scenario", "gpu", "model", "policy", "budget", "requests", "completed", "rejected", "duration_s", "requests_per_s",
                              "output_tokens_per_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
-                             "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "mean_batch", "max_batch", "mean_kv_utilisation", "peak_kv_utilisation",
+                             "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
+                             "batch_p50", "batch_p90", "batch_p99", "mean_batch", "max_batch", "mean_kv_utilisation", "peak_kv_utilisation",
                              "preemptions", "compressions"]
 
     var csvRow: [String] {
@@ -207,6 +209,8 @@ struct SimulateRun: Encodable {
                 Format.fixed(r.ttftMs.p50, 3), Format.fixed(r.ttftMs.p90, 3), Format.fixed(r.ttftMs.p99, 3),
                 Format.fixed(r.tpotMs.p50, 3), Format.fixed(r.tpotMs.p90, 3), Format.fixed(r.tpotMs.p99, 3),
                 Format.fixed(r.e2eMs.p50, 3), Format.fixed(r.e2eMs.p90, 3), Format.fixed(r.e2eMs.p99, 3),
+                Format.fixed(r.itlMs.p50, 3), Format.fixed(r.itlMs.p90, 3), Format.fixed(r.itlMs.p99, 3),
+                Format.fixed(r.batchPercentiles.p50, 0), Format.fixed(r.batchPercentiles.p90, 0), Format.fixed(r.batchPercentiles.p99, 0),
                 Format.fixed(r.meanBatch, 3), "\(r.maxBatch)", Format.fixed(r.meanKVUtilisation, 4), Format.fixed(r.peakKVUtilisation, 4),
                 "\(r.preemptions)", "\(r.compressions)"]
     }

@@ -21,7 +21,16 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Search the cost constants that best fit the four KV-Compress L4 rows and print them (5 s).")
     var calibrate = false
 
+    @Flag(name: .customLong("fit-serving"), help: "Fit vLLM V1's and SGLang's host overheads to the fit split of the published serving runs and print them.")
+    var fitServing = false
+
     func run() async throws {
+        if fitServing {
+            let (c, median) = try Validation.fitServingOverheads(try ServingMeasurement.committed())
+            let o = c.overhead(for: .vllmV1)
+            print(String(format: "step %.4f s, per sequence %.6f s: median |error| %.1f %% over the fit split's figures", o.step, o.perSequence, median))
+            return
+        }
         if calibrate {
             print(try Validation(scenarioDirectory: scenarios).calibrate())
             return

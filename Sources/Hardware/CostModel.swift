@@ -18,6 +18,11 @@ public struct StepWork: Equatable, Sendable {
     public var logitRows: Int = 0
     /// Seconds of compression scoring and compaction attached to this step.
     public var compressionSeconds: Double = 0
+    /// Decoding sequences whose policy updates eviction metrics every step (KV-Compress).
+    public var metricSequences: Int = 0
+    /// KV slots (tokens × layers × KV heads) of the whole pool whose metrics such a policy clears
+    /// and accumulates every decode step; 0 when no policy does.
+    public var metricPoolSlots: Double = 0
 
     public init() {}
 }
@@ -46,12 +51,33 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// Fraction of peak bandwidth paged decode attention reaches reading KV (PagedAttention:
     /// lower than a dense GEMV: scattered 16-token blocks).
     public var attentionMemoryEfficiency = 0.60
-    /// Scheduler and Python overhead per step, seconds (vLLM 0.6 with its async output processing).
+    /// vLLM V0's scheduler and Python overhead per step, seconds (vLLM 0.6 with its async output
+    /// processing).
     public var stepOverhead = 0.004
-    /// Additional overhead per sequence in the step (block-table building, sampling), seconds.
+    /// vLLM V0's additional overhead per sequence in the step (block-table building, sampling), seconds.
     public var perSequenceOverhead = 0.000_02
+    /// The same two for the other engines, by `ServingEngine` raw value, fitted to the `fit` split
+    /// of the published serving runs (`Validation.fitServingOverheads`; Docs/validation.md).
+    public var engineOverheads: [String: EngineOverhead] = [
+        ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.002, perSequence: 0.000_05),
+        ServingEngine.sglang.rawValue: EngineOverhead(step: 0.002, perSequence: 0.000_05),
+    ]
+
+    /// Host time per step and per sequence in it for `engine`.
+    public func overhead(for engine: ServingEngine) -> EngineOverhead {
+        engine == .vllmV0 ? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead) : engineOverheads[engine.rawValue] ?? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead)
+    }
     /// Latency of one all-reduce, seconds.
     public var allReduceLatency = 0.000_010
+    /// Host work per decoding sequence per step of a policy that updates eviction metrics every
+    /// step (vllm-kvcompress: about three GPU-to-host syncs and the Python around them), seconds.
+    /// Fitted to the four KV-Compress L4 multipliers (`ckv-sim validate`); the 70B-FP8 H100 rows
+    /// check it.
+    public var decodeMetricPerSequence = 0.000_4
+    /// Bytes read and written per KV slot of the pool for those metrics every decode step
+    /// (a float32 memset of the step's scratch, then metrics += scratch² summed over queries:
+    /// about 76 bytes per slot in vllm-kvcompress).
+    public var decodeMetricBytesPerSlot = 76.0
     /// Kernel launches and Python module calls of one layer in a step that does not replay a CUDA
     /// graph (eager mode, prefill steps of vLLM V0 and SGLang, batches above the capture sizes),
     /// seconds: about a dozen launches of 5–10 µs each.
@@ -64,7 +90,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
-             perSequenceOverhead, allReduceLatency, eagerLaunchPerLayer, kernelTables
+             perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables
     }
 
     public init(from decoder: any Decoder) throws {
@@ -76,25 +102,37 @@ public struct CostConstants: Codable, Equatable, Sendable {
         attentionMemoryEfficiency = try c.decodeIfPresent(Double.self, forKey: .attentionMemoryEfficiency) ?? d.attentionMemoryEfficiency
         stepOverhead = try c.decodeIfPresent(Double.self, forKey: .stepOverhead) ?? d.stepOverhead
         perSequenceOverhead = try c.decodeIfPresent(Double.self, forKey: .perSequenceOverhead) ?? d.perSequenceOverhead
+        engineOverheads = try c.decodeIfPresent([String: EngineOverhead].self, forKey: .engineOverheads) ?? d.engineOverheads
         allReduceLatency = try c.decodeIfPresent(Double.self, forKey: .allReduceLatency) ?? d.allReduceLatency
         eagerLaunchPerLayer = try c.decodeIfPresent(Double.self, forKey: .eagerLaunchPerLayer) ?? d.eagerLaunchPerLayer
+        decodeMetricPerSequence = try c.decodeIfPresent(Double.self, forKey: .decodeMetricPerSequence) ?? d.decodeMetricPerSequence
+        decodeMetricBytesPerSlot = try c.decodeIfPresent(Double.self, forKey: .decodeMetricBytesPerSlot) ?? d.decodeMetricBytesPerSlot
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
     }
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
-    /// multipliers (a grid search minimising their median error; refitted after the memory
-    /// constants were fitted to start-up logs, which changed the full-cache baselines). In-sample
-    /// only, and far from the defaults: 0.8 ms per sequence per step stands for everything that
-    /// grows with the batch in those runs (vLLM 0.6's per-sequence CPU work, KV-Compress's
-    /// per-step metric updates), 8 ms per step for the rest of its scheduler, and 0.30 of peak for
-    /// a power-capped L4's sustained GEMM rate. Shown beside the defaults in `Docs/validation.md`;
-    /// not used by default.
+    /// multipliers (a grid search minimising their median error, with the fork's mechanisms
+    /// modelled: eager mode, per-sequence metric syncs, full-pool metric updates): 0.4 ms of host
+    /// work per KV-Compress sequence per step (the default's value, which the same search chose),
+    /// 2 ms per step for the rest of vLLM 0.6's scheduler, and 0.30 of peak for a power-capped
+    /// L4's sustained GEMM rate (the L4 has no measured kernel tables). In-sample for the L4 rows;
+    /// shown beside the defaults in `Docs/validation.md`, not used by default.
     public static var calibratedKVCompressL4: CostConstants {
         var c = CostConstants()
-        c.perSequenceOverhead = 0.0008
-        c.stepOverhead = 0.008
+        c.decodeMetricPerSequence = 0.0004
+        c.stepOverhead = 0.002
         c.gemmEfficiency = 0.30
         return c
+    }
+}
+
+/// An engine's host time per step: a fixed part and a part per sequence in the step, seconds.
+public struct EngineOverhead: Codable, Equatable, Sendable {
+    public var step: Double
+    public var perSequence: Double
+    public init(step: Double, perSequence: Double) {
+        self.step = step
+        self.perSequence = perSequence
     }
 }
 
@@ -119,6 +157,8 @@ public struct CostSource: Codable, Equatable, Sendable {
         if let tables, !measured.isEmpty { out.append("measured kernel times (\(tables)) for \(measured.joined(separator: ", "))") }
         if !estimated.isEmpty {
             out.append("roofline for \(estimated.joined(separator: ", "))" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"))
+        } else if !reasons.isEmpty {
+            out.append(reasons.joined(separator: "; "))
         }
         return out.joined(separator: "; ")
     }
@@ -154,7 +194,9 @@ public struct CostModel: Sendable {
         bandwidth = gpu.bandwidthGBps * 1e9
         globalLayers = Double(model.globalLayers)
         localLayers = Double(model.localLayers)
-        linearParameters = model.linearParameters
+        // Per layer: what every token multiplies by (attention projections, and the dense MLP or
+        // the router); a mixture's experts apart.
+        denseParametersPerLayer = model.attentionParametersPerLayer + (model.isMoE ? Double(model.hidden * model.experts) : model.mlpParametersPerExpert)
         kvBytesPerTokenLayer = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
 
         let tables = constants.kernelTables ? KernelTables.named(gpu.name) : nil
@@ -195,8 +237,11 @@ public struct CostModel: Sendable {
             if tables.allReduceSizes.contains(t) { communicationTables = tables } else { reasons.append("no all-reduce table for TP \(t)") }
         }
         let d = model.headDim, h = model.hidden, ffn = model.intermediate / t
-        // vLLM's fused projections per layer: QKV, output, gate+up, down (column/row-parallel shards).
-        let projections = [(n: (qHeadsPerGPU + 2 * kvHeadsPerGPU) * d, k: h), (n: h, k: qHeadsPerGPU * d), (n: 2 * ffn, k: h), (n: h, k: ffn)]
+        // vLLM's fused projections per layer: QKV, output, gate+up, down (column/row-parallel
+        // shards); a mixture's experts are timed by the roofline (no MoE table is converted).
+        var projections = [(n: (qHeadsPerGPU + 2 * kvHeadsPerGPU) * d, k: h), (n: h, k: qHeadsPerGPU * d)]
+        if !model.isMoE { projections += [(n: 2 * ffn, k: h), (n: h, k: ffn)] }
+        if model.isMoE { reasons.append("roofline for the \(model.experts) experts (no MoE kernel table)") }
         layerGEMMs = gemmType.flatMap { linearTables?.gemmCurve($0, shapes: projections) }
         lmHeadGEMM = linearTables?.gemmCurve("bf16", shapes: [(n: model.vocab / t, k: h)])
         contextAttention = attentionTables?.attentionRows(context: true, heads: qHeadsPerGPU, kvHeads: kvHeadsPerGPU)
@@ -227,7 +272,7 @@ public struct CostModel: Sendable {
     private let bandwidth: Double
     private let globalLayers: Double
     private let localLayers: Double
-    private let linearParameters: Double
+    private let denseParametersPerLayer: Double
     private let kvBytesPerTokenLayer: Double
 
     /// The time of one step doing `work`.
@@ -235,15 +280,22 @@ public struct CostModel: Sendable {
         let tokens = Double(work.prefillTokens + work.decodeSequences)
         let sequences = Double(work.decodeSequences + work.prefillSequences)
 
-        let linear: Double
-        if tokens == 0 {
-            linear = 0
-        } else if let layerGEMMs {
-            linear = Double(model.layers) * layerGEMMs.value(tokens, power: 1)
-        } else {
-            let linearFlops = 2 * linearParameters / tp * tokens
-            let linearBytes = linearParameters * serving.weightFormat.linearBytes / tp
-            linear = max(linearFlops / gemmFLOPS, linearBytes / (bandwidth * constants.memoryEfficiency))
+        var linear = 0.0
+        if tokens > 0 {
+            let layers = Double(model.layers), bytes = serving.weightFormat.linearBytes
+            if let layerGEMMs {
+                linear = layers * layerGEMMs.value(tokens, power: 1)
+            } else {
+                linear = layers * max(2 * denseParametersPerLayer / tp * tokens / gemmFLOPS,
+                                      denseParametersPerLayer * bytes / tp / (bandwidth * constants.memoryEfficiency))
+            }
+            if model.isMoE {
+                // Each token's active experts compute; the experts the step touches stream their weights.
+                let expert = model.mlpParametersPerExpert / tp
+                let flops = 2 * expert * Double(model.activeExperts) * tokens
+                let read = expert * model.expertsTouched(tokens: tokens) * bytes
+                linear += layers * max(flops / gemmFLOPS, read / (bandwidth * constants.memoryEfficiency))
+            }
         }
 
         let qHeads = Double(model.heads) / tp
@@ -279,13 +331,19 @@ public struct CostModel: Sendable {
             let perReduce = 2 * (tp - 1) / tp * bytes / (gpu.interconnect.gbPerSecond * 1e9) + constants.allReduceLatency
             communication = 2 * Double(model.layers) * perReduce
         }
-        var overhead = tokens == 0 ? 0 : constants.stepOverhead + constants.perSequenceOverhead * sequences
+        let host = constants.overhead(for: serving.engine)
+        var overhead = tokens == 0 ? 0 : host.step + host.perSequence * sequences
         if tokens > 0, !(serving.cudaGraphs && serving.engine.replaysGraph(prefillTokens: work.prefillTokens, decodeSequences: work.decodeSequences,
                                                                            maxNumSeqs: serving.maxNumSeqs)) {
             overhead += constants.eagerLaunchPerLayer * Double(model.layers)
         }
+        var compression = work.compressionSeconds
+        if work.metricSequences > 0 {
+            compression += constants.decodeMetricPerSequence * Double(work.metricSequences)
+                + work.metricPoolSlots * constants.decodeMetricBytesPerSlot / (bandwidth * constants.memoryEfficiency)
+        }
         return StepTime(linear: linear, attention: attention, lmHead: lmHead, communication: communication,
-                        compression: work.compressionSeconds, overhead: overhead)
+                        compression: compression, overhead: overhead)
     }
 
     /// Prefill attention of the step's chunks, each as long as the causal area it covers

@@ -223,7 +223,7 @@ public struct MemoryPlan: Equatable, Sendable {
     /// samples the whole vocabulary: the logits are gathered first).
     public static func profilingRun(model: ModelSpec, serving: ServingConfig) -> (tokens: Int, forwardBytes: Double, rows: Int, logits: Double) {
         let tokens = serving.batchedTokens(for: model)
-        let perToken = (2 * Double(model.hidden) + 3 * Double(model.intermediate) / Double(serving.tensorParallel)) * 2
+        let perToken = (2 * Double(model.hidden) + 3 * Double(model.activeIntermediate) / Double(serving.tensorParallel)) * 2
         let rows = min(serving.maxNumSeqs, tokens)
         return (tokens, Double(tokens) * perToken, rows, Double(rows) * Double(model.vocab))
     }

@@ -55,12 +55,18 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     /// global, the rest local (Gemma 3: 6). nil with a window: every layer is local.
     public var globalEvery: Int?
     public var qkvBias: Bool
+    /// Mixture of experts: routed experts per layer (0: a dense MLP of `intermediate`), each an
+    /// MLP of `intermediate`; `activeExperts` of them run for each token.
+    public var experts: Int
+    public var activeExperts: Int
     /// Where the facts come from (HF config, GGUF, catalogue).
     public var source: String
 
     public init(name: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, intermediate: Int,
                 vocab: Int, maxContext: Int, tiedEmbeddings: Bool, slidingWindow: Int? = nil, globalEvery: Int? = nil,
-                qkvBias: Bool = false, source: String) {
+                qkvBias: Bool = false, experts: Int = 0, activeExperts: Int = 0, source: String) {
+        self.experts = experts
+        self.activeExperts = experts > 0 ? activeExperts : 0
         self.name = name
         self.layers = layers
         self.hidden = hidden
@@ -91,13 +97,42 @@ public struct ModelSpec: Codable, Equatable, Sendable {
 
     // MARK: Parameters
 
-    /// Parameters of the attention and MLP projections of all layers (what GEMMs multiply by).
-    public var linearParameters: Double {
+    /// Whether the MLP is a mixture of experts.
+    public var isMoE: Bool { experts > 0 }
+
+    /// Parameters of one layer's attention projections (Q, K, V, O and their bias).
+    public var attentionParametersPerLayer: Double {
         let attention = Double(hidden) * Double(heads * headDim) * 2 + Double(hidden) * Double(kvHeads * headDim) * 2
-        let bias = qkvBias ? Double((heads + 2 * kvHeads) * headDim) : 0
-        let mlp = 3 * Double(hidden) * Double(intermediate)
-        return Double(layers) * (attention + bias + mlp)
+        return attention + (qkvBias ? Double((heads + 2 * kvHeads) * headDim) : 0)
     }
+
+    /// Parameters of one expert's (or the dense MLP's) gate, up and down projections.
+    public var mlpParametersPerExpert: Double { 3 * Double(hidden) * Double(intermediate) }
+
+    /// Parameters of the attention and MLP projections of all layers, every expert and router
+    /// included (what the weights hold).
+    public var linearParameters: Double {
+        let mlp = isMoE ? Double(experts) * mlpParametersPerExpert + Double(hidden * experts) : mlpParametersPerExpert
+        return Double(layers) * (attentionParametersPerLayer + mlp)
+    }
+
+    /// Parameters one token multiplies by: the attention projections, the router and its active
+    /// experts (all of `linearParameters` for a dense model).
+    public var activeLinearParameters: Double {
+        guard isMoE else { return linearParameters }
+        return Double(layers) * (attentionParametersPerLayer + Double(activeExperts) * mlpParametersPerExpert + Double(hidden * experts))
+    }
+
+    /// Experts a step of `tokens` tokens touches on average per layer (each token routes to
+    /// `activeExperts` of `experts`, taken as uniform): E × (1 − (1 − k/E)^tokens).
+    public func expertsTouched(tokens: Double) -> Double {
+        guard isMoE, tokens > 0 else { return 0 }
+        let e = Double(experts)
+        return e * (1 - pow(1 - Double(activeExperts) / e, tokens))
+    }
+
+    /// The MLP width one token's activations take (the active experts' for a mixture).
+    public var activeIntermediate: Int { isMoE ? activeExperts * intermediate : intermediate }
 
     /// Token-embedding parameters (and as many again for an untied LM head).
     public var embeddingParameters: Double { Double(vocab) * Double(hidden) }
@@ -170,6 +205,17 @@ public enum ModelCatalog {
                   vocab: 151936, maxContext: 40960, tiedEmbeddings: false, source: "Qwen/Qwen3-8B config.json"),
         ModelSpec(name: "Qwen3-32B", layers: 64, hidden: 5120, heads: 64, kvHeads: 8, headDim: 128, intermediate: 25600,
                   vocab: 151936, maxContext: 40960, tiedEmbeddings: false, source: "Qwen/Qwen3-32B config.json"),
+        ModelSpec(name: "Qwen3-14B", layers: 40, hidden: 5120, heads: 40, kvHeads: 8, headDim: 128, intermediate: 17408,
+                  vocab: 151936, maxContext: 40960, tiedEmbeddings: false, source: "Qwen/Qwen3-14B config.json"),
+        ModelSpec(name: "Qwen3-30B-A3B", layers: 48, hidden: 2048, heads: 32, kvHeads: 4, headDim: 128, intermediate: 768,
+                  vocab: 151936, maxContext: 40960, tiedEmbeddings: false, experts: 128, activeExperts: 8,
+                  source: "Qwen/Qwen3-30B-A3B config.json (moe_intermediate_size 768, num_experts 128, num_experts_per_tok 8, every layer sparse)"),
+        ModelSpec(name: "Qwen3-235B-A22B", layers: 94, hidden: 4096, heads: 64, kvHeads: 4, headDim: 128, intermediate: 1536,
+                  vocab: 151936, maxContext: 262144, tiedEmbeddings: false, experts: 128, activeExperts: 8,
+                  source: "Qwen/Qwen3-235B-A22B-Instruct-2507 config.json (moe_intermediate_size 1536, num_experts 128, num_experts_per_tok 8; the 2507 release's 262144 positions, the original's 40960)"),
+        ModelSpec(name: "Mixtral-8x7B-Instruct-v0.1", layers: 32, hidden: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediate: 14336,
+                  vocab: 32000, maxContext: 32768, tiedEmbeddings: false, experts: 8, activeExperts: 2,
+                  source: "mistralai/Mixtral-8x7B-Instruct-v0.1 config.json (num_local_experts 8, num_experts_per_tok 2)"),
         ModelSpec(name: "Qwen2.5-32B-Instruct", layers: 64, hidden: 5120, heads: 40, kvHeads: 8, headDim: 128, intermediate: 27648,
                   vocab: 152064, maxContext: 32768, tiedEmbeddings: false, qkvBias: true, source: "Qwen/Qwen2.5-32B-Instruct config.json (QwQ-32B has the same shape)"),
         ModelSpec(name: "Qwen2.5-72B-Instruct", layers: 80, hidden: 8192, heads: 64, kvHeads: 8, headDim: 128, intermediate: 29568,
@@ -243,14 +289,27 @@ extension ModelSpec {
            let factor = scaling["factor"] as? Double, let original = scaling["original_max_position_embeddings"] as? Int {
             context = max(context, Int(Double(original) * factor))
         }
+        if c["kv_lora_rank"] != nil {
+            throw ModelSpecError("\(path): multi-head latent attention (kv_lora_rank, DeepSeek-V2/V3) is not modelled; supported: multi-head and grouped-query attention")
+        }
+        // Mixture of experts: Qwen-MoE names them num_experts, Mixtral num_local_experts, DeepSeek n_routed_experts.
+        let experts = try int("num_experts", try int("num_local_experts", try int("n_routed_experts", 0)))
+        let active = experts > 0 ? try int("num_experts_per_tok") : 0
+        let mlpWidth = experts > 0 ? try int("moe_intermediate_size", try int("intermediate_size")) : try int("intermediate_size")
+        if experts > 0, let shared = c["shared_expert_intermediate_size"] as? Int ?? c["n_shared_experts"] as? Int, shared > 0 {
+            throw ModelSpecError("\(path): shared experts (shared_expert_intermediate_size / n_shared_experts) are not modelled; supported: routed experts only (Qwen3-MoE, Mixtral)")
+        }
+        if experts > 0, active < 1 || active > experts {
+            throw ModelSpecError("\(path): num_experts_per_tok \(active) must be between 1 and the \(experts) experts")
+        }
         let name = (json["_name_or_path"] as? String).map { ($0 as NSString).lastPathComponent }
             ?? URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
         return ModelSpec(name: name.isEmpty ? "config.json" : name,
                          layers: try int("num_hidden_layers"), hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                         intermediate: try int("intermediate_size"), vocab: try int("vocab_size"), maxContext: context,
+                         intermediate: mlpWidth, vocab: try int("vocab_size"), maxContext: context,
                          tiedEmbeddings: (c["tie_word_embeddings"] as? Bool) ?? modelType.hasPrefix("gemma"),
                          slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: (c["attention_bias"] as? Bool) ?? modelType.hasPrefix("qwen2"),
-                         source: path)
+                         experts: experts, activeExperts: active, source: path)
     }
 }

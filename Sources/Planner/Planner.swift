@@ -165,11 +165,17 @@ public struct PlanReport: Codable, Sendable, Equatable {
     public var costModel: CostSource
     /// The validated error of the KV capacity (and so of every memory figure and max concurrency).
     public var kvCapacityBand: ErrorBand
+    /// The validated errors of the throughput, TTFT, TPOT and ITL figures (`ErrorBand.servingBands`).
+    public var servingBands: [ErrorBand]
+
+    /// The band of serving class `kind` ("throughput", "ttft", "tpot").
+    func band(_ kind: String) -> ErrorBand? { servingBands.first { $0.kind == kind } }
 
     enum CodingKeys: String, CodingKey {
         case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
         case costModel = "cost_model"
         case kvCapacityBand = "kv_capacity_error_band"
+        case servingBands = "serving_error_bands"
         case tensorParallel = "tensor_parallel"
         case sloTTFTSeconds = "slo_ttft_p90_s"
         case sloTPOTSeconds = "slo_tpot_p99_s"
@@ -216,7 +222,8 @@ public enum Planner {
             recommendation: recommend(rows, maxLoss: inputs.maxAccuracyLoss),
             notes: notes(inputs, library: library), traceModels: library.models,
             costModel: CostModel(gpu: inputs.gpu, model: model, serving: serving).source,
-            kvCapacityBand: try ErrorBand.kvCapacity()
+            kvCapacityBand: try ErrorBand.kvCapacity(),
+            servingBands: try ErrorBand.servingBands()
         )
         return report
     }
@@ -382,7 +389,7 @@ public enum Planner {
     static func notes(_ inputs: PlanInputs, library: TraceLibrary) -> [String] {
         var notes = [
             "Physical KV per request comes from replaying the bundled traces of \(library.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models.",
-            "Throughput and latency carry no validated error band yet: the published serving runs they are checked against are too few and still far off (Docs/validation.md, \"Serving results\").",
+            "Throughput, TTFT and TPOT carry the 90th percentile of the absolute error the simulator makes on published vLLM and SGLang serving runs held out of its fit (Docs/validation.md, \"Serving runs without compression\"); the compression multipliers are checked separately (\"Serving results\").",
             "Latency and throughput come from the discrete-event simulator: \(CostModel(gpu: inputs.gpu, model: inputs.model, serving: inputs.serving).source.description), with its default scheduler constants (Docs/simulator.md; Docs/validation.md for its measured error).",
             "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at each row's request-weighted kv-fraction (the mean over the workload's requests of the share of each prompt the budget keeps); published figures are the papers' own, on their models and benchmarks.",
         ]

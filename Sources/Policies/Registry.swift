@@ -59,7 +59,7 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         switch self {
         case .streamingLLM: ScoringCost(queries: .none)
         case .h2o: ScoringCost(queries: .allPrompt)
-        case .kvCompress: ScoringCost(queries: .window, sortsAcrossLayers: true)
+        case .kvCompress: ScoringCost(queries: .window, sortsAcrossLayers: true, decodeMetrics: true)
         case .chunkKV: ScoringCost(queries: .window, layerReuse: Self.chunkReuse(prefillPolicy!))
         case .snapKV, .pyramidKV, .adaKV, .compressKV: ScoringCost(queries: .window)
         }
@@ -195,10 +195,16 @@ public struct ScoringCost: Sendable, Equatable {
     public var sortsAcrossLayers: Bool
     /// Layers per index-reuse group: only one layer of each group scores (ChunkKV).
     public var layerReuse: Int
+    /// Keeps per-KV eviction metrics up to date at every decode step (KV-Compress: its decode
+    /// attention writes each key's attention, which vllm-kvcompress clears and accumulates over
+    /// the whole pool every step, with host syncs per running sequence; benchmark_throughput.py
+    /// and kvcompress/ in IsaacRe/vllm-kvcompress).
+    public var decodeMetrics: Bool
 
-    public init(queries: Queries, sortsAcrossLayers: Bool = false, layerReuse: Int = 1) {
+    public init(queries: Queries, sortsAcrossLayers: Bool = false, layerReuse: Int = 1, decodeMetrics: Bool = false) {
         self.queries = queries
         self.sortsAcrossLayers = sortsAcrossLayers
         self.layerReuse = layerReuse
+        self.decodeMetrics = decodeMetrics
     }
 }

@@ -1,6 +1,6 @@
 import Histogram
 
-/// Latency percentiles in milliseconds.
+/// Percentiles of a distribution: latencies in milliseconds, or counts (sequences per step).
 public struct Percentiles: Codable, Equatable, Sendable {
     public var p50: Double
     public var p90: Double
@@ -10,15 +10,16 @@ public struct Percentiles: Codable, Equatable, Sendable {
 
     /// `sum`: the exact sum of the recorded microseconds (HdrHistogram's own mean walks every
     /// bucket, which dominated short runs).
-    init(_ h: Histogram<UInt64>, sum: Double) {
-        func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
+    /// `scale`: units per recorded value (1000 µs per ms; 1 for counts).
+    init(_ h: Histogram<UInt64>, sum: Double, scale: Double = 1000) {
+        func ms(_ us: UInt64) -> Double { Double(us) / scale }
         if h.totalCount == 0 {
             p50 = 0; p90 = 0; p99 = 0; mean = 0; max = 0
         } else {
             p50 = ms(h.valueAtPercentile(50))
             p90 = ms(h.valueAtPercentile(90))
             p99 = ms(h.valueAtPercentile(99))
-            mean = sum / Double(h.totalCount) / 1000
+            mean = sum / Double(h.totalCount) / scale
             max = ms(h.max)
         }
     }
@@ -101,8 +102,9 @@ struct MetricsRecorder {
     var ttft = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
     var tpot = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
     var e2e = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
+    var itl = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
     var batch = Histogram<UInt64>(highestTrackableValue: 1 << 20, numberOfSignificantValueDigits: .three)
-    var ttftSum = 0.0, tpotSum = 0.0, e2eSum = 0.0
+    var ttftSum = 0.0, tpotSum = 0.0, e2eSum = 0.0, itlSum = 0.0, batchSum = 0.0
     var batchSeries = TimeSeries()
     var kvSeries = TimeSeries()
     /// Whether the batch and KV time series are kept (a plan's many runs need only the percentiles).
@@ -129,10 +131,18 @@ struct MetricsRecorder {
         kvTimeSum += kvUtilisation * Double(dt)
         kvPeak = max(kvPeak, kvUtilisation)
         batch.record(UInt64(batchSize))
+        batchSum += Double(batchSize)
         if recordsSeries {
             batchSeries.add(Double(batchSize), from: start, to: end)
             kvSeries.add(kvUtilisation, from: start, to: end)
         }
+    }
+
+    /// `count` decoded tokens each `gap` µs after its sequence's previous one (a recompute's gap included).
+    mutating func token(gap: Int64, count: UInt64 = 1) {
+        let g = UInt64(max(0, gap))
+        _ = itl.record(g, count: count)
+        itlSum += Double(g) * Double(count)
     }
 
     mutating func finish(arrival: Int64, firstToken: Int64, end: Int64, prompt: Int, output: Int) {
@@ -169,6 +179,11 @@ public struct SimulationResult: Codable, Equatable, Sendable {
     public var ttftMs: Percentiles
     public var tpotMs: Percentiles
     public var e2eMs: Percentiles
+    /// Inter-token latency: the gap before each token after a request's first, as
+    /// `vllm bench serve` measures ITL.
+    public var itlMs: Percentiles
+    /// Sequences per engine step (each step counted once): p50/p90/p99, mean and max.
+    public var batchPercentiles: Percentiles
     public var meanBatch: Double
     public var maxBatch: Int
     public var meanKVUtilisation: Double
@@ -185,6 +200,8 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         case ttftMs = "ttft_ms"
         case tpotMs = "tpot_ms"
         case e2eMs = "e2e_ms"
+        case itlMs = "itl_ms"
+        case batchPercentiles = "batch_per_step"
         case meanBatch = "mean_batch"
         case maxBatch = "max_batch"
         case meanKVUtilisation = "mean_kv_utilisation"
@@ -208,6 +225,8 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         ttftMs = Percentiles(m.ttft, sum: m.ttftSum)
         tpotMs = Percentiles(m.tpot, sum: m.tpotSum)
         e2eMs = Percentiles(m.e2e, sum: m.e2eSum)
+        itlMs = Percentiles(m.itl, sum: m.itlSum)
+        batchPercentiles = Percentiles(m.batch, sum: m.batchSum, scale: 1)
         meanBatch = m.busyTime > 0 ? m.batchTimeSum / Double(m.busyTime) : 0
         maxBatch = Int(m.batch.totalCount > 0 ? m.batch.max : 0)
         meanKVUtilisation = m.busyTime > 0 ? m.kvTimeSum / Double(m.busyTime) : 0

@@ -16,6 +16,8 @@ public struct SchedulerState {
     let cost: any LatencyModel
     /// The step's token budget (`max_num_batched_tokens` in force).
     public let tokenBudget: Int
+    /// Whether the policy updates eviction metrics at every decode step (resolved once).
+    let tracksDecodeMetrics: Bool
     public internal(set) var preemptions = 0
     public internal(set) var compressions = 0
     /// Requests dropped because they can never be served (counted by the simulation's metrics).
@@ -29,6 +31,7 @@ public struct SchedulerState {
         footprint = FootprintFunction(compression.footprint, plan: plan)
         self.cost = cost
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
+        tracksDecodeMetrics = compression?.policy.scoring.decodeMetrics ?? false
     }
 
     /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
@@ -199,6 +202,10 @@ extension SchedulerState {
         let s = running[i]
         let window = model.slidingWindow ?? Int.max
         running[i].decoding = true
+        if tracksDecodeMetrics {
+            work.metricSequences += 1
+            work.metricPoolSlots = Double(blocks.capacity * serving.blockSize)
+        }
         work.decodeSequences += 1
         work.logitRows += 1
         work.decodeTokenLayers += Double(model.globalLayers) * Double(s.kept) + Double(model.localLayers) * Double(min(s.tokens, window))
@@ -390,7 +397,13 @@ public struct SGLangScheduler: Scheduler {
         if shortfall(state) {
             if onPressure { _ = state.compressRunningForPressure() }
             var retracted = false
-            while shortfall(state) {
+            // Retract until 20 more steps of the remaining batch fit (`retract_decode_steps`).
+            func short(_ state: SchedulerState) -> Bool {
+                var need = 0
+                for i in state.running.indices where !state.running[i].prefilling { need += state.decodeNeed(i) }
+                return need * Self.retractSteps > state.blocks.free
+            }
+            while short(state) {
                 // Fewest generated tokens first, then the longest prompt.
                 guard let victim = state.running.indices.filter({ !state.running[$0].prefilling }).min(by: {
                     let a = state.running[$0], b = state.running[$1]
@@ -482,6 +495,8 @@ struct Sequence {
     var decoding = false
     var generated = 0
     var firstToken: Int64 = -1
+    /// When its latest token came out (for the inter-token latency).
+    var lastToken: Int64 = -1
     /// The most tokens a continual policy keeps (its budget for this prompt); unbounded otherwise.
     var cap = Int.max
 

@@ -139,6 +139,8 @@ public struct Simulation {
 
     private mutating func finishStep() {
         let now = clock, blockSize = plan.serving.blockSize
+        var pendingGap: Int64 = -1, pendingCount: UInt64 = 0
+        defer { if pendingCount > 0 { metrics.token(gap: pendingGap, count: pendingCount) } }
         var i = 0
         while i < state.running.count {
             var done = false
@@ -150,6 +152,7 @@ public struct Simulation {
                 s.chunk = 0
                 if s.prefilled == s.prefillTarget {
                     if s.firstToken < 0 { s.firstToken = now }
+                    s.lastToken = now
                     s.generated += 1
                     if let compression {
                         let kept = compression.kept(prompt: s.tokens, blockSize: blockSize)
@@ -168,6 +171,16 @@ public struct Simulation {
                 state.running[i].tokens += 1
                 state.running[i].kept = state.running[i].keptAfterDecode
                 state.running[i].generated += 1
+                if state.running[i].lastToken >= 0 {
+                    // Sequences that decoded in the same steps share a gap: record runs of it at once.
+                    let gap = now - state.running[i].lastToken
+                    if gap == pendingGap { pendingCount += 1 } else {
+                        if pendingCount > 0 { metrics.token(gap: pendingGap, count: pendingCount) }
+                        pendingGap = gap
+                        pendingCount = 1
+                    }
+                }
+                state.running[i].lastToken = now
                 done = state.running[i].generated >= state.running[i].outputTarget
             }
             if done {

@@ -12,7 +12,8 @@ struct ModelSpecTests {
     @Test("parameter counts match the published sizes", arguments: [
         ("Llama-3.1-8B-Instruct", 8.03e9), ("Llama-3.1-70B-Instruct", 70.55e9), ("Llama-3.2-1B-Instruct", 1.24e9),
         ("Llama-3.2-3B-Instruct", 3.21e9), ("Mistral-7B-Instruct-v0.3", 7.25e9), ("Qwen2.5-7B-Instruct", 7.62e9),
-        ("Qwen2.5-72B-Instruct", 72.7e9), ("SmolLM2-135M-Instruct", 0.135e9),
+        ("Qwen2.5-72B-Instruct", 72.7e9), ("SmolLM2-135M-Instruct", 0.135e9), ("Qwen3-14B", 14.8e9),
+        ("Qwen3-30B-A3B", 30.5e9), ("Qwen3-235B-A22B", 235.1e9), ("Mixtral-8x7B-Instruct-v0.1", 46.7e9),
     ])
     func parameters(name: String, published: Double) throws {
         let m = try #require(ModelCatalog.named(name))
@@ -248,5 +249,106 @@ struct GGUFImportTests {
         // The catalogue entries agree with the files.
         let catalogue = ModelCatalog.named("SmolLM2-135M-Instruct")!
         #expect([catalogue.layers, catalogue.heads, catalogue.kvHeads, catalogue.headDim] == [s.layers, s.heads, s.kvHeads, s.headDim] as [Int])
+    }
+}
+
+@Suite("mixtures of experts")
+struct MixtureTests {
+    @Test("weights hold every expert, a token computes with its active ones (Qwen3-30B-A3B: 30.5B held, about 3.3B active)")
+    func activeParameters() throws {
+        let m = try #require(ModelCatalog.named("Qwen3-30B-A3B"))
+        #expect(m.isMoE)
+        let active = m.activeLinearParameters + m.embeddingParameters * 2 + m.normParameters
+        #expect(abs(active - 3.3e9) / 3.3e9 < 0.06, "\(active)")
+        #expect(m.linearParameters > 9 * m.activeLinearParameters)
+    }
+
+    @Test("experts touched by a step grow with its tokens, from the active ones to all of them")
+    func expertsTouched() throws {
+        let m = try #require(ModelCatalog.named("Qwen3-30B-A3B"))
+        var last = 0.0
+        for tokens in [1.0, 2, 8, 64, 512, 8192] {
+            let e = m.expertsTouched(tokens: tokens)
+            #expect(e > last && e <= Double(m.experts))
+            last = e
+        }
+        #expect(abs(m.expertsTouched(tokens: 1) - 8) < 1e-9)
+        #expect(Double(m.experts) - m.expertsTouched(tokens: 8192) < 0.01)
+    }
+
+    @Test("a one-sequence decode step of the mixture reads far less than its weights; a dense model of the same size reads them all")
+    func decodeCost() throws {
+        let moe = try #require(ModelCatalog.named("Qwen3-30B-A3B")), dense = try #require(ModelCatalog.named("Qwen3-32B"))
+        let gpu = try #require(GPUCatalog.named("H100-80G-SXM"))
+        var work = StepWork()
+        work.decodeSequences = 1
+        work.logitRows = 1
+        work.decodeTokenLayers = 1000 * Double(moe.layers)
+        let a = CostModel(gpu: gpu, model: moe, serving: ServingConfig()).stepTime(work).linear
+        work.decodeTokenLayers = 1000 * Double(dense.layers)
+        let b = CostModel(gpu: gpu, model: dense, serving: ServingConfig()).stepTime(work).linear
+        #expect(a < b / 4, "\(a) vs \(b)")
+    }
+
+    @Test("config.json: Qwen-MoE and Mixtral expert keys are read; latent attention and shared experts are refused in one line")
+    func configImport() throws {
+        let qwen = #"{"hidden_size": 2048, "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "num_hidden_layers": 48, "intermediate_size": 6144, "moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "max_position_embeddings": 40960, "model_type": "qwen3_moe"}"#
+        let m = try ModelSpec.fromHFConfig(path: try TestSupport.temporaryFile("config.json", qwen))
+        #expect(m.experts == 128 && m.activeExperts == 8 && m.intermediate == 768)
+        let mixtral = #"{"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32, "intermediate_size": 14336, "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000, "max_position_embeddings": 32768}"#
+        let x = try ModelSpec.fromHFConfig(path: try TestSupport.temporaryFile("config.json", mixtral))
+        #expect(x.experts == 8 && x.activeExperts == 2 && x.intermediate == 14336)
+        let mla = #"{"hidden_size": 2048, "num_attention_heads": 16, "num_hidden_layers": 27, "intermediate_size": 10944, "kv_lora_rank": 512, "vocab_size": 102400, "max_position_embeddings": 163840}"#
+        let path = try TestSupport.temporaryFile("config.json", mla)
+        #expect { try ModelSpec.fromHFConfig(path: path) } throws: { ($0 as? ModelSpecError)?.description.contains("kv_lora_rank") == true }
+    }
+}
+
+@Suite("serving engines")
+struct ServingDefaultsTests {
+    let llama = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+
+    @Test("what a deployment leaves out is its engine's default for the GPU")
+    func defaults() throws {
+        let a100 = GPUCatalog.named("A100-80G")!, h100 = GPUCatalog.named("H100-80G-SXM")!
+        var s = ServingSettings()
+        let v1a = try s.resolve(gpu: a100, model: llama), v1h = try s.resolve(gpu: h100, model: llama)
+        #expect(v1a.engine == .vllmV1 && v1a.maxNumSeqs == 256 && v1a.maxNumBatchedTokens == 2048 && v1a.chunkedPrefill)
+        #expect(v1h.maxNumSeqs == 1024 && v1h.maxNumBatchedTokens == 8192)
+        s.entrypoint = .offline
+        #expect(try s.resolve(gpu: h100, model: llama).maxNumBatchedTokens == 16384)
+        s = ServingSettings()
+        s.engine = .vllmV0
+        s.maxModelLen = 8192
+        let v0 = try s.resolve(gpu: a100, model: llama)
+        #expect(!v0.chunkedPrefill && v0.maxNumBatchedTokens == 8192)
+        s.maxModelLen = 65536
+        #expect(try s.resolve(gpu: a100, model: llama).chunkedPrefill)
+        s = ServingSettings()
+        s.engine = .sglang
+        s.tensorParallel = 4
+        let sg = try s.resolve(gpu: h100, model: llama)
+        #expect(sg.memFractionStatic == 0.85 && sg.blockSize == 1)
+    }
+
+    @Test("a setting the engine does not have is refused, naming it", arguments: [
+        ("num_scheduler_steps", ServingEngine.vllmV1), ("mem_fraction_static", .vllmV0),
+    ])
+    func refused(key: String, engine: ServingEngine) throws {
+        var s = ServingSettings()
+        s.engine = engine
+        if key == "num_scheduler_steps" { s.numSchedulerSteps = 8 } else { s.memFractionStatic = 0.8 }
+        #expect { try s.resolve(gpu: GPUCatalog.named("A100-80G")!, model: llama) } throws: {
+            ($0 as? ServingError)?.description.hasPrefix(key) == true
+        }
+    }
+
+    @Test("CUDA graphs: V0 and SGLang replay decode-only steps, V1 any batch up to its capture size")
+    func graphs() {
+        #expect(ServingEngine.vllmV0.replaysGraph(prefillTokens: 0, decodeSequences: 64, maxNumSeqs: 256))
+        #expect(!ServingEngine.vllmV0.replaysGraph(prefillTokens: 100, decodeSequences: 64, maxNumSeqs: 256))
+        #expect(ServingEngine.vllmV1.replaysGraph(prefillTokens: 100, decodeSequences: 64, maxNumSeqs: 256))
+        #expect(!ServingEngine.vllmV1.replaysGraph(prefillTokens: 2000, decodeSequences: 64, maxNumSeqs: 256))
+        #expect(!ServingEngine.sglang.replaysGraph(prefillTokens: 0, decodeSequences: 200, maxNumSeqs: 4096))
     }
 }

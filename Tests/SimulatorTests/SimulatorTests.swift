@@ -352,3 +352,56 @@ struct GPUSpecTests {
         }
     }
 }
+
+@Suite("engine schedulers")
+struct EngineSchedulerTests {
+    func serving(_ engine: ServingEngine, _ tweak: (inout ServingSettings) -> Void = { _ in }) throws -> ServingConfig {
+        var s = ServingSettings()
+        s.engine = engine
+        s.maxModelLen = 16384
+        tweak(&s)
+        return try s.resolve(gpu: l4, model: llama8b)
+    }
+
+    @Test("under memory pressure every engine's scheduler completes every request and keeps the pool whole (seeded)", arguments: [ServingEngine.vllmV0, .vllmV1, .sglang])
+    func pressure(engine: ServingEngine) throws {
+        for seed in 1...3 as ClosedRange<UInt64> {
+            let source = SyntheticSource(arrivals: .poisson(rate: 4), prompt: .uniform(min: 500, max: 6000), output: .uniform(min: 10, max: 600), count: 120, seed: seed)
+            let config = try serving(engine)
+            let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: config)
+            var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: config), scheduler: scheduler(for: config), source: source)
+            let r = sim.run { blocks in #expect(blocks.used + blocks.free == blocks.capacity) }
+            #expect(r.completed + r.rejected == 120)
+            #expect(r.completed > 100)
+        }
+    }
+
+    @Test("vLLM V1 allocates blocks as prompts are computed, so a burst of long prompts starts more of them at once than V0")
+    func incrementalAllocation() throws {
+        let source = { SyntheticSource(arrivals: .batch, prompt: .fixed(6000), output: .fixed(200), count: 40, seed: 1) }
+        let v0 = try run(source(), gpu: l4, serving: try serving(.vllmV0) { $0.chunkedPrefill = true; $0.maxNumBatchedTokens = 2048 })
+        let v1 = try run(source(), gpu: l4, serving: try serving(.vllmV1))
+        #expect(v1.maxBatch > v0.maxBatch)
+        #expect(v1.completed == 40 && v0.completed == 40)
+    }
+
+    @Test("SGLang runs prefill batches alone: with prompts waiting no step mixes them with decodes")
+    func sglangSeparates() throws {
+        let config = try serving(.sglang)
+        let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: config)
+        var state = SchedulerState(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: config), compression: nil)
+        var scheduler = SGLangScheduler()
+        var s = Sequence(request: Request(id: 0, arrival: 0, promptTokens: 1000, outputTokens: 100))
+        s.outputTarget = 100
+        state.waiting.append(s)
+        let first = scheduler.formBatch(&state)
+        #expect(first.prefillTokens == 1000 && first.decodeSequences == 0)
+    }
+
+    @Test("ITL: one request's gaps between tokens, as many as its tokens after the first")
+    func interTokenLatency() throws {
+        let r = try run(SyntheticSource(arrivals: .batch, prompt: .fixed(1000), output: .fixed(50), count: 1, seed: 1))
+        #expect(r.itlMs.p50 > 0 && abs(r.itlMs.mean - r.tpotMs.mean) / r.tpotMs.mean < 0.02)
+        #expect(r.batchPercentiles.max == 1)
+    }
+}

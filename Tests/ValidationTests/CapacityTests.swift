@@ -1,5 +1,6 @@
 import Foundation
 import Hardware
+import Reporting
 import Testing
 @testable import Validation
 
@@ -32,5 +33,33 @@ struct CapacityTests {
         }
         let check = try all.filter { $0.split == .check }.map { abs(try $0.errorPercent(.fitted)) }.sorted()
         #expect(check[check.count / 2] < 2)
+    }
+}
+
+@Suite("serving runs against published measurements")
+struct ServingCorpusTests {
+    @Test("the committed runs decode, quote their source, simulate, and split into fit and check")
+    func corpus() throws {
+        let all = try ServingMeasurement.committed()
+        #expect(all.count >= 40)
+        #expect(Set(all.map(\.id)).count == all.count)
+        for m in all { #expect(!m.source.quote.isEmpty && m.source.url != nil, "\(m.id)") }
+        let comparisons = try Validation.compareServing(all, constants: CostConstants())
+        #expect(comparisons.allSatisfy { !$0.figures.isEmpty })
+        #expect(all.filter { $0.split == .check }.count >= 20)
+    }
+
+    @Test("the V1 and SGLang overheads in use are the ones the fit split gives")
+    func fittedOverheads() throws {
+        let (c, _) = try Validation.fitServingOverheads(try ServingMeasurement.committed())
+        #expect(c.overhead(for: .vllmV1) == CostConstants().overhead(for: .vllmV1))
+        #expect(c.overhead(for: .sglang) == CostConstants().overhead(for: .sglang))
+    }
+
+    @Test("every serving class has a band from the check split")
+    func bands() throws {
+        let bands = try ErrorBand.servingBands()
+        #expect(Set(bands.map(\.kind)) == Set(ServingMetric.allCases.map(\.rawValue)))
+        #expect(bands.allSatisfy { $0.points >= 5 && $0.p90Percent >= $0.medianPercent })
     }
 }

@@ -1,0 +1,241 @@
+import Foundation
+import Hardware
+import Reporting
+import Simulator
+
+/// What a serving measurement reports and the simulator predicts: the classes of figure that
+/// carry an error band.
+public enum ServingMetric: String, Codable, CaseIterable, Sendable {
+    /// Output tokens per second (total tokens per second for an offline throughput run).
+    case throughput
+    case ttft
+    case tpot
+    case itl
+
+    public var title: String {
+        switch self {
+        case .throughput: "throughput"
+        case .ttft: "TTFT"
+        case .tpot: "TPOT"
+        case .itl: "ITL"
+        }
+    }
+}
+
+/// A published serving benchmark run (`vllm bench serve`, `benchmark_throughput`,
+/// `sglang.bench_serving`) with the configuration it ran (`Sources/Validation/Data/serving.json`).
+public struct ServingMeasurement: Codable, Sendable {
+    public var id: String
+    public var split: Split
+    public var source: Provenance
+    /// The engine and version as the source states them ("vllm 0.11.0").
+    public var engine: String
+    public var gpu: String
+    public var model: String
+    /// The settings the run gave (the engine's defaults fill the rest).
+    public var serving: ServingSettings
+    public var workload: Workload
+    public var measured: Measured
+    /// Metrics the source prints that must not be compared, and why.
+    public var excluded: [String: String]?
+
+    public struct Workload: Codable, Sendable {
+        /// `batch` (every request at t = 0: request rate inf, or an offline run) or `poisson`.
+        public var arrivals: String
+        public var rate: Double?
+        public var requests: Int
+        public var prompt: Length
+        public var output: Length
+
+        /// Fixed at `tokens`, or uniform in [`min`, `tokens`].
+        public struct Length: Codable, Sendable {
+            public var tokens: Int
+            public var min: Int?
+            var distribution: LengthDistribution { min.map { .uniform(min: $0, max: tokens) } ?? .fixed(tokens) }
+        }
+    }
+
+    /// A latency as printed: its median and mean where given.
+    public struct Statistic: Codable, Sendable {
+        public var median: Double?
+        public var mean: Double?
+    }
+
+    public struct Measured: Codable, Sendable {
+        public var outputTokensPerSecond: Double?
+        public var totalTokensPerSecond: Double?
+        public var ttftMs: Statistic?
+        public var tpotMs: Statistic?
+        public var itlMs: Statistic?
+
+        enum CodingKeys: String, CodingKey {
+            case outputTokensPerSecond = "output_tokens_per_s", totalTokensPerSecond = "total_tokens_per_s"
+            case ttftMs = "ttft_ms", tpotMs = "tpot_ms", itlMs = "itl_ms"
+        }
+    }
+
+    /// The measurements committed with the build.
+    public static func committed() throws -> [ServingMeasurement] {
+        guard let url = Bundle.module.url(forResource: "serving", withExtension: "json", subdirectory: "Data") else { return [] }
+        let data = try Data(contentsOf: url)
+        do { return try JSONDecoder().decode([ServingMeasurement].self, from: data) } catch {
+            throw MeasurementError("\(url.path): \(Diagnostics.describe(error))")
+        }
+    }
+
+    /// Runs the simulator on this measurement's configuration with `constants`.
+    /// - Throws: `MeasurementError` for a GPU or model the catalogue lacks or a setting that does
+    ///   not resolve; `CapacityError` when it cannot serve.
+    public func simulate(_ constants: CostConstants) throws -> SimulationResult {
+        guard let g = GPUCatalog.named(gpu) else { throw MeasurementError("\(id): unknown GPU '\(gpu)'") }
+        guard let m = ModelCatalog.named(model) else { throw MeasurementError("\(id): unknown model '\(model)'") }
+        let serving: ServingConfig
+        do { serving = try self.serving.resolve(gpu: g, model: m) } catch let e as ServingError { throw MeasurementError("\(id): serving: \(e.description)") }
+        let arrivals: ArrivalProcess
+        switch workload.arrivals {
+        case "batch": arrivals = .batch
+        case "poisson":
+            guard let rate = workload.rate, rate > 0 else { throw MeasurementError("\(id): workload.rate: a poisson workload needs a positive rate") }
+            arrivals = .poisson(rate: rate)
+        default: throw MeasurementError("\(id): workload.arrivals: expected batch or poisson, found \(workload.arrivals)")
+        }
+        let source = SyntheticSource(arrivals: arrivals, prompt: workload.prompt.distribution, output: workload.output.distribution,
+                                     count: workload.requests, seed: 1)
+        return try Simulation.run(gpu: g, model: m, serving: serving, constants: constants, source: source,
+                                  largest: (workload.prompt.tokens, workload.output.tokens), timeSeries: false)
+    }
+
+    /// The measured figure of `metric` (the median where printed, else the mean), nil when the
+    /// source lacks it or it is excluded.
+    public func measuredValue(_ metric: ServingMetric) -> Double? {
+        if excluded?[metric.rawValue] != nil { return nil }
+        func pick(_ s: Statistic?) -> Double? { s?.median ?? s?.mean }
+        switch metric {
+        case .throughput: return measured.outputTokensPerSecond ?? measured.totalTokensPerSecond
+        case .ttft: return pick(measured.ttftMs)
+        case .tpot: return pick(measured.tpotMs)
+        case .itl: return pick(measured.itlMs)
+        }
+    }
+
+    /// The simulated counterpart of `measuredValue(metric)` in `result`.
+    public func predictedValue(_ metric: ServingMetric, _ result: SimulationResult) -> Double {
+        func pick(_ s: Statistic?, _ p: Percentiles) -> Double { s?.median != nil ? p.p50 : p.mean }
+        switch metric {
+        case .throughput: return measured.outputTokensPerSecond != nil ? result.outputTokensPerSecond : result.totalTokensPerSecond
+        case .ttft: return pick(measured.ttftMs, result.ttftMs)
+        case .tpot: return pick(measured.tpotMs, result.tpotMs)
+        case .itl: return pick(measured.itlMs, result.itlMs)
+        }
+    }
+}
+
+/// One measurement's comparison: per metric it reports, (measured, predicted).
+public struct ServingComparison: Sendable {
+    public var measurement: ServingMeasurement
+    public var figures: [(metric: ServingMetric, measured: Double, predicted: Double)]
+
+    public func errorPercent(_ metric: ServingMetric) -> Double? {
+        figures.first { $0.metric == metric }.map { 100 * ($0.predicted - $0.measured) / $0.measured }
+    }
+}
+
+extension Validation {
+    /// Every serving measurement simulated with `constants`.
+    public static func compareServing(_ measurements: [ServingMeasurement], constants: CostConstants) throws -> [ServingComparison] {
+        try measurements.map { m in
+            let r = try m.simulate(constants)
+            let figures = ServingMetric.allCases.compactMap { metric in m.measuredValue(metric).map { (metric, $0, m.predictedValue(metric, r)) } }
+            return ServingComparison(measurement: m, figures: figures)
+        }
+    }
+
+    /// Absolute errors of `metric` over `comparisons`.
+    public static func absoluteErrors(_ comparisons: [ServingComparison], _ metric: ServingMetric) -> [Double] {
+        comparisons.compactMap { $0.errorPercent(metric).map(abs) }
+    }
+}
+
+extension ErrorBand {
+    /// The validated band of a serving figure: the fitted constants on the `check` split of the
+    /// serving measurements.
+    public static func serving(_ metric: ServingMetric, comparisons: [ServingComparison]) -> ErrorBand? {
+        let check = comparisons.filter { $0.measurement.split == .check }
+        let errors = Validation.absoluteErrors(check, metric)
+        guard let median = ErrorStatistics.median(errors), let p90 = ErrorStatistics.percentile90(errors) else { return nil }
+        return ErrorBand(kind: metric.rawValue, corpus: "published vLLM and SGLang serving runs held out of the fit (Sources/Validation/Data/serving.json, split check)",
+                         points: errors.count, medianPercent: (median * 10).rounded() / 10, p90Percent: (p90 * 10).rounded() / 10)
+    }
+}
+
+extension Validation {
+    /// The serving section of Docs/validation.md: per class and split, median and 90th-percentile
+    /// absolute error with `before` and `after`, then every measurement.
+    public static func servingMarkdown(before: CostConstants, after: CostConstants, beforeLabel: String, afterLabel: String) throws -> String {
+        let corpus = try ServingMeasurement.committed()
+        let b = try compareServing(corpus, constants: before), a = try compareServing(corpus, constants: after)
+        var summary = Table(columns: ["class", "split", "points", "median |error| before", "after", "90th percentile before", "after"], rightAligned: [2, 3, 4, 5, 6])
+        func pct(_ x: Double?) -> String { x.map { Format.fixed($0, 1) + " %" } ?? "—" }
+        for metric in ServingMetric.allCases {
+            for split in [Split.fit, .check] {
+                let eb = absoluteErrors(b.filter { $0.measurement.split == split }, metric)
+                let ea = absoluteErrors(a.filter { $0.measurement.split == split }, metric)
+                guard !ea.isEmpty else { continue }
+                summary.append([metric.title, split.rawValue, "\(ea.count)", pct(ErrorStatistics.median(eb)), pct(ErrorStatistics.median(ea)),
+                                pct(ErrorStatistics.percentile90(eb)), pct(ErrorStatistics.percentile90(ea))])
+            }
+        }
+        var rows = Table(columns: ["measurement", "split", "engine", "GPU", "model", "workload"] + ServingMetric.allCases.map { "\($0.title) measured → \(afterLabel)" })
+        for (cb, ca) in zip(b, a) {
+            let m = ca.measurement
+            let w = m.workload
+            let lengths = "\(w.prompt.min.map { "\($0)–" } ?? "")\(w.prompt.tokens) in / \(w.output.min.map { "\($0)–" } ?? "")\(w.output.tokens) out"
+            let load = w.arrivals == "batch" ? "\(w.requests) at once" : "\(w.requests) at \(Format.fixed(w.rate ?? 0, 1))/s"
+            let tp = (m.serving.tensorParallel ?? 1) > 1 ? " × \(m.serving.tensorParallel!)" : ""
+            let cells = ServingMetric.allCases.map { metric -> String in
+                guard let f = ca.figures.first(where: { $0.metric == metric }), let e = ca.errorPercent(metric) else { return "—" }
+                _ = cb
+                return "\(Format.figure(f.measured)) → \(Format.figure(f.predicted)) (\(e >= 0 ? "+" : "")\(Format.fixed(e, 0)) %)"
+            }
+            rows.append([m.id, m.split.rawValue, m.engine, m.gpu + tp, m.model + (m.serving.weightFormat == .fp8 ? " (FP8)" : ""), "\(lengths), \(load)"] + cells)
+        }
+        return """
+        \(corpus.count) published serving runs (`Sources/Validation/Data/serving.json`: each with its source, the printed figures, and how the unstated settings follow from the engine's defaults) are simulated with their configuration. Throughput is output tokens per second (total tokens for an offline run); TTFT, TPOT and ITL are the medians where the run prints them, else the means. **Before**: \(beforeLabel). **After**: \(afterLabel). The `fit` split chose the constants; the `check` split is used for nothing but this table and the error bands the planner prints.
+
+        \(summary.markdown)
+
+        \(rows.markdown)
+        """
+    }
+}
+
+extension Validation {
+    /// vLLM V1's and SGLang's host overheads (one pair for both) fitted to the `fit` split of the
+    /// serving runs: the grid point minimising the median absolute error over every figure the
+    /// runs print (throughput, TTFT, TPOT, ITL). Returns the constants and that median.
+    public static func fitServingOverheads(_ measurements: [ServingMeasurement], base: CostConstants = CostConstants()) throws -> (CostConstants, Double) {
+        let fit = measurements.filter { $0.split == .fit }
+        var best: (CostConstants, Double)?
+        for step in [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006] {
+            for perSequence in [0.0, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_4] {
+                var c = base
+                for engine in [ServingEngine.vllmV1, .sglang] { c.engineOverheads[engine.rawValue] = EngineOverhead(step: step, perSequence: perSequence) }
+                let comparisons = try compareServing(fit, constants: c)
+                let errors = ServingMetric.allCases.flatMap { absoluteErrors(comparisons, $0) }
+                guard let median = ErrorStatistics.median(errors) else { continue }
+                if best == nil || median < best!.1 { best = (c, median) }
+            }
+        }
+        guard let best else { throw MeasurementError("the serving corpus has no fit-split figures") }
+        return best
+    }
+}
+
+extension ErrorBand {
+    /// The bands of every serving class, from the committed corpus simulated with the default
+    /// constants (about half a second).
+    public static func servingBands() throws -> [ErrorBand] {
+        let comparisons = try Validation.compareServing(try ServingMeasurement.committed(), constants: CostConstants())
+        return ServingMetric.allCases.compactMap { serving($0, comparisons: comparisons) }
+    }
+}
