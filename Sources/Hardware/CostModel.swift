@@ -56,7 +56,8 @@ public struct CostConstants: Codable, Equatable, Sendable {
     public var stepOverhead = 0.004
     /// vLLM V0's additional overhead per sequence in the step (block-table building, sampling), seconds.
     public var perSequenceOverhead = 0.000_02
-    /// The same two for the other engines, by `ServingEngine` raw value, fitted to the `fit` split
+    /// The same two for the other engines (any engine absent here takes V0's), by `ServingEngine`
+    /// raw value, fitted to the `fit` split
     /// of the published serving runs (`Validation.fitServingOverheads`; Docs/validation.md).
     public var engineOverheads: [String: EngineOverhead] = [
         ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.002, perSequence: 0.000_05),
@@ -65,7 +66,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
 
     /// Host time per step and per sequence in it for `engine`.
     public func overhead(for engine: ServingEngine) -> EngineOverhead {
-        engine == .vllmV0 ? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead) : engineOverheads[engine.rawValue] ?? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead)
+        engineOverheads[engine.rawValue] ?? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead)
     }
     /// Latency of one all-reduce, seconds.
     public var allReduceLatency = 0.000_010
@@ -194,9 +195,8 @@ public struct CostModel: Sendable {
         bandwidth = gpu.bandwidthGBps * 1e9
         globalLayers = Double(model.globalLayers)
         localLayers = Double(model.localLayers)
-        // Per layer: what every token multiplies by (attention projections, and the dense MLP or
-        // the router); a mixture's experts apart.
-        denseParametersPerLayer = model.attentionParametersPerLayer + (model.isMoE ? Double(model.hidden * model.experts) : model.mlpParametersPerExpert)
+        // Per layer: what every token multiplies by; a mixture's experts apart.
+        denseParametersPerLayer = model.sharedParametersPerLayer
         kvBytesPerTokenLayer = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
 
         let tables = constants.kernelTables ? KernelTables.named(gpu.name) : nil

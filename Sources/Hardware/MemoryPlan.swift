@@ -53,23 +53,10 @@ public struct ServingConfig: Codable, Equatable, Sendable {
         case memFractionStatic = "mem_fraction_static"
     }
 
+    /// Decodes a configuration whose absent keys take these defaults (not an engine's:
+    /// `ServingSettings.resolve` applies those).
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ServingConfig()
-        engine = try c.decodeIfPresent(ServingEngine.self, forKey: .engine) ?? d.engine
-        cudaGraphs = try c.decodeIfPresent(Bool.self, forKey: .cudaGraphs) ?? d.cudaGraphs
-        gpuMemoryUtilization = try c.decodeIfPresent(Double.self, forKey: .gpuMemoryUtilization) ?? d.gpuMemoryUtilization
-        maxNumSeqs = try c.decodeIfPresent(Int.self, forKey: .maxNumSeqs) ?? d.maxNumSeqs
-        maxNumBatchedTokens = try c.decodeIfPresent(Int.self, forKey: .maxNumBatchedTokens)
-        maxModelLen = try c.decodeIfPresent(Int.self, forKey: .maxModelLen)
-        chunkedPrefill = try c.decodeIfPresent(Bool.self, forKey: .chunkedPrefill) ?? d.chunkedPrefill
-        blockSize = try c.decodeIfPresent(Int.self, forKey: .blockSize) ?? d.blockSize
-        tensorParallel = try c.decodeIfPresent(Int.self, forKey: .tensorParallel) ?? d.tensorParallel
-        weightFormat = try c.decodeIfPresent(WeightFormat.self, forKey: .weightFormat) ?? d.weightFormat
-        kvFormat = try c.decodeIfPresent(KVFormat.self, forKey: .kvFormat) ?? d.kvFormat
-        sampler = try c.decodeIfPresent(SamplerKind.self, forKey: .sampler) ?? d.sampler
-        numSchedulerSteps = try c.decodeIfPresent(Int.self, forKey: .numSchedulerSteps) ?? d.numSchedulerSteps
-        memFractionStatic = try c.decodeIfPresent(Double.self, forKey: .memFractionStatic)
+        self = try ServingSettings(from: decoder).applied(to: ServingConfig())
     }
 
     /// `max_model_len` for `model`.

@@ -109,18 +109,22 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     /// Parameters of one expert's (or the dense MLP's) gate, up and down projections.
     public var mlpParametersPerExpert: Double { 3 * Double(hidden) * Double(intermediate) }
 
+    /// Parameters of one layer that every token multiplies by: the attention projections, and the
+    /// dense MLP or (a mixture) the router.
+    public var sharedParametersPerLayer: Double {
+        attentionParametersPerLayer + (isMoE ? Double(hidden * experts) : mlpParametersPerExpert)
+    }
+
     /// Parameters of the attention and MLP projections of all layers, every expert and router
     /// included (what the weights hold).
     public var linearParameters: Double {
-        let mlp = isMoE ? Double(experts) * mlpParametersPerExpert + Double(hidden * experts) : mlpParametersPerExpert
-        return Double(layers) * (attentionParametersPerLayer + mlp)
+        Double(layers) * (sharedParametersPerLayer + (isMoE ? Double(experts) * mlpParametersPerExpert : 0))
     }
 
     /// Parameters one token multiplies by: the attention projections, the router and its active
     /// experts (all of `linearParameters` for a dense model).
     public var activeLinearParameters: Double {
-        guard isMoE else { return linearParameters }
-        return Double(layers) * (attentionParametersPerLayer + Double(activeExperts) * mlpParametersPerExpert + Double(hidden * experts))
+        Double(layers) * (sharedParametersPerLayer + Double(activeExperts) * mlpParametersPerExpert)
     }
 
     /// Experts a step of `tokens` tokens touches on average per layer (each token routes to

@@ -138,56 +138,60 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         return s
     }
 
+    /// `base` with every setting given here in place of its own: no engine defaults, no checks
+    /// (a fully written configuration, as the start-up-log corpus holds, decodes this way).
+    public func applied(to base: ServingConfig) -> ServingConfig {
+        var c = base
+        if let engine { c.engine = engine }
+        if let u = gpuMemoryUtilization { c.gpuMemoryUtilization = u }
+        if let n = maxNumSeqs { c.maxNumSeqs = n }
+        if let t = maxNumBatchedTokens { c.maxNumBatchedTokens = t }
+        if let n = maxModelLen { c.maxModelLen = n }
+        if let on = chunkedPrefill { c.chunkedPrefill = on }
+        if let b = blockSize { c.blockSize = b }
+        if let t = tensorParallel { c.tensorParallel = t }
+        if let w = weightFormat { c.weightFormat = w }
+        if let k = kvFormat { c.kvFormat = k }
+        if let s = sampler { c.sampler = s }
+        if let n = numSchedulerSteps { c.numSchedulerSteps = n }
+        if let f = memFractionStatic { c.memFractionStatic = f }
+        if let g = cudaGraphs { c.cudaGraphs = g }
+        return c
+    }
+
     /// The settings in force on `gpu` for `model`: each one given, else the engine's default.
     /// - Throws: `ServingError` naming the key for a value out of range or a setting the engine
     ///   does not have (multi-step decoding outside vLLM V0, `mem_fraction_static` outside SGLang).
     public func resolve(gpu: GPU, model: ModelSpec) throws -> ServingConfig {
         let engine = self.engine ?? .vllmV1
-        var c = ServingConfig()
-        c.engine = engine
-        if let u = gpuMemoryUtilization {
-            guard u > 0, u <= 1 else { throw ServingError("gpu_memory_utilization must be in (0, 1], found \(u)") }
-            c.gpuMemoryUtilization = u
-        }
-        if let n = maxModelLen {
-            guard n > 0 else { throw ServingError("max_model_len must be positive, found \(n)") }
-            c.maxModelLen = n
-        }
-        let modelLen = c.modelLen(for: model)
-        let d = engine.defaults(gpu: gpu, maxModelLen: modelLen, offline: entrypoint == .offline)
+        if let u = gpuMemoryUtilization, !(u > 0 && u <= 1) { throw ServingError("gpu_memory_utilization must be in (0, 1], found \(u)") }
+        if let n = maxModelLen, n <= 0 { throw ServingError("max_model_len must be positive, found \(n)") }
         if let n = maxNumSeqs, n <= 0 { throw ServingError("max_num_seqs must be positive, found \(n)") }
-        c.maxNumSeqs = maxNumSeqs ?? d.maxNumSeqs
-        let chunked = chunkedPrefill ?? d.chunkedPrefill
-        c.chunkedPrefill = chunked
         if let t = maxNumBatchedTokens, t <= 0 { throw ServingError("max_num_batched_tokens must be positive, found \(t)") }
-        // A deployment that turns chunked prefill on where the engine's default has it off takes
-        // vLLM 0.6's chunk of 2048; off, a step must hold the longest prompt.
-        c.maxNumBatchedTokens = maxNumBatchedTokens ?? (chunked == d.chunkedPrefill ? d.maxNumBatchedTokens : chunked ? 2048 : max(modelLen, 2048))
-        if let b = blockSize {
-            guard b > 0 else { throw ServingError("block_size must be positive, found \(b)") }
-            c.blockSize = b
-        } else if engine == .sglang {
-            c.blockSize = 1 // SGLang's page_size: token-granular KV
-        }
-        if let t = tensorParallel {
-            guard (1...64).contains(t) else { throw ServingError("tensor_parallel must be between 1 and 64, found \(t)") }
-            c.tensorParallel = t
-        }
-        if let w = weightFormat { c.weightFormat = w }
-        if let k = kvFormat { c.kvFormat = k }
-        if let s = sampler { c.sampler = s }
-        if let cg = cudaGraphs { c.cudaGraphs = cg }
+        if let b = blockSize, b <= 0 { throw ServingError("block_size must be positive, found \(b)") }
+        if let t = tensorParallel, !(1...64).contains(t) { throw ServingError("tensor_parallel must be between 1 and 64, found \(t)") }
         if let n = numSchedulerSteps {
             guard (1...64).contains(n) else { throw ServingError("num_scheduler_steps must be between 1 and 64, found \(n)") }
             guard n == 1 || engine == .vllmV0 else {
                 throw ServingError("num_scheduler_steps \(n): multi-step decoding is vLLM V0's (0.5.5 – 0.10); engine \(engine.rawValue) does not have it")
             }
-            c.numSchedulerSteps = n
         }
         if let f = memFractionStatic {
             guard engine == .sglang else { throw ServingError("mem_fraction_static is SGLang's; engine \(engine.rawValue) sizes memory by gpu_memory_utilization") }
             guard f > 0, f <= 1 else { throw ServingError("mem_fraction_static must be in (0, 1], found \(f)") }
         }
+        var c = applied(to: ServingConfig())
+        c.engine = engine
+        // What is not given: the engine's default for this GPU and max_model_len.
+        let modelLen = c.modelLen(for: model)
+        let d = engine.defaults(gpu: gpu, maxModelLen: modelLen, offline: entrypoint == .offline)
+        c.maxNumSeqs = maxNumSeqs ?? d.maxNumSeqs
+        let chunked = chunkedPrefill ?? d.chunkedPrefill
+        c.chunkedPrefill = chunked
+        // A deployment that turns chunked prefill on where the engine's default has it off takes
+        // vLLM 0.6's chunk of 2048; off, a step must hold the longest prompt.
+        c.maxNumBatchedTokens = maxNumBatchedTokens ?? (chunked == d.chunkedPrefill ? d.maxNumBatchedTokens : chunked ? 2048 : max(modelLen, 2048))
+        if blockSize == nil, engine == .sglang { c.blockSize = 1 } // SGLang's page_size: token-granular KV
         c.memFractionStatic = memFractionStatic ?? engine.memFractionStatic(tensorParallel: c.tensorParallel)
         return c
     }

@@ -18,7 +18,7 @@ extension PlanReport {
             ("cost model", costModel.description),
             ("serving", "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? ", \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off"): max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
             ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) start-up logs held out of the fit)"),
-            ("error bands", servingBands.map { "\($0.kind == "throughput" ? "throughput" : $0.kind.uppercased()) \($0.label)" }.joined(separator: ", ")
+            ("error bands", servingBands.map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")
                 + " (90th percentile error on \(servingBands.map(\.points).max() ?? 0) published serving runs held out of the fit)"),
             ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),
             ("max accuracy loss", Format.percent(maxAccuracyLoss)),

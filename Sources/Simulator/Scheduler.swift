@@ -158,26 +158,44 @@ public struct VLLMScheduler: Scheduler {
             let blocks = state.phb(tokens: target, kept: target)
             guard state.blocks.canAdmit(blocks, nothingRunning: state.running.isEmpty) else {
                 if state.running.isEmpty, !state.blocks.couldEverHold(blocks) {
-                    // A preempted sequence whose prompt and output outgrew the whole pool.
-                    state.waiting.removeFirst()
-                    state.rejected += 1
+                    state.rejectHead()
                     continue
                 }
                 break
             }
-            var s = state.waiting.removeFirst()
-            s.prefillTarget = target
-            s.prefilled = 0
-            s.phb = blocks
-            state.blocks.allocate(blocks)
-            state.addChunk(&s, chunk, &work)
+            state.admitHead(target: target, blocks: blocks, chunk: chunk, &work)
             budget -= chunk
-            state.running.append(s)
         }
     }
 }
 
 extension SchedulerState {
+    /// Moves the head of the waiting queue into the running batch: its prefill of `target`
+    /// tokens starts with `chunk` of them in this step, holding `blocks` PHBs (allocated here).
+    mutating func admitHead(target: Int, blocks: Int, chunk: Int, _ work: inout StepWork) {
+        var s = waiting.removeFirst()
+        s.prefillTarget = target
+        s.prefilled = 0
+        s.phb = blocks
+        self.blocks.allocate(blocks)
+        addChunk(&s, chunk, &work)
+        running.append(s)
+    }
+
+    /// Drops the head of the waiting queue: a (preempted) sequence whose prompt and output outgrew
+    /// the whole pool, which can never run (vLLM's `AllocStatus.NEVER`).
+    mutating func rejectHead() {
+        waiting.removeFirst()
+        rejected += 1
+    }
+
+    /// PHBs every decoding sequence needs for its next token.
+    func decodeNeedOfBatch() -> Int {
+        var need = 0
+        for i in running.indices where !running[i].prefilling { need += decodeNeed(i) }
+        return need
+    }
+
     /// Puts `chunk` more prompt tokens of `s` into the step: its attention area, and, when the
     /// chunk completes the prompt, its row of logits and the policy's compression time.
     mutating func addChunk(_ s: inout Sequence, _ chunk: Int, _ work: inout StepWork) {
@@ -273,22 +291,14 @@ public struct VLLMV1Scheduler: Scheduler {
             let target = head.request.promptTokens + head.generated
             if !chunked, target > budget { break }
             guard state.blocks.couldEverHold(state.phb(tokens: target, kept: target)) else {
-                // A preempted sequence whose prompt and output outgrew the whole pool.
-                state.waiting.removeFirst()
-                state.rejected += 1
+                state.rejectHead()
                 continue
             }
             let chunk = min(budget, target)
             let blocks = state.phb(tokens: chunk, kept: chunk)
             guard state.blocks.canAllocate(blocks) else { break }
-            var s = state.waiting.removeFirst()
-            s.prefillTarget = target
-            s.prefilled = 0
-            s.phb = blocks
-            state.blocks.allocate(blocks)
-            state.addChunk(&s, chunk, &work)
+            state.admitHead(target: target, blocks: blocks, chunk: chunk, &work)
             budget -= chunk
-            state.running.append(s)
         }
         return work
     }
@@ -363,8 +373,7 @@ public struct SGLangScheduler: Scheduler {
         while chunkLeft > 0, let head = state.waiting.first, state.running.count < maxRunning {
             let target = head.request.promptTokens + head.generated
             guard state.blocks.couldEverHold(tokensPHB(state, target)) else {
-                state.waiting.removeFirst()
-                state.rejected += 1
+                state.rejectHead()
                 continue
             }
             let total = tokensPHB(state, target + min(head.outputTarget - head.generated, Self.clip))
@@ -374,13 +383,7 @@ public struct SGLangScheduler: Scheduler {
             if !state.serving.chunkedPrefill, chunk < target, work.prefillSequences > 0 { break }
             let blocks = tokensPHB(state, chunk)
             guard state.blocks.canAllocate(blocks) else { break }
-            var s = state.waiting.removeFirst()
-            s.prefillTarget = target
-            s.prefilled = 0
-            s.phb = blocks
-            state.blocks.allocate(blocks)
-            state.addChunk(&s, chunk, &work)
-            state.running.append(s)
+            state.admitHead(target: target, blocks: blocks, chunk: chunk, &work)
             chunkLeft -= chunk
             room -= total
             if chunk < target { break }
@@ -389,21 +392,11 @@ public struct SGLangScheduler: Scheduler {
 
     private mutating func decode(_ state: inout SchedulerState, _ work: inout StepWork) {
         let onPressure = state.compression?.compressesOnPressure == true
-        func shortfall(_ state: SchedulerState) -> Bool {
-            var need = 0
-            for i in state.running.indices where !state.running[i].prefilling { need += state.decodeNeed(i) }
-            return need > state.blocks.free
-        }
-        if shortfall(state) {
+        if state.decodeNeedOfBatch() > state.blocks.free {
             if onPressure { _ = state.compressRunningForPressure() }
             var retracted = false
             // Retract until 20 more steps of the remaining batch fit (`retract_decode_steps`).
-            func short(_ state: SchedulerState) -> Bool {
-                var need = 0
-                for i in state.running.indices where !state.running[i].prefilling { need += state.decodeNeed(i) }
-                return need * Self.retractSteps > state.blocks.free
-            }
-            while short(state) {
+            while state.decodeNeedOfBatch() * Self.retractSteps > state.blocks.free {
                 // Fewest generated tokens first, then the longest prompt.
                 guard let victim = state.running.indices.filter({ !state.running[$0].prefilling }).min(by: {
                     let a = state.running[$0], b = state.running[$1]

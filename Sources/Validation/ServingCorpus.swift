@@ -186,7 +186,7 @@ extension Validation {
             }
         }
         var rows = Table(columns: ["measurement", "split", "engine", "GPU", "model", "workload"] + ServingMetric.allCases.map { "\($0.title) measured → \(afterLabel)" })
-        for (cb, ca) in zip(b, a) {
+        for ca in a {
             let m = ca.measurement
             let w = m.workload
             let lengths = "\(w.prompt.min.map { "\($0)–" } ?? "")\(w.prompt.tokens) in / \(w.output.min.map { "\($0)–" } ?? "")\(w.output.tokens) out"
@@ -194,7 +194,6 @@ extension Validation {
             let tp = (m.serving.tensorParallel ?? 1) > 1 ? " × \(m.serving.tensorParallel!)" : ""
             let cells = ServingMetric.allCases.map { metric -> String in
                 guard let f = ca.figures.first(where: { $0.metric == metric }), let e = ca.errorPercent(metric) else { return "—" }
-                _ = cb
                 return "\(Format.figure(f.measured)) → \(Format.figure(f.predicted)) (\(e >= 0 ? "+" : "")\(Format.fixed(e, 0)) %)"
             }
             rows.append([m.id, m.split.rawValue, m.engine, m.gpu + tp, m.model + (m.serving.weightFormat == .fp8 ? " (FP8)" : ""), "\(lengths), \(load)"] + cells)
@@ -232,10 +231,11 @@ extension Validation {
 }
 
 extension ErrorBand {
-    /// The bands of every serving class, from the committed corpus simulated with the default
-    /// constants (about half a second).
+    /// The bands of every serving class: the committed corpus's `check` split simulated with the
+    /// default constants.
     public static func servingBands() throws -> [ErrorBand] {
-        let comparisons = try Validation.compareServing(try ServingMeasurement.committed(), constants: CostConstants())
+        let check = try ServingMeasurement.committed().filter { $0.split == .check }
+        let comparisons = try Validation.compareServing(check, constants: CostConstants())
         return ServingMetric.allCases.compactMap { serving($0, comparisons: comparisons) }
     }
 }
