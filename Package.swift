@@ -97,7 +97,8 @@ let package = Package(
             ]
         ),
         // The simulator against published measurements (Docs/validation.md) and the calibration search.
-        .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting"], resources: [.copy("Data")]),
+        .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting", .product(name: "Crypto", package: "swift-crypto")],
+                resources: [.copy("Data")]),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",
@@ -118,7 +119,7 @@ let package = Package(
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
-        .testTarget(name: "ValidationTests", dependencies: ["Validation", "Hardware", "Reporting"]),
+        .testTarget(name: "ValidationTests", dependencies: ["TestSupport", "Validation", "Hardware", "Simulator", "Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

@@ -70,6 +70,9 @@ echo "## Serving simulator" >> "$out"
 echo >> "$out"
 example "memory: vLLM's memory arithmetic" ckv-sim memory --gpu A100-80G --context 128k
 example "simulate: one discrete-event run" ckv-sim simulate --gpu A100-80G --scenario Scenarios/long-context-poisson.yaml --policy snapkv --budget 1024
+example "calibrate: fit the simulator to your own start-up logs" ckv-sim calibrate --gpu A100-80G --model Qwen2-7B-Instruct Tests/Fixtures/calibration/vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.5.log Tests/Fixtures/calibration/vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.25.log --out "$work/a100-qwen2.json"
+example "calibrate: fit timing to a vllm bench serve result" ckv-sim calibrate --gpu H100 --model Llama-3.1-8B-Instruct Tests/Fixtures/calibration/vllm-bench-serve-main-cf069aa8a-llama3.1-8b-h100-c2.json --out "$work/h100-llama8b.json"
+example "memory with a calibration profile" ckv-sim memory --gpu A100-80G --model Qwen2-7B-Instruct --context 16k --gpu-memory-utilization 0.5 --calibration "$work/a100-qwen2.json"
 example "gpus" ckv-sim gpus
 example "models" ckv-sim models
 echo "\`ckv-sim validate [--out Docs/validation.md] [--calibrate]\` reruns the published measurements the simulator is checked against; its output is \`Docs/validation.md\`." >> "$out"
@@ -105,6 +108,8 @@ example "SLOs no rate can meet" ckv-sim plan --gpu A100-80G --context 32k --slo-
 example "unknown policy" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies magic
 example "budget below the window" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies snapkv --budgets 16
 example "truncated trace" ckv-sim replay "$work/cut.ckvt"
+example "a calibration profile of another GPU" ckv-sim plan --gpu H100 --model Qwen2-7B-Instruct --context 16k --calibration "$work/a100-qwen2.json"
+example "a benchmark run with failed requests" ckv-sim calibrate --gpu A100-80G Tests/Fixtures/calibration/vllm-bench-serve-0.25.1-opt125m-all-failed.json --out "$work/p.json"
 echo "wrote $out" >&2
 # The README's excerpt of the default plan, from the same binary.
 python3 scripts/dev/readme-excerpt.py .build/release/ckv-sim

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hardware
 import Simulator
+import Validation
 
 extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
@@ -110,6 +111,32 @@ struct ServingOptions: ParsableArguments {
         s.numSchedulerSteps = numSchedulerSteps
         if enforceEager { s.cudaGraphs = false }
         return s
+    }
+}
+
+/// `--calibration FILE`, shared by `plan`, `simulate` and `memory`.
+struct CalibrationOptions: ParsableArguments {
+    @Option(help: "A calibration profile written by `ckv-sim calibrate --out`: its fitted coefficients replace the defaults. Its GPU, model, engine and TP must be this run's; its engine is the default engine.")
+    var calibration: String?
+
+    /// The profile, read and checked for its format and version.
+    func profile() throws -> CalibrationProfile? {
+        try calibration.map { try CalibrationProfile.load(path: $0) }
+    }
+
+    /// `settings` with the profile's engine where none was given.
+    func settings(_ settings: ServingSettings, profile: CalibrationProfile?) -> ServingSettings {
+        var s = settings
+        if s.engine == nil, let profile { s.engine = profile.engine }
+        return s
+    }
+
+    /// The coefficients for this deployment and how reports name the profile (nil: the defaults).
+    /// - Throws: `CalibrationError` when the profile is for another GPU, model, engine or TP.
+    func coefficients(_ profile: CalibrationProfile?, gpu: GPU, model: ModelSpec, serving: ServingConfig) throws -> (Coefficients, String?) {
+        guard let profile, let calibration else { return (Coefficients(), nil) }
+        try profile.check(gpu: gpu, model: model, serving: serving, file: calibration)
+        return (profile.applied(), profile.summary(file: calibration))
     }
 }
 

@@ -13,6 +13,7 @@ struct MemoryCommand: AsyncParsableCommand {
 
     @OptionGroup var hardware: HardwareOptions
     @OptionGroup var servingOptions: ServingOptions
+    @OptionGroup var calibrationOptions: CalibrationOptions
 
     @Option(help: "Tokens per request (prompt + output): 131072, 128k, 32K …")
     var context: String
@@ -30,11 +31,14 @@ struct MemoryCommand: AsyncParsableCommand {
         guard tokens <= model.maxContext else {
             throw CLIError("--context \(tokens) exceeds the maximum context of \(model.name), \(model.maxContext) tokens")
         }
-        var settings = servingOptions.settings(over: hardware.settings)
+        let profile = try calibrationOptions.profile()
+        var settings = calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile)
         settings.maxModelLen = tokens
         let serving = try settings.resolve(gpu: gpu, model: model)
-        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving)
+        let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: gpu, model: model, serving: serving)
+        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory)
         var report = MemoryReport(plan: plan, context: tokens)
+        report.calibration = calibration
         report.kvCapacityBand = try ErrorBand.kvCapacity()
         switch format {
         case .json: print(try JSONOutput.string(report))

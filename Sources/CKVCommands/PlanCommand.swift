@@ -21,6 +21,7 @@ struct PlanCommand: AsyncParsableCommand {
 
     @OptionGroup var hardware: HardwareOptions
     @OptionGroup var servingOptions: ServingOptions
+    @OptionGroup var calibrationOptions: CalibrationOptions
 
     @Option(help: "Longest request in tokens: 131072, 128k, 32K.")
     var context: String
@@ -72,17 +73,21 @@ struct PlanCommand: AsyncParsableCommand {
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
         let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
         let s = try Scenario.load(path: scenarioPath)
-        var overrides = servingOptions.settings(over: hardware.settings)
+        let profile = try calibrationOptions.profile()
+        var overrides = calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile)
         overrides.maxModelLen = n
         let serving = try s.serving(gpu: g, model: m, overrides: overrides)
+        let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: g, model: m, serving: serving)
         let kinds = try parsePolicies(policies, haveProfile: true)
         var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if specs.isEmpty { specs = [256, 1024, 4096].map { .tokens($0) } }
         let library = try TraceLibrary(directory: try traces ?? resource("Traces"), profiles: try? resource("Profiles"))
         guard !library.replayers.isEmpty else { throw CLIError("no traces (.ckvt) in \(traces ?? "Traces/"): the accuracy and memory evidence needs them") }
-        let inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
+        var inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
                                 sloTTFT: try parseDuration(sloTTFT, "--slo-ttft"), sloTPOT: try parseDuration(sloTPOT, "--slo-tpot"),
                                 policies: kinds, budgets: specs, maxAccuracyLoss: try parseFraction(maxAccuracyLoss, "--max-accuracy-loss"))
+        inputs.coefficients = coefficients
+        inputs.calibration = calibration
         let clock = ContinuousClock(), start = clock.now
         let terminal = isatty(2) != 0
         let report = try await Planner.plan(inputs, library: library) { done, total in

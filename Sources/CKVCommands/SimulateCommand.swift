@@ -70,6 +70,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @OptionGroup var hardware: HardwareOptions
     @OptionGroup var servingOptions: ServingOptions
+    @OptionGroup var calibrationOptions: CalibrationOptions
     @OptionGroup var compression: CompressionOptions
 
     @Option(help: "Workload and serving settings (Scenarios/*.yaml).")
@@ -96,19 +97,22 @@ struct SimulateCommand: AsyncParsableCommand {
     func run() async throws {
         let gpu = try hardware.resolveGPU(), model = try hardware.resolveModel()
         let scenario = try Scenario.load(path: scenario)
-        let serving = try scenario.serving(gpu: gpu, model: model, overrides: servingOptions.settings(over: hardware.settings))
+        let profile = try calibrationOptions.profile()
+        let serving = try scenario.serving(gpu: gpu, model: model,
+                                           overrides: calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile))
         try scenario.validate(model: model, serving: serving)
+        let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: gpu, model: model, serving: serving)
         let source = try scenario.source(rateScale: rateScale, timeScale: timeScale, requests: requests)
         let largest = scenario.prompt.map { ($0.maximum, scenario.output!.maximum) }
         let started = ContinuousClock.now
         let spec = try compression.spec
-        let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec,
+        let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec, coefficients: coefficients,
                                         source: source, largest: largest)
         let wall = (ContinuousClock.now - started).seconds
         let described = spec.map { SimulateRun.Compression($0, longestPrompt: largest?.0, blockSize: serving.blockSize) }
         let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving, compression: described,
                               policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
-                              costModel: CostModel(gpu: gpu, model: model, serving: serving).source, result: result)
+                              costModel: CostModel(gpu: gpu, model: model, serving: serving).source, calibration: calibration, result: result)
         switch format {
         case .json: print(try JSONOutput.string(run))
         case .csv: print(run.csv, terminator: "")
@@ -138,10 +142,12 @@ struct SimulateRun: Encodable {
     var policy, budget: String
     /// Where the step times come from.
     var costModel: CostSource
+    /// The calibration profile whose coefficients applied (nil: the defaults).
+    var calibration: String?
     var result: SimulationResult
 
     enum CodingKeys: String, CodingKey {
-        case scenario, gpu, model, serving, compression, policy, budget, result
+        case scenario, gpu, model, serving, compression, policy, budget, result, calibration
         case costModel = "cost_model"
     }
 
@@ -180,7 +186,7 @@ struct SimulateRun: Encodable {
         return Table(pairs: [
             ("scenario", scenario),
             ("deployment", "\(model) on \(gpu); \(settings)"),
-            ("cost model", costModel.description),
+            ("cost model", costModel.description + (calibration.map { "; calibrated by \($0)" } ?? "")),
             ("compression", policy == "full" ? "none (full cache)" : "\(policy), \(budget)"),
             ("requests", "\(r.completed) completed, \(r.rejected) rejected, of \(r.requests)"),
             ("duration", "\(Format.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),

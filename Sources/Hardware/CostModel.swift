@@ -86,12 +86,17 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// Take GEMM, attention and all-reduce times from the measured kernel tables where the GPU
     /// has them (`KernelTables`); false: the roofline everywhere.
     public var kernelTables = true
+    /// Multiplies every kernel's time (GEMMs, attention, LM head, all-reduce): 1 by default;
+    /// `ckv-sim calibrate` fits it to a team's own runs of one GPU, model and engine (a clock
+    /// or power limit, a different kernel library, a slower interconnect than the catalogue's).
+    public var deviceTimeScale = 1.0
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
-             perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables
+             perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables,
+             deviceTimeScale
     }
 
     public init(from decoder: any Decoder) throws {
@@ -109,6 +114,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
         decodeMetricPerSequence = try c.decodeIfPresent(Double.self, forKey: .decodeMetricPerSequence) ?? d.decodeMetricPerSequence
         decodeMetricBytesPerSlot = try c.decodeIfPresent(Double.self, forKey: .decodeMetricBytesPerSlot) ?? d.decodeMetricBytesPerSlot
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
+        deviceTimeScale = try c.decodeIfPresent(Double.self, forKey: .deviceTimeScale) ?? d.deviceTimeScale
     }
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
@@ -124,6 +130,18 @@ public struct CostConstants: Codable, Equatable, Sendable {
         c.stepOverhead = 0.002
         c.gemmEfficiency = 0.30
         return c
+    }
+}
+
+/// Every free coefficient of the simulator: the cost model's and the memory plan's. The defaults
+/// are the ones fitted to the published measurements; a calibration profile replaces them for
+/// one GPU, model and engine.
+public struct Coefficients: Equatable, Sendable {
+    public var cost: CostConstants
+    public var memory: MemoryConstants
+    public init(cost: CostConstants = CostConstants(), memory: MemoryConstants = .fitted) {
+        self.cost = cost
+        self.memory = memory
     }
 }
 
@@ -342,7 +360,8 @@ public struct CostModel: Sendable {
             compression += constants.decodeMetricPerSequence * Double(work.metricSequences)
                 + work.metricPoolSlots * constants.decodeMetricBytesPerSlot / (bandwidth * constants.memoryEfficiency)
         }
-        return StepTime(linear: linear, attention: attention, lmHead: lmHead, communication: communication,
+        let k = constants.deviceTimeScale
+        return StepTime(linear: linear * k, attention: attention * k, lmHead: lmHead * k, communication: communication * k,
                         compression: compression, overhead: overhead)
     }
 

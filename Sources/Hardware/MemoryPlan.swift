@@ -97,6 +97,9 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
     /// SGLang: what the CUDA context holds before the weights load (the free memory it sizes from
     /// is the total less this), GiB.
     public var sglangContextGiB: Double
+    /// GiB added to the KV pool the rules give (0 by default): what `ckv-sim calibrate` measures
+    /// from a team's own start-up logs of one GPU, model and engine (median of logged − predicted).
+    public var kvAdjustmentGiB: Double = 0
 
     public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double,
                 sglangContextGiB: Double) {
@@ -156,6 +159,8 @@ public struct MemoryPlan: Equatable, Sendable {
     public var weightBytes: Double
     public var activationBytes: Double
     public var nonTorchBytes: Double
+    /// A calibration profile's correction (`MemoryConstants.kvAdjustmentGiB`), bytes; 0 without one.
+    public var adjustmentBytes: Double
     public var kvBytes: Double
     /// Bytes of one per-head block.
     public var phbBytes: Double
@@ -186,7 +191,8 @@ public struct MemoryPlan: Equatable, Sendable {
             activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
             nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
         }
-        kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes
+        adjustmentBytes = constants.kvAdjustmentGiB * 1_073_741_824
+        kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes + adjustmentBytes
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
         guard kvBytes >= phbBytes * Double(model.layers * model.kvHeadsPerGPU(tp: tp)) else {
             let need = weightBytes + activationBytes + nonTorchBytes

@@ -32,6 +32,9 @@ public struct MemoryReport: Encodable, Sendable {
     public var rows: [Row]
     /// The KV capacity's validated error, when the caller has it (`ErrorBand.kvCapacity`).
     public var kvCapacityBand: ErrorBand?
+    /// A calibration profile's KV correction, bytes (0 without one), and how the report names the profile.
+    public var adjustmentBytes: Double
+    public var calibration: String?
     /// The engine whose memory rule and defaults apply.
     public var engine: ServingEngine
     /// SGLang's `mem_fraction_static` when memory is sized its way.
@@ -51,6 +54,7 @@ public struct MemoryReport: Encodable, Sendable {
         activationBytes = plan.activationBytes
         nonTorchBytes = plan.nonTorchBytes
         kvBytes = plan.kvBytes
+        adjustmentBytes = plan.adjustmentBytes
         let run = MemoryPlan.profilingRun(model: plan.model, serving: plan.serving)
         profiledTokens = run.tokens
         profiledRows = run.rows
@@ -88,6 +92,7 @@ public struct MemoryReport: Encodable, Sendable {
         case profiledRows = "profiled_sampler_rows", sampler
         case kvCapacityBand = "kv_capacity_error_band", engine
         case memFractionStatic = "mem_fraction_static"
+        case adjustmentBytes = "calibration_adjustment_bytes", calibration
     }
 
     /// The breakdown and the table, as `ckv-sim memory` prints them.
@@ -106,7 +111,8 @@ public struct MemoryReport: Encodable, Sendable {
             ("− activation peak", g(activationBytes) + " (profiling run: a \(profiledTokens)-token forward pass, then \(sampler.rawValue) sampling of \(profiledRows) rows; the larger peak)"),
             ("− CUDA/runtime", g(nonTorchBytes)),
         ]
-        lines.append(Table(pairs: breakdown + [
+        let calibrated: [(String, String)] = calibration.map { [((adjustmentBytes < 0 ? "− " : "+ ") + "calibration", g(abs(adjustmentBytes)) + " (profile \($0): the median of its start-up logs' KV cache less the rules')")] } ?? []
+        lines.append(Table(pairs: breakdown + calibrated + [
             ("= KV cache", g(kvBytes) + " = \(vllmBlocks) blocks of 16 = \(kvTokens) tokens"
                 + (kvCapacityBand.map { " (\($0.label): 90th percentile error on \($0.points) start-up logs held out of the fit)" } ?? "")),
         ]).text)

@@ -38,6 +38,10 @@ public struct PlanInputs: Sendable {
     public var maxAccuracyLoss: Double
     /// Requests per simulated run.
     public var requests: Int
+    /// The simulator's coefficients: the defaults, or a calibration profile's.
+    public var coefficients = Coefficients()
+    /// The calibration profile they come from, as the report names it (nil: the defaults).
+    public var calibration: String?
 
     public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, scenario: Scenario, context: Int, outputTokens: Int?,
                 sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [Budget], maxAccuracyLoss: Double, requests: Int = 300) {
@@ -167,13 +171,15 @@ public struct PlanReport: Codable, Sendable, Equatable {
     public var kvCapacityBand: ErrorBand
     /// The validated errors of the throughput, TTFT, TPOT and ITL figures (`ErrorBand.servingBands`).
     public var servingBands: [ErrorBand]
+    /// The calibration profile whose coefficients applied, as `CalibrationProfile.summary` names it (nil: the defaults).
+    public var calibration: String?
 
     /// The band of serving class `kind` ("throughput", "ttft", "tpot").
     func band(_ kind: String) -> ErrorBand? { servingBands.first { $0.kind == kind } }
 
     enum CodingKeys: String, CodingKey {
         case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
-        case costModel = "cost_model"
+        case costModel = "cost_model", calibration
         case kvCapacityBand = "kv_capacity_error_band"
         case servingBands = "serving_error_bands"
         case tensorParallel = "tensor_parallel"
@@ -195,7 +201,7 @@ public enum Planner {
             throw PlanError("context \(n) exceeds \(model.name)'s maximum of \(model.maxContext) tokens")
         }
         let serving = { var s = inputs.serving; s.maxModelLen = n; return s }()
-        let plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving)
+        let plan = try MemoryPlan(gpu: inputs.gpu, model: model, serving: serving, constants: inputs.coefficients.memory)
         let workload = try Workload(inputs: inputs)
         let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
         let prompts = try workload.promptLengths(count: inputs.requests)
@@ -223,7 +229,8 @@ public enum Planner {
             notes: notes(inputs, library: library), traceModels: library.models,
             costModel: CostModel(gpu: inputs.gpu, model: model, serving: serving).source,
             kvCapacityBand: try ErrorBand.kvCapacity(),
-            servingBands: try ErrorBand.servingBands()
+            servingBands: try ErrorBand.servingBands(),
+            calibration: inputs.calibration
         )
         return report
     }
@@ -306,7 +313,7 @@ public enum Planner {
 
         func simulate(_ arrivals: ArrivalProcess?, count: Int) throws -> SimulationResult {
             let source = try workload.source(arrivals: arrivals, count: count)
-            return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, source: source,
+            return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, coefficients: inputs.coefficients, source: source,
                                       largest: (prompt, output), timeSeries: false)
         }
         let saturated = try simulate(nil, count: max(inputs.requests, min(1000, 2 * concurrent)))
@@ -390,7 +397,7 @@ public enum Planner {
         var notes = [
             "Physical KV per request comes from replaying the bundled traces of \(library.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models.",
             "Throughput, TTFT and TPOT carry the 90th percentile of the absolute error the simulator makes on published vLLM and SGLang serving runs held out of its fit (Docs/validation.md, \"Serving runs without compression\"); the compression multipliers are checked separately (\"Serving results\").",
-            "Latency and throughput come from the discrete-event simulator: \(CostModel(gpu: inputs.gpu, model: inputs.model, serving: inputs.serving).source.description), with its default scheduler constants (Docs/simulator.md; Docs/validation.md for its measured error).",
+            "Latency and throughput come from the discrete-event simulator: \(CostModel(gpu: inputs.gpu, model: inputs.model, serving: inputs.serving).source.description), \(inputs.calibration.map { "with the coefficients of the calibration profile \($0) (Docs/calibration.md)" } ?? "with its default scheduler constants") (Docs/simulator.md; Docs/validation.md for its measured error).",
             "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at each row's request-weighted kv-fraction (the mean over the workload's requests of the share of each prompt the budget keeps); published figures are the papers' own, on their models and benchmarks.",
         ]
         let missing = inputs.policies.filter { p in p.needsProfile && !library.replayers.contains { library.profiles[$0.trace.model.name] != nil } }

@@ -15,7 +15,7 @@ extension PlanReport {
             ("model", model),
             ("context", "\(context) tokens (longest request)"),
             ("scenario", "\(scenario): \(workload)"),
-            ("cost model", costModel.description),
+            ("cost model", costModel.description + (calibration.map { "; calibrated by \($0)" } ?? "")),
             ("serving", "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? ", \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off"): max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
             ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) start-up logs held out of the fit)"),
             ("error bands", servingBands.map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")

@@ -53,6 +53,7 @@ public struct Scenario: Sendable {
             case .batch: scaled = .batch
             case let .poisson(rate): scaled = .poisson(rate: rate / scale)
             case let .gamma(rate, cv): scaled = .gamma(rate: rate / scale, cv: cv)
+            case let .constant(rate): scaled = .constant(rate: rate / scale)
             }
             return SyntheticSource(arrivals: scaled, prompt: prompt!, output: output!, count: override ?? requests ?? 1000, seed: seed)
         case let .log(logPath, format, logScale, offset):

@@ -28,7 +28,17 @@ public struct Simulation {
     private var engineBusy = false
     private var metrics = MetricsRecorder()
     private var arrived = 0
+    /// Requests that completed or were rejected.
+    private var settled = 0
+    /// A request the client holds back until one of its outstanding ones finishes.
+    private var clientHeld = false
     private let maxModelLen: Int
+
+    /// The benchmark client's concurrency limit (`vllm bench serve --max-concurrency`, GuideLLM's
+    /// concurrent and synchronous profiles): at most this many requests are outstanding, and a
+    /// request held back is sent when one finishes, its clock (TTFT, latency) starting then, as
+    /// the clients measure it. nil: every request is sent at its arrival time.
+    public var clientConcurrency: Int?
 
     /// Keep the batch-size and KV-utilisation time series (default); off, the result's series are empty.
     public var recordsTimeSeries: Bool {
@@ -105,7 +115,20 @@ public struct Simulation {
     // MARK: Events
 
     private mutating func pullArrival() {
-        if let r = source.next() { events.push(max(r.arrival, clock), .arrival(r)) }
+        if let limit = clientConcurrency, arrived - settled >= limit {
+            clientHeld = true
+            return
+        }
+        clientHeld = false
+        guard var r = source.next() else { return }
+        if clientConcurrency != nil { r.arrival = max(r.arrival, clock) }
+        events.push(max(r.arrival, clock), .arrival(r))
+    }
+
+    /// A request completed or was rejected: a client holding one back sends it now.
+    private mutating func settle() {
+        settled += 1
+        if clientHeld { pullArrival() }
     }
 
     private mutating func admitArrival(_ r: Request) {
@@ -115,6 +138,7 @@ public struct Simulation {
         // whose blocks exceed the whole pool can never run and is dropped with a warning.
         guard r.promptTokens < maxModelLen, state.blocks.couldEverHold(state.phb(tokens: r.promptTokens, kept: r.promptTokens)) else {
             metrics.rejected += 1
+            settle()
             return
         }
         var s = Sequence(request: r)
@@ -123,7 +147,9 @@ public struct Simulation {
     }
 
     private mutating func formStep() {
+        let rejectedBefore = state.rejected
         let work = scheduler.formBatch(&state)
+        for _ in rejectedBefore..<state.rejected { settle() }
         guard work.prefillTokens + work.decodeSequences > 0 else {
             engineBusy = false
             return
@@ -188,6 +214,7 @@ public struct Simulation {
                 state.blocks.release(s.phb)
                 metrics.finish(arrival: s.request.arrival, firstToken: s.firstToken, end: now,
                                prompt: s.request.promptTokens, output: s.generated)
+                settle()
             } else {
                 i += 1
             }

@@ -74,6 +74,8 @@ public enum ArrivalProcess: Equatable, Sendable {
     case poisson(rate: Double)
     /// Gamma-distributed gaps with mean 1/rate and coefficient of variation `cv` (bursty when > 1).
     case gamma(rate: Double, cv: Double)
+    /// Evenly spaced at `rate` requests/s (GuideLLM's `constant` profile).
+    case constant(rate: Double)
 }
 
 /// Synthetic requests: an arrival process and two length distributions, seeded.
@@ -82,13 +84,19 @@ public struct SyntheticSource: RequestSource {
     public var prompt: LengthDistribution
     public var output: LengthDistribution
     public var count: Int
+    /// (prompt, output) pairs a benchmark ran (`vllm bench serve`'s per-request lengths): with as
+    /// many pairs as requests they are taken in order, with fewer each request draws one (seeded);
+    /// nil draws from `prompt` and `output`.
+    public var pairs: [(prompt: Int, output: Int)]?
     private var arrivalRNG: SplitMix64
     private var lengthRNG: SplitMix64
     private var produced = 0
     private var clock = 0.0
 
-    public init(arrivals: ArrivalProcess, prompt: LengthDistribution, output: LengthDistribution, count: Int, seed: UInt64) {
+    public init(arrivals: ArrivalProcess, prompt: LengthDistribution, output: LengthDistribution, count: Int, seed: UInt64,
+                pairs: [(prompt: Int, output: Int)]? = nil) {
         self.arrivals = arrivals
+        self.pairs = pairs.flatMap { $0.isEmpty ? nil : $0 }
         self.prompt = prompt
         self.output = output
         self.count = count
@@ -107,8 +115,14 @@ public struct SyntheticSource: RequestSource {
         case let .gamma(rate, cv):
             let shape = 1 / (cv * cv)
             clock += gammaSample(shape: shape, &arrivalRNG) / (shape * rate)
+        case let .constant(rate):
+            if produced > 0 { clock += 1 / rate }
         }
         defer { produced += 1 }
+        if let pairs {
+            let p = pairs.count == count ? pairs[produced] : pairs[Int(lengthRNG.next() % UInt64(pairs.count))]
+            return Request(id: produced, arrival: Int64((clock * 1e6).rounded()), promptTokens: max(1, p.prompt), outputTokens: max(1, p.output))
+        }
         return Request(id: produced, arrival: Int64((clock * 1e6).rounded()), promptTokens: prompt.sample(&lengthRNG),
                        outputTokens: max(1, output.sample(&lengthRNG)))
     }

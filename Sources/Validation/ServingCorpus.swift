@@ -40,12 +40,21 @@ public struct ServingMeasurement: Codable, Sendable {
     public var excluded: [String: String]?
 
     public struct Workload: Codable, Sendable {
-        /// `batch` (every request at t = 0: request rate inf, or an offline run) or `poisson`.
+        /// `batch` (every request at t = 0: request rate inf, or an offline run), `poisson`,
+        /// `gamma` (`vllm bench serve --burstiness`: gaps with coefficient of variation `cv`) or
+        /// `constant` (evenly spaced).
         public var arrivals: String
         public var rate: Double?
+        /// The gamma gaps' coefficient of variation (1/√burstiness).
+        public var cv: Double?
+        /// The client's limit on outstanding requests (`--max-concurrency`, GuideLLM's streams).
+        public var concurrency: Int?
         public var requests: Int
         public var prompt: Length
         public var output: Length
+        /// (prompt, output) lengths of the run's requests when the file lists them (all of them, or
+        /// a sample each simulated request draws from); `prompt` and `output` are then their means.
+        public var pairs: [[Int]]?
 
         /// Fixed at `tokens`, or uniform in [`min`, `tokens`].
         public struct Length: Codable, Sendable {
@@ -91,18 +100,32 @@ public struct ServingMeasurement: Codable, Sendable {
         guard let m = ModelCatalog.named(model) else { throw MeasurementError("\(id): unknown model '\(model)'") }
         let serving: ServingConfig
         do { serving = try self.serving.resolve(gpu: g, model: m) } catch let e as ServingError { throw MeasurementError("\(id): serving: \(e.description)") }
+        return try simulate(gpu: g, model: m, serving: serving, coefficients: Coefficients(cost: constants))
+    }
+
+    /// Runs the simulator on this measurement's workload with a resolved deployment.
+    /// - Throws: `MeasurementError` for a workload that does not describe arrivals; `CapacityError`.
+    public func simulate(gpu g: GPU, model m: ModelSpec, serving: ServingConfig, coefficients: Coefficients) throws -> SimulationResult {
+        func rate() throws -> Double {
+            guard let rate = workload.rate, rate > 0, rate.isFinite else { throw MeasurementError("\(id): workload.rate: a \(workload.arrivals) workload needs a positive rate") }
+            return rate
+        }
         let arrivals: ArrivalProcess
         switch workload.arrivals {
         case "batch": arrivals = .batch
-        case "poisson":
-            guard let rate = workload.rate, rate > 0 else { throw MeasurementError("\(id): workload.rate: a poisson workload needs a positive rate") }
-            arrivals = .poisson(rate: rate)
-        default: throw MeasurementError("\(id): workload.arrivals: expected batch or poisson, found \(workload.arrivals)")
+        case "poisson": arrivals = .poisson(rate: try rate())
+        case "constant": arrivals = .constant(rate: try rate())
+        case "gamma":
+            guard let cv = workload.cv, cv > 0, cv.isFinite else { throw MeasurementError("\(id): workload.cv: a gamma workload needs a positive cv") }
+            arrivals = .gamma(rate: try rate(), cv: cv)
+        default: throw MeasurementError("\(id): workload.arrivals: expected batch, poisson, gamma or constant, found \(workload.arrivals)")
         }
+        let pairs = workload.pairs?.map { (prompt: $0[0], output: $0[1]) }
         let source = SyntheticSource(arrivals: arrivals, prompt: workload.prompt.distribution, output: workload.output.distribution,
-                                     count: workload.requests, seed: 1)
-        return try Simulation.run(gpu: g, model: m, serving: serving, constants: constants, source: source,
-                                  largest: (workload.prompt.tokens, workload.output.tokens), timeSeries: false)
+                                     count: workload.requests, seed: 1, pairs: pairs)
+        let largest = pairs.map { p in (p.map(\.prompt).max() ?? 1, p.map(\.output).max() ?? 1) } ?? (workload.prompt.tokens, workload.output.tokens)
+        return try Simulation.run(gpu: g, model: m, serving: serving, coefficients: coefficients, source: source,
+                                  largest: largest, timeSeries: false, clientConcurrency: workload.concurrency)
     }
 
     /// The measured figure of `metric` (the median where printed, else the mean), nil when the

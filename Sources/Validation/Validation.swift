@@ -40,7 +40,7 @@ public struct Validation: Sendable {
         var serving = try s.serving(gpu: g, model: m, overrides: given)
         tweak(&serving)
         return try Simulation.run(gpu: g, model: m, serving: serving,
-                                  compression: compression, constants: constants, source: try s.source())
+                                  compression: compression, coefficients: Coefficients(cost: constants), source: try s.source())
     }
 
     /// The four KV-Compress L4 rows: the calibration set.

@@ -17,7 +17,8 @@ def main(binary: str) -> None:
     spans = [(m.start(), m.end()) for m in re.finditer("─+", rule)]
     header = lines[head_at]
     names = [header[a:(spans[i + 1][0] if i + 1 < len(spans) else None)].strip() for i, (a, _) in enumerate(spans)]
-    keep = [names.index(k) for k in KEEP]
+    # A header may carry its error band after the name ("max conc. ±3.6 %").
+    keep = [next(i for i, n in enumerate(names) if n == k or n.startswith(k + " ")) for k in KEEP]
     def cells(line):
         return [line[a:(spans[i + 1][0] if i + 1 < len(spans) else None)].strip() for i, (a, _) in enumerate(spans)]
     rows = [cells(l) for l in lines[head_at + 2:] if l.strip() and not l.startswith("Recommendation")]
