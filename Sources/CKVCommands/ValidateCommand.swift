@@ -27,8 +27,9 @@ struct ValidateCommand: AsyncParsableCommand {
     func run() async throws {
         if fitServing {
             let (c, median) = try Validation.fitServingOverheads(try ServingMeasurement.committed())
-            let o = c.overhead(for: .vllmV1)
-            print(String(format: "step %.4f s, per sequence %.6f s: median |error| %.1f %% over the fit split's figures", o.step, o.perSequence, median))
+            let v1 = c.overhead(for: .vllmV1), sg = c.overhead(for: .sglang)
+            print(String(format: "step %.4f s, per sequence %.6f s, API server per request: vLLM V1 %.4f s, SGLang %.4f s; sustained compute × %.2f: median |error| %.1f %% over the fit split's figures",
+                         v1.step, v1.perSequence, v1.perRequest, sg.perRequest, c.sustainedComputeScale, median))
             return
         }
         if calibrate {

@@ -56,15 +56,16 @@ public struct CostConstants: Codable, Equatable, Sendable {
     public var stepOverhead = 0.004
     /// vLLM V0's additional overhead per sequence in the step (block-table building, sampling), seconds.
     public var perSequenceOverhead = 0.000_02
-    /// The same two for the other engines (any engine absent here takes V0's), by `ServingEngine`
-    /// raw value, fitted to the `fit` split
-    /// of the published serving runs (`Validation.fitServingOverheads`; Docs/validation.md).
+    /// The same two for the other engines (any engine absent here takes V0's, with no API-server
+    /// time), by `ServingEngine` raw value, and their API servers' time per request, fitted to the
+    /// `fit` split of the published serving runs (`Validation.fitServingOverheads`, with
+    /// `sustainedComputeScale`; Docs/validation.md).
     public var engineOverheads: [String: EngineOverhead] = [
-        ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.002, perSequence: 0.000_05),
-        ServingEngine.sglang.rawValue: EngineOverhead(step: 0.002, perSequence: 0.000_05),
+        ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.0015, perSequence: 0, perRequest: 0.030),
+        ServingEngine.sglang.rawValue: EngineOverhead(step: 0.0015, perSequence: 0, perRequest: 0.008),
     ]
 
-    /// Host time per step and per sequence in it for `engine`.
+    /// Host time per step, per sequence in it and per request (API server) for `engine`.
     public func overhead(for engine: ServingEngine) -> EngineOverhead {
         engineOverheads[engine.rawValue] ?? EngineOverhead(step: stepOverhead, perSequence: perSequenceOverhead)
     }
@@ -86,6 +87,13 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// Take GEMM, attention and all-reduce times from the measured kernel tables where the GPU
     /// has them (`KernelTables`); false: the roofline everywhere.
     public var kernelTables = true
+    /// Multiplies the compute-bound share of a measured kernel's time (GEMMs and prefill attention
+    /// from `KernelTables`): the tables time each kernel alone, for a few iterations, while a
+    /// serving GPU runs them back to back for minutes, at the lower clocks its power limit allows,
+    /// with the norms, activations and rotary embeddings between them. The share is the kernel's
+    /// ideal time at peak over its measured time (near 1 for a large prefill GEMM, near 0 for a
+    /// decode step's weight streaming). Fitted to the `fit` split of the serving runs.
+    public var sustainedComputeScale = 1.6
     /// Multiplies every kernel's time (GEMMs, attention, LM head, all-reduce): 1 by default;
     /// `ckv-sim calibrate` fits it to a team's own runs of one GPU, model and engine (a clock
     /// or power limit, a different kernel library, a slower interconnect than the catalogue's).
@@ -96,7 +104,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
              perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables,
-             deviceTimeScale
+             deviceTimeScale, sustainedComputeScale
     }
 
     public init(from decoder: any Decoder) throws {
@@ -115,6 +123,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
         decodeMetricBytesPerSlot = try c.decodeIfPresent(Double.self, forKey: .decodeMetricBytesPerSlot) ?? d.decodeMetricBytesPerSlot
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
         deviceTimeScale = try c.decodeIfPresent(Double.self, forKey: .deviceTimeScale) ?? d.deviceTimeScale
+        sustainedComputeScale = try c.decodeIfPresent(Double.self, forKey: .sustainedComputeScale) ?? d.sustainedComputeScale
     }
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
@@ -145,13 +154,29 @@ public struct Coefficients: Equatable, Sendable {
     }
 }
 
-/// An engine's host time per step: a fixed part and a part per sequence in the step, seconds.
+/// An engine's host time per step: a fixed part and a part per sequence in the step, seconds;
+/// and its API server's time per request (`perRequest`).
 public struct EngineOverhead: Codable, Equatable, Sendable {
     public var step: Double
     public var perSequence: Double
-    public init(step: Double, perSequence: Double) {
+    /// The API server's front-end time per request, seconds (receiving it, the chat template,
+    /// tokenising, and streaming its tokens back): one process serves requests one after another,
+    /// so a burst reaches the engine at most one per `perRequest`. Offline runs (`LLM()`) skip it.
+    public var perRequest: Double
+
+    public init(step: Double, perSequence: Double, perRequest: Double = 0) {
         self.step = step
         self.perSequence = perSequence
+        self.perRequest = perRequest
+    }
+
+    enum CodingKeys: String, CodingKey { case step, perSequence, perRequest }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Double.self, forKey: .step)
+        perSequence = try c.decode(Double.self, forKey: .perSequence)
+        perRequest = try c.decodeIfPresent(Double.self, forKey: .perRequest) ?? 0
     }
 }
 
@@ -210,6 +235,8 @@ public struct CostModel: Sendable {
         tp = Double(serving.tensorParallel)
         gemmFLOPS = gpu.flops(serving.weightFormat.computeFormat) * constants.gemmEfficiency
         attentionFLOPS = gpu.flops(.bf16) * constants.attentionComputeEfficiency
+        peakGEMMFLOPS = gpu.flops(serving.weightFormat.computeFormat)
+        peakAttentionFLOPS = gpu.flops(.bf16)
         bandwidth = gpu.bandwidthGBps * 1e9
         globalLayers = Double(model.globalLayers)
         localLayers = Double(model.localLayers)
@@ -287,6 +314,9 @@ public struct CostModel: Sendable {
     private let tp: Double
     private let gemmFLOPS: Double
     private let attentionFLOPS: Double
+    /// Peak dense rates (no efficiency): what a measured kernel's compute-bound share is taken against.
+    private let peakGEMMFLOPS: Double
+    private let peakAttentionFLOPS: Double
     private let bandwidth: Double
     private let globalLayers: Double
     private let localLayers: Double
@@ -302,7 +332,8 @@ public struct CostModel: Sendable {
         if tokens > 0 {
             let layers = Double(model.layers), bytes = serving.weightFormat.linearBytes
             if let layerGEMMs {
-                linear = layers * layerGEMMs.value(tokens, power: 1)
+                let measured = layerGEMMs.value(tokens, power: 1)
+                linear = layers * sustained(measured, ideal: 2 * denseParametersPerLayer / tp * tokens / peakGEMMFLOPS)
             } else {
                 linear = layers * max(2 * denseParametersPerLayer / tp * tokens / gemmFLOPS,
                                       denseParametersPerLayer * bytes / tp / (bandwidth * constants.memoryEfficiency))
@@ -323,7 +354,7 @@ public struct CostModel: Sendable {
         let decodeBytes = work.decodeTokenLayers * kvBytesPerTokenLayer
         let attention: Double
         if let contextAttention, let generationAttention {
-            attention = measuredAttention(contextAttention, generationAttention, work)
+            attention = measuredAttention(contextAttention, generationAttention, work, idealPrefill: prefillFlops / peakAttentionFLOPS)
         } else {
             attention = prefillFlops / attentionFLOPS
                 + max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
@@ -368,22 +399,35 @@ public struct CostModel: Sendable {
     /// Prefill attention of the step's chunks, each as long as the causal area it covers
     /// (√(2·area / chunks) tokens, full layers and windowed ones apart), plus decode attention of
     /// its sequences at their mean KV length per layer.
-    private func measuredAttention(_ context: HeadRows, _ generation: HeadRows, _ work: StepWork) -> Double {
-        var time = 0.0
+    private func measuredAttention(_ context: HeadRows, _ generation: HeadRows, _ work: StepWork, idealPrefill: Double) -> Double {
+        var prefill = 0.0
         if work.prefillSequences > 0 {
             let b = Double(work.prefillSequences)
             if globalLayers > 0, work.prefillAttentionArea > 0 {
-                time += globalLayers * context.value(batch: b, length: (2 * work.prefillAttentionArea / b).squareRoot())
+                prefill += globalLayers * context.value(batch: b, length: (2 * work.prefillAttentionArea / b).squareRoot())
             }
             if localLayers > 0, work.prefillLocalArea > 0 {
-                time += localLayers * context.value(batch: b, length: (2 * work.prefillLocalArea / b).squareRoot())
+                prefill += localLayers * context.value(batch: b, length: (2 * work.prefillLocalArea / b).squareRoot())
             }
         }
+        var time = sustained(prefill, ideal: idealPrefill)
         if work.decodeSequences > 0, work.decodeTokenLayers > 0 {
             let b = Double(work.decodeSequences), layers = Double(model.layers)
             time += layers * generation.value(batch: b, length: work.decodeTokenLayers / (b * layers))
         }
         return time
+    }
+
+    /// A measured kernel time with its compute-bound share (`ideal` time at peak over `measured`,
+    /// at most 1) slowed by `CostConstants.sustainedComputeScale`.
+    private func sustained(_ measured: Double, ideal: Double) -> Double {
+        guard measured > 0, constants.sustainedComputeScale != 1 else { return measured }
+        return measured * (1 + (constants.sustainedComputeScale - 1) * min(1, ideal / measured))
+    }
+
+    /// Seconds the API server spends on one request before the engine sees it (0 offline).
+    public var frontendSecondsPerRequest: Double {
+        serving.entrypoint == .offline ? 0 : constants.overhead(for: serving.engine).perRequest
     }
 
     /// Scoring and compaction time of compressing one sequence of `promptTokens` tokens down to

@@ -6,6 +6,9 @@ import Foundation
 public struct ServingConfig: Codable, Equatable, Sendable {
     /// The engine whose scheduler, memory rule and step overheads apply.
     public var engine: ServingEngine = .vllmV1
+    /// An API server (requests pass its front-end: HTTP, chat template, tokenisation, streaming)
+    /// or an offline `LLM()` run (prompts handed to the engine in-process).
+    public var entrypoint: ServingSettings.Entrypoint = .server
     /// Fraction of the GPU's memory the engine may use (`--gpu-memory-utilization`, default 0.9).
     public var gpuMemoryUtilization: Double = 0.9
     /// At most this many sequences run at once (`--max-num-seqs`, default 256).
@@ -37,7 +40,7 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case engine
+        case engine, entrypoint
         case cudaGraphs = "cuda_graphs"
         case gpuMemoryUtilization = "gpu_memory_utilization"
         case maxNumSeqs = "max_num_seqs"

@@ -143,6 +143,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
     public func applied(to base: ServingConfig) -> ServingConfig {
         var c = base
         if let engine { c.engine = engine }
+        if let entrypoint { c.entrypoint = entrypoint }
         if let u = gpuMemoryUtilization { c.gpuMemoryUtilization = u }
         if let n = maxNumSeqs { c.maxNumSeqs = n }
         if let t = maxNumBatchedTokens { c.maxNumBatchedTokens = t }

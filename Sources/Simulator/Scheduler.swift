@@ -522,6 +522,9 @@ public protocol LatencyModel: Sendable {
     /// Seconds of one sequence's compression scoring and compaction.
     func compressionTime(promptTokens: Int, keptTokens: Int, window: Int, scoredLayers: Int,
                          fullAttentionScores: Bool, sortsAcrossLayers: Bool) -> Double
+    /// Seconds an API server's front-end spends on each request before the engine sees it; one
+    /// front-end serves requests one after another (0: none).
+    var frontendSecondsPerRequest: Double { get }
 }
 
 extension CostModel: LatencyModel {}

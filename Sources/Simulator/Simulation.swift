@@ -32,6 +32,9 @@ public struct Simulation {
     private var settled = 0
     /// A request the client holds back until one of its outstanding ones finishes.
     private var clientHeld = false
+    /// When the API server's front-end is free for the next request, µs.
+    private var frontendFree: Int64 = 0
+    private let frontendPerRequest: Double
     private let maxModelLen: Int
 
     /// The benchmark client's concurrency limit (`vllm bench serve --max-concurrency`, GuideLLM's
@@ -56,6 +59,7 @@ public struct Simulation {
         self.scheduler = scheduler
         state = SchedulerState(plan: plan, cost: cost, compression: compression)
         maxModelLen = plan.serving.modelLen(for: plan.model)
+        frontendPerRequest = cost.frontendSecondsPerRequest
     }
 
     /// The block pool as it stands (for tests of its invariant).
@@ -122,7 +126,13 @@ public struct Simulation {
         clientHeld = false
         guard var r = source.next() else { return }
         if clientConcurrency != nil { r.arrival = max(r.arrival, clock) }
-        events.push(max(r.arrival, clock), .arrival(r))
+        // The front-end takes requests one at a time; the engine sees each when it is done with it.
+        var ready = max(r.arrival, clock)
+        if frontendPerRequest > 0 {
+            frontendFree = max(ready, frontendFree) + Int64((frontendPerRequest * 1e6).rounded())
+            ready = frontendFree
+        }
+        events.push(ready, .arrival(r))
     }
 
     /// A request completed or was rejected: a client holding one back sends it now.

@@ -190,7 +190,9 @@ struct CalibrationFitTests {
         let serving = try settings.resolve(gpu: gpu, model: model)
         var truth = Coefficients()
         truth.cost.deviceTimeScale = 1.3
-        truth.cost.engineOverheads[ServingEngine.vllmV1.rawValue] = EngineOverhead(step: 0.003, perSequence: 0.000_05)
+        var overhead = truth.cost.overhead(for: .vllmV1)
+        overhead.step = 0.003
+        truth.cost.engineOverheads[ServingEngine.vllmV1.rawValue] = overhead
         var files: [(path: String, data: Data)] = []
         for (i, (concurrency, prompt)) in [(1, 2000), (8, 1000), (32, 500)].enumerated() {
             let source = SyntheticSource(arrivals: .batch, prompt: .fixed(prompt), output: .fixed(200), count: 64, seed: 1)

@@ -82,7 +82,10 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
     public func applied(to base: Coefficients = Coefficients()) -> Coefficients {
         var c = base
         c.cost.deviceTimeScale = coefficients.deviceTimeScale
-        c.cost.engineOverheads[engine.rawValue] = EngineOverhead(step: coefficients.stepOverheadSeconds, perSequence: coefficients.perSequenceOverheadSeconds)
+        var o = c.cost.overhead(for: engine)
+        o.step = coefficients.stepOverheadSeconds
+        o.perSequence = coefficients.perSequenceOverheadSeconds
+        c.cost.engineOverheads[engine.rawValue] = o
         c.memory.kvAdjustmentGiB = coefficients.kvAdjustmentGiB
         return c
     }
@@ -214,7 +217,9 @@ public struct Calibrator {
                 var c = defaults
                 c.memory = memory
                 c.cost.deviceTimeScale = scale
-                c.cost.engineOverheads[engine.rawValue] = EngineOverhead(step: step, perSequence: defaultOverhead.perSequence)
+                var o = defaultOverhead
+                o.step = step
+                c.cost.engineOverheads[engine.rawValue] = o
                 return c
             }
             var grid: [(scale: Double, step: Double, loss: Double)] = []
