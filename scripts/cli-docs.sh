@@ -69,7 +69,7 @@ echo >> "$out"
 echo "## Serving simulator" >> "$out"
 echo >> "$out"
 example "memory: vLLM's memory arithmetic" ckv-sim memory --gpu A100-80G --context 128k
-example "simulate: one discrete-event run" ckv-sim simulate --gpu A100-80G --scenario Scenarios/long-context-poisson.yaml --policy snapkv --budget 1024
+example "simulate: one discrete-event run, with goodput" ckv-sim simulate --gpu H100-80G-SXM --scenario Scenarios/long-context-poisson.yaml --policy snapkv --budget 1024 --slo-ttft 10s --slo-tpot 200ms
 example "calibrate: fit the simulator to your own start-up logs" ckv-sim calibrate --gpu A100-80G --model Qwen2-7B-Instruct Tests/Fixtures/calibration/vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.5.log Tests/Fixtures/calibration/vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.25.log --out "$work/a100-qwen2.json"
 example "calibrate: fit timing to a vllm bench serve result" ckv-sim calibrate --gpu H100 --model Llama-3.1-8B-Instruct Tests/Fixtures/calibration/vllm-bench-serve-main-cf069aa8a-llama3.1-8b-h100-c2.json --out "$work/h100-llama8b.json"
 example "memory with a calibration profile" ckv-sim memory --gpu A100-80G --model Qwen2-7B-Instruct --context 16k --gpu-memory-utilization 0.5 --calibration "$work/a100-qwen2.json"

@@ -4,6 +4,7 @@ import Reporting
 import Hardware
 import Policies
 import Simulator
+import Validation
 
 /// `--policy`, `--budget` / `--kv-fraction`, `--window`: one compression setting.
 struct CompressionOptions: ParsableArguments {
@@ -88,6 +89,15 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Output format: table, json, csv.")
     var format: TableFormat = .table
 
+    @Option(name: .customLong("slo-ttft"), help: "Goodput: a request counts only with TTFT at most this (2s, 500ms).")
+    var sloTTFT: String?
+
+    @Option(name: .customLong("slo-tpot"), help: "Goodput: … and TPOT at most this (200ms).")
+    var sloTPOT: String?
+
+    @Option(name: .customLong("slo-e2e"), help: "Goodput: … and end-to-end latency at most this (30s).")
+    var sloE2E: String?
+
     func validate() throws {
         guard rateScale > 0, rateScale.isFinite else { throw ValidationError("--rate-scale must be positive") }
         guard timeScale > 0, timeScale.isFinite else { throw ValidationError("--time-scale must be positive") }
@@ -106,13 +116,15 @@ struct SimulateCommand: AsyncParsableCommand {
         let largest = scenario.prompt.map { ($0.maximum, scenario.output!.maximum) }
         let started = ContinuousClock.now
         let spec = try compression.spec
+        let slo = try goodputSLO
         let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec, coefficients: coefficients,
-                                        source: source, largest: largest)
+                                        source: source, largest: largest, goodput: slo)
         let wall = (ContinuousClock.now - started).seconds
         let described = spec.map { SimulateRun.Compression($0, longestPrompt: largest?.0, blockSize: serving.blockSize) }
         let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving, compression: described,
                               policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
-                              costModel: CostModel(gpu: gpu, model: model, serving: serving).source, calibration: calibration, result: result)
+                              costModel: CostModel(gpu: gpu, model: model, serving: serving).source, calibration: calibration,
+                              servingBands: try ErrorBand.servingBands(), result: result)
         switch format {
         case .json: print(try JSONOutput.string(run))
         case .csv: print(run.csv, terminator: "")
@@ -124,6 +136,15 @@ struct SimulateCommand: AsyncParsableCommand {
 }
 
 extension SimulateCommand {
+    /// The goodput objectives given (nil: none).
+    var goodputSLO: GoodputSLO? {
+        get throws {
+            func ms(_ text: String?, _ flag: String) throws -> Double? { try text.map { try parseDuration($0, flag) * 1000 } }
+            let slo = GoodputSLO(ttftMs: try ms(sloTTFT, "--slo-ttft"), tpotMs: try ms(sloTPOT, "--slo-tpot"), e2eMs: try ms(sloE2E, "--slo-e2e"))
+            return slo == GoodputSLO() ? nil : slo
+        }
+    }
+
     /// How `simulate` names a budget in its output.
     static func describe(_ budget: Budget) -> String {
         switch budget {
@@ -144,10 +165,18 @@ struct SimulateRun: Encodable {
     var costModel: CostSource
     /// The calibration profile whose coefficients applied (nil: the defaults).
     var calibration: String?
+    /// The validated errors of throughput, TTFT, TPOT and ITL (`ErrorBand.servingBands`).
+    var servingBands: [ErrorBand]
     var result: SimulationResult
+
+    /// " ±x %" for serving class `metric`, empty when it has no band.
+    func band(_ metric: ServingMetric) -> String {
+        servingBands.first { $0.kind == metric.rawValue }.map { " \($0.label)" } ?? ""
+    }
 
     enum CodingKeys: String, CodingKey {
         case scenario, gpu, model, serving, compression, policy, budget, result, calibration
+        case servingBands = "serving_error_bands"
         case costModel = "cost_model"
     }
 
@@ -190,23 +219,37 @@ struct SimulateRun: Encodable {
             ("compression", policy == "full" ? "none (full cache)" : "\(policy), \(budget)"),
             ("requests", "\(r.completed) completed, \(r.rejected) rejected, of \(r.requests)"),
             ("duration", "\(Format.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),
-            ("throughput", "\(Format.fixed(r.requestsPerSecond, 2)) req/s, \(Format.fixed(r.outputTokensPerSecond, 0)) output tok/s, \(Format.fixed(r.totalTokensPerSecond, 0)) total tok/s"),
-            ("TTFT p50/p90/p99", p(r.ttftMs)),
-            ("TPOT p50/p90/p99", p(r.tpotMs)),
+            ("throughput", "\(Format.fixed(r.requestsPerSecond, 2)) req/s, \(Format.fixed(r.outputTokensPerSecond, 0)) output tok/s, \(Format.fixed(r.totalTokensPerSecond, 0)) total tok/s\(band(.throughput))"),
+        ] + goodputRow + [
+            ("TTFT p50/p90/p99", p(r.ttftMs) + band(.ttft)),
+            ("TPOT p50/p90/p99", p(r.tpotMs) + band(.tpot)),
             ("E2E p50/p90/p99", p(r.e2eMs)),
-            ("ITL p50/p90/p99", p(r.itlMs)),
+            ("ITL p50/p90/p99", p(r.itlMs) + band(.itl)),
             ("batch", "p50/p90/p99 \(Format.fixed(r.batchPercentiles.p50, 0)) / \(Format.fixed(r.batchPercentiles.p90, 0)) / \(Format.fixed(r.batchPercentiles.p99, 0)), time-weighted mean \(Format.fixed(r.meanBatch, 1)), max \(r.maxBatch) sequences per step"),
             ("KV utilisation", "mean \(Format.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Format.fixed(100 * r.peakKVUtilisation, 1)) %"),
             ("preemptions", "\(r.preemptions)"),
             ("compressions", "\(r.compressions)"),
+            ("error bands", servingBands.map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")
+                + " (90th percentile error on \(servingBands.map(\.points).max() ?? 0) published serving runs held out of the fit; Docs/validation.md)"),
         ]).text
+    }
+
+    /// The goodput line, when objectives were given.
+    var goodputRow: [(String, String)] {
+        guard let g = result.goodput else { return [] }
+        var objectives: [String] = []
+        if let t = g.slo.ttftMs { objectives.append("TTFT ≤ \(Format.figure(t)) ms") }
+        if let t = g.slo.tpotMs { objectives.append("TPOT ≤ \(Format.figure(t)) ms") }
+        if let t = g.slo.e2eMs { objectives.append("E2E ≤ \(Format.figure(t)) ms") }
+        return [("goodput", "\(Format.fixed(g.requestsPerSecond, 2)) req/s: \(g.requests) of \(result.completed) completed requests meet \(objectives.joined(separator: " and "))")]
     }
 
     static let csvColumns = ["scenario", "gpu", "model", "policy", "budget", "requests", "completed", "rejected", "duration_s", "requests_per_s",
                              "output_tokens_per_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms",
                              "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
                              "batch_p50", "batch_p90", "batch_p99", "mean_batch", "max_batch", "mean_kv_utilisation", "peak_kv_utilisation",
-                             "preemptions", "compressions"]
+                             "preemptions", "compressions", "goodput_requests", "goodput_requests_per_s",
+                             "throughput_error_p90_percent", "ttft_error_p90_percent", "tpot_error_p90_percent", "itl_error_p90_percent"]
 
     var csvRow: [String] {
         let r = result
@@ -218,7 +261,8 @@ struct SimulateRun: Encodable {
                 Format.fixed(r.itlMs.p50, 3), Format.fixed(r.itlMs.p90, 3), Format.fixed(r.itlMs.p99, 3),
                 Format.fixed(r.batchPercentiles.p50, 0), Format.fixed(r.batchPercentiles.p90, 0), Format.fixed(r.batchPercentiles.p99, 0),
                 Format.fixed(r.meanBatch, 3), "\(r.maxBatch)", Format.fixed(r.meanKVUtilisation, 4), Format.fixed(r.peakKVUtilisation, 4),
-                "\(r.preemptions)", "\(r.compressions)"]
+                "\(r.preemptions)", "\(r.compressions)", r.goodput.map { "\($0.requests)" } ?? "", r.goodput.map { Format.fixed($0.requestsPerSecond, 4) } ?? ""]
+            + [ServingMetric.throughput, .ttft, .tpot, .itl].map { m in servingBands.first { $0.kind == m.rawValue }.map { Format.fixed($0.p90Percent, 1) } ?? "" }
     }
 
     var csv: String { Table(columns: Self.csvColumns, rows: [csvRow]).csv }

@@ -97,6 +97,41 @@ public struct TimeSeries: Codable, Equatable, Sendable {
     }
 }
 
+/// Per-request service-level objectives for goodput: a request counts when it meets every one
+/// given (as `vllm bench serve --goodput ttft:… tpot:… e2el:…` counts it), milliseconds.
+public struct GoodputSLO: Codable, Equatable, Sendable {
+    public var ttftMs: Double?
+    public var tpotMs: Double?
+    public var e2eMs: Double?
+
+    public init(ttftMs: Double? = nil, tpotMs: Double? = nil, e2eMs: Double? = nil) {
+        self.ttftMs = ttftMs
+        self.tpotMs = tpotMs
+        self.e2eMs = e2eMs
+    }
+
+    /// Whether a request with these figures (ms) meets every objective given.
+    func met(ttft: Double, tpot: Double, e2e: Double) -> Bool {
+        ttft <= (ttftMs ?? .infinity) && tpot <= (tpotMs ?? .infinity) && e2e <= (e2eMs ?? .infinity)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ttftMs = "ttft_ms", tpotMs = "tpot_ms", e2eMs = "e2e_ms"
+    }
+}
+
+/// Requests meeting every SLO, and their rate over the run.
+public struct Goodput: Codable, Equatable, Sendable {
+    public var slo: GoodputSLO
+    public var requests: Int
+    public var requestsPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case slo, requests
+        case requestsPerSecond = "requests_per_s"
+    }
+}
+
 /// Streams a run's measurements: histograms and running sums, no per-request history.
 struct MetricsRecorder {
     var ttft = Histogram<UInt64>(highestTrackableValue: 1 << 40, numberOfSignificantValueDigits: .three)
@@ -122,6 +157,9 @@ struct MetricsRecorder {
     var kvPeak = 0.0
     var firstArrival: Int64?
     var lastFinish: Int64 = 0
+    /// Goodput's objectives (nil: not counted) and the requests that met them.
+    var slo: GoodputSLO?
+    var good = 0
 
     mutating func step(start: Int64, end: Int64, batchSize: Int, kvUtilisation: Double) {
         steps += 1
@@ -154,11 +192,13 @@ struct MetricsRecorder {
         e2e.record(e)
         ttftSum += Double(t)
         e2eSum += Double(e)
+        var p: UInt64 = 0
         if output > 1 {
-            let p = UInt64(max(0, (end - firstToken) / Int64(output - 1)))
+            p = UInt64(max(0, (end - firstToken) / Int64(output - 1)))
             tpot.record(p)
             tpotSum += Double(p)
         }
+        if let slo, slo.met(ttft: Double(t) / 1000, tpot: Double(p) / 1000, e2e: Double(e) / 1000) { good += 1 }
         lastFinish = max(lastFinish, end)
     }
 }
@@ -190,6 +230,8 @@ public struct SimulationResult: Codable, Equatable, Sendable {
     public var peakKVUtilisation: Double
     public var batchOverTime: TimeSeries
     public var kvUtilisationOverTime: TimeSeries
+    /// Requests meeting every objective given to the run, per second of it (nil: none given).
+    public var goodput: Goodput?
 
     enum CodingKeys: String, CodingKey {
         case requests, completed, rejected, preemptions, compressions, steps
@@ -208,6 +250,7 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         case peakKVUtilisation = "peak_kv_utilisation"
         case batchOverTime = "batch_over_time"
         case kvUtilisationOverTime = "kv_utilisation_over_time"
+        case goodput
     }
 
     init(_ m: MetricsRecorder, requests: Int) {
@@ -233,5 +276,6 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         peakKVUtilisation = m.kvPeak
         batchOverTime = m.batchSeries
         kvUtilisationOverTime = m.kvSeries
+        goodput = m.slo.map { Goodput(slo: $0, requests: m.good, requestsPerSecond: span > 0 ? Double(m.good) / span : 0) }
     }
 }

@@ -43,6 +43,12 @@ public struct Simulation {
     /// the clients measure it. nil: every request is sent at its arrival time.
     public var clientConcurrency: Int?
 
+    /// Count goodput against these objectives (nil: not counted).
+    public var goodputSLO: GoodputSLO? {
+        get { metrics.slo }
+        set { metrics.slo = newValue }
+    }
+
     /// Keep the batch-size and KV-utilisation time series (default); off, the result's series are empty.
     public var recordsTimeSeries: Bool {
         get { metrics.recordsSeries }

@@ -31,8 +31,15 @@ struct SimulatorCLITests {
         let lines = csv.stdout.split(separator: "\n")
         #expect(lines.count == 2 && lines[0].hasPrefix("scenario,gpu,model,policy"))
         #expect(lines[1].contains(",snapkv,256 tokens,40,40,"))
-        let table = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "40"])
+        let table = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "40", "--slo-ttft", "1000s", "--slo-tpot", "10s"])
         #expect(table.stdout.contains("TTFT p50/p90/p99"))
+        #expect(table.stdout.contains("goodput") && table.stdout.contains("40 of 40 completed requests meet TTFT ≤ 1000000 ms and TPOT ≤ 10000 ms"))
+        #expect(table.stdout.contains("error bands") && table.stdout.contains("published serving runs held out of the fit"))
+        // The bands are in every format: JSON and CSV too.
+        let bands = try #require(object["serving_error_bands"] as? [[String: Any]])
+        #expect(Set(bands.compactMap { $0["class"] as? String }) == ["throughput", "ttft", "tpot", "itl"])
+        #expect(lines[0].hasSuffix("goodput_requests,goodput_requests_per_s,throughput_error_p90_percent,ttft_error_p90_percent,tpot_error_p90_percent,itl_error_p90_percent"))
+        try expectOneLineError(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--slo-ttft", "soon"], "--slo-ttft: 'soon' is not a duration")
     }
 
     @Test("memory prints the breakdown and concurrency rows")

@@ -398,6 +398,43 @@ struct EngineSchedulerTests {
         #expect(first.prefillTokens == 1000 && first.decodeSequences == 0)
     }
 
+    @Test("goodput counts the requests meeting every objective given: all under loose ones, none under impossible ones, fewer as they tighten")
+    func goodput() throws {
+        func source() -> SyntheticSource {
+            SyntheticSource(arrivals: .poisson(rate: 6), prompt: .lognormal(median: 2000, sigma: 1, min: 16, max: 16000),
+                            output: .lognormal(median: 200, sigma: 0.8, min: 2, max: 1000), count: 600, seed: 5)
+        }
+        func goodput(_ slo: GoodputSLO) throws -> Goodput {
+            try #require(try Simulation.run(gpu: a100, model: llama8b, serving: ServingConfig(), source: source(), goodput: slo).goodput)
+        }
+        let plain = try run(source())
+        #expect(plain.goodput == nil)
+        let loose = try goodput(GoodputSLO(ttftMs: 1e9, tpotMs: 1e9, e2eMs: 1e9))
+        #expect(loose.requests == plain.completed && abs(loose.requestsPerSecond - plain.requestsPerSecond) < 1e-9)
+        #expect(try goodput(GoodputSLO(ttftMs: 0.001)).requests == 0)
+        // Each objective alone admits at least the requests that meet it together with the others.
+        let ttft = try goodput(GoodputSLO(ttftMs: plain.ttftMs.p50)), tpot = try goodput(GoodputSLO(tpotMs: plain.tpotMs.p90))
+        let both = try goodput(GoodputSLO(ttftMs: plain.ttftMs.p50, tpotMs: plain.tpotMs.p90))
+        #expect(both.requests <= min(ttft.requests, tpot.requests) && both.requests > 0)
+        // The median and the 90th percentile split the requests as they should (HdrHistogram rounds to 3 digits).
+        #expect(abs(Double(ttft.requests) / Double(plain.completed) - 0.5) < 0.02)
+        #expect(abs(Double(tpot.requests) / Double(plain.completed) - 0.9) < 0.02)
+    }
+
+    @Test("a benchmark client's concurrency limit: never more requests outstanding, TTFT from the moment each is sent")
+    func clientConcurrency() throws {
+        func result(_ limit: Int?) throws -> SimulationResult {
+            try Simulation.run(gpu: a100, model: llama8b, serving: ServingConfig(), source: SyntheticSource(arrivals: .batch, prompt: .fixed(1000), output: .fixed(100), count: 64, seed: 1),
+                               timeSeries: false, clientConcurrency: limit)
+        }
+        let one = try result(1), eight = try result(8), open = try result(nil)
+        #expect(one.completed == 64 && eight.completed == 64 && open.completed == 64)
+        #expect(one.batchPercentiles.max == 1 && eight.batchPercentiles.max <= 8 && open.batchPercentiles.max > 8)
+        // One at a time: every request starts on an idle engine, so TTFT is one prefill, far below the burst's.
+        #expect(one.ttftMs.p99 < open.ttftMs.p50 && one.ttftMs.max - one.ttftMs.p50 < 0.2 * one.ttftMs.p50)
+        #expect(one.durationSeconds > eight.durationSeconds && eight.durationSeconds > open.durationSeconds)
+    }
+
     @Test("ITL: one request's gaps between tokens, as many as its tokens after the first")
     func interTokenLatency() throws {
         let r = try run(SyntheticSource(arrivals: .batch, prompt: .fixed(1000), output: .fixed(50), count: 1, seed: 1))
