@@ -1,3 +1,4 @@
+import Policies
 import Reporting
 import Foundation
 
@@ -164,6 +165,12 @@ public struct MemoryPlan: Equatable, Sendable {
     public var nonTorchBytes: Double
     /// A calibration profile's correction (`MemoryConstants.kvAdjustmentGiB`), bytes; 0 without one.
     public var adjustmentBytes: Double
+    /// What a policy's engine keeps beside the KV (nil: vLLM's blocks alone), and the bytes of its
+    /// preallocated block table, which come out of the pool.
+    public var metadata: PoolMetadata?
+    public var blockTableBytes: Double
+    /// The constants the plan was made with.
+    public var constants: MemoryConstants
     public var kvBytes: Double
     /// Bytes of one per-head block.
     public var phbBytes: Double
@@ -174,10 +181,12 @@ public struct MemoryPlan: Equatable, Sendable {
     /// Divides one GPU's memory for `model` under `serving`.
     /// - Throws: `CapacityError` when the weights and activations leave no room for even one block,
     ///   saying by how much.
-    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, constants: MemoryConstants = .fitted) throws {
+    public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, constants: MemoryConstants = .fitted, metadata: PoolMetadata? = nil) throws {
         self.gpu = gpu
         self.model = model
         self.serving = serving
+        self.constants = constants
+        self.metadata = metadata
         let tp = serving.tensorParallel
         totalBytes = gpu.visibleBytes
         budgetBytes = totalBytes * (serving.memFractionStatic ?? serving.gpuMemoryUtilization)
@@ -195,13 +204,29 @@ public struct MemoryPlan: Equatable, Sendable {
             nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
         }
         adjustmentBytes = constants.kvAdjustmentGiB * 1_073_741_824
-        kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes + adjustmentBytes
+        let kvHeads = model.kvHeadsPerGPU(tp: tp)
+        if let metadata, metadata.preallocatedBlockTable {
+            let blocksPerSequence = (serving.modelLen(for: model) + serving.blockSize - 1) / serving.blockSize
+            blockTableBytes = Double(model.layers * serving.maxNumSeqs * kvHeads * blocksPerSequence * 4)
+        } else {
+            blockTableBytes = 0
+        }
+        kvBytes = budgetBytes - weightBytes - activationBytes - nonTorchBytes + adjustmentBytes - blockTableBytes
         phbBytes = Double(serving.blockSize * model.headDim * 2) * serving.kvFormat.bytes
+        if let metadata {
+            let queriesPerKV = model.heads / model.kvHeads
+            phbBytes += Double(metadata.bytesPerBlock + serving.blockSize * (metadata.bytesPerSlot + metadata.bytesPerSlotPerQueryHead * queriesPerKV))
+        }
         guard kvBytes >= phbBytes * Double(model.layers * model.kvHeadsPerGPU(tp: tp)) else {
-            let need = weightBytes + activationBytes + nonTorchBytes
-            throw CapacityError("\(model.name) does not fit on \(gpu.name) (TP \(tp)): weights \(Format.gib(weightBytes)), activation peak \(Format.gib(activationBytes)) and runtime \(Format.gib(nonTorchBytes)) need \(Format.gib(need)) of the \(Format.gib(budgetBytes)) that gpu_memory_utilization \(serving.gpuMemoryUtilization) allows, leaving no room for one KV block")
+            let need = weightBytes + activationBytes + nonTorchBytes + blockTableBytes
+            throw CapacityError("\(model.name) does not fit on \(gpu.name) (TP \(tp)): weights \(Format.gib(weightBytes)), activation peak \(Format.gib(activationBytes))\(blockTableBytes > 0 ? ", block table \(Format.gib(blockTableBytes))" : "") and runtime \(Format.gib(nonTorchBytes)) need \(Format.gib(need)) of the \(Format.gib(budgetBytes)) that gpu_memory_utilization \(serving.gpuMemoryUtilization) allows, leaving no room for one KV block")
         }
         phbCapacity = Int((kvBytes / phbBytes).rounded(.down))
+    }
+
+    /// The same deployment's plan for a policy whose engine keeps `metadata` beside the KV.
+    public func with(metadata: PoolMetadata?) throws -> MemoryPlan {
+        metadata == self.metadata ? self : try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: constants, metadata: metadata)
     }
 
     /// PHBs per vLLM per-sequence block (all layers, this GPU's KV heads).

@@ -68,9 +68,12 @@ public struct MemoryReport: Encodable, Sendable {
             let b = plan.serving.blockSize
             let kept = policy?.keptTokens(budget, prompt: context, blockSize: b) ?? context
             let footprint = NominalFootprint(layout: policy?.layout ?? .perSequence)
+            // The policy's own pool (KV-Compress's metadata and block table); none fits: 0 requests.
+            let own = try? plan.with(metadata: policy?.poolMetadata)
+            let p = own ?? plan
             rows.append(Row(setting: label, keptTokens: kept, layout: footprint.layout.label,
-                            kvBytesPerRequest: Double(footprint.phb(tokens: context, kept: kept, plan: plan)) * plan.phbBytes,
-                            maxConcurrency: plan.maxConcurrency(footprint: footprint, prompt: context, output: 0, keptAtEnd: kept)))
+                            kvBytesPerRequest: Double(footprint.phb(tokens: context, kept: kept, plan: p)) * p.phbBytes,
+                            maxConcurrency: own.map { $0.maxConcurrency(footprint: footprint, prompt: context, output: 0, keptAtEnd: kept) } ?? 0))
         }
         add("full cache", nil, .fraction(1))
         for f in [0.5, 0.25, 0.125, 0.0625, 0.03125, 0.01] {

@@ -289,6 +289,7 @@ public enum Planner {
     static func row(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
                     workload: Workload, prompts: [Int], library: TraceLibrary) throws -> PlanRow {
         let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
+        let plan = try plan.with(metadata: policy?.poolMetadata)
         var compression: CompressionSpec?
         if let policy, let spec { compression = CompressionSpec(policy: policy, budget: spec) }
         // The budget at the longest prompt (the row's memory figures), and the kv-fraction the

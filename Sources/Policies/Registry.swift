@@ -54,6 +54,14 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// What the policy's paged engine stores beside the KV (nil: nothing beyond vLLM's blocks).
+    public var poolMetadata: PoolMetadata? {
+        switch self {
+        case .kvCompress: .kvCompress
+        case .streamingLLM, .h2o, .snapKV, .pyramidKV, .adaKV, .chunkKV, .compressKV: nil
+        }
+    }
+
     /// What scoring costs a serving engine at the end of prefill.
     public var scoring: ScoringCost {
         switch self {
@@ -157,6 +165,26 @@ public enum Timing: String, Codable, Sendable {
     /// when blocks run out (KV-Compress's benchmark configuration, see the simulator's
     /// `DecodeTrigger`).
     case continual
+}
+
+/// Memory a policy's paged engine keeps beside the K and V it evicts from, which the KV pool pays
+/// for (the pool is sized in blocks of K, V and this).
+public struct PoolMetadata: Sendable, Equatable {
+    /// Bytes per KV slot (one token of one layer's KV head), and more per query head of its group.
+    public var bytesPerSlot: Int
+    public var bytesPerSlotPerQueryHead: Int
+    /// Bytes per block.
+    public var bytesPerBlock: Int
+    /// A block table of one int32 per (layer, sequence slot, KV head, block of `max_model_len`),
+    /// allocated before the pool is sized.
+    public var preallocatedBlockTable: Bool
+
+    /// vllm-kvcompress (`KVCompressConfig.get_cache_block_size`, vllm/config.py): per KV the
+    /// sequence index, eviction metric and position (4 B each) and two temporary metrics per query
+    /// head (4 B each); 21 B per block; its block table `[layers, max_num_seqs, kv_heads,
+    /// ⌈max_model_len / 16⌉]` int32 (kvcompress/block.py). A Llama-3.1-8B block of 16 tokens is
+    /// 8,917 bytes instead of 8,192.
+    public static let kvCompress = PoolMetadata(bytesPerSlot: 12, bytesPerSlotPerQueryHead: 8, bytesPerBlock: 21, preallocatedBlockTable: true)
 }
 
 /// How a paged KV cache holds a sequence's kept tokens.

@@ -12,7 +12,7 @@ extension Simulation {
                            coefficients: Coefficients = Coefficients(), source: any RequestSource,
                            largest: (prompt: Int, output: Int)? = nil, timeSeries: Bool = true, clientConcurrency: Int? = nil,
                            goodput: GoodputSLO? = nil) throws -> SimulationResult {
-        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory)
+        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory, metadata: compression?.policy.poolMetadata)
         var sim = Simulation(plan: plan, cost: CostModel(gpu: gpu, model: model, serving: serving, constants: coefficients.cost),
                              compression: compression,
                              scheduler: scheduler(for: serving),

@@ -352,3 +352,26 @@ struct ServingDefaultsTests {
         #expect(!ServingEngine.sglang.replaysGraph(prefillTokens: 0, decodeSequences: 200, maxNumSeqs: 4096))
     }
 }
+
+@Suite("a policy's pool metadata")
+struct PoolMetadataTests {
+    @Test("vllm-kvcompress's blocks: 8,917 bytes for Llama-3.1-8B, a block table out of the pool, nothing for vLLM's own blocks")
+    func kvCompress() throws {
+        let gpu = GPUCatalog.named("L4")!, model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        var serving = ServingConfig()
+        serving.maxModelLen = 19000
+        let plain = try MemoryPlan(gpu: gpu, model: model, serving: serving)
+        let kvc = try plain.with(metadata: PolicyKind.kvCompress.poolMetadata)
+        #expect(plain.phbBytes == 8192 && kvc.phbBytes == 8917)
+        // [layers, max_num_seqs, kv_heads, ⌈19000 / 16⌉] int32.
+        #expect(kvc.blockTableBytes == Double(32 * 256 * 8 * 1188 * 4) && plain.blockTableBytes == 0)
+        #expect(kvc.kvBytes == plain.kvBytes - kvc.blockTableBytes)
+        #expect(kvc.phbCapacity == Int((kvc.kvBytes / 8917).rounded(.down)) && kvc.phbCapacity < plain.phbCapacity)
+        #expect(try plain.with(metadata: PolicyKind.snapKV.poolMetadata) == plain)
+        // Too little memory for the block table is the same one-line refusal as for the weights.
+        var long = serving
+        long.maxModelLen = 131072
+        long.maxNumSeqs = 1024
+        #expect(throws: CapacityError.self) { try MemoryPlan(gpu: gpu, model: model, serving: long, metadata: .kvCompress) }
+    }
+}
