@@ -40,8 +40,8 @@ public struct StepTime: Equatable, Sendable {
 
 /// Efficiency factors and fixed costs of the roofline (each documented in `Docs/simulator.md`).
 public struct CostConstants: Codable, Equatable, Sendable {
-    /// Fraction of dense peak a large GEMM reaches (cuBLAS bf16 on A100/H100 reaches 70–80 % at
-    /// large sizes; 0.70 is the value calibrated on the KV-Compress L4 runs).
+    /// Fraction of dense peak a large GEMM reaches in a benchmark of it alone (cuBLAS bf16 on
+    /// A100/H100 reaches 70–80 % at large sizes); `sustainedComputeScale` slows it for serving.
     public var gemmEfficiency = 0.70
     /// Fraction of peak memory bandwidth a weight-streaming GEMV/GEMM reaches (0.80: decode
     /// steps of vLLM on A100 read weights at 75–85 % of peak).
@@ -128,16 +128,17 @@ public struct CostConstants: Codable, Equatable, Sendable {
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
     /// multipliers (a grid search minimising their median error, with the fork's mechanisms
-    /// modelled: eager mode, per-sequence metric syncs, full-pool metric updates): 0.4 ms of host
-    /// work per KV-Compress sequence per step (the default's value, which the same search chose),
-    /// 2 ms per step for the rest of vLLM 0.6's scheduler, and 0.30 of peak for a power-capped
-    /// L4's sustained GEMM rate (the L4 has no measured kernel tables). In-sample for the L4 rows;
-    /// shown beside the defaults in `Docs/validation.md`, not used by default.
+    /// modelled: eager mode, per-sequence metric syncs, full-pool metric updates, its pool's
+    /// metadata): 0.4 ms of host work per KV-Compress sequence per step and vLLM 0.6's 4 ms per
+    /// step (both the defaults' values, which the same search chose), and 0.50 of peak for a
+    /// power-capped L4's GEMMs before the sustained-compute slowdown (0.31 after it; the L4 has no
+    /// measured kernel tables). In-sample for the L4 rows; shown beside the defaults in
+    /// `Docs/validation.md`, not used by default.
     public static var calibratedKVCompressL4: CostConstants {
         var c = CostConstants()
         c.decodeMetricPerSequence = 0.0004
-        c.stepOverhead = 0.002
-        c.gemmEfficiency = 0.30
+        c.stepOverhead = 0.004
+        c.gemmEfficiency = 0.50
         return c
     }
 }
@@ -233,8 +234,10 @@ public struct CostModel: Sendable {
         self.serving = serving
         self.constants = constants
         tp = Double(serving.tensorParallel)
-        gemmFLOPS = gpu.flops(serving.weightFormat.computeFormat) * constants.gemmEfficiency
-        attentionFLOPS = gpu.flops(.bf16) * constants.attentionComputeEfficiency
+        // The roofline's compute rates at the clocks a serving GPU sustains (the same slowdown as
+        // the measured kernels' compute-bound share; `sustainedComputeScale`).
+        gemmFLOPS = gpu.flops(serving.weightFormat.computeFormat) * constants.gemmEfficiency / constants.sustainedComputeScale
+        attentionFLOPS = gpu.flops(.bf16) * constants.attentionComputeEfficiency / constants.sustainedComputeScale
         peakGEMMFLOPS = gpu.flops(serving.weightFormat.computeFormat)
         peakAttentionFLOPS = gpu.flops(.bf16)
         bandwidth = gpu.bandwidthGBps * 1e9

@@ -179,10 +179,10 @@ public struct Validation: Sendable {
         predicted figure with the published one. Error = (predicted − published) / published.
 
         Three cost models. **Roofline**: the efficiency constants alone everywhere (GEMM efficiency
-        \(d.gemmEfficiency); vLLM V0's step overhead \(fmtMs(d.stepOverhead)) and per-sequence overhead \(fmtMs(d.perSequenceOverhead)); V1's and SGLang's
+        \(d.gemmEfficiency), its compute rates slowed × \(d.sustainedComputeScale) to the clocks a serving GPU sustains; vLLM V0's step overhead \(fmtMs(d.stepOverhead)) and per-sequence overhead \(fmtMs(d.perSequenceOverhead)); V1's and SGLang's
         \(fmtMs(d.overhead(for: .vllmV1).step)) and \(fmtMs(d.overhead(for: .vllmV1).perSequence)), and their API servers' \(fmtMs(d.overhead(for: .vllmV1).perRequest)) and \(fmtMs(d.overhead(for: .sglang).perRequest)) per request, fitted to the serving runs below; KV-Compress's host work
         \(fmtMs(d.decodeMetricPerSequence)) per sequence per step). **Defaults**: the same constants, with GEMM, attention and
-        all-reduce times taken from the measured kernel tables where the GPU has them, their compute-bound share slowed × \(d.sustainedComputeScale) for sustained serving (fitted with the overheads; `Docs/simulator.md`,
+        all-reduce times taken from the measured kernel tables where the GPU has them, their compute-bound share slowed the same × \(d.sustainedComputeScale) (fitted with the overheads; `Docs/simulator.md`,
         "Measured kernel times": A100-80G, H100-80G-SXM, H200, B200 and L40S; the L4 rows stay on the
         roofline). **Calibrated**: the set that `ckv-sim validate --calibrate` fits to the four L4 rows by
         grid search (GEMM efficiency \(c.gemmEfficiency), V0 step overhead \(fmtMs(c.stepOverhead)), KV-Compress host work
