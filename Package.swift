@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies", "SeededRandom"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "CZlib", "ckv-sim"]),
     ]
 )

@@ -35,8 +35,9 @@ private func terminate(_ code: Int32) -> Never {
 
 extension CKVSim {
     /// Parses and runs a command line. `--help` and `--version` print as usual; any error is one
-    /// line on standard error, `ckv-sim: …`, and a non-zero exit (ArgumentParser's own output would
-    /// follow a bad flag with usage and help lines).
+    /// line on standard error, `ckv-sim: …`, and exit status 1, whether the command line or an
+    /// input is at fault (ArgumentParser's own output would follow a bad flag with usage and help
+    /// lines, and exit 64).
     public static func runMain(arguments: [String]) async -> Never {
         do {
             var command = try parseAsRoot(arguments)
@@ -53,7 +54,8 @@ extension CKVSim {
                 .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                 .joined(separator: " ")
             printError("ckv-sim: \(text)")
-            terminate(code == .success ? 1 : code.rawValue)
+            // One rule for every refusal, a bad flag or a bad file alike: exit status 1.
+            terminate(1)
         }
     }
 }

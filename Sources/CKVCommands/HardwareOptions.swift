@@ -17,7 +17,7 @@ struct HardwareOptions: ParsableArguments {
     @Option(help: "A catalogue model name (`ckv-sim models`), a Hugging Face config.json, or a .gguf file.")
     var model: String = "Llama-3.1-8B-Instruct"
 
-    @Option(name: .customLong("tp"), help: "Tensor-parallel GPUs in one node.")
+    @Option(name: .customLong("tp"), parsing: .unconditional, help: "Tensor-parallel GPUs in one node.")
     var tensorParallel: Int = 1
 
     @Option(help: "Weight format: \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -63,16 +63,16 @@ struct ServingOptions: ParsableArguments {
     @Option(help: "Serving engine: vllm-v1 (vLLM 0.9 and later, the default), vllm-v0 (0.6.x) or sglang (0.4.x); its scheduler, memory rule and defaults apply (default: the scenario's).")
     var engine: ServingEngine?
 
-    @Option(name: .customLong("gpu-memory-utilization"), help: "vLLM's --gpu-memory-utilization (default 0.9).")
+    @Option(name: .customLong("gpu-memory-utilization"), parsing: .unconditional, help: "vLLM's --gpu-memory-utilization (default 0.9).")
     var utilisation: Double?
 
-    @Option(name: .customLong("mem-fraction-static"), help: "With --engine sglang: SGLang's --mem-fraction-static (default: its 0.4.x default for the TP degree).")
+    @Option(name: .customLong("mem-fraction-static"), parsing: .unconditional, help: "With --engine sglang: SGLang's --mem-fraction-static (default: its 0.4.x default for the TP degree).")
     var memFractionStatic: Double?
 
-    @Option(name: .customLong("max-num-seqs"), help: "--max-num-seqs (SGLang: --max-running-requests; default: the engine's for this GPU).")
+    @Option(name: .customLong("max-num-seqs"), parsing: .unconditional, help: "--max-num-seqs (SGLang: --max-running-requests; default: the engine's for this GPU).")
     var maxNumSeqs: Int?
 
-    @Option(name: .customLong("max-num-batched-tokens"), help: "--max-num-batched-tokens (SGLang: --chunked-prefill-size; default: the engine's for this GPU).")
+    @Option(name: .customLong("max-num-batched-tokens"), parsing: .unconditional, help: "--max-num-batched-tokens (SGLang: --chunked-prefill-size; default: the engine's for this GPU).")
     var maxNumBatchedTokens: Int?
 
     @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (default: the engine's).")
@@ -81,7 +81,7 @@ struct ServingOptions: ParsableArguments {
     @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
     var sampler: SamplerKind?
 
-    @Option(name: .customLong("num-scheduler-steps"), help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")
+    @Option(name: .customLong("num-scheduler-steps"), parsing: .unconditional, help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")
     var numSchedulerSteps: Int?
 
     @Flag(name: .customLong("enforce-eager"), help: "No CUDA graphs: every step pays each kernel launch (vLLM's --enforce-eager, SGLang's --disable-cuda-graph).")
@@ -147,14 +147,20 @@ struct CLIError: LocalizedError, CustomStringConvertible {
     var errorDescription: String? { description }
 }
 
-/// Parses token counts written as `131072`, `128k`, `32K`, `1m` (k = 1024).
+/// The largest token count a flag takes (1 G tokens: beyond every model's context, far from overflow).
+let maxTokenCount = 1 << 30
+
+/// Parses token counts written as `131072`, `128k`, `32K`, `1m` (k = 1024); nil for anything
+/// else, including counts beyond `maxTokenCount`.
 func parseTokenCount(_ text: String) -> Int? {
     let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-    if let n = Int(t) { return n }
-    guard let unit = t.last, let base = Double(t.dropLast()), base > 0 else { return nil }
+    if let n = Int(t) { return n <= maxTokenCount ? n : nil }
+    guard let unit = t.last, let base = Double(t.dropLast()), base > 0, base.isFinite else { return nil }
+    let value: Double
     switch unit {
-    case "k": return Int((base * 1024).rounded())
-    case "m": return Int((base * 1024 * 1024).rounded())
+    case "k": value = base * 1024
+    case "m": value = base * 1024 * 1024
     default: return nil
     }
+    return value.rounded() <= Double(maxTokenCount) ? Int(value.rounded()) : nil
 }

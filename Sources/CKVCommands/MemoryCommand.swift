@@ -15,7 +15,7 @@ struct MemoryCommand: AsyncParsableCommand {
     @OptionGroup var servingOptions: ServingOptions
     @OptionGroup var calibrationOptions: CalibrationOptions
 
-    @Option(help: "Tokens per request (prompt + output): 131072, 128k, 32K …")
+    @Option(parsing: .unconditional, help: "Tokens per request (prompt + output): 131072, 128k, 32K …")
     var context: String
 
     @Option(help: "Output format: text, json.")

@@ -23,10 +23,10 @@ struct PlanCommand: AsyncParsableCommand {
     @OptionGroup var servingOptions: ServingOptions
     @OptionGroup var calibrationOptions: CalibrationOptions
 
-    @Option(help: "Longest request in tokens: 131072, 128k, 32K.")
+    @Option(parsing: .unconditional, help: "Longest request in tokens: 131072, 128k, 32K.")
     var context: String
 
-    @Option(name: .customLong("output-tokens"), help: "Fixed output length (default: the scenario's distribution).")
+    @Option(name: .customLong("output-tokens"), parsing: .unconditional, help: "Fixed output length (default: the scenario's distribution).")
     var outputTokens: Int?
 
     @Option(help: "Workload and serving settings (default Scenarios/plan-default.yaml, prompts scaled to the context).")

@@ -120,11 +120,14 @@ struct RecordCommand: AsyncParsableCommand {
 /// Parses "snapkv,h2o" or "all" (every policy; compresskv only when a head profile is given).
 func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {
     if text.lowercased() == "all" { return PolicyKind.allCases.filter { haveProfile || !$0.needsProfile } }
-    return try text.split(separator: ",").map { s in try PolicyKind(parsing: s.trimmingCharacters(in: .whitespaces)) }
+    let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !names.isEmpty else { throw CLIError("--policies: no policy given; known: \(PolicyKind.names.joined(separator: ", ")), or all") }
+    return try names.map { try PolicyKind(parsing: $0) }
 }
 
 /// Parses `--budgets 64,128` and `--kv-fractions 1%,0.05` into budget specs (budgets first).
 func parseBudgets(tokens: String?, fractions: String?) throws -> [Budget] {
+    if tokens != nil, fractions != nil { throw CLIError("give --budgets or --kv-fractions, not both") }
     let b = try (tokens ?? "").split(separator: ",").map { s -> Budget in
         guard let n = parseTokenCount(String(s)), n > 0 else { throw CLIError("--budgets: '\(s)' is not a positive token count") }
         return .tokens(n)

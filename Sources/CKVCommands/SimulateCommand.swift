@@ -11,10 +11,10 @@ struct CompressionOptions: ParsableArguments {
     @Option(help: "Compression policy: full (none), \(PolicyKind.names.joined(separator: ", ")).")
     var policy = "full"
 
-    @Option(help: "Tokens kept per layer per KV head, observation window included.")
+    @Option(parsing: .unconditional, help: "Tokens kept per layer per KV head, observation window included.")
     var budget: Int?
 
-    @Option(name: .customLong("kv-fraction"), help: "Fraction of each prompt's KV kept (the other spelling of a budget).")
+    @Option(name: .customLong("kv-fraction"), parsing: .unconditional, help: "Fraction of each prompt's KV kept (the other spelling of a budget).")
     var kvFraction: Double?
 
     @Option(help: "Observation window (default: the policy's own, as the engine and replay use it).")
@@ -77,13 +77,13 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Workload and serving settings (Scenarios/*.yaml).")
     var scenario: String
 
-    @Option(name: .customLong("rate-scale"), help: "Multiply the arrival rate (2 = twice as many requests per second).")
+    @Option(name: .customLong("rate-scale"), parsing: .unconditional, help: "Multiply the arrival rate (2 = twice as many requests per second).")
     var rateScale: Double = 1
 
-    @Option(name: .customLong("time-scale"), help: "Stretch the time between arrivals (0.5 = replay twice as fast).")
+    @Option(name: .customLong("time-scale"), parsing: .unconditional, help: "Stretch the time between arrivals (0.5 = replay twice as fast).")
     var timeScale: Double = 1
 
-    @Option(help: "Number of requests (synthetic) or the most to replay (logs), overriding the scenario.")
+    @Option(parsing: .unconditional, help: "Number of requests (synthetic) or the most to replay (logs), overriding the scenario (at most \(Scenario.maxRequests)).")
     var requests: Int?
 
     @Option(help: "Output format: table, json, csv.")
@@ -101,7 +101,9 @@ struct SimulateCommand: AsyncParsableCommand {
     func validate() throws {
         guard rateScale > 0, rateScale.isFinite else { throw ValidationError("--rate-scale must be positive") }
         guard timeScale > 0, timeScale.isFinite else { throw ValidationError("--time-scale must be positive") }
-        if let requests, requests <= 0 { throw ValidationError("--requests must be positive") }
+        if let requests, requests <= 0 || requests > Scenario.maxRequests {
+            throw ValidationError("--requests must be between 1 and \(Scenario.maxRequests) (about a minute of simulation), found \(requests)")
+        }
     }
 
     func run() async throws {

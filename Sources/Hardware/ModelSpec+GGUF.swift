@@ -13,6 +13,7 @@ extension ModelSpec {
         func key(_ k: String) -> String { "\(arch).\(k)" }
         let hidden = try file.int(key("embedding_length"))
         let heads = try file.int(key("attention.head_count"))
+        guard heads >= 1 else { throw ModelSpecError("\(path): \(key("attention.head_count")) is \(heads); it must be at least 1") }
         let kvHeads = file.metadata[key("attention.head_count_kv")] == nil ? heads : try file.int(key("attention.head_count_kv"))
         let headDim = file.metadata[key("attention.key_length")] == nil ? hidden / heads : try file.int(key("attention.key_length"))
         let vocab: Int
@@ -23,9 +24,14 @@ extension ModelSpec {
         }
         let pattern = LayerPattern.family(arch, slidingWindow: file.metadata[key("attention.sliding_window")]?.int)
         let name = file.metadata["general.name"]?.string ?? NSStringLike(path: path).lastComponent
-        return ModelSpec(name: name, layers: try file.int(key("block_count")), hidden: hidden, heads: heads, kvHeads: kvHeads,
-                         headDim: headDim, intermediate: try file.int(key("feed_forward_length")), vocab: vocab,
-                         maxContext: try file.int(key("context_length")),
+        let layers = try file.int(key("block_count")), intermediate = try file.int(key("feed_forward_length")), context = try file.int(key("context_length"))
+        let keys = ["layers": "block_count", "hidden": "embedding_length", "heads": "attention.head_count", "kv heads": "attention.head_count_kv",
+                    "head dim": "attention.key_length", "intermediate": "feed_forward_length", "vocab": "tokenizer.ggml.tokens", "context": "context_length"]
+        try ModelShape.check(path, key: { $0 == "vocab" ? keys[$0]! : key(keys[$0]!) }, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
+                             headDim: headDim, intermediate: intermediate, vocab: vocab, context: context)
+        return ModelSpec(name: name, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
+                         headDim: headDim, intermediate: intermediate, vocab: vocab,
+                         maxContext: context,
                          tiedEmbeddings: file.tensor(named: "output.weight") == nil,
                          slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: file.tensor(named: "blk.0.attn_q.bias") != nil,

@@ -274,12 +274,16 @@ extension ModelSpec {
         let c = (json["text_config"] as? [String: Any]).map { $0.merging(json) { a, _ in a } } ?? json
         func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
             if let v = c[key] as? Int { return v }
-            if let v = c[key] as? Double, v == v.rounded() { return Int(v) }
+            if let v = c[key] as? Double, v == v.rounded() {
+                guard abs(v) < 1e15 else { throw ModelSpecError("\(path): \(key) is \(v), far beyond any model") }
+                return Int(v)
+            }
             if let fallback { return fallback }
             throw ModelSpecError("\(path): config.json has no integer \"\(key)\", which is needed")
         }
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")
+        guard heads >= 1 else { throw ModelSpecError("\(path): num_attention_heads is \(heads); it must be at least 1") }
         let kvHeads = try int("num_key_value_heads", heads)
         let headDim = try int("head_dim", hidden / heads)
         let modelType = (c["model_type"] as? String) ?? ""
@@ -291,7 +295,11 @@ extension ModelSpec {
         var context = try int("max_position_embeddings")
         if let scaling = c["rope_scaling"] as? [String: Any], (scaling["rope_type"] as? String ?? scaling["type"] as? String) == "yarn",
            let factor = scaling["factor"] as? Double, let original = scaling["original_max_position_embeddings"] as? Int {
-            context = max(context, Int(Double(original) * factor))
+            let extended = Double(original) * factor
+            guard factor >= 1, extended.isFinite, extended <= Double(1 << 28) else {
+                throw ModelSpecError("\(path): rope_scaling.factor \(factor) × original_max_position_embeddings \(original) is not a context length (1 to \(1 << 28) tokens)")
+            }
+            context = max(context, Int(extended))
         }
         if c["kv_lora_rank"] != nil {
             throw ModelSpecError("\(path): multi-head latent attention (kv_lora_rank, DeepSeek-V2/V3) is not modelled; supported: multi-head and grouped-query attention")
@@ -308,12 +316,44 @@ extension ModelSpec {
         }
         let name = (json["_name_or_path"] as? String).map { ($0 as NSString).lastPathComponent }
             ?? URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
+        let layers = try int("num_hidden_layers"), vocab = try int("vocab_size")
+        let keys = ["layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads", "kv heads": "num_key_value_heads",
+                    "head dim": "head_dim", "intermediate": experts > 0 ? "moe_intermediate_size" : "intermediate_size", "vocab": "vocab_size",
+                    "context": "max_position_embeddings"]
+        try ModelShape.check(path, key: { keys[$0]! }, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                             intermediate: mlpWidth, vocab: vocab, context: context)
+        if experts > 4096 { throw ModelSpecError("\(path): \(experts) experts; at most 4096 are modelled") }
         return ModelSpec(name: name.isEmpty ? "config.json" : name,
-                         layers: try int("num_hidden_layers"), hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                         intermediate: mlpWidth, vocab: try int("vocab_size"), maxContext: context,
+                         layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                         intermediate: mlpWidth, vocab: vocab, maxContext: context,
                          tiedEmbeddings: (c["tie_word_embeddings"] as? Bool) ?? modelType.hasPrefix("gemma"),
                          slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: (c["attention_bias"] as? Bool) ?? modelType.hasPrefix("qwen2"),
                          experts: experts, activeExperts: active, source: path)
     }
 }
+
+/// The limits a model's shape must keep for the forward pass and the memory arithmetic, checked by
+/// both importers (`config.json`, GGUF) before anything is computed from them.
+enum ModelShape {
+    /// Largest value of each field: far above every real model, far below an overflow.
+    static let limits: [(field: String, max: Int)] = [("layers", 4096), ("hidden", 1 << 20), ("heads", 1 << 14), ("kv heads", 1 << 14),
+                                                      ("head dim", 1 << 14), ("intermediate", 1 << 24), ("vocab", 1 << 26), ("context", 1 << 28)]
+
+    /// - Parameter key: the file's name for a field ("num_attention_heads", "llama.attention.head_count").
+    /// - Throws: `ModelSpecError` naming the file and key: a field outside 1…limit, KV heads that do
+    ///   not divide the attention heads.
+    static func check(_ source: String, key: (String) -> String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
+                      intermediate: Int, vocab: Int, context: Int) throws {
+        let values = ["layers": layers, "hidden": hidden, "heads": heads, "kv heads": kvHeads, "head dim": headDim,
+                      "intermediate": intermediate, "vocab": vocab, "context": context]
+        for (field, limit) in limits {
+            let v = values[field]!
+            guard v >= 1, v <= limit else { throw ModelSpecError("\(source): \(key(field)) is \(v); it must be between 1 and \(limit)") }
+        }
+        guard heads % kvHeads == 0 else {
+            throw ModelSpecError("\(source): \(key("kv heads")) \(kvHeads) does not divide \(key("heads")) \(heads) (grouped-query attention needs whole groups)")
+        }
+    }
+}
+

@@ -167,10 +167,21 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         let engine = self.engine ?? .vllmV1
         if let u = gpuMemoryUtilization, !(u > 0 && u <= 1) { throw ServingError("gpu_memory_utilization must be in (0, 1], found \(u)") }
         if let n = maxModelLen, n <= 0 { throw ServingError("max_model_len must be positive, found \(n)") }
-        if let n = maxNumSeqs, n <= 0 { throw ServingError("max_num_seqs must be positive, found \(n)") }
-        if let t = maxNumBatchedTokens, t <= 0 { throw ServingError("max_num_batched_tokens must be positive, found \(t)") }
-        if let b = blockSize, b <= 0 { throw ServingError("block_size must be positive, found \(b)") }
+        // Upper bounds far above any deployment and far below an overflow in the step arithmetic.
+        if let n = maxModelLen, n > 1 << 30 { throw ServingError("max_model_len must be at most \(1 << 30), found \(n)") }
+        if let n = maxNumSeqs, !(1...(1 << 20)).contains(n) { throw ServingError("max_num_seqs must be between 1 and \(1 << 20), found \(n)") }
+        if let t = maxNumBatchedTokens, !(1...(1 << 30)).contains(t) { throw ServingError("max_num_batched_tokens must be between 1 and \(1 << 30), found \(t)") }
+        if let b = blockSize, !(1...(1 << 16)).contains(b) { throw ServingError("block_size must be between 1 and \(1 << 16), found \(b)") }
         if let t = tensorParallel, !(1...64).contains(t) { throw ServingError("tensor_parallel must be between 1 and 64, found \(t)") }
+        // vLLM's rule: TP divides the attention heads, and the KV heads divide by it or it by them (replicated).
+        if let t = tensorParallel, t > 1 {
+            guard model.heads % t == 0 else {
+                throw ServingError("tensor_parallel \(t) does not divide \(model.name)'s \(model.heads) attention heads")
+            }
+            guard model.kvHeads % t == 0 || t % model.kvHeads == 0 else {
+                throw ServingError("tensor_parallel \(t) and \(model.name)'s \(model.kvHeads) KV heads: neither divides the other")
+            }
+        }
         if let n = numSchedulerSteps {
             guard (1...64).contains(n) else { throw ServingError("num_scheduler_steps must be between 1 and 64, found \(n)") }
             guard n == 1 || engine == .vllmV0 else {

@@ -10,6 +10,13 @@ public struct Scenario: Sendable {
     public var description: String
     public var seed: UInt64
     public var arrivals: Arrivals
+    /// The most requests one run simulates (a scenario's `requests`, `--requests`): about a minute
+    /// at the simulator's speed.
+    public static let maxRequests = 10_000_000
+    /// The longest prompt or output a length distribution may ask for (16 M tokens, beyond every
+    /// model's context).
+    public static let maxTokens = 1 << 24
+
     /// Synthetic: number of requests. Log: at most this many (nil: the whole log).
     public var requests: Int?
     public var prompt: LengthDistribution?
@@ -66,7 +73,8 @@ public struct Scenario: Sendable {
     /// - Throws: `WorkloadError` naming the file and the setting.
     public func serving(gpu: GPU, model: ModelSpec, overrides: ServingSettings = ServingSettings()) throws -> ServingConfig {
         do { return try serving.overridden(by: overrides).resolve(gpu: gpu, model: model) } catch let error as ServingError {
-            throw WorkloadError("\(path): serving: \(error.description)")
+            throw WorkloadError(overrides == ServingSettings() ? "\(path): serving: \(error.description)"
+                                : "serving settings (\((path as NSString).lastPathComponent)'s, with the command line's over them): \(error.description)")
         }
     }
 
@@ -126,10 +134,10 @@ private struct ScenarioFile: Decodable {
             arrivalsValue = .synthetic(.batch)
         case "poisson", "gamma":
             guard let rate = arrivals.rate else { throw bad("arrivals.rate", "a \(arrivals.process) process needs a rate (requests/s)") }
-            guard rate > 0, rate.isFinite else { throw bad("arrivals.rate", "must be a positive number of requests per second, found \(rate)") }
+            guard rate >= 1e-6, rate <= 1e6 else { throw bad("arrivals.rate", "must be between 0.000001 and 1000000 requests per second, found \(rate)") }
             if arrivals.process == "gamma" {
                 let cv = arrivals.cv ?? 1
-                guard cv > 0, cv.isFinite else { throw bad("arrivals.cv", "must be positive, found \(cv)") }
+                guard cv > 0, cv <= 100 else { throw bad("arrivals.cv", "must be in (0, 100], found \(cv)") }
                 arrivalsValue = .synthetic(.gamma(rate: rate, cv: cv))
             } else {
                 arrivalsValue = .synthetic(.poisson(rate: rate))
@@ -146,7 +154,9 @@ private struct ScenarioFile: Decodable {
         default:
             throw bad("arrivals.process", "expected batch, poisson, gamma or log, found \(arrivals.process)")
         }
-        if let requests, requests <= 0 { throw bad("requests", "must be positive, found \(requests)") }
+        if let requests, requests <= 0 || requests > Scenario.maxRequests {
+            throw bad("requests", "must be between 1 and \(Scenario.maxRequests) (about a minute of simulation), found \(requests)")
+        }
         var promptValue: LengthDistribution?
         var outputValue: LengthDistribution?
         if case .synthetic = arrivalsValue {
@@ -163,25 +173,38 @@ private struct ScenarioFile: Decodable {
     private func length(_ f: LengthFile, key: String, _ bad: (String, String) -> WorkloadError) throws -> LengthDistribution {
         func positive(_ v: Int?, _ name: String) throws -> Int {
             guard let v else { throw bad("\(key).\(name)", "missing; \(f.distribution) needs it") }
-            guard v > 0 else { throw bad("\(key).\(name)", "must be a positive token count, found \(v)") }
+            guard v > 0, v <= Scenario.maxTokens else { throw bad("\(key).\(name)", "must be a token count between 1 and \(Scenario.maxTokens), found \(v)") }
             return v
+        }
+        func ordered(_ lo: Int, _ hi: Int) throws {
+            guard lo <= hi else { throw bad("\(key).min", "min \(lo) exceeds max \(hi)") }
+        }
+        func finite(_ v: Double, _ name: String, upTo limit: Double) throws {
+            guard v.isFinite, v <= limit else { throw bad("\(key).\(name)", "must be at most \(Format.figure(limit)), found \(v)") }
         }
         switch f.distribution {
         case "fixed":
             return .fixed(try positive(f.tokens, "tokens"))
         case "uniform":
             let lo = try positive(f.min, "min"), hi = try positive(f.max, "max")
-            guard lo <= hi else { throw bad("\(key).min", "min \(lo) exceeds max \(hi)") }
+            try ordered(lo, hi)
             return .uniform(min: lo, max: hi)
         case "lognormal":
             guard let median = f.median, median > 0 else { throw bad("\(key).median", "a lognormal needs a positive median") }
             guard let sigma = f.sigma, sigma >= 0 else { throw bad("\(key).sigma", "a lognormal needs sigma ≥ 0") }
+            try finite(median, "median", upTo: Double(Scenario.maxTokens))
+            // σ of log-length: 10 already spans e^±20; more only piles every draw onto min or max.
+            try finite(sigma, "sigma", upTo: 10)
             let lo = try positive(f.min ?? 1, "min"), hi = try positive(f.max, "max")
+            try ordered(lo, hi)
             return .lognormal(median: median, sigma: sigma, min: lo, max: hi)
         case "normal":
             guard let mean = f.mean, mean > 0 else { throw bad("\(key).mean", "a normal needs a positive mean") }
             guard let sd = f.sd, sd >= 0 else { throw bad("\(key).sd", "a normal needs sd ≥ 0") }
+            try finite(mean, "mean", upTo: Double(Scenario.maxTokens))
+            try finite(sd, "sd", upTo: Double(Scenario.maxTokens))
             let lo = try positive(f.min ?? 1, "min"), hi = try positive(f.max, "max")
+            try ordered(lo, hi)
             return .normal(mean: mean, sd: sd, min: lo, max: hi)
         default:
             throw bad("\(key).distribution", "expected fixed, uniform, lognormal or normal, found \(f.distribution)")

@@ -59,11 +59,22 @@ public enum LengthDistribution: Equatable, Sendable {
         case let .uniform(lo, hi):
             return lo + Int(rng.next() % UInt64(hi - lo + 1))
         case let .lognormal(median, sigma, lo, hi):
-            return clamp(Int((median * Foundation.exp(sigma * gaussian(&rng))).rounded()), lo, hi)
+            return clamped((median * Foundation.exp(sigma * gaussian(&rng))).rounded(), lo, hi)
         case let .normal(mean, sd, lo, hi):
-            return clamp(Int((mean + sd * gaussian(&rng)).rounded()), lo, hi)
+            return clamped((mean + sd * gaussian(&rng)).rounded(), lo, hi)
         }
     }
+}
+
+/// `x` clamped to [lo, hi] before it becomes an integer (a draw far in a tail is no trap).
+private func clamped(_ x: Double, _ lo: Int, _ hi: Int) -> Int {
+    guard x.isFinite else { return x > 0 ? hi : lo }
+    return Int(Swift.min(Swift.max(x, Double(lo)), Double(hi)))
+}
+
+/// `seconds` as whole microseconds, saturating far beyond any simulated run (a century).
+private func microseconds(_ seconds: Double) -> Int64 {
+    Int64(Swift.min(Swift.max((seconds * 1e6).rounded(), 0), 3.2e15))
 }
 
 /// How requests arrive.
@@ -121,9 +132,9 @@ public struct SyntheticSource: RequestSource {
         defer { produced += 1 }
         if let pairs {
             let p = pairs.count == count ? pairs[produced] : pairs[Int(lengthRNG.next() % UInt64(pairs.count))]
-            return Request(id: produced, arrival: Int64((clock * 1e6).rounded()), promptTokens: max(1, p.prompt), outputTokens: max(1, p.output))
+            return Request(id: produced, arrival: microseconds(clock), promptTokens: max(1, p.prompt), outputTokens: max(1, p.output))
         }
-        return Request(id: produced, arrival: Int64((clock * 1e6).rounded()), promptTokens: prompt.sample(&lengthRNG),
+        return Request(id: produced, arrival: microseconds(clock), promptTokens: prompt.sample(&lengthRNG),
                        outputTokens: max(1, output.sample(&lengthRNG)))
     }
 }
@@ -241,7 +252,6 @@ public struct LogSource: RequestSource {
 
 // MARK: - Sampling helpers
 
-private func clamp(_ v: Int, _ lo: Int, _ hi: Int) -> Int { min(max(v, lo), hi) }
 
 /// Standard normal by Box–Muller.
 func gaussian(_ rng: inout SplitMix64) -> Double {

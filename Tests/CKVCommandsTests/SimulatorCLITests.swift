@@ -85,3 +85,24 @@ struct SimulatorCLITests {
         }
     }
 }
+
+/// The flag cases of issue #21: each refused in one line with exit status 1, none trapping or unbounded.
+@Suite("flag bounds")
+struct FlagBoundsTests {
+    static let scenario = TestSupport.repositoryRoot.appendingPathComponent("Scenarios/throughput-500-500.yaml").path
+
+    @Test("overflowing, negative, conflicting and empty flags: one line, exit 1")
+    func refusals() throws {
+        try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "99999999999999999999k"], "--context: '99999999999999999999k' is not a token count")
+        try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "-5"], "--context: '-5' is not a token count")
+        try expectOneLineError(["simulate", "--gpu", "A100-80G", "--scenario", Self.scenario, "--requests", "1000000000"], "--requests must be between 1 and 10000000")
+        try expectOneLineError(["simulate", "--gpu", "A100-80G", "--scenario", Self.scenario, "--requests", "-3"], "--requests must be between 1 and 10000000")
+        try expectOneLineError(["memory", "--gpu", "A100-80G", "--context", "8k", "--tp", "3"], "tensor_parallel 3 does not divide Llama-3.1-8B-Instruct's 32 attention heads")
+        try expectOneLineError(["memory", "--gpu", "A100-80G", "--context", "8k", "--max-num-seqs", "9223372036854775807"], "max_num_seqs must be between 1 and 1048576")
+        try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "8k", "--policies", ""], "--policies: no policy given; known: streamingllm")
+        try expectOneLineError(["plan", "--gpu", "A100-80G", "--context", "8k", "--budgets", "256", "--kv-fractions", "1%"], "give --budgets or --kv-fractions, not both")
+        // ArgumentParser's own refusals take the same exit status as every other.
+        let unknown = try runCLI(["plan", "--gpu", "A100-80G", "--bogus"])
+        #expect(unknown.status == 1 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown)")
+    }
+}
