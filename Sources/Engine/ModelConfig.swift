@@ -62,6 +62,16 @@ public struct ModelConfig: Equatable, Sendable {
         func key(_ k: String) -> String { "\(prefix).\(k)" }
         let hidden = try f.int(key("embedding_length"))
         let heads = try f.int(key("attention.head_count"))
+        guard heads >= 1 else { throw ModelLoadError("\(f.path): \(key("attention.head_count")) is \(heads); it must be at least 1") }
+        let layers = try f.int(key("block_count")), ffn = try f.int(key("feed_forward_length")), context = try f.int(key("context_length"))
+        let kvHeads = f.metadata[key("attention.head_count_kv")]?.int ?? heads
+        let headDim = f.metadata[key("attention.key_length")]?.int ?? hidden / heads
+        let vocab = try f.strings("tokenizer.ggml.tokens").count
+        if let problem = ModelShape.problem(key: { ModelShape.ggufKey($0, architecture: prefix) },
+                                            values: [.layers: layers, .hidden: hidden, .heads: heads, .kvHeads: kvHeads, .headDim: headDim,
+                                                     .intermediate: ffn, .vocab: vocab, .context: context]) {
+            throw ModelLoadError("\(f.path): \(problem)")
+        }
         let defaults = architecture.recipe.defaults
         var scale: Float = 1
         if let type = f.metadata[key("rope.scaling.type")]?.string, type != "none" {
@@ -70,12 +80,8 @@ public struct ModelConfig: Equatable, Sendable {
             }
             scale = 1 / Float(f.metadata[key("rope.scaling.factor")]?.double ?? 1)
         }
-        self.init(architecture: architecture, layers: try f.int(key("block_count")), hidden: hidden, heads: heads,
-                  kvHeads: f.metadata[key("attention.head_count_kv")]?.int ?? heads,
-                  headDim: f.metadata[key("attention.key_length")]?.int ?? hidden / heads,
-                  ffn: try f.int(key("feed_forward_length")),
-                  vocab: try f.strings("tokenizer.ggml.tokens").count,
-                  contextLength: try f.int(key("context_length")),
+        self.init(architecture: architecture, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                  ffn: ffn, vocab: vocab, contextLength: context,
                   rmsEpsilon: Float(f.metadata[key("attention.layer_norm_rms_epsilon")]?.double ?? Double(defaults.rmsEpsilon)),
                   ropeBase: Float(f.metadata[key("rope.freq_base")]?.double ?? Double(defaults.ropeBase)),
                   ropeBaseLocal: defaults.ropeBaseLocal, ropeFrequencyScale: scale,

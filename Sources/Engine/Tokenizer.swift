@@ -47,13 +47,18 @@ public struct Tokenizer: Sendable {
         guard let list = file.metadata["tokenizer.ggml.tokens"]?.array else { throw GGUFError.missingKey(path: file.path, key: "tokenizer.ggml.tokens") }
         tokens = list.map { Array(($0.string ?? "").utf8) }
         scores = file.metadata["tokenizer.ggml.scores"]?.array?.map { Float($0.double ?? 0) } ?? Array(repeating: 0, count: list.count)
-        types = file.metadata["tokenizer.ggml.token_type"]?.array?.map { TokenType(rawValue: Int32($0.int ?? 1)) ?? .normal }
+        types = file.metadata["tokenizer.ggml.token_type"]?.array?.map { $0.int.flatMap { Int32(exactly: $0) }.flatMap(TokenType.init(rawValue:)) ?? .normal }
             ?? Array(repeating: .normal, count: list.count)
         guard scores.count == tokens.count, types.count == tokens.count else {
             throw TokenizerError("\(file.path): tokenizer.ggml.scores / token_type do not match the \(tokens.count) tokens")
         }
-        bos = file.metadata["tokenizer.ggml.bos_token_id"]?.int.map(Int32.init)
-        eos = file.metadata["tokenizer.ggml.eos_token_id"]?.int.map(Int32.init)
+        func special(_ key: String) throws -> Int32? {
+            guard let id = file.metadata[key]?.int else { return nil }
+            guard (0..<list.count).contains(id) else { throw TokenizerError("\(file.path): \(key) is \(id), outside the vocabulary of \(list.count) tokens") }
+            return Int32(id)
+        }
+        bos = try special("tokenizer.ggml.bos_token_id")
+        eos = try special("tokenizer.ggml.eos_token_id")
         var lookup: [[UInt8]: Int32] = [:]
         lookup.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() where lookup[t] == nil { lookup[t] = Int32(i) }

@@ -25,10 +25,11 @@ extension ModelSpec {
         let pattern = LayerPattern.family(arch, slidingWindow: file.metadata[key("attention.sliding_window")]?.int)
         let name = file.metadata["general.name"]?.string ?? NSStringLike(path: path).lastComponent
         let layers = try file.int(key("block_count")), intermediate = try file.int(key("feed_forward_length")), context = try file.int(key("context_length"))
-        let keys = ["layers": "block_count", "hidden": "embedding_length", "heads": "attention.head_count", "kv heads": "attention.head_count_kv",
-                    "head dim": "attention.key_length", "intermediate": "feed_forward_length", "vocab": "tokenizer.ggml.tokens", "context": "context_length"]
-        try ModelShape.check(path, key: { $0 == "vocab" ? keys[$0]! : key(keys[$0]!) }, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
-                             headDim: headDim, intermediate: intermediate, vocab: vocab, context: context)
+        if let problem = ModelShape.problem(key: { ModelShape.ggufKey($0, architecture: arch) },
+                                            values: [.layers: layers, .hidden: hidden, .heads: heads, .kvHeads: kvHeads, .headDim: headDim,
+                                                     .intermediate: intermediate, .vocab: vocab, .context: context]) {
+            throw ModelSpecError("\(path): \(problem)")
+        }
         return ModelSpec(name: name, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads,
                          headDim: headDim, intermediate: intermediate, vocab: vocab,
                          maxContext: context,

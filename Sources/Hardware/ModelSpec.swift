@@ -317,11 +317,14 @@ extension ModelSpec {
         let name = (json["_name_or_path"] as? String).map { ($0 as NSString).lastPathComponent }
             ?? URL(fileURLWithPath: path).deletingLastPathComponent().lastPathComponent
         let layers = try int("num_hidden_layers"), vocab = try int("vocab_size")
-        let keys = ["layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads", "kv heads": "num_key_value_heads",
-                    "head dim": "head_dim", "intermediate": experts > 0 ? "moe_intermediate_size" : "intermediate_size", "vocab": "vocab_size",
-                    "context": "max_position_embeddings"]
-        try ModelShape.check(path, key: { keys[$0]! }, layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                             intermediate: mlpWidth, vocab: vocab, context: context)
+        let keys: [ModelShape.Field: String] = [.layers: "num_hidden_layers", .hidden: "hidden_size", .heads: "num_attention_heads",
+                                                .kvHeads: "num_key_value_heads", .headDim: "head_dim",
+                                                .intermediate: experts > 0 ? "moe_intermediate_size" : "intermediate_size", .vocab: "vocab_size",
+                                                .context: "max_position_embeddings"]
+        if let problem = ModelShape.problem(key: { keys[$0]! }, values: [.layers: layers, .hidden: hidden, .heads: heads, .kvHeads: kvHeads,
+                                                                         .headDim: headDim, .intermediate: mlpWidth, .vocab: vocab, .context: context]) {
+            throw ModelSpecError("\(path): \(problem)")
+        }
         if experts > 4096 { throw ModelSpecError("\(path): \(experts) experts; at most 4096 are modelled") }
         return ModelSpec(name: name.isEmpty ? "config.json" : name,
                          layers: layers, hidden: hidden, heads: heads, kvHeads: kvHeads, headDim: headDim,
@@ -332,28 +335,3 @@ extension ModelSpec {
                          experts: experts, activeExperts: active, source: path)
     }
 }
-
-/// The limits a model's shape must keep for the forward pass and the memory arithmetic, checked by
-/// both importers (`config.json`, GGUF) before anything is computed from them.
-enum ModelShape {
-    /// Largest value of each field: far above every real model, far below an overflow.
-    static let limits: [(field: String, max: Int)] = [("layers", 4096), ("hidden", 1 << 20), ("heads", 1 << 14), ("kv heads", 1 << 14),
-                                                      ("head dim", 1 << 14), ("intermediate", 1 << 24), ("vocab", 1 << 26), ("context", 1 << 28)]
-
-    /// - Parameter key: the file's name for a field ("num_attention_heads", "llama.attention.head_count").
-    /// - Throws: `ModelSpecError` naming the file and key: a field outside 1…limit, KV heads that do
-    ///   not divide the attention heads.
-    static func check(_ source: String, key: (String) -> String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int,
-                      intermediate: Int, vocab: Int, context: Int) throws {
-        let values = ["layers": layers, "hidden": hidden, "heads": heads, "kv heads": kvHeads, "head dim": headDim,
-                      "intermediate": intermediate, "vocab": vocab, "context": context]
-        for (field, limit) in limits {
-            let v = values[field]!
-            guard v >= 1, v <= limit else { throw ModelSpecError("\(source): \(key(field)) is \(v); it must be between 1 and \(limit)") }
-        }
-        guard heads % kvHeads == 0 else {
-            throw ModelSpecError("\(source): \(key("kv heads")) \(kvHeads) does not divide \(key("heads")) \(heads) (grouped-query attention needs whole groups)")
-        }
-    }
-}
-

@@ -72,9 +72,10 @@ private func clamped(_ x: Double, _ lo: Int, _ hi: Int) -> Int {
     return Int(Swift.min(Swift.max(x, Double(lo)), Double(hi)))
 }
 
-/// `seconds` as whole microseconds, saturating far beyond any simulated run (a century).
+/// `seconds` as whole microseconds, saturating far beyond any simulated run (a century either way).
 private func microseconds(_ seconds: Double) -> Int64 {
-    Int64(Swift.min(Swift.max((seconds * 1e6).rounded(), 0), 3.2e15))
+    guard seconds.isFinite else { return seconds > 0 ? 3_200_000_000_000_000 : -3_200_000_000_000_000 }
+    return Int64(Swift.min(Swift.max((seconds * 1e6).rounded(), -3.2e15), 3.2e15))
 }
 
 /// How requests arrive.
@@ -198,7 +199,8 @@ public struct LogSource: RequestSource {
                 hashes.append([])
             case .mooncake:
                 guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                      let t = (obj["timestamp"] as? NSNumber)?.doubleValue, let p = obj["input_length"] as? Int, let o = obj["output_length"] as? Int else {
+                      let t = (obj["timestamp"] as? NSNumber)?.doubleValue, t.isFinite, abs(t) < 1e15,
+                      let p = obj["input_length"] as? Int, let o = obj["output_length"] as? Int else {
                     throw WorkloadError("\(path):\(lineNumber): expected a JSON object with timestamp, input_length and output_length, found \(line.prefix(80))")
                 }
                 var ids: [Int] = []
@@ -211,13 +213,13 @@ public struct LogSource: RequestSource {
                 rows.append((t / 1000, p, o))
                 hashes.append(ids)
             }
-            if let last = rows.last, last.1 < 0 || last.2 < 0 {
-                throw WorkloadError("\(path):\(lineNumber): negative token count")
+            if let last = rows.last, !(0...Scenario.maxTokens).contains(last.1) || !(0...Scenario.maxTokens).contains(last.2) {
+                throw WorkloadError("\(path):\(lineNumber): token counts must be between 0 and \(Scenario.maxTokens), found \(last.1) and \(last.2)")
             }
         }
         guard let first = rows.first else { throw WorkloadError("\(path): no requests after offset \(offset)") }
         requests = rows.enumerated().map { i, r in
-            Request(id: i, arrival: Int64(((r.0 - first.0) * timeScale * 1e6).rounded()), promptTokens: max(1, r.1), outputTokens: max(1, r.2),
+            Request(id: i, arrival: microseconds((r.0 - first.0) * timeScale), promptTokens: max(1, r.1), outputTokens: max(1, r.2),
                     blockHashes: hashes[i])
         }
         for i in 1..<max(requests.count, 1) where requests[i].arrival < requests[i - 1].arrival {
@@ -239,6 +241,8 @@ public struct LogSource: RequestSource {
         let date = parts[0].split(separator: "-").compactMap { Int($0) }
         let time = parts[1].split(separator: ":")
         guard date.count == 3, time.count == 3, let h = Int(time[0]), let m = Int(time[1]), let sec = Double(time[2]) else { return nil }
+        guard (1900...9999).contains(date[0]), (1...12).contains(date[1]), (1...31).contains(date[2]), (0...23).contains(h), (0...59).contains(m),
+              sec >= 0, sec < 62 else { return nil }
         // Days from civil (H. Hinnant's algorithm), enough for differences across month ends.
         let y = date[1] <= 2 ? date[0] - 1 : date[0]
         let era = y / 400

@@ -106,3 +106,48 @@ struct FlagBoundsTests {
         #expect(unknown.status == 1 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown)")
     }
 }
+
+/// The GGUF cases of issue #21 on copies of the real SmolLM2 file with one metadata value changed:
+/// `generate` and `memory` refuse each in one line naming the file and key, and exit 1.
+@Suite("damaged GGUF metadata")
+struct DamagedGGUFTests {
+    static let model = TestSupport.repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+    /// A copy of the model with the integer value of metadata `key` set to `value` (its own width).
+    static func patched(_ key: String, _ value: UInt64) throws -> String {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: model)))
+        var needle: [UInt8] = []
+        withUnsafeBytes(of: UInt64(key.utf8.count).littleEndian) { needle += $0 }
+        needle += Array(key.utf8)
+        guard let at = (0...(bytes.count - needle.count)).first(where: { i in bytes[i] == needle[0] && Array(bytes[i..<(i + needle.count)]) == needle }) else {
+            throw CLIError("\(key) not in the model")
+        }
+        let typeAt = at + needle.count, type = UInt32(bytes[typeAt]) | UInt32(bytes[typeAt + 1]) << 8
+        let width = [4: 4, 5: 4, 10: 8, 11: 8][Int(type)] ?? 0
+        guard width > 0 else { throw CLIError("\(key) has type \(type), not an integer of 4 or 8 bytes") }
+        for k in 0..<width { bytes[typeAt + 4 + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
+        let path = try TestSupport.scratchDirectory("gguf").appendingPathComponent("\(key)-\(value).gguf").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test("zero or huge counts, ids outside the vocabulary: one line, exit 1, in generate and memory")
+    func refusals() throws {
+        let cases: [(String, UInt64, String)] = [
+            ("llama.block_count", 0, "llama.block_count is 0; it must be between 1 and 4096"),
+            ("llama.block_count", 1 << 31, "llama.block_count is 2147483648; it must be between 1 and 4096"),
+            ("llama.attention.head_count", 0, "llama.attention.head_count is 0; it must be at least 1"),
+            ("llama.attention.head_count_kv", 0, "llama.attention.head_count_kv is 0; it must be between 1"),
+            ("llama.embedding_length", 0, "llama.embedding_length is 0; it must be between 1"),
+            ("tokenizer.ggml.bos_token_id", 999_999, "tokenizer.ggml.bos_token_id is 999999, outside the vocabulary of 49152 tokens"),
+        ]
+        for (key, value, expected) in cases {
+            let path = try Self.patched(key, value)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try expectOneLineError(["generate", "--model", path, "--prompt", "hi", "--max-tokens", "4"], expected)
+            if !key.hasPrefix("tokenizer") {
+                try expectOneLineError(["memory", "--gpu", "A100-80G", "--model", path, "--context", "2k"], expected)
+            }
+        }
+    }
+}

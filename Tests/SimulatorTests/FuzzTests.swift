@@ -134,3 +134,35 @@ struct FuzzTests {
         #expect(sized > 50 && refused > 50, "sized \(sized), refused \(refused)")
     }
 }
+
+@Suite("fuzzed request logs")
+struct LogFuzzTests {
+    @Test("400 mutated Azure and Mooncake logs: each reads or is refused in one line naming the file and line")
+    func logs() throws {
+        var rng = SplitMix64(seed: 55)
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:51.0000000,1000,10\n"
+        let mooncake = #"{"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47]}"# + "\n"
+            + #"{"timestamp": 1500, "input_length": 120, "output_length": 8}"# + "\n" + #"{"timestamp": 2500, "input_length": 900, "output_length": 30}"# + "\n"
+        var read = 0, refused = 0
+        for i in 0..<400 {
+            let format: LogFormat = i % 2 == 0 ? .azure : .mooncake
+            let text = FuzzTests.mutate(format == .azure ? azure : mooncake, &rng)
+            let path = try TestSupport.temporaryFile("log-\(i).\(format == .azure ? "csv" : "jsonl")", text)
+            do {
+                var source = try LogSource(path: path, format: format)
+                var n = 0, last: Int64 = .min
+                while let r = source.next() {
+                    #expect(r.arrival >= last && r.promptTokens >= 1 && r.outputTokens >= 1)
+                    last = r.arrival
+                    n += 1
+                }
+                #expect(n >= 1)
+                read += 1
+            } catch let e as WorkloadError {
+                #expect(!e.description.contains("\n") && e.description.contains("log-\(i)."), "\(text)\n→ \(e.description)")
+                refused += 1
+            }
+        }
+        #expect(read > 30 && refused > 30, "read \(read), refused \(refused)")
+    }
+}
