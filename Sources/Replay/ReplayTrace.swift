@@ -74,6 +74,8 @@ public struct ReplayTrace: Sendable {
             case let .decodeAttention(a):
                 let step = Int(a.step), l = Int(a.layer), h = Int(a.head)
                 try check(l < m.layers && h < m.queryHeads, "attention row for layer \(l) head \(h) outside the model")
+                // A row of step s weighs the prompt and s generated keys: a step beyond its own row is no step.
+                try check(step < a.values.count, "attention row of decode step \(step) holds only \(a.values.count) weights")
                 while rows.count <= step { rows.append(Array(repeating: Array(repeating: [], count: m.queryHeads), count: m.layers)) }
                 rows[step][l][h] = a.values
             case let .cacheVectors(c) where c.kind == .value:
@@ -87,6 +89,9 @@ public struct ReplayTrace: Sendable {
             }
         }
         guard let prompt else { throw ReplayError("\(path): the trace has no prompt tokens") }
+        // Attention mass and output error are measured on the decode steps' rows: without them
+        // there is nothing to score (a perfect score from no data is no evidence).
+        guard !rows.isEmpty else { throw ReplayError("\(path): the trace has no decode attention rows, so replay has nothing to measure") }
         let n = prompt.count
         let global = Set(m.globalLayers ?? Array(0..<m.layers))
         var statistics: [LayerStatistics] = []

@@ -54,6 +54,21 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
         self.globalLayers = globalLayers
     }
 
+    /// What makes the shape unusable (each count 1…2¹⁴, KV heads dividing the query heads, a
+    /// sliding window of at least one token, global layers inside the layer count), or nil.
+    public var shapeProblem: String? {
+        for (key, v) in [("layers", layers), ("query_heads", queryHeads), ("kv_heads", kvHeads), ("head_dim", headDim)] {
+            guard (1...(1 << 14)).contains(v) else { return "model.\(key) is \(v); it must be between 1 and \(1 << 14)" }
+        }
+        guard (1...(1 << 28)).contains(contextLength) else { return "model.context_length is \(contextLength); it must be between 1 and \(1 << 28)" }
+        guard queryHeads % kvHeads == 0 else { return "model.kv_heads \(kvHeads) does not divide model.query_heads \(queryHeads)" }
+        if let w = slidingWindow, w < 1 { return "model.sliding_window is \(w); it must be at least 1" }
+        if let g = globalLayers, let bad = g.first(where: { !(0..<layers).contains($0) }) {
+            return "model.global_layers holds \(bad), outside the \(layers) layers"
+        }
+        return nil
+    }
+
     enum CodingKeys: String, CodingKey {
         case name, architecture, layers
         case ggufSHA256 = "gguf_sha256"

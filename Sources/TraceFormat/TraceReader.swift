@@ -97,6 +97,9 @@ public final class TraceReader {
         } catch {
             throw TraceError.corrupt(path: path, offset: 16, reason: "header metadata is not the expected JSON object (\(error))")
         }
+        if let problem = header.model.shapeProblem {
+            throw TraceError.corrupt(path: path, offset: 16, reason: "header metadata: \(problem)")
+        }
         return (header, major, minor, metaEnd)
     }
 
@@ -202,7 +205,8 @@ public final class TraceReader {
         return try payload.withUnsafeBytes { raw in
             var reader = ByteReader(raw)
             var records: [TraceRecord] = []
-            records.reserveCapacity(Int(frame.recordCount))
+            // The smallest record is its 8-byte type and length: a count beyond that is a lie the payload exposes.
+            records.reserveCapacity(min(Int(frame.recordCount), payload.count / 8))
             while reader.remaining > 0 {
                 do {
                     records.append(try TraceRecord.decode(from: &reader))

@@ -388,7 +388,11 @@ extension TraceRecord {
                 try body.skip(2)
                 let count = Int(try body.u32()), dimension = Int(try body.u32())
                 guard dimension > 0 else { throw fail("cache vectors of dimension 0") }
-                let values = try decodeValues(&body, count: count * dimension, encoding, fail)
+                let (total, overflow) = count.multipliedReportingOverflow(by: dimension)
+                guard !overflow, total <= body.remaining else {
+                    throw fail("cache vectors declare \(count) × \(dimension) values in \(body.remaining) bytes")
+                }
+                let values = try decodeValues(&body, count: total, encoding, fail)
                 record = .cacheVectors(CacheVectors(kind: vk, layer: layer, kvHead: head, encoding: encoding, dimension: dimension, values: values))
             case .annotation:
                 let key = try body.bytes(Int(try body.u32()))

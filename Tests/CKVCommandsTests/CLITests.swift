@@ -148,3 +148,16 @@ struct CLITests {
         #expect(try runCLI(["trace", "verify", fixed]).status == 0)
     }
 }
+
+/// A trace with no decode rows gives no perfect score from no data (issue #21).
+@Suite("replay evidence")
+struct ReplayEvidenceTests {
+    @Test("replay refuses a trace without decode attention rows instead of reporting mass 1 and error 0")
+    func noRows() throws {
+        let path = try scratch().appendingPathComponent("no-rows.ckvt").path
+        _ = try smallTraceForTests(at: path)
+        try expectOneLineError(["replay", path, "--policies", "snapkv", "--budgets", "16"], "has no decode attention rows, so replay has nothing to measure")
+    }
+}
+
+func smallTraceForTests(at path: String) throws -> TraceWriteSummary { try smallTrace(at: path) }

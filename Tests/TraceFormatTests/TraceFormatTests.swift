@@ -330,3 +330,65 @@ struct DamageTests {
         #expect(TraceError.unsupportedVersion(path: future, major: 2, minor: 0, supported: 1).description.contains("offset 8"))
     }
 }
+
+/// Files crafted with valid checksums (issue #21): counts and shapes that would allocate or trap
+/// are refused in one line naming the file and offset.
+@Suite("crafted traces")
+struct CraftedTraceTests {
+    static func write(_ h: TraceHeader, _ records: [TraceRecord]) throws -> String {
+        let path = try TestSupport.scratchDirectory("crafted").appendingPathComponent("t.ckvt").path
+        let w = try TraceWriter(path: path, header: h, level: nil, frameSize: 4096)
+        for r in records { try w.append(r) }
+        _ = try w.finish()
+        return path
+    }
+
+    static func message(_ body: () throws -> Void) -> String {
+        do { try body() } catch { return "\(error)" }
+        return "no error"
+    }
+
+    @Test("header shapes: negative or absurd layer and head counts, KV heads not dividing, global layers past the layer count")
+    func headerShapes() throws {
+        func model(_ change: (inout ModelIdentity) -> Void) -> TraceHeader {
+            var h = header
+            change(&h.model)
+            return h
+        }
+        let cases: [(TraceHeader, String)] = [
+            (model { $0.layers = -1 }, "model.layers is -1"),
+            (model { $0.layers = Int.max }, "model.layers is \(Int.max)"),
+            (model { $0.queryHeads = -6 }, "model.query_heads is -6"),
+            (model { $0.kvHeads = 4 }, "model.kv_heads 4 does not divide model.query_heads 6"),
+            (model { $0.globalLayers = [1, 9] }, "model.global_layers holds 9, outside the 4 layers"),
+            (model { $0.slidingWindow = 0 }, "model.sliding_window is 0"),
+        ]
+        for (h, expected) in cases {
+            let path = try Self.write(h, [.tokens(role: .prompt, ids: [1, 2, 3])])
+            let text = Self.message { _ = try TraceReader(path: path) }
+            #expect(text.contains(expected) && text.contains(path) && !text.contains("\n"), "\(text)")
+        }
+    }
+
+    @Test("a frame claiming 2^32 − 1 records and cache vectors whose count × dimension overflows: refused without the allocation")
+    func counts() throws {
+        let path = try Self.write(header, [.tokens(role: .prompt, ids: Array(0..<64))])
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let frame = Int(try TraceReader(path: path).dataOffset)
+        for k in 0..<4 { bytes[frame + 16 + k] = 0xFF }
+        let crc = CRC32.checksum(Array(bytes[frame..<(frame + 32)]))
+        withUnsafeBytes(of: crc.littleEndian) { for (k, b) in $0.enumerated() { bytes[frame + 32 + k] = b } }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let text = Self.message { try TraceReader(path: path).forEachRecord { _, _ in } }
+        #expect(text.contains("declares 4294967295 records"), "\(text)")
+
+        // count 2^32 − 1 × dimension 2^32 − 1 in a few bytes.
+        var body = ByteWriter()
+        body.u8(VectorKind.value.rawValue); body.u8(ValueEncoding.f16.rawValue); body.u16(0); body.u16(0); body.u16(0)
+        body.u32(.max); body.u32(.max)
+        body.raw([0, 0, 0, 0])
+        let cachePath = try Self.write(header, [.unknown(type: TraceRecord.Kind.cacheVectors.rawValue, body: body.bytes)])
+        let cache = Self.message { try TraceReader(path: cachePath).forEachRecord { _, _ in } }
+        #expect(cache.contains("cache vectors declare 4294967295 × 4294967295 values"), "\(cache)")
+    }
+}
