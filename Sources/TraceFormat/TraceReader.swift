@@ -208,6 +208,9 @@ public final class TraceReader {
             // The smallest record is its 8-byte type and length: a count beyond that is a lie the payload exposes.
             records.reserveCapacity(min(Int(frame.recordCount), payload.count / 8))
             while reader.remaining > 0 {
+                guard records.count < Int(frame.recordCount) else {
+                    throw TraceError.corrupt(path: path, offset: offset, reason: "frame declares \(frame.recordCount) records, its payload holds more")
+                }
                 do {
                     records.append(try TraceRecord.decode(from: &reader))
                 } catch let failure as TraceRecord.DecodeFailure {

@@ -335,6 +335,7 @@ extension TraceRecord {
         } catch {
             throw fail("record envelope needs 8 bytes, \(reader.remaining) left in the frame")
         }
+        guard type != 0 else { throw fail("record type 0 is reserved (a payload of zeros is no record)") }
         guard length <= reader.remaining else {
             throw fail("record of type \(type) declares \(length) body bytes, \(reader.remaining) left in the frame")
         }

@@ -390,5 +390,21 @@ struct CraftedTraceTests {
         let cachePath = try Self.write(header, [.unknown(type: TraceRecord.Kind.cacheVectors.rawValue, body: body.bytes)])
         let cache = Self.message { try TraceReader(path: cachePath).forEachRecord { _, _ in } }
         #expect(cache.contains("cache vectors declare 4294967295 × 4294967295 values"), "\(cache)")
+
+        // A payload of zeros reads as type-0 records: reserved, so refused at the first.
+        let zeros = try Self.write(header, Array(repeating: .unknown(type: 0, body: []), count: 1000))
+        let z = Self.message { try TraceReader(path: zeros).forEachRecord { _, _ in } }
+        #expect(z.contains("record type 0 is reserved"), "\(z)")
+
+        // More records than the frame declares stops at the first extra one.
+        let many = try Self.write(header, (0..<50).map { .tokens(role: .generated, ids: [UInt32($0)]) })
+        var m = [UInt8](try Data(contentsOf: URL(fileURLWithPath: many)))
+        let at = Int(try TraceReader(path: many).dataOffset)
+        for k in 0..<4 { m[at + 16 + k] = k == 0 ? 1 : 0 }
+        let mcrc = CRC32.checksum(Array(m[at..<(at + 32)]))
+        withUnsafeBytes(of: mcrc.littleEndian) { for (k, b) in $0.enumerated() { m[at + 32 + k] = b } }
+        try Data(m).write(to: URL(fileURLWithPath: many))
+        let more = Self.message { try TraceReader(path: many).forEachRecord { _, _ in } }
+        #expect(more.contains("frame declares 1 records, its payload holds more"), "\(more)")
     }
 }
