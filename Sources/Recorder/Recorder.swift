@@ -24,7 +24,6 @@ public struct RecordingOptions: Sendable, Equatable {
     public var statisticEncoding: ValueEncoding = .f32
     /// Encoding of decode attention rows and cache values.
     public var vectorEncoding: ValueEncoding = .f16
-
     public init() {}
 }
 
@@ -100,6 +99,7 @@ public final class Recorder {
         try writer.append(.tokens(role: .prompt, ids: tokens.map { UInt32(bitPattern: $0) }))
         try writer.append(.span(role: .needle, start: UInt32(spans.needle.lowerBound), end: UInt32(spans.needle.upperBound)))
         try writer.append(.span(role: .answer, start: UInt32(spans.answer.lowerBound), end: UInt32(spans.answer.upperBound)))
+        try writer.flush()
 
         let windows = Array(Set(o.windows + o.squaredWindows)).sorted()
         let collector = StatisticsCollector(config: c, promptLength: n, windows: windows)
@@ -116,6 +116,23 @@ public final class Recorder {
         }
         let total = n + o.maxTokens
         var generatedCount = 0
+        // Work is flushed to the file as each unit finishes — the prompt, the statistics once the
+        // prompt is in, each decode step's rows, each compressed run's outcome — so a recording
+        // killed at any moment keeps every finished unit, and the frame boundaries (like every
+        // byte) depend only on the inputs, not on timing. Decode rows: every step but the newest
+        // (its row may still be filling) after each token, the rest after generation.
+        var rowsWritten = 0
+        func writeRows(upTo end: Int) throws {
+            while rowsWritten < end {
+                for (l, heads) in decodeRows.rows[rowsWritten].enumerated() where c.isGlobal(l) {
+                    for (h, row) in heads.enumerated() {
+                        try writer.append(.decodeAttention(DecodeAttention(layer: UInt16(l), head: UInt16(h), step: UInt32(rowsWritten),
+                                                                           encoding: o.vectorEncoding, values: row)))
+                    }
+                }
+                rowsWritten += 1
+            }
+        }
         // The statistics are written as soon as the prompt is in: a recording interrupted during
         // decode still leaves them readable.
         let writeStatistics = {
@@ -136,18 +153,20 @@ public final class Recorder {
             progress(RecordingProgress(done: done, total: total, seconds: seconds()))
         }
         try writeStatistics()
+        var writeFailure: (any Error)?
         let run = try model.generate(from: prefilled, probe: probe) { _ in
             generatedCount += 1
             progress(RecordingProgress(done: n + generatedCount, total: total, seconds: seconds()))
+            guard writeFailure == nil else { return }
+            do {
+                let before = rowsWritten
+                try writeRows(upTo: decodeRows.rows.count - 1)
+                if rowsWritten > before { try writer.flush() }
+            } catch { writeFailure = error }
         }
+        if let writeFailure { throw writeFailure }
+        try writeRows(upTo: decodeRows.rows.count)
         try writer.append(.tokens(role: .generated, ids: run.tokens.map { UInt32(bitPattern: $0) }))
-        for (step, layers) in decodeRows.rows.enumerated() {
-            for (l, heads) in layers.enumerated() where c.isGlobal(l) {
-                for (h, row) in heads.enumerated() {
-                    try writer.append(.decodeAttention(DecodeAttention(layer: UInt16(l), head: UInt16(h), step: UInt32(step), encoding: o.vectorEncoding, values: row)))
-                }
-            }
-        }
         for l in 0..<c.layers where c.isGlobal(l) {
             for g in 0..<c.kvHeads {
                 try writer.append(.cacheVectors(CacheVectors(kind: .value, layer: UInt16(l), kvHead: UInt16(g), encoding: o.vectorEncoding,
@@ -157,8 +176,12 @@ public final class Recorder {
         let text = model.tokenizer.decode(run.tokens)
         let correct = task.isCorrect(text)
         try writer.append(.annotation(key: RunOutcome.key("full"), value: RunOutcome(correct: correct, tokens: run.tokens, text: text).annotationValue))
-        for (label, outcome) in try evaluate(evaluation, task: task, prefilled: prefilled, statistics: collector.statistics, onRun: onRun) {
+        try writer.flush()
+        // Each compressed run's outcome is written as it finishes.
+        try evaluate(evaluation, task: task, prefilled: prefilled, statistics: collector.statistics) { label, outcome in
             try writer.append(.annotation(key: RunOutcome.key(label), value: outcome.annotationValue))
+            try writer.flush()
+            onRun(label)
         }
         let summary = try writer.finish()
         return RecordingResult(promptTokens: n, generated: run.tokens, text: text, correct: correct, summary: summary)
@@ -184,21 +207,21 @@ public struct Evaluation: Sendable {
 }
 
 extension Recorder {
-    /// The outcome of every run of `evaluation` after `prefilled`, labelled `POLICY@BUDGET`
-    /// (`PolicyKind.runLabel`), policies in order and budgets within each.
-    /// - Throws: `PolicyError` for a budget the policy cannot keep or a missing head profile.
+    /// Runs every run of `evaluation` after `prefilled` and hands `emit` each outcome as it
+    /// finishes, labelled `POLICY@BUDGET` (`PolicyKind.runLabel`), policies in order and budgets
+    /// within each.
+    /// - Throws: `PolicyError` for a budget the policy cannot keep or a missing head profile;
+    ///   what `emit` throws.
     func evaluate(_ evaluation: Evaluation, task: RetrievalTask, prefilled: PrefilledPrompt, statistics: [LayerStatistics],
-                  onRun: (String) -> Void) throws -> [(label: String, outcome: RunOutcome)] {
+                  emit: (String, RunOutcome) throws -> Void) throws {
         let n = prefilled.prompt.count
-        return try evaluation.policies.flatMap { policy in
-            try evaluation.budgets.map { spec in
+        for policy in evaluation.policies {
+            for spec in evaluation.budgets {
                 let budget = spec.tokens(prompt: n, window: policy.window)
                 let compression = try policy.compress(statistics, budget: budget, profile: evaluation.profile, continual: evaluation.continual)
                 let out = try model.generate(from: prefilled, compression: compression)
                 let text = model.tokenizer.decode(out.tokens)
-                let label = policy.runLabel(budget: budget, continual: evaluation.continual)
-                onRun(label)
-                return (label, RunOutcome(correct: task.isCorrect(text), tokens: out.tokens, text: text))
+                try emit(policy.runLabel(budget: budget, continual: evaluation.continual), RunOutcome(correct: task.isCorrect(text), tokens: out.tokens, text: text))
             }
         }
     }

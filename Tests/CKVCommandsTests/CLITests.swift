@@ -161,3 +161,50 @@ struct ReplayEvidenceTests {
 }
 
 func smallTraceForTests(at path: String) throws -> TraceWriteSummary { try smallTrace(at: path) }
+
+/// A real recording killed at several moments keeps every unit it finished (issue #21): the
+/// recorder flushes the prompt at once, the statistics when the prompt is in, each decode step's
+/// rows and each compressed run's outcome as they finish.
+@Suite("killed recordings")
+struct KilledRecordingTests {
+    static let model = TestSupport.repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+    @Test("SIGKILL once the file holds 700 bytes (its header and the prompt, mid-prefill), 2 MB, 8 MB and 14 MB: repair keeps the prompt and all but the last frame of what was written")
+    func kills() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ckv-sim")
+        for threshold in [700, 2 << 20, 8 << 20, 14 << 20] {
+            let dir = try scratch()
+            let path = dir.appendingPathComponent("killed.ckvt").path, repaired = dir.appendingPathComponent("repaired.ckvt").path
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = ["record", "--model", Self.model, "--task", "passkey", "--lengths", "1k", "--depths", "0.5",
+                                 "--evaluate", "snapkv,kvcompress,streamingllm", "--budgets", "64,128", "--out", path]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var size = 0
+            let deadline = Date().addingTimeInterval(120)
+            while process.isRunning, Date() < deadline {
+                size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+                if size >= threshold { break }
+                usleep(2000)
+            }
+            #expect(process.isRunning, "the recording finished before it reached \(threshold) bytes")
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let written = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+            let repair = try runCLI(["trace", "repair", path, "--output", repaired])
+            #expect(repair.status == 0, "\(threshold): \(repair.stderr)")
+            let inspect = try runCLI(["trace", "inspect", repaired, "--format", "json"])
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+            let byType = try #require(object["records_by_type"] as? [String: Int])
+            #expect(byType["tokens", default: 0] >= 1 && byType["span", default: 0] == 2, "\(threshold): \(byType)")
+            // Everything but the frame being filled (at most 1 MiB and its header) survives.
+            let kept = try #require(object["file_bytes"] as? Int)
+            #expect(kept >= written - (1 << 20) - 4096, "\(threshold): kept \(kept) of \(written) bytes")
+            if threshold >= 8 << 20 { #expect(byType["head_statistic", default: 0] == 1080, "\(threshold): \(byType)") }
+            // The prompt is on disk before its prefill ends (the statistics come only then).
+            if threshold == 700 { #expect(byType["head_statistic", default: 0] == 0, "\(threshold): \(byType)") }
+        }
+    }
+}
