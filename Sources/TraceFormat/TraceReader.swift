@@ -235,6 +235,8 @@ public final class TraceReader {
         var buffered: [TraceRecord] = []
         var position = 0
         var done = false
+        /// What each frame read so far was, for the check of the index against them.
+        var seen: [TraceIndex.Entry] = []
         /// Complete data frames read so far.
         public private(set) var framesRead = 0
 
@@ -265,11 +267,13 @@ public final class TraceReader {
                 }
                 buffered = try r.decodeRecords(payload, frame: frame, at: offset)
                 position = 0
+                seen.append(TraceIndex.Entry(offset: offset, firstRecord: frame.firstRecord, recordCount: frame.recordCount,
+                                             storedLength: frame.storedLength, rawLength: frame.rawLength))
                 nextRecord += UInt64(frame.recordCount)
                 offset += UInt64(TraceLayout.frameHeaderSize) + UInt64(frame.storedLength)
                 framesRead += 1
             case .index:
-                try r.checkEnd(indexFrame: frame, payload: payload, at: offset, framesRead: framesRead, recordsRead: nextRecord)
+                try r.checkEnd(indexFrame: frame, payload: payload, at: offset, framesRead: framesRead, recordsRead: nextRecord, seen: seen)
                 buffered = []
                 position = 0
                 done = true
@@ -294,12 +298,19 @@ public final class TraceReader {
     }
 
     /// Checks what follows the index frame met while streaming: a valid trailer that points back at it.
-    private func checkEnd(indexFrame: FrameHeader, payload: [UInt8], at offset: UInt64, framesRead: Int, recordsRead: UInt64) throws {
+    private func checkEnd(indexFrame: FrameHeader, payload: [UInt8], at offset: UInt64, framesRead: Int, recordsRead: UInt64,
+                          seen: [TraceIndex.Entry]) throws {
         let scanned = try Self.decodeIndex(payload, path: path, at: offset)
         guard scanned.frames.count == framesRead, scanned.recordCount == recordsRead,
               indexFrame.firstRecord == recordsRead, Int(indexFrame.recordCount) == framesRead else {
             throw TraceError.corrupt(path: path, offset: offset,
                                      reason: "index lists \(scanned.frames.count) frames and \(scanned.recordCount) records, the file holds \(framesRead) and \(recordsRead)")
+        }
+        // Entry by entry: the index must describe the frames as they were read.
+        if let i = scanned.frames.indices.first(where: { $0 >= seen.count || scanned.frames[$0] != seen[$0] }), i < seen.count {
+            let (listed, read) = (scanned.frames[i], seen[i])
+            throw TraceError.corrupt(path: path, offset: offset,
+                                     reason: "index entry \(i) says frame at \(listed.offset) with records \(listed.firstRecord)+\(listed.recordCount), \(listed.storedLength)/\(listed.rawLength) bytes; the frame read there is at \(read.offset) with records \(read.firstRecord)+\(read.recordCount), \(read.storedLength)/\(read.rawLength) bytes")
         }
         let trailerOffset = offset + UInt64(TraceLayout.frameHeaderSize) + UInt64(indexFrame.storedLength)
         let available = fileSize - trailerOffset

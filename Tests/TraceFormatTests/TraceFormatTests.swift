@@ -407,4 +407,22 @@ struct CraftedTraceTests {
         let more = Self.message { try TraceReader(path: many).forEachRecord { _, _ in } }
         #expect(more.contains("frame declares 1 records, its payload holds more"), "\(more)")
     }
+
+    @Test("an index entry that contradicts its frame (offset 2^40) fails verify, checksums notwithstanding")
+    func index() throws {
+        let path = try Self.write(header, (0..<3000).map { .tokens(role: .generated, ids: Array(0..<UInt32($0 % 7 + 1))) })
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) } }
+        func put(_ v: UInt64, _ at: Int, _ width: Int) { for k in 0..<width { bytes[at + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) } }
+        let trailer = bytes.count - 32, indexAt = Int(u64(trailer))
+        #expect(bytes[indexAt + 5] == 0, "stored index frame")
+        let payload = indexAt + 36
+        put(1 << 40, payload + 4, 8) // frame 0's offset
+        let stored = (0..<4).reduce(0) { $0 | Int(bytes[indexAt + 20 + $1]) << (8 * $1) }
+        put(UInt64(CRC32.checksum(Array(bytes[payload..<(payload + stored)]))), indexAt + 28, 4)
+        put(UInt64(CRC32.checksum(Array(bytes[indexAt..<(indexAt + 32)]))), indexAt + 32, 4)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let problem = try TraceReader(path: path).verify().problem.map { "\($0)" } ?? "no problem"
+        #expect(problem.contains("index entry 0 says frame at 1099511627776"), "\(problem)")
+    }
 }
