@@ -73,7 +73,7 @@ let package = Package(
         // The one table renderer (text, Markdown, CSV, HTML), number formats and output JSON.
         .target(name: "Reporting"),
         // GPU and model catalogues, vLLM memory math, roofline cost model.
-        .target(name: "Hardware", dependencies: ["GGUF", "ModelFamily", "Policies", "Reporting"], resources: [.copy("KernelData")]),
+        .target(name: "Hardware", dependencies: ["GGUF", "Kernels", "ModelFamily", "Policies", "Reporting"], resources: [.copy("KernelData")]),
         // Token selection and budget allocation, pure functions over attention statistics.
         .target(name: "Policies", dependencies: ["Reporting", .product(name: "HeapModule", package: "swift-collections")]),
         // Runs the engine on generated tasks with the full cache and writes traces.

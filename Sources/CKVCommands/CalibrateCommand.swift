@@ -27,10 +27,10 @@ struct CalibrateCommand: AsyncParsableCommand {
     @Option(name: .customLong("served-model"), help: "The model name the files carry when it is not the catalogue's (a fine-tune of the same shape, a --served-model-name).")
     var servedModel: String?
 
-    @Option(name: .customLong("input-len"), help: "Prompt tokens per request of benchmark_throughput results (they do not record it).")
+    @Option(name: .customLong("input-len"), parsing: .unconditional, help: "Prompt tokens per request of benchmark_throughput results (they do not record it).")
     var inputLen: Int?
 
-    @Option(name: .customLong("output-len"), help: "Output tokens per request of benchmark_throughput results.")
+    @Option(name: .customLong("output-len"), parsing: .unconditional, help: "Output tokens per request of benchmark_throughput results.")
     var outputLen: Int?
 
     @Option(help: "Write the calibration profile (JSON) here.")

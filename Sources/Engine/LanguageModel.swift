@@ -24,7 +24,7 @@ struct Weights {
         guard t.dimensions == [columns, rows] || (rows == 1 && t.dimensions == [columns]) else {
             throw ModelLoadError("\(f.path): tensor \(name) has shape \(t.dimensions), expected [\(columns), \(rows)]")
         }
-        guard t.fileOffset + type.rowBytes(columns) * rows <= f.fileSize else {
+        guard let bytes = type.dataBytes(dimensions: t.dimensions), t.fileOffset <= f.fileSize, bytes <= f.fileSize - t.fileOffset else {
             throw ModelLoadError("\(f.path): tensor \(name)'s data (offset \(t.fileOffset)) runs past the end of the file (\(f.fileSize) bytes)")
         }
         return QuantizedMatrix(type: type, rows: rows, columns: columns, data: f.bytes.baseAddress! + t.fileOffset)

@@ -1,3 +1,4 @@
+import Kernels
 import GGUF
 import ModelFamily
 
@@ -23,6 +24,14 @@ extension ModelSpec {
             vocab = try file.int(key("vocab_size"))
         }
         let pattern = LayerPattern.family(arch, slidingWindow: file.metadata[key("attention.sliding_window")]?.int)
+        // The weights must be in the file: a file cut inside its tensor data is refused here, as
+        // the engine refuses it (types the kernels do not read are not sized and pass).
+        for t in file.tensors {
+            guard let type = GGMLType(rawValue: t.type) else { continue }
+            guard let bytes = type.dataBytes(dimensions: t.dimensions), t.fileOffset <= file.fileSize, bytes <= file.fileSize - t.fileOffset else {
+                throw ModelSpecError("\(path): tensor \(t.name)'s data (offset \(t.fileOffset), shape \(t.dimensions)) runs past the end of the file (\(file.fileSize) bytes)")
+            }
+        }
         let name = file.metadata["general.name"]?.string ?? NSStringLike(path: path).lastComponent
         let layers = try file.int(key("block_count")), intermediate = try file.int(key("feed_forward_length")), context = try file.int(key("context_length"))
         if let problem = ModelShape.problem(key: { ModelShape.ggufKey($0, architecture: arch) },

@@ -59,5 +59,18 @@ public enum GGMLType: UInt32, CaseIterable, Sendable {
     }
 
     /// Bytes of a row of `n` elements (n a multiple of the block size).
+    /// Bytes of a tensor of this type with GGUF `dimensions` (the first is the row length), nil
+    /// when a row is not whole blocks or the size overflows.
+    public func dataBytes(dimensions: [Int]) -> Int? {
+        guard let columns = dimensions.first, columns > 0, columns % blockSize == 0, dimensions.allSatisfy({ $0 > 0 }) else { return nil }
+        var bytes = rowBytes(columns)
+        for d in dimensions.dropFirst() {
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: d)
+            guard !overflow else { return nil }
+            bytes = product
+        }
+        return bytes
+    }
+
     public func rowBytes(_ n: Int) -> Int { n / blockSize * blockBytes }
 }

@@ -150,4 +150,14 @@ struct DamagedGGUFTests {
             }
         }
     }
+
+    @Test("a file cut inside its tensor data: memory refuses it as generate does")
+    func truncated() throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.model))
+        let path = try TestSupport.scratchDirectory("gguf").appendingPathComponent("cut.gguf").path
+        try bytes.prefix(bytes.count * 6 / 10).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try expectOneLineError(["memory", "--gpu", "A100-80G", "--model", path, "--context", "2k"], "runs past the end of the file")
+        try expectOneLineError(["generate", "--model", path, "--prompt", "hi", "--max-tokens", "2"], "runs past the end of the file")
+    }
 }
