@@ -113,7 +113,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
         .testTarget(name: "TraceFormatTests", dependencies: ["TestSupport", "TraceFormat"]),
-        .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF"]),
+        .testTarget(name: "GGUFTests", dependencies: ["TestSupport", "GGUF", "Hardware"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "HalfFloat"]),
         .testTarget(name: "EngineTests", dependencies: ["TestSupport", "Engine", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PoliciesTests", dependencies: ["Policies"]),

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import GGUF
+import Hardware
 
 /// Builds GGUF v3 bytes: metadata of every type and a few tensor infos.
 struct GGUFBuilder {
@@ -116,5 +117,42 @@ struct GGUFTests {
         #expect(try f.int("\(architecture).embedding_length") == hidden)
         #expect(try f.strings("tokenizer.ggml.tokens").count == vocab)
         #expect(f.tensors.allSatisfy { $0.fileOffset + 1 <= f.fileSize })
+    }
+}
+
+/// Seeded damaged GGUF headers (issue #21): each reads or is refused in one line naming the file,
+/// by the reader and by the catalogue's importer; none traps.
+@Suite("fuzzed GGUF headers")
+struct GGUFFuzzTests {
+    @Test("1,500 copies of a small GGUF with a nasty 4- or 8-byte value written at a seeded place in its header")
+    func fuzz() throws {
+        let sample = GGUFBuilder.sample()
+        var state: UInt64 = 77
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let nasty: [UInt64] = [0, 1, 3, 0xFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 40, 0x7FFF_FFFF_FFFF_FFFF, .max]
+        var read = 0, refused = 0
+        let headerEnd = sample.count - (768 + 64 * 64 / 32 * 34)
+        for i in 0..<1500 {
+            var bytes = sample
+            let at = 8 + Int(next() % UInt64(headerEnd - 16))
+            let value = nasty[Int(next() % UInt64(nasty.count))], width = next() % 2 == 0 ? 4 : 8
+            for k in 0..<width where at + k < bytes.count { bytes[at + k] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(k))) }
+            let path = try TestSupport.temporaryFile("fuzz-\(i).gguf", bytes)
+            do {
+                _ = try GGUFFile(path: path)
+                _ = try ModelSpec.fromGGUF(path: path)
+                read += 1
+            } catch let e as CustomStringConvertible & Error {
+                #expect(!e.description.contains("\n") && e.description.contains("fuzz-\(i).gguf"), "\(at) ← \(value): \(e.description)")
+                refused += 1
+            }
+        }
+        #expect(read > 20 && refused > 200, "read \(read), refused \(refused)")
     }
 }
