@@ -125,7 +125,7 @@ func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {
     return try names.map { try PolicyKind(parsing: $0) }
 }
 
-/// Parses `--budgets 64,128` and `--kv-fractions 1%,0.05` into budget specs (budgets first).
+/// Parses `--budgets 64,128` or `--kv-fractions 1%,0.05` (one of them) into budget specs.
 func parseBudgets(tokens: String?, fractions: String?) throws -> [Budget] {
     if tokens != nil, fractions != nil { throw CLIError("give --budgets or --kv-fractions, not both") }
     let b = try (tokens ?? "").split(separator: ",").map { s -> Budget in

@@ -173,7 +173,7 @@ struct SimulateRun: Encodable {
 
     /// " ±x %" for serving class `metric`, empty when it has no band.
     func band(_ metric: ServingMetric) -> String {
-        servingBands.first { $0.kind == metric.rawValue }.map { " \($0.label)" } ?? ""
+        servingBands.band(metric).map { " \($0.label)" } ?? ""
     }
 
     enum CodingKeys: String, CodingKey {
@@ -231,8 +231,7 @@ struct SimulateRun: Encodable {
             ("KV utilisation", "mean \(Format.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Format.fixed(100 * r.peakKVUtilisation, 1)) %"),
             ("preemptions", "\(r.preemptions)"),
             ("compressions", "\(r.compressions)"),
-            ("error bands", servingBands.map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")
-                + " (90th percentile error on \(servingBands.map(\.points).max() ?? 0) published serving runs held out of the fit; Docs/validation.md)"),
+            ("error bands", servingBands.servingSummary(citing: "Docs/validation.md")),
         ]).text
     }
 
@@ -264,7 +263,7 @@ struct SimulateRun: Encodable {
                 Format.fixed(r.batchPercentiles.p50, 0), Format.fixed(r.batchPercentiles.p90, 0), Format.fixed(r.batchPercentiles.p99, 0),
                 Format.fixed(r.meanBatch, 3), "\(r.maxBatch)", Format.fixed(r.meanKVUtilisation, 4), Format.fixed(r.peakKVUtilisation, 4),
                 "\(r.preemptions)", "\(r.compressions)", r.goodput.map { "\($0.requests)" } ?? "", r.goodput.map { Format.fixed($0.requestsPerSecond, 4) } ?? ""]
-            + [ServingMetric.throughput, .ttft, .tpot, .itl].map { m in servingBands.first { $0.kind == m.rawValue }.map { Format.fixed($0.p90Percent, 1) } ?? "" }
+            + ServingMetric.allCases.map { m in servingBands.band(m).map { Format.fixed($0.p90Percent, 1) } ?? "" }
     }
 
     var csv: String { Table(columns: Self.csvColumns, rows: [csvRow]).csv }

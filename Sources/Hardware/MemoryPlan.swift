@@ -40,22 +40,8 @@ public struct ServingConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case engine, entrypoint
-        case cudaGraphs = "cuda_graphs"
-        case gpuMemoryUtilization = "gpu_memory_utilization"
-        case maxNumSeqs = "max_num_seqs"
-        case maxNumBatchedTokens = "max_num_batched_tokens"
-        case maxModelLen = "max_model_len"
-        case chunkedPrefill = "chunked_prefill"
-        case blockSize = "block_size"
-        case tensorParallel = "tensor_parallel"
-        case weightFormat = "weight_format"
-        case kvFormat = "kv_format"
-        case sampler
-        case numSchedulerSteps = "num_scheduler_steps"
-        case memFractionStatic = "mem_fraction_static"
-    }
+    /// The same keys as the settings it resolves from (one list of vLLM's names).
+    typealias CodingKeys = ServingSettings.CodingKeys
 
     /// Decodes a configuration whose absent keys take these defaults (not an engine's:
     /// `ServingSettings.resolve` applies those).

@@ -174,9 +174,6 @@ public struct PlanReport: Codable, Sendable, Equatable {
     /// The calibration profile whose coefficients applied, as `CalibrationProfile.summary` names it (nil: the defaults).
     public var calibration: String?
 
-    /// The band of serving class `kind` ("throughput", "ttft", "tpot").
-    func band(_ kind: String) -> ErrorBand? { servingBands.first { $0.kind == kind } }
-
     enum CodingKeys: String, CodingKey {
         case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
         case costModel = "cost_model", calibration

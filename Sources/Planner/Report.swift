@@ -18,18 +18,17 @@ extension PlanReport {
             ("cost model", costModel.description + (calibration.map { "; calibrated by \($0)" } ?? "")),
             ("serving", "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? ", \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off"): max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
             ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) start-up logs held out of the fit)"),
-            ("error bands", servingBands.map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")
-                + " (90th percentile error on \(servingBands.map(\.points).max() ?? 0) published serving runs held out of the fit)"),
+            ("error bands", servingBands.servingSummary()),
             ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),
             ("max accuracy loss", Format.percent(maxAccuracyLoss)),
         ]
     }
 
     var columns: [String] {
-        func b(_ kind: String) -> String { band(kind).map { " \($0.label)" } ?? "" }
+        func b(_ metric: ServingMetric) -> String { servingBands.band(metric).map { " \($0.label)" } ?? "" }
         return ["policy", "budget", "kv", "KV/request peak", "after (nominal)", "after (physical)", "max conc. \(kvCapacityBand.label)",
-                "sat. req/s\(b("throughput"))", "sat. out tok/s\(b("throughput"))", "SLO req/s", "TTFT p50/p90/p99 s\(b("ttft"))",
-                "TPOT p50/p90/p99 ms\(b("tpot"))", "accuracy (source)"]
+                "sat. req/s\(b(.throughput))", "sat. out tok/s\(b(.throughput))", "SLO req/s", "TTFT p50/p90/p99 s\(b(.ttft))",
+                "TPOT p50/p90/p99 ms\(b(.tpot))", "accuracy (source)"]
     }
 
     func cells(_ r: PlanRow) -> [String] {

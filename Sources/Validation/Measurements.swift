@@ -49,12 +49,16 @@ public struct CapacityMeasurement: Codable, Sendable, Equatable {
     }
 
     /// The measurements committed with the build.
-    public static func committed() throws -> [CapacityMeasurement] {
-        guard let url = Bundle.module.url(forResource: "kv-capacity", withExtension: "json", subdirectory: "Data") else { return [] }
-        let data = try Data(contentsOf: url)
-        do { return try JSONDecoder().decode([CapacityMeasurement].self, from: data) } catch {
-            throw MeasurementError("\(url.path): \(Diagnostics.describe(error))")
-        }
+    public static func committed() throws -> [CapacityMeasurement] { try committedData("kv-capacity") }
+}
+
+/// The measurements in `Data/NAME.json` committed with the build (none when the resource is absent).
+/// - Throws: `MeasurementError` naming the file and the key that does not decode.
+func committedData<T: Decodable>(_ name: String) throws -> [T] {
+    guard let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Data") else { return [] }
+    let data = try Data(contentsOf: url)
+    do { return try JSONDecoder().decode([T].self, from: data) } catch {
+        throw MeasurementError("\(url.path): \(Diagnostics.describe(error))")
     }
 }
 

@@ -84,13 +84,7 @@ public struct ServingMeasurement: Codable, Sendable {
     }
 
     /// The measurements committed with the build.
-    public static func committed() throws -> [ServingMeasurement] {
-        guard let url = Bundle.module.url(forResource: "serving", withExtension: "json", subdirectory: "Data") else { return [] }
-        let data = try Data(contentsOf: url)
-        do { return try JSONDecoder().decode([ServingMeasurement].self, from: data) } catch {
-            throw MeasurementError("\(url.path): \(Diagnostics.describe(error))")
-        }
-    }
+    public static func committed() throws -> [ServingMeasurement] { try committedData("serving") }
 
     /// Runs the simulator on this measurement's configuration with `constants`.
     /// - Throws: `MeasurementError` for a GPU or model the catalogue lacks or a setting that does
@@ -248,23 +242,24 @@ extension Validation {
             guard !f.isEmpty else { throw MeasurementError("the serving corpus has no fit-split figures") }
             return f.map { abs(Foundation.log(max($0.1, 1e-9) / $0.0)) }.reduce(0, +) / Double(f.count)
         }
-        let engines = [ServingEngine.vllmV1, .sglang]
         typealias Axis = (values: [Double], set: (inout CostConstants, Double) -> Void)
-        func setBoth(_ c: inout CostConstants, _ update: (inout EngineOverhead) -> Void) {
-            for e in engines {
-                var o = c.overhead(for: e)
-                update(&o)
-                c.engineOverheads[e.rawValue] = o
-            }
+        /// An axis setting one field of `engines`' overheads.
+        func overhead(_ engines: [ServingEngine], _ field: WritableKeyPath<EngineOverhead, Double>, _ values: [Double]) -> Axis {
+            (values, { c, v in
+                for e in engines {
+                    var o = c.overhead(for: e)
+                    o[keyPath: field] = v
+                    c.engineOverheads[e.rawValue] = o
+                }
+            })
         }
+        let both = [ServingEngine.vllmV1, .sglang]
         let axes: [Axis] = [
             ([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0], { c, v in c.sustainedComputeScale = v }),
-            ([0, 0.002, 0.005, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.050], { c, v in
-                var o = c.overhead(for: .vllmV1); o.perRequest = v; c.engineOverheads[ServingEngine.vllmV1.rawValue] = o }),
-            ([0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015], { c, v in
-                var o = c.overhead(for: .sglang); o.perRequest = v; c.engineOverheads[ServingEngine.sglang.rawValue] = o }),
-            ([0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006], { c, v in setBoth(&c) { $0.step = v } }),
-            ([0.0, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_4], { c, v in setBoth(&c) { $0.perSequence = v } }),
+            overhead([.vllmV1], \.perRequest, [0, 0.002, 0.005, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.050]),
+            overhead([.sglang], \.perRequest, [0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015]),
+            overhead(both, \.step, [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006]),
+            overhead(both, \.perSequence, [0.0, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_4]),
         ]
         var best = base, bestLoss = try loss(base)
         // Passes until one moves nothing: the result is a coordinate-wise optimum, so a search
@@ -295,3 +290,16 @@ extension ErrorBand {
         return ServingMetric.allCases.compactMap { serving($0, comparisons: comparisons) }
     }
 }
+
+extension Array where Element == ErrorBand {
+    /// The band of serving class `metric`, nil when there is none.
+    public func band(_ metric: ServingMetric) -> ErrorBand? { first { $0.kind == metric.rawValue } }
+
+    /// How reports list the serving bands: "throughput ±x %, TTFT ±y %, … (90th percentile error on
+    /// N published serving runs held out of the fit[; citing])".
+    public func servingSummary(citing: String? = nil) -> String {
+        map { "\(ServingMetric(rawValue: $0.kind)?.title ?? $0.kind) \($0.label)" }.joined(separator: ", ")
+            + " (90th percentile error on \(map(\.points).max() ?? 0) published serving runs held out of the fit\(citing.map { "; \($0)" } ?? ""))"
+    }
+}
+

@@ -43,6 +43,18 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
         /// "timing" when benchmark runs were fitted, "memory" when start-up logs were.
         public var fitted: [String]
 
+        /// `base` with these values in place, `engine`'s API-server time kept.
+        func applied(to base: Coefficients, engine: ServingEngine) -> Coefficients {
+            var c = base
+            c.cost.deviceTimeScale = deviceTimeScale
+            var o = c.cost.overhead(for: engine)
+            o.step = stepOverheadSeconds
+            o.perSequence = perSequenceOverheadSeconds
+            c.cost.engineOverheads[engine.rawValue] = o
+            c.memory.kvAdjustmentGiB = kvAdjustmentGiB
+            return c
+        }
+
         enum CodingKeys: String, CodingKey {
             case deviceTimeScale = "device_time_scale", stepOverheadSeconds = "step_overhead_s"
             case perSequenceOverheadSeconds = "per_sequence_overhead_s", kvAdjustmentGiB = "kv_adjustment_gib", fitted
@@ -57,6 +69,16 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
         public var medianBeforePercent: Double
         public var medianAfterPercent: Double
         public var maxAfterPercent: Double
+
+        /// The residual of `metric` from the absolute errors (per cent) before and after the fit.
+        init(metric: String, before: [Double], after: [Double]) {
+            func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
+            self.metric = metric
+            points = after.count
+            medianBeforePercent = round1(ErrorStatistics.median(before) ?? 0)
+            medianAfterPercent = round1(ErrorStatistics.median(after) ?? 0)
+            maxAfterPercent = round1(after.max() ?? 0)
+        }
 
         enum CodingKeys: String, CodingKey {
             case metric, points
@@ -80,14 +102,7 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
 
     /// The simulator's coefficients with this profile applied over `base`.
     public func applied(to base: Coefficients = Coefficients()) -> Coefficients {
-        var c = base
-        c.cost.deviceTimeScale = coefficients.deviceTimeScale
-        var o = c.cost.overhead(for: engine)
-        o.step = coefficients.stepOverheadSeconds
-        o.perSequence = coefficients.perSequenceOverheadSeconds
-        c.cost.engineOverheads[engine.rawValue] = o
-        c.memory.kvAdjustmentGiB = coefficients.kvAdjustmentGiB
-        return c
+        coefficients.applied(to: base, engine: engine)
     }
 
     /// Reads a profile.
@@ -186,8 +201,8 @@ public struct Calibrator {
         let defaults = Coefficients()
 
         // Memory: the median of logged − predicted KV over the logs.
-        var residuals: [CalibrationProfile.Residual] = [], details: [CalibrationProfile.RunResidual] = []
-        var adjustment = 0.0, fitted: [String] = []
+        var memoryResiduals: [CalibrationProfile.Residual] = [], memoryDetails: [CalibrationProfile.RunResidual] = []
+        var adjustment = 0.0
         if !logs.isEmpty {
             let pairs = try logs.map { log -> (StartupLog, Double, Double) in
                 let serving = try resolve(log.settings, over: base, file: log.file)
@@ -198,30 +213,23 @@ public struct Calibrator {
                 return (log, try measuredKVGiB(log, serving: serving), predicted)
             }
             adjustment = ((ErrorStatistics.median(pairs.map { $0.1 - $0.2 }) ?? 0) * 1000).rounded() / 1000
-            fitted.append("memory")
-            let before = pairs.map { abs(100 * ($0.2 - $0.1) / $0.1) }, after = pairs.map { abs(100 * ($0.2 + adjustment - $0.1) / $0.1) }
-            residuals.append(.init(metric: "kv_capacity", points: pairs.count, medianBeforePercent: round1(ErrorStatistics.median(before) ?? 0),
-                                   medianAfterPercent: round1(ErrorStatistics.median(after) ?? 0), maxAfterPercent: round1(after.max() ?? 0)))
-            details += pairs.map { .init(input: $0.0.file, metric: "kv_capacity", measured: round4($0.1), before: round4($0.2), after: round4($0.2 + adjustment)) }
+            memoryResiduals = [.init(metric: "kv_capacity", before: pairs.map { abs(100 * ($0.2 - $0.1) / $0.1) },
+                                     after: pairs.map { abs(100 * ($0.2 + adjustment - $0.1) / $0.1) })]
+            memoryDetails = pairs.map { .init(input: $0.0.file, metric: "kv_capacity", measured: round4($0.1), before: round4($0.2), after: round4($0.2 + adjustment)) }
         }
 
         // Timing: the grid point with the least mean |log(predicted / measured)| over every figure;
         // among points within 1 % of it, the one nearest the defaults.
         let serving = try resolve(ServingSettings(), over: base, file: runs.first?.file ?? "the settings")
-        var memory = defaults.memory
-        memory.kvAdjustmentGiB = adjustment
         let defaultOverhead = defaults.cost.overhead(for: engine)
+        func fitted(_ scale: Double, _ step: Double) -> CalibrationProfile.Fitted {
+            .init(deviceTimeScale: scale, stepOverheadSeconds: step, perSequenceOverheadSeconds: defaultOverhead.perSequence,
+                  kvAdjustmentGiB: adjustment, fitted: (runs.isEmpty ? [] : ["timing"]) + (logs.isEmpty ? [] : ["memory"]))
+        }
+        func coefficients(_ scale: Double, _ step: Double) -> Coefficients { fitted(scale, step).applied(to: defaults, engine: engine) }
         var best = (scale: 1.0, step: defaultOverhead.step)
+        var timingResiduals: [CalibrationProfile.Residual] = [], timingDetails: [CalibrationProfile.RunResidual] = []
         if !runs.isEmpty {
-            func coefficients(_ scale: Double, _ step: Double) -> Coefficients {
-                var c = defaults
-                c.memory = memory
-                c.cost.deviceTimeScale = scale
-                var o = defaultOverhead
-                o.step = step
-                c.cost.engineOverheads[engine.rawValue] = o
-                return c
-            }
             var grid: [(scale: Double, step: Double, loss: Double)] = []
             for scale in Self.deviceScales {
                 for step in Self.stepOverheads {
@@ -235,26 +243,22 @@ public struct Calibrator {
             }
             let chosen = grid.filter { $0.loss <= least * 1.01 + 1e-9 }.min { distance($0) < distance($1) }!
             best = (chosen.scale, chosen.step)
-            fitted.insert("timing", at: 0)
             let before = try figures(runs, serving: serving, coefficients: coefficients(1, defaultOverhead.step))
             let after = try figures(runs, serving: serving, coefficients: coefficients(best.scale, best.step))
-            for metric in ServingMetric.allCases {
-                let b = before.filter { $0.metric == metric }, a = after.filter { $0.metric == metric }
-                guard !a.isEmpty else { continue }
-                func errors(_ f: [Figure]) -> [Double] { f.map { abs(100 * ($0.predicted - $0.measured) / $0.measured) } }
-                residuals.insert(.init(metric: metric.rawValue, points: a.count, medianBeforePercent: round1(ErrorStatistics.median(errors(b)) ?? 0),
-                                       medianAfterPercent: round1(ErrorStatistics.median(errors(a)) ?? 0), maxAfterPercent: round1(errors(a).max() ?? 0)),
-                                 at: residuals.count - (logs.isEmpty ? 0 : 1))
+            func errors(_ f: [Figure], _ metric: ServingMetric) -> [Double] {
+                f.filter { $0.metric == metric }.map { abs(100 * ($0.predicted - $0.measured) / $0.measured) }
             }
-            details = zip(before, after).map { b, a in
+            timingResiduals = ServingMetric.allCases.filter { !errors(after, $0).isEmpty }.map {
+                .init(metric: $0.rawValue, before: errors(before, $0), after: errors(after, $0))
+            }
+            timingDetails = zip(before, after).map { b, a in
                 .init(input: a.run, metric: a.metric.rawValue, measured: round4(a.measured), before: round4(b.predicted), after: round4(a.predicted))
-            } + details
+            }
         }
         return CalibrationProfile(format: CalibrationProfile.formatName, version: CalibrationProfile.currentVersion, gpu: gpu.name, model: model.name,
                                   engine: engine, tensorParallel: serving.tensorParallel, inputs: inputs,
-                                  coefficients: .init(deviceTimeScale: best.scale, stepOverheadSeconds: best.step,
-                                                      perSequenceOverheadSeconds: defaultOverhead.perSequence, kvAdjustmentGiB: adjustment, fitted: fitted),
-                                  residuals: residuals, runs: details)
+                                  coefficients: fitted(best.scale, best.step),
+                                  residuals: timingResiduals + memoryResiduals, runs: timingDetails + memoryDetails)
     }
 
     struct Figure {
@@ -359,7 +363,6 @@ public struct Calibrator {
     }
 }
 
-private func round1(_ x: Double) -> Double { (x * 10).rounded() / 10 }
 private func round4(_ x: Double) -> Double {
     guard x != 0, x.isFinite else { return x }
     let digits = 4 - Int(Foundation.log10(abs(x)).rounded(.down)) - 1
