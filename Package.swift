@@ -109,6 +109,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "ckv-sim", dependencies: ["CKVCommands"]),
+        // The trace and GGUF readers as libFuzzer targets (scripts/fuzz.sh), or a runner over saved inputs.
+        .executableTarget(name: "ckv-fuzz", dependencies: ["TraceFormat", "Replay", "Policies", "GGUF", "Hardware"]),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ZstdModuleTests", dependencies: ["ZstdModule"]),
@@ -121,7 +123,7 @@ let package = Package(
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
         .testTarget(name: "ValidationTests", dependencies: ["TestSupport", "Validation", "Hardware", "Simulator", "Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
-        .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat"]),
+        .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat", "ZstdModule"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),
         .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies", "SeededRandom"]),
         .testTarget(name: "CKVCommandsTests", dependencies: ["TestSupport", "CKVCommands", "TraceFormat", "CZlib", "ckv-sim"]),

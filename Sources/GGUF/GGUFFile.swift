@@ -144,7 +144,7 @@ public final class GGUFFile: @unchecked Sendable {
             var keys: [String] = []
             for _ in 0..<kvCount {
                 let key = try r.string("a metadata key")
-                let type = try r.u32("the type of \"\(key)\"")
+                let type = try r.u32("the type of \(quoted(key))")
                 metadata[key] = try r.value(type: type, key: key)
                 keys.append(key)
             }
@@ -158,14 +158,14 @@ public final class GGUFFile: @unchecked Sendable {
             var infos: [(String, [Int], UInt32, Int)] = []
             for _ in 0..<tensorCount {
                 let name = try r.string("a tensor name")
-                let dims = try r.u32("the dimension count of \(name)")
+                let dims = try r.u32("the dimension count of \(quoted(name))")
                 guard (1...4).contains(dims) else {
-                    throw GGUFError.malformed(path: path, offset: r.offset - 4, reason: "tensor \(name) has \(dims) dimensions (1 to 4 allowed)")
+                    throw GGUFError.malformed(path: path, offset: r.offset - 4, reason: "tensor \(quoted(name)) has \(dims) dimensions (1 to 4 allowed)")
                 }
                 var shape: [Int] = []
-                for _ in 0..<dims { shape.append(try r.count("a dimension of \(name)", limit: 1 << 40)) }
-                let type = try r.u32("the type of \(name)")
-                let offset = try r.count("the data offset of \(name)", limit: Int.max)
+                for _ in 0..<dims { shape.append(try r.count("a dimension of \(quoted(name))", limit: 1 << 40)) }
+                let type = try r.u32("the type of \(quoted(name))")
+                let offset = try r.count("the data offset of \(quoted(name))", limit: Int.max)
                 infos.append((name, shape, type, offset))
             }
             let start = (r.offset + alignment - 1) / alignment * alignment
@@ -257,7 +257,7 @@ private struct Cursor {
     }
 
     mutating func value(type: UInt32, key: String) throws -> GGUFValue {
-        let what = "the value of \"\(key)\""
+        let what = "the value of \(quoted(key))"
         switch type {
         case 0: return .uint8(try load(UInt8.self, what))
         case 1: return .int8(try load(Int8.self, what))
@@ -269,13 +269,13 @@ private struct Cursor {
         case 7:
             let at = offset
             let b = try load(UInt8.self, what)
-            guard b <= 1 else { throw GGUFError.malformed(path: path, offset: at, reason: "bool \"\(key)\" is \(b)") }
+            guard b <= 1 else { throw GGUFError.malformed(path: path, offset: at, reason: "bool \(quoted(key)) is \(b)") }
             return .bool(b == 1)
         case 8: return .string(try string(what))
         case 9:
-            let elementType = try u32("the element type of \"\(key)\"")
-            guard elementType != 9 else { throw GGUFError.malformed(path: path, offset: offset - 4, reason: "nested array in \"\(key)\"") }
-            let n = try count("the length of \"\(key)\"", limit: bytes.count)
+            let elementType = try u32("the element type of \(quoted(key))")
+            guard elementType != 9 else { throw GGUFError.malformed(path: path, offset: offset - 4, reason: "nested array in \(quoted(key))") }
+            let n = try count("the length of \(quoted(key))", limit: bytes.count)
             var items: [GGUFValue] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try value(type: elementType, key: key)) }
@@ -284,11 +284,22 @@ private struct Cursor {
         case 11: return .int64(try load(Int64.self, what))
         case 12: return .float64(Double(bitPattern: try load(UInt64.self, what)))
         default:
-            throw GGUFError.malformed(path: path, offset: offset - 4, reason: "unknown value type \(type) for \"\(key)\"")
+            throw GGUFError.malformed(path: path, offset: offset - 4, reason: "unknown value type \(type) for \(quoted(key))")
         }
     }
 }
 
 extension GGUFError {
     public var errorDescription: String? { description }
+}
+
+/// A key or tensor name read from a file, as an error message shows it: quoted, control
+/// characters escaped, cut at 64 characters (a damaged length can make a "name" of megabytes).
+func quoted(_ name: String) -> String {
+    var shown = ""
+    for (i, c) in name.unicodeScalars.enumerated() {
+        if i == 64 { return "\"\(shown)…\" (\(name.utf8.count) bytes)" }
+        shown += c.properties.generalCategory == .control || c == "\"" ? c.escaped(asASCII: true) : String(c)
+    }
+    return "\"\(shown)\""
 }

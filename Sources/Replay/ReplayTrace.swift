@@ -98,8 +98,11 @@ public struct ReplayTrace: Sendable {
         for l in 0..<m.layers {
             for h in 0..<m.queryHeads {
                 try check(accumulated[l][h].count == n, "layer \(l) head \(h) has no accumulated attention over the \(n) prompt keys")
-                for heads in Array(sums[l].values) + Array(squares[l].values) {
-                    try check(heads[h].count == n || heads[h].isEmpty, "layer \(l) head \(h) has statistics over \(heads[h].count) keys, the prompt has \(n)")
+                // A window the trace holds for one head it holds for every head, over every prompt key.
+                for (kind, windows) in [("sums", sums[l]), ("squared sums", squares[l])] {
+                    for (w, heads) in windows {
+                        try check(heads[h].count == n, "layer \(l) head \(h) has window-\(w) \(kind) over \(heads[h].count) keys, the prompt has \(n)")
+                    }
                 }
             }
             statistics.append(LayerStatistics(keys: n, queryHeads: m.queryHeads, kvHeads: m.kvHeads, windowSums: sums[l],

@@ -22,6 +22,14 @@ public enum TraceLayout {
     /// A frame's payload may not exceed this (writer limit and reader sanity check).
     public static let maxFramePayload = 1 << 30
 
+    /// The most raw payload one pass over a file may decompress: 256 MiB plus 64 × the file's
+    /// size. Traces compress about 1.1× (4× for token-heavy ones); a frame that expands past
+    /// this is a decompression bomb, refused before its buffer is reserved.
+    public static func decompressionBudget(fileSize: UInt64) -> UInt64 {
+        let (scaled, overflow) = fileSize.multipliedReportingOverflow(by: 64)
+        return overflow ? .max : (256 << 20) &+ scaled
+    }
+
     public static let trailerMagic: [UInt8] = Array("CKVT-END".utf8)
     public static let trailerSize = 32
 
@@ -105,6 +113,54 @@ struct FrameHeader: Equatable {
             case let .field(s): "frame header: \(s)"
             }
         }
+    }
+}
+
+extension TraceLayout {
+    /// Recomputes every checksum the bytes still have the layout for — the header's, each frame's
+    /// header and payload, the trailer's — walking the frames by their stored lengths. For crafting
+    /// inputs (the fuzz tests and `ckv-fuzz`'s mutator): a mutant that dies at a checksum tests nothing past it.
+    public static func resealChecksums(_ b: UnsafeMutableBufferPointer<UInt8>) {
+        func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(b[at + $1]) << (8 * $1) } }
+        func put(_ v: UInt32, _ at: Int) { for k in 0..<4 { b[at + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(k))) } }
+        func crc(_ from: Int, _ to: Int) -> UInt32 { CRC32.checksum(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: b[from..<to]))) }
+        guard b.count >= fixedHeaderSize + 4 else { return }
+        let metaEnd = fixedHeaderSize + u32(12)
+        guard metaEnd + 4 <= b.count else { return }
+        put(crc(0, metaEnd), metaEnd)
+        let hasTrailer = b.count >= metaEnd + 4 + trailerSize && Array(b[(b.count - 8)...]) == trailerMagic
+        let framesEnd = hasTrailer ? b.count - trailerSize : b.count
+        var at = metaEnd + 4
+        while at + frameHeaderSize <= framesEnd {
+            let end = at + frameHeaderSize + u32(at + 20)
+            if end <= framesEnd { put(crc(at + frameHeaderSize, end), at + 28) }
+            put(crc(at, at + 32), at + 32)
+            at = end
+        }
+        if hasTrailer { put(crc(framesEnd, framesEnd + 20), framesEnd + 20) }
+    }
+
+    /// `resealChecksums` on an array.
+    public static func resealChecksums(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBufferPointer { resealChecksums($0) }
+    }
+}
+
+/// What one pass over a file has decompressed so far, against `TraceLayout.decompressionBudget`.
+struct DecompressionBudget {
+    let limit: UInt64
+    private(set) var used: UInt64 = 0
+
+    init(fileSize: UInt64) { limit = TraceLayout.decompressionBudget(fileSize: fileSize) }
+
+    /// Accounts for a frame of `raw` bytes, or refuses it.
+    mutating func take(_ raw: UInt32, path: String, at offset: UInt64) throws {
+        let after = used + UInt64(raw)
+        guard after <= limit else {
+            throw TraceError.corrupt(path: path, offset: offset,
+                                     reason: "the frame declares \(raw) raw bytes, past the decompression budget of this file (\(limit) bytes: 256 MiB + 64 × its size; \(used) used)")
+        }
+        used = after
     }
 }
 

@@ -118,7 +118,9 @@ public final class TraceReader {
                 return (nil, .corrupt(path: path, offset: trailerOffset, reason: "trailer points to index offset \(trailer.indexOffset), outside the frames"))
             }
             do {
-                let (frame, payload) = try readFrame(fd: fd, path: path, size: trailerOffset, at: trailer.indexOffset, decompressor: decompressor)
+                var budget = DecompressionBudget(fileSize: size)
+                let (frame, payload) = try readFrame(fd: fd, path: path, size: trailerOffset, at: trailer.indexOffset,
+                                                     decompressor: decompressor, budget: &budget)
                 guard frame.kind == .index else {
                     return (nil, .corrupt(path: path, offset: trailer.indexOffset, reason: "trailer points to a records frame, expected the index frame"))
                 }
@@ -148,7 +150,7 @@ public final class TraceReader {
 
     /// Reads and checks the frame at `offset`, returning its header and raw payload.
     static func readFrame(fd: Int32, path: String, size: UInt64, at offset: UInt64,
-                          decompressor: ZstdDecompressor) throws -> (FrameHeader, [UInt8]) {
+                          decompressor: ZstdDecompressor, budget: inout DecompressionBudget) throws -> (FrameHeader, [UInt8]) {
         let headerSize = UInt64(TraceLayout.frameHeaderSize)
         if offset >= size {
             throw TraceError.truncated(path: path, offset: offset, expected: "a frame header or the index frame, the file ends here")
@@ -175,6 +177,7 @@ public final class TraceReader {
         case .stored:
             return (frame, stored)
         case .zstd:
+            try budget.take(frame.rawLength, path: path, at: offset)
             do {
                 return (frame, try decompressor.decompress(stored, size: Int(frame.rawLength)))
             } catch {
@@ -237,6 +240,8 @@ public final class TraceReader {
         var done = false
         /// What each frame read so far was, for the check of the index against them.
         var seen: [TraceIndex.Entry] = []
+        /// Raw bytes this pass may still decompress.
+        var budget: DecompressionBudget
         /// Complete data frames read so far.
         public private(set) var framesRead = 0
 
@@ -259,7 +264,8 @@ public final class TraceReader {
 
         private mutating func loadFrame() throws {
             let r = reader
-            let (frame, payload) = try TraceReader.readFrame(fd: r.fd, path: r.path, size: r.fileSize, at: offset, decompressor: r.decompressor)
+            let (frame, payload) = try TraceReader.readFrame(fd: r.fd, path: r.path, size: r.fileSize, at: offset,
+                                                             decompressor: r.decompressor, budget: &budget)
             switch frame.kind {
             case .records:
                 guard frame.firstRecord == nextRecord else {
@@ -283,7 +289,7 @@ public final class TraceReader {
 
     /// A fresh iterator from the first record.
     public func makeRecordIterator() -> RecordIterator {
-        RecordIterator(reader: self, offset: dataOffset)
+        RecordIterator(reader: self, offset: dataOffset, budget: DecompressionBudget(fileSize: fileSize))
     }
 
     /// Calls `body` with each record and its number, in order.
@@ -352,7 +358,9 @@ public final class TraceReader {
                 if index.frames[mid].firstRecord <= n { lo = mid } else { hi = mid - 1 }
             }
             let entry = index.frames[lo]
-            let (frame, payload) = try Self.readFrame(fd: fd, path: path, size: fileSize, at: entry.offset, decompressor: decompressor)
+            var budget = DecompressionBudget(fileSize: fileSize)
+            let (frame, payload) = try Self.readFrame(fd: fd, path: path, size: fileSize, at: entry.offset,
+                                                      decompressor: decompressor, budget: &budget)
             guard frame.kind == .records, frame.firstRecord == entry.firstRecord, frame.recordCount == entry.recordCount else {
                 throw TraceError.corrupt(path: path, offset: entry.offset, reason: "frame does not match its index entry")
             }

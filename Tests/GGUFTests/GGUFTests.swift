@@ -155,4 +155,18 @@ struct GGUFFuzzTests {
         }
         #expect(read > 20 && refused > 200, "read \(read), refused \(refused)")
     }
+
+    @Test("a key whose damaged length swallows kilobytes of newlines and tokens is shown quoted, escaped and cut (found by scripts/fuzz.sh gguf)")
+    func longKey() throws {
+        var b = GGUFBuilder()
+        b.bytes += Array("GGUF".utf8)
+        b.u32(3); b.u64(0); b.u64(1)
+        b.string("general.architecture\n" + String(repeating: "<|im_end|>\n\"x\"\t", count: 400))
+        b.u32(871)
+        let path = try TestSupport.temporaryFile("long-key.gguf", b.bytes)
+        let text = "\(try #require(throws: GGUFError.self) { try GGUFFile(path: path) })"
+        #expect(!text.contains("\n") && text.count < 300, "\(text)")
+        #expect(text.contains("unknown value type 871 for \"general.architecture\\n<|im_end|>"), "\(text)")
+        #expect(text.contains("…\" (6021 bytes)"), "\(text)")
+    }
 }
