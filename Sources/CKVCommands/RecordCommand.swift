@@ -55,6 +55,10 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
     var profile: String?
 
+    @Option(name: .customLong("frame-size"),
+            help: "Raw bytes per trace frame, 4k … 64M (k = KiB, M = MiB): a killed recording loses at most the unit of work in progress, and of it at most one frame. Each finished unit (prompt, statistics, decode step, compressed run) closes its frame anyway.")
+    var frameSize = "1M"
+
     @Option(help: "The trace file to write (.ckvt).")
     var out: String
 
@@ -68,7 +72,21 @@ struct RecordCommand: AsyncParsableCommand {
         guard evaluate == nil || budgets != nil || kvFractions != nil else { throw ValidationError("--evaluate needs --budgets or --kv-fractions") }
     }
 
+    /// `--frame-size` in bytes.
+    var frameBytes: Int {
+        get throws {
+            let text = frameSize.trimmingCharacters(in: .whitespaces)
+            let units: [(String, Int)] = [("MiB", 1 << 20), ("KiB", 1 << 10), ("M", 1 << 20), ("m", 1 << 20), ("k", 1 << 10), ("K", 1 << 10), ("", 1)]
+            for (suffix, scale) in units where text.hasSuffix(suffix) {
+                if let n = Int(text.dropLast(suffix.count)), n > 0, n <= (64 << 20) / scale, n * scale >= 4 << 10 { return n * scale }
+                break
+            }
+            throw CLIError("--frame-size: '\(frameSize)' is not a size from 4k to 64M (e.g. 256k, 1M)")
+        }
+    }
+
     func run() async throws {
+        let frameBytes = try frameBytes
         let lengthList = try parseLengths(lengths)
         let depthList = try parseDepths(depths)
         let headProfile = try profile.map { try HeadProfile.load(path: $0) }
@@ -86,7 +104,7 @@ struct RecordCommand: AsyncParsableCommand {
         if let longest = lengthList.max(), longest + maxTokens > m.config.contextLength {
             throw CLIError("--lengths: a \(longest)-token task and \(maxTokens) tokens to generate exceed the model's context of \(m.config.contextLength) tokens")
         }
-        let recorder = Recorder(model: m, options: { var o = RecordingOptions(); o.maxTokens = maxTokens; return o }())
+        let recorder = Recorder(model: m, options: { var o = RecordingOptions(); o.maxTokens = maxTokens; o.frameSize = frameBytes; return o }())
         if let headProfile, headProfile.model != recorder.identity.name {
             throw CLIError("\(profile!): the head profile is for \(headProfile.model); the model is \(recorder.identity.name)")
         }

@@ -24,6 +24,9 @@ public struct RecordingOptions: Sendable, Equatable {
     public var statisticEncoding: ValueEncoding = .f32
     /// Encoding of decode attention rows and cache values.
     public var vectorEncoding: ValueEncoding = .f16
+    /// Raw bytes after which the writer closes a frame even inside a unit of work (a kill loses
+    /// at most this much of a unit in progress); units close their frame anyway.
+    public var frameSize = 1 << 20
     public init() {}
 }
 
@@ -95,7 +98,7 @@ public final class Recorder {
             producer: "ckv-sim \(producerVersion)",
             notes: ["engine": "reference engine, greedy, full f16 cache, prefill chunk \(o.batch)", "threads": String(model.threads)]
         )
-        let writer = try TraceWriter(path: path, header: header)
+        let writer = try TraceWriter(path: path, header: header, frameSize: o.frameSize)
         try writer.append(.tokens(role: .prompt, ids: tokens.map { UInt32(bitPattern: $0) }))
         try writer.append(.span(role: .needle, start: UInt32(spans.needle.lowerBound), end: UInt32(spans.needle.upperBound)))
         try writer.append(.span(role: .answer, start: UInt32(spans.answer.lowerBound), end: UInt32(spans.answer.upperBound)))

@@ -72,6 +72,7 @@ struct RecordReplayCLITests {
                                "context of 8192")
         try expectOneLineError(["record", "--model", Self.smol, "--evaluate", "snapkv", "--budgets", "8", "--out", "/tmp/never.ckvt", "--lengths", "256"],
                                "below snapkv's window")
+        try expectOneLineError(["record", "--model", Self.smol, "--frame-size", "2k", "--out", "/tmp/never.ckvt"], "--frame-size: '2k' is not a size from 4k to 64M")
         let missing = try runCLI(["replay", "/nonexistent/x.ckvt"])
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/x.ckvt"))
     }
