@@ -303,6 +303,24 @@ struct TraceFuzzTests {
         }
     }
 
+    @Test("a decode step of 2^32 − 1 (the issue's 20 s / 5 GB replay) is refused at its record")
+    func hugeStep() throws {
+        let dir = try TestSupport.scratchDirectory("trace-fuzz")
+        let path = dir.appendingPathComponent("step.ckvt").path
+        let w = try TraceWriter(path: path, header: ReplayableFixture.header, level: 3)
+        for r in ReplayableFixture.records() {
+            if case var .decodeAttention(a) = r, a.step == 1, a.layer == 0, a.head == 0 {
+                a.step = .max
+                try w.append(.decodeAttention(a))
+            } else {
+                try w.append(r)
+            }
+        }
+        _ = try w.finish()
+        let text = "\(try #require(throws: ReplayError.self) { try ReplayTrace(path: path) })"
+        #expect(text.contains("attention row of decode step 4294967295 holds only"), "\(text)")
+    }
+
     @Test("decompression bombs: a 1 GiB frame in a few KB, and many frames that each expand 8 MiB, are refused by the budget before allocation")
     func bombs() throws {
         let dir = try TestSupport.scratchDirectory("trace-fuzz")
