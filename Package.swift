@@ -99,12 +99,14 @@ let package = Package(
         // The simulator against published measurements (Docs/validation.md) and the calibration search.
         .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting", .product(name: "Crypto", package: "swift-crypto")],
                 resources: [.copy("Data")]),
+        // The accuracy corpus (generated tasks × policies × budgets, real runs and replay) and its curves.
+        .target(name: "Accuracy", dependencies: ["Engine", "Recorder", "Replay", "Policies", "TraceFormat", "SeededRandom"]),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",
             dependencies: [
                 "TraceFormat", "ZstdModule", "SeededRandom", "GGUF", "Hardware", "Simulator", "Engine", "Policies",
-                "Recorder", "Replay", "Planner", "Reporting", "Validation",
+                "Recorder", "Replay", "Planner", "Reporting", "Validation", "Accuracy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -123,6 +125,7 @@ let package = Package(
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
         .testTarget(name: "ValidationTests", dependencies: ["TestSupport", "Validation", "Hardware", "Simulator", "Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
+        .testTarget(name: "AccuracyTests", dependencies: ["TestSupport", "Accuracy", "Engine", "Policies"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat", "ZstdModule"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),
         .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies", "SeededRandom"]),

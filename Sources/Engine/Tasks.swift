@@ -5,8 +5,11 @@ import SeededRandom
 public struct RetrievalTask: Sendable, Equatable {
     public var kind: String
     public var prompt: String
-    /// The text a correct answer starts with.
+    /// The text a correct answer starts with (the first expected item).
     public var answer: String
+    /// Every item a full answer holds: one for passkey, QA and the single and multi-key needles,
+    /// all values of the key, every variable of the chain, the ten common words.
+    public var expected: [String]
     /// Where the needle sits in the haystack, 0 … 1.
     public var depth: Double
     public var seed: UInt64
@@ -19,9 +22,17 @@ public struct RetrievalTask: Sendable, Equatable {
         self.kind = kind
         self.prompt = prompt
         self.answer = answer
+        self.expected = [answer]
         self.depth = depth
         self.seed = seed
         self.needle = needle
+    }
+
+    /// A task whose answer has several items (`expected`); `needle` is the sentence holding the
+    /// first, or "" when no one sentence holds the answer (common-word extraction).
+    public init(kind: String, prompt: String, expected: [String], depth: Double, seed: UInt64, needle: String) {
+        self.init(kind: kind, prompt: prompt, answer: expected[0], depth: depth, seed: seed, needle: needle)
+        self.expected = expected
     }
 
     /// The half-open token ranges of the needle sentence and of the answer's first occurrence
@@ -51,11 +62,19 @@ public struct RetrievalTask: Sendable, Equatable {
         return nil
     }
 
-    /// True when `generated` (the model's continuation) begins with the answer, ignoring
-    /// leading spaces (or contains it, with `answerAnywhere`).
-    public func isCorrect(_ generated: String) -> Bool {
-        answerAnywhere ? generated.contains(answer) : generated.drop { $0 == " " }.hasPrefix(answer)
+    /// The share of the expected items the continuation produced, 0 … 1 (RULER's exact scorer).
+    /// One item: 1 when the continuation begins with it, ignoring leading spaces (contains it,
+    /// with `answerAnywhere`). Several: the share of them it contains as whole words, in any order.
+    public func score(_ generated: String) -> Double {
+        if expected.count == 1 {
+            return (answerAnywhere ? generated.contains(answer) : generated.drop { $0 == " " }.hasPrefix(answer)) ? 1 : 0
+        }
+        let words = Set(generated.split { !($0.isLetter || $0.isNumber) }.map(String.init))
+        return Double(expected.filter { words.contains($0) }.count) / Double(expected.count)
     }
+
+    /// The whole answer was produced.
+    public func isCorrect(_ generated: String) -> Bool { score(generated) == 1 }
 }
 
 public enum Tasks {

@@ -85,13 +85,15 @@ public final class Recorder {
         guard n + o.maxTokens <= c.contextLength else {
             throw GenerationError("the task (\(n) tokens) and \(o.maxTokens) tokens to generate exceed the model's context of \(c.contextLength) tokens")
         }
-        guard let spans = task.spans(in: tokens, tokenizer: model.tokenizer) else {
+        // A task without one needle sentence (common-word extraction) has no spans.
+        let spans = task.needle.isEmpty ? nil : task.spans(in: tokens, tokenizer: model.tokenizer)
+        if !task.needle.isEmpty, spans == nil {
             throw RecorderError("the task's needle is not in its tokenised prompt")
         }
         let header = TraceHeader(
             model: identity,
             task: TaskDescription(kind: task.kind, seed: task.seed, promptTokens: n, parameters: [
-                "depth": String(task.depth), "answer": task.answer, "max_tokens": String(o.maxTokens),
+                "depth": String(task.depth), "answer": task.expected.joined(separator: ","), "max_tokens": String(o.maxTokens),
                 "windows": o.windows.map(String.init).joined(separator: ","),
                 "squared_windows": o.squaredWindows.map(String.init).joined(separator: ","),
             ]),
@@ -100,8 +102,10 @@ public final class Recorder {
         )
         let writer = try TraceWriter(path: path, header: header, frameSize: o.frameSize)
         try writer.append(.tokens(role: .prompt, ids: tokens.map { UInt32(bitPattern: $0) }))
-        try writer.append(.span(role: .needle, start: UInt32(spans.needle.lowerBound), end: UInt32(spans.needle.upperBound)))
-        try writer.append(.span(role: .answer, start: UInt32(spans.answer.lowerBound), end: UInt32(spans.answer.upperBound)))
+        if let spans {
+            try writer.append(.span(role: .needle, start: UInt32(spans.needle.lowerBound), end: UInt32(spans.needle.upperBound)))
+            try writer.append(.span(role: .answer, start: UInt32(spans.answer.lowerBound), end: UInt32(spans.answer.upperBound)))
+        }
         try writer.flush()
 
         let windows = Array(Set(o.windows + o.squaredWindows)).sorted()

@@ -1,0 +1,168 @@
+import Accuracy
+import ArgumentParser
+import Engine
+import Foundation
+import Policies
+import Reporting
+
+/// `ckv-sim corpus run`: the accuracy corpus of one model (issue #19).
+struct CorpusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corpus",
+        abstract: "Run the accuracy corpus: generated tasks of every kind and length, each prefilled once and continued for real by every policy at every kv-fraction.",
+        subcommands: [Run.self]
+    )
+}
+
+extension CorpusCommand {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run (or resume) a corpus into a results file (JSON Lines: the settings, then one line per finished sample).",
+            discussion: """
+            Each sample is generated from the seed, recorded once with the full cache, continued by every
+            policy at every kv-fraction from the same prefill, and replayed for the attention mass and
+            output error of the same selections. A sample is appended and synced as it finishes: an
+            interrupted run loses only the sample in progress, and the same command resumes it (the
+            settings must match the file's).
+            """
+        )
+
+        @Option(help: "The GGUF model file.")
+        var model: String
+
+        @Option(help: "Task kinds, comma-separated (\(TaskKind.names.joined(separator: ", "))), or 'all'.")
+        var kinds = "all"
+
+        @Option(help: "Prompt lengths in tokens, comma-separated (1k = 1024).")
+        var lengths: String
+
+        @Option(help: "Samples per length: one number for every length, or one per length (default 30 up to 8k tokens, 12 beyond).")
+        var samples: String?
+
+        @Option(help: "Policies, comma-separated (\(PolicyKind.names.joined(separator: ", "))), or 'all' (compresskv with --profile).")
+        var policies = "all"
+
+        @Option(name: .customLong("kv-fractions"), help: "Budgets as fractions of each prompt's KV, comma-separated.")
+        var kvFractions = "2%,5%,10%,20%,50%"
+
+        @Option(help: "Seed of the task generator.")
+        var seed: UInt64 = 1
+
+        @Flag(help: "Wrap each prompt as a user turn in the model's chat format.")
+        var chat = false
+
+        @Flag(name: .customLong("compress-once"), help: "Compress only after the prompt (StreamingLLM, H2O and KV-Compress otherwise go on evicting during decode).")
+        var compressOnce = false
+
+        @Option(help: "Head profile for compresskv (JSON from `ckv-sim heads identify`).")
+        var profile: String?
+
+        @Option(help: "The results file (.jsonl); an existing one is resumed.")
+        var out: String
+
+        func run() async throws {
+            let kindList = try kinds.lowercased() == "all" ? TaskKind.allCases : kinds.split(separator: ",").map {
+                try TaskKind(parsing: $0.trimmingCharacters(in: .whitespaces))
+            }
+            let lengthList = try parseLengths(lengths)
+            guard !kindList.isEmpty, !lengthList.isEmpty else { throw CLIError("--kinds and --lengths need at least one value each") }
+            let sampleList = try samples.map { text -> [Int] in
+                let counts = try text.split(separator: ",").map { s -> Int in
+                    guard let n = Int(s.trimmingCharacters(in: .whitespaces)), (1...10_000).contains(n) else {
+                        throw CLIError("--samples: '\(s)' is not a sample count in 1 … 10000")
+                    }
+                    return n
+                }
+                guard counts.count == 1 || counts.count == lengthList.count else {
+                    throw CLIError("--samples: \(counts.count) counts for \(lengthList.count) lengths (give one, or one per length)")
+                }
+                return counts.count == 1 ? Array(repeating: counts[0], count: lengthList.count) : counts
+            }
+            let headProfile = try profile.map { try HeadProfile.load(path: $0) }
+            let policyList = try parsePolicies(policies, haveProfile: headProfile != nil)
+            let fractions = try parseBudgets(tokens: nil, fractions: kvFractions).compactMap { b -> Double? in
+                if case let .fraction(f) = b { return f }
+                return nil
+            }
+            guard !fractions.isEmpty else { throw CLIError("--kv-fractions: no fraction given") }
+            let m = try LanguageModel(path: model)
+            let settings = CorpusRunner.settings(model: m, kinds: kindList, lengths: lengthList, samples: sampleList, policies: policyList,
+                                                 fractions: fractions, seed: seed, chat: chat, continual: !compressOnce)
+            let runner = try CorpusRunner(model: m, settings: settings, profile: headProfile)
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-corpus-\(getpid())")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let plan = settings.plan
+            let bar = ProgressBar(label: "corpus \(URL(fileURLWithPath: out).lastPathComponent)")
+            bar.costs = plan.map { Double($0.length) }
+            let clock = ContinuousClock(), start = clock.now
+            let ran = try runner.run(into: out, scratch: scratch) { done, total, key in
+                bar.update(done: done, total: total, unit: "samples", note: key.description)
+            }
+            bar.finish()
+            let seconds = Int((clock.now - start).seconds.rounded())
+            let took = seconds >= 3600 ? "\(seconds / 3600) h \(seconds % 3600 / 60) min" : seconds >= 60 ? "\(seconds / 60) min \(seconds % 60) s" : "\(seconds) s"
+            print("\(out): \(ran.count) samples run in \(took) (\(plan.count - ran.count) were already there); \(plan.count) in all")
+        }
+    }
+}
+
+/// `ckv-sim accuracy`: the curves of corpus results.
+struct AccuracyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "accuracy",
+        abstract: "Accuracy against kv-fraction from corpus results: per model, task kind and length, the full cache's success and each policy's score on the samples it solves, with Wilson 95 % intervals.",
+        discussion: """
+        A sample the full cache fails carries no information about compression: it counts in the full
+        cache's rate and not in the policies' scores. Cells where the full cache solves fewer than 5
+        samples are listed as uninformative. Scores are the share of the expected items produced.
+        """
+    )
+
+    @Argument(help: "Results files (.jsonl from `ckv-sim corpus run`).")
+    var files: [String]
+
+    @Option(help: "Only these task kinds, comma-separated.")
+    var kinds: String?
+
+    @Option(help: "Only these policies, comma-separated.")
+    var policies: String?
+
+    @Option(help: "Output format: table, md or json.")
+    var format: Format = .table
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, md, json }
+
+    func run() async throws {
+        let kindFilter = try kinds.map { try Set($0.split(separator: ",").map { try TaskKind(parsing: $0.trimmingCharacters(in: .whitespaces)) }) }
+        let policyFilter = try policies.map { Set(try parsePolicies($0, haveProfile: true)) }
+        var cells: [AccuracyCell] = []
+        for path in files {
+            cells += try CorpusFile.read(path).file.cells.filter { kindFilter?.contains($0.kind) ?? true }
+        }
+        for i in cells.indices { cells[i].points.removeAll { !(policyFilter?.contains($0.policy) ?? true) } }
+        switch format {
+        case .json: print(try JSONOutput.string(cells))
+        case .table: print(Self.table(cells).text)
+        case .md: print(Self.table(cells).markdown, terminator: "")
+        }
+    }
+
+    /// One row per (model, kind, length, policy); a column per kv-fraction.
+    static func table(_ cells: [AccuracyCell]) -> Table {
+        let fractions = Array(Set(cells.flatMap { $0.points.map(\.fraction) })).sorted()
+        var rows: [[String]] = []
+        for cell in cells {
+            let lead = [cell.model, cell.kind.rawValue, String(cell.length), "\(Int(cell.full.value * Double(cell.full.n)))/\(cell.full.n) \(cell.full.text)"]
+            guard cell.isInformative else {
+                rows.append(lead + ["(full cache solves too few)"] + Array(repeating: "", count: fractions.count))
+                continue
+            }
+            for policy in PolicyKind.allCases where cell.points.contains(where: { $0.policy == policy }) {
+                rows.append(lead + [policy.rawValue] + fractions.map { cell.point(policy, $0)?.accuracy.text ?? "—" })
+            }
+        }
+        return Table(columns: ["model", "kind", "length", "full cache solved", "policy"] + fractions.map(formatPercent), rows: rows,
+                     rightAligned: Set(2..<(5 + fractions.count)))
+    }
+}
