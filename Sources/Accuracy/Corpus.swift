@@ -261,7 +261,9 @@ public final class CorpusRunner {
         } else {
             let header = CorpusFile.Header(format: CorpusFile.format, version: CorpusFile.version, settings: settings)
             guard FileManager.default.createFile(atPath: path, contents: try CorpusFile.encodeLine(header)) else {
-                throw CorpusError("\(path): cannot create the file")
+                let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+                let why = FileManager.default.fileExists(atPath: directory) ? "not writable" : "its directory \(directory) does not exist"
+                throw CorpusError("\(path): cannot create the file (\(why))")
             }
         }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))

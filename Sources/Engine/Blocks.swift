@@ -131,7 +131,9 @@ extension LanguageModel {
         // Slots before this call's tokens, per KV head (cache.append already added them).
         let before = cache.lengths[il].map { $0 - T }
         let slotPositions = cache.positions?[il]
-        let headsPerItem = T * c.kvHeads >= 2 * threads ? group : 1
+        // A head-local probe's lanes own heads: with few KV heads, items are single heads so both threads get work.
+        let headLocal = probe != nil && probesAreHeadLocal
+        let headsPerItem = T * c.kvHeads >= 2 * threads && !(headLocal && c.kvHeads < 2 * threads) ? group : 1
         let itemsPerToken = c.heads / headsPerItem
         let work = T * itemsPerToken
         // One token's products follow ggml_vec_dot_f16 (32-cell groups), a batch's tinyBLAS (8).
@@ -144,16 +146,19 @@ extension LanguageModel {
                     out.withUnsafeMutableBufferPointer { op in
                         nonisolated(unsafe) let qb = qp.baseAddress!, kb = kp.baseAddress!, vb = vp.baseAddress!, ob = op.baseAddress!
                         let workers = min(threads, max(1, work))
-                        // Probes are called in a fixed order: run single-threaded when one is attached.
-                        let lanes = probeRef == nil ? workers : 1
+                        // An attached probe is called in a fixed order: single-threaded, or — when it
+                        // is head-local — each lane owning fixed heads and taking their tokens in order.
+                        let lanes = probeRef == nil ? workers : headLocal ? min(workers, itemsPerToken) : 1
                         WorkerPool.shared.run(iterations: lanes, threads: lanes) { w in
+                            let items: [Int] = headLocal
+                                ? (0..<T).flatMap { t in Swift.stride(from: w, to: itemsPerToken, by: lanes).map { t * itemsPerToken + $0 } }
+                                : Array(Swift.stride(from: w, to: work, by: lanes))
                             // Per head of an item: its scores (then softmax numerators and weights
                             // as floats) and its f16 weights, one slot per cache cell.
                             var scores = [Float](repeating: 0, count: headsPerItem * stride)
                             var weights = [Float](repeating: 0, count: headsPerItem * stride)
                             var qh = [Float](repeating: 0, count: headsPerItem * d)
-                            var item = w
-                            while item < work {
+                            for item in items {
                                 let t = item / itemsPerToken, head0 = (item % itemsPerToken) * headsPerItem
                                 let kvHead = head0 / group
                                 // `pos` is this query's last visible slot; `first` the first one the
@@ -192,7 +197,6 @@ extension LanguageModel {
                                         }
                                     }
                                 }
-                                item += lanes
                             }
                         }
                     }

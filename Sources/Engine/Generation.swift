@@ -50,10 +50,16 @@ extension LanguageModel {
     /// (`afterChunk` sees the prompt tokens done), with `probe` attached; the result can be
     /// continued several times (`generate(from:)`), with the full cache or a compressed copy.
     /// - Throws: `GenerationError` when the prompt and the tokens to generate exceed the context.
-    public func prefill(prompt: [Int32], maxTokens: Int, batch: Int = 256, probe: AttentionProbe? = nil,
+    ///
+    /// With `headLocalProbe`, the probe promises that a call touches only its own (layer, head)'s
+    /// state: the attention then keeps its threads, each running the probe for its own heads in
+    /// position order (otherwise an attached probe runs single-threaded, in one fixed order).
+    public func prefill(prompt: [Int32], maxTokens: Int, batch: Int = 256, probe: AttentionProbe? = nil, headLocalProbe: Bool = false,
                         afterChunk: (Int) -> Void = { _ in }) throws -> PrefilledPrompt {
         try checkFits(prompt: prompt, maxTokens: maxTokens)
         var cache = makeCache(tokens: prompt.count + maxTokens)
+        probesAreHeadLocal = headLocalProbe && probe != nil
+        defer { probesAreHeadLocal = false }
         let logits = prefill(prompt, cache: &cache, chunk: batch, probe: probe, afterChunk: afterChunk)[0]
         return PrefilledPrompt(prompt: prompt, maxTokens: maxTokens, cache: cache, logits: logits)
     }

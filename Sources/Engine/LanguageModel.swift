@@ -62,6 +62,9 @@ public final class LanguageModel: @unchecked Sendable {
     let ropeFactors: [Float]?
     /// Worker threads for the matrix products and attention.
     public var threads = 2
+    /// Set for the length of a `prefill(…, headLocalProbe: true)`: the attached probe may run on
+    /// several threads, one (layer, head) each.
+    var probesAreHeadLocal = false
 
     /// Loads `path` (architecture gemma3, llama, mistral or qwen2).
     /// - Throws: `GGUFError` or `ModelLoadError` naming the file and what is wrong.

@@ -152,13 +152,14 @@ extension LanguageModel {
                 statistics(layer, head, position, first, weights)
                 rowsProbe(layer, head, position, first, weights)
             }
-            let prefilled = try prefill(prompt: tokens, maxTokens: maxTokens, batch: 256, probe: probe)
+            let prefilled = try prefill(prompt: tokens, maxTokens: maxTokens, batch: 256, probe: probe, headLocalProbe: true)
             let selection = try selector.select(collector.statistics, budget: budget)
             let run = try generate(from: prefilled, probe: probe)
             var errors = [Double](repeating: 0, count: L)
             // The final cache's values per (global layer, KV head), read out of the cache once.
             let cacheValues = (0..<L).map { l in c.isGlobal(l) ? (0..<c.kvHeads).map { run.cache.values(layer: l, kvHead: $0) } : [] }
-            for (step, stepRows) in decodeRows.rows.enumerated() {
+            for step in 0..<decodeRows.stepCount {
+                let stepRows = decodeRows.rows(step: step)
                 for l in 0..<L where c.isGlobal(l) {
                     var full = [Float](repeating: 0, count: H * d), comp = full
                     for h in 0..<H {

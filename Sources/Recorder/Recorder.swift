@@ -131,7 +131,7 @@ public final class Recorder {
         var rowsWritten = 0
         func writeRows(upTo end: Int) throws {
             while rowsWritten < end {
-                for (l, heads) in decodeRows.rows[rowsWritten].enumerated() where c.isGlobal(l) {
+                for (l, heads) in decodeRows.rows(step: rowsWritten).enumerated() where c.isGlobal(l) {
                     for (h, row) in heads.enumerated() {
                         try writer.append(.decodeAttention(DecodeAttention(layer: UInt16(l), head: UInt16(h), step: UInt32(rowsWritten),
                                                                            encoding: o.vectorEncoding, values: row)))
@@ -156,7 +156,8 @@ public final class Recorder {
             }
             try writer.flush()
         }
-        let prefilled = try model.prefill(prompt: tokens, maxTokens: o.maxTokens, batch: o.batch, probe: probe) { done in
+        // Both probes are head-local: the prefill's attention keeps its threads.
+        let prefilled = try model.prefill(prompt: tokens, maxTokens: o.maxTokens, batch: o.batch, probe: probe, headLocalProbe: true) { done in
             progress(RecordingProgress(done: done, total: total, seconds: seconds()))
         }
         try writeStatistics()
@@ -167,12 +168,12 @@ public final class Recorder {
             guard writeFailure == nil else { return }
             do {
                 let before = rowsWritten
-                try writeRows(upTo: decodeRows.rows.count - 1)
+                try writeRows(upTo: decodeRows.stepCount - 1)
                 if rowsWritten > before { try writer.flush() }
             } catch { writeFailure = error }
         }
         if let writeFailure { throw writeFailure }
-        try writeRows(upTo: decodeRows.rows.count)
+        try writeRows(upTo: decodeRows.stepCount)
         try writer.append(.tokens(role: .generated, ids: run.tokens.map { UInt32(bitPattern: $0) }))
         for l in 0..<c.layers where c.isGlobal(l) {
             for g in 0..<c.kvHeads {

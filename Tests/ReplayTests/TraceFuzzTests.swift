@@ -1,6 +1,7 @@
 import Foundation
 import Policies
 import Replay
+import SeededRandom
 import Testing
 import TestSupport
 import TraceFormat
@@ -10,18 +11,13 @@ import ZstdModule
 // trace (open, verify, stream, repair, replay's loader and the replay itself) must either give a
 // correct result or refuse in one line naming the file — never trap, hang or allocate gigabytes.
 
-/// SplitMix64, the suite's seeded generator.
-private struct Rng {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The suite's seeded draws.
+private typealias Rng = SplitMix64
+
+extension SplitMix64 {
+    init(state: UInt64) { self.init(seed: state) }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    mutating func unit() -> Float { Float(nextUnit()) }
     mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
 }
 
