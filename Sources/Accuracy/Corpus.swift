@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Engine
 import Foundation
 import Policies
@@ -267,7 +272,6 @@ public final class CorpusRunner {
             }
         }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
         try handle.seekToEnd()
         let plan = settings.plan
         var ran: [CorpusSample] = []
@@ -278,7 +282,24 @@ public final class CorpusRunner {
             try handle.synchronize()
             ran.append(sample)
         }
+        try handle.close()
+        try Self.putInPlanOrder(path)
         return ran
+    }
+
+    /// A finished file whose samples were appended out of plan order (a resumed run that had
+    /// lines removed) is rewritten in plan order, so the same settings always give the same bytes.
+    static func putInPlanOrder(_ path: String) throws {
+        let (file, _) = try CorpusFile.read(path)
+        let plan = file.settings.plan
+        guard file.samples.count == plan.count, file.samples.map(\.key) != plan else { return }
+        let byKey = Dictionary(uniqueKeysWithValues: file.samples.map { ($0.key, $0) })
+        let header = CorpusFile.Header(format: CorpusFile.format, version: CorpusFile.version, settings: file.settings)
+        var data = try CorpusFile.encodeLine(header)
+        for key in plan { data += try CorpusFile.encodeLine(byKey[key]!) }
+        let temporary = path + ".sorting"
+        try data.write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else { throw CorpusError("\(path): cannot replace the file (\(String(cString: strerror(errno))))") }
     }
 
     /// One sample: the task, a recording with every compressed run, the replay of the same selections.
@@ -295,8 +316,14 @@ public final class CorpusRunner {
         let tracePath = scratch.appendingPathComponent("\(key.kind.rawValue)-\(key.length)-\(key.index).ckvt").path
         defer { try? FileManager.default.removeItem(atPath: tracePath) }
         let evaluation = Evaluation(policies: settings.policies, budgets: settings.fractions.map { .fraction($0) }, profile: profile,
-                                    continual: settings.continual)
+                                    continual: settings.continual, onlyIfFullCorrect: true)
         let result = try recorder.record(task: task, tokens: tokens, to: tracePath, evaluation: evaluation)
+        let fullScore = task.score(result.text)
+        // A sample the full cache fails is reported, not scored: no compressed runs, no replay.
+        guard fullScore == 1 else {
+            return CorpusSample(key: key, seed: seed, depth: depth, promptTokens: tokens.count, expected: task.expected,
+                                fullScore: fullScore, fullText: result.text, runs: [])
+        }
         let replayer = Replayer(try ReplayTrace(path: tracePath))
         var runs: [CorpusRun] = []
         for policy in settings.policies {
@@ -311,6 +338,6 @@ public final class CorpusRunner {
             }
         }
         return CorpusSample(key: key, seed: seed, depth: depth, promptTokens: tokens.count, expected: task.expected,
-                            fullScore: task.score(result.text), fullText: result.text, runs: runs)
+                            fullScore: fullScore, fullText: result.text, runs: runs)
     }
 }

@@ -186,7 +186,7 @@ public final class Recorder {
         try writer.append(.annotation(key: RunOutcome.key("full"), value: RunOutcome(correct: correct, tokens: run.tokens, text: text).annotationValue))
         try writer.flush()
         // Each compressed run's outcome is written as it finishes.
-        try evaluate(evaluation, task: task, prefilled: prefilled, statistics: collector.statistics) { label, outcome in
+        try evaluate(evaluation, task: task, prefilled: prefilled, statistics: collector.statistics, fullCorrect: correct) { label, outcome in
             try writer.append(.annotation(key: RunOutcome.key(label), value: outcome.annotationValue))
             try writer.flush()
             onRun(label)
@@ -205,12 +205,17 @@ public struct Evaluation: Sendable {
     public var profile: HeadProfile?
     /// Continual policies go on evicting during decode; false compresses once after the prompt.
     public var continual: Bool
+    /// Run the compressed runs only when the full cache answers the whole task (a task the full
+    /// cache fails says nothing about compression: the accuracy corpus skips them).
+    public var onlyIfFullCorrect: Bool
 
-    public init(policies: [PolicyKind] = [], budgets: [Budget] = [], profile: HeadProfile? = nil, continual: Bool = true) {
+    public init(policies: [PolicyKind] = [], budgets: [Budget] = [], profile: HeadProfile? = nil, continual: Bool = true,
+                onlyIfFullCorrect: Bool = false) {
         self.policies = policies
         self.budgets = budgets
         self.profile = profile
         self.continual = continual
+        self.onlyIfFullCorrect = onlyIfFullCorrect
     }
 }
 
@@ -221,9 +226,9 @@ extension Recorder {
     /// - Throws: `PolicyError` for a budget the policy cannot keep or a missing head profile;
     ///   what `emit` throws.
     func evaluate(_ evaluation: Evaluation, task: RetrievalTask, prefilled: PrefilledPrompt, statistics: [LayerStatistics],
-                  emit: (String, RunOutcome) throws -> Void) throws {
+                  fullCorrect: Bool, emit: (String, RunOutcome) throws -> Void) throws {
         let n = prefilled.prompt.count
-        for policy in evaluation.policies {
+        for policy in evaluation.policies where !(evaluation.onlyIfFullCorrect && !fullCorrect) {
             for spec in evaluation.budgets {
                 let budget = spec.tokens(prompt: n, window: policy.window)
                 let compression = try policy.compress(statistics, budget: budget, profile: evaluation.profile, continual: evaluation.continual)

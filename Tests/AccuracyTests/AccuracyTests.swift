@@ -112,7 +112,7 @@ struct CorpusTests {
         let whole = dir.appendingPathComponent("whole.jsonl").path
         let runner = try CorpusRunner(model: smol, settings: Self.settings(), profile: nil)
         let ran = try runner.run(into: whole, scratch: dir)
-        #expect(ran.count == 4 && ran.allSatisfy { $0.runs.count == 2 && $0.promptTokens <= 192 })
+        #expect(ran.count == 4 && ran.allSatisfy { $0.promptTokens <= 192 } && ran.contains { $0.fullScore == 1 })
         #expect(ran.allSatisfy { s in s.runs.allSatisfy { (0...1).contains($0.score) && $0.attentionMass > 0 && $0.attentionMass <= 1.0001 } })
         let bytes = try Data(contentsOf: URL(fileURLWithPath: whole))
         #expect(bytes.split(separator: UInt8(ascii: "\n")).count == 5)
@@ -126,6 +126,15 @@ struct CorpusTests {
         #expect(resumed.count == 2)
         #expect(try Data(contentsOf: URL(fileURLWithPath: cut)) == bytes, "a resumed run gives the uninterrupted run's bytes")
         #expect(try runner.run(into: cut, scratch: dir).isEmpty, "nothing left to do")
+
+        // A line removed from the middle is run again at the end, and the finished file is put back in plan order.
+        let holed = dir.appendingPathComponent("holed.jsonl").path
+        try Data((lines[0..<2] + lines[3...]).map { Data($0) }.joined(separator: Data("\n".utf8))).write(to: URL(fileURLWithPath: holed))
+        #expect(try runner.run(into: holed, scratch: dir).count == 1)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: holed)) == bytes, "back in plan order")
+
+        // Samples the full cache fails carry no compressed runs; those it solves carry every one.
+        #expect(ran.allSatisfy { $0.fullScore == 1 ? $0.runs.count == 2 : $0.runs.isEmpty })
 
         let other = try CorpusRunner(model: smol, settings: Self.settings(seed: 2), profile: nil)
         let text = "\(try #require(throws: CorpusError.self) { try other.run(into: cut, scratch: dir) })"
