@@ -247,11 +247,13 @@ public final class CorpusRunner {
     }
 
     /// Runs every sample not yet in `path` (creating it with the settings line), appending each as it finishes.
-    /// - Parameter progress: told each sample as it starts: (done, total, key).
+    /// - Parameter progress: told each sample as it starts: (samples run so far, samples this run
+    ///   has to run, key); `willRun` first gets the keys left, for a weighted ETA.
     /// - Returns: the samples run now.
     /// - Throws: `CorpusError` for a file of other settings or a damaged one; what the engine throws.
     @discardableResult
-    public func run(into path: String, scratch: URL, progress: (Int, Int, SampleKey) -> Void = { _, _, _ in }) throws -> [CorpusSample] {
+    public func run(into path: String, scratch: URL, willRun: ([SampleKey]) -> Void = { _ in },
+                    progress: (Int, Int, SampleKey) -> Void = { _, _, _ in }) throws -> [CorpusSample] {
         var done = Set<SampleKey>()
         if FileManager.default.fileExists(atPath: path) {
             let (file, validBytes) = try CorpusFile.read(path)
@@ -273,10 +275,11 @@ public final class CorpusRunner {
         }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.seekToEnd()
-        let plan = settings.plan
+        let left = settings.plan.filter { !done.contains($0) }
+        willRun(left)
         var ran: [CorpusSample] = []
-        for (i, key) in plan.enumerated() where !done.contains(key) {
-            progress(i, plan.count, key)
+        for (i, key) in left.enumerated() {
+            progress(i, left.count, key)
             let sample = try run(key, scratch: scratch)
             try handle.write(contentsOf: try CorpusFile.encodeLine(sample))
             try handle.synchronize()

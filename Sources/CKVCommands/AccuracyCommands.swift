@@ -94,9 +94,9 @@ extension CorpusCommand {
             defer { try? FileManager.default.removeItem(at: scratch) }
             let plan = settings.plan
             let bar = ProgressBar(label: "corpus \(URL(fileURLWithPath: out).lastPathComponent)")
-            bar.costs = plan.map { Double($0.length) }
             let clock = ContinuousClock(), start = clock.now
-            let ran = try runner.run(into: out, scratch: scratch) { done, total, key in
+            // The ETA weighs what is left by prompt length (a 8k sample costs far more than a 1k one).
+            let ran = try runner.run(into: out, scratch: scratch, willRun: { bar.costs = $0.map { Double($0.length) } }) { done, total, key in
                 bar.update(done: done, total: total, unit: "samples", note: key.description)
             }
             bar.finish()
