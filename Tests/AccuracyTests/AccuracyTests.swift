@@ -147,7 +147,6 @@ struct CorpusTests {
 
     @Test("damaged, foreign and future results files: one line naming the file and line")
     func badFiles() throws {
-        let dir = try TestSupport.scratchDirectory("corpus-bad")
         let header = String(decoding: try CorpusFile.encodeLine(CorpusFile.Header(format: CorpusFile.format, version: 1, settings: Self.settings())), as: UTF8.self)
         let cases: [(String, String)] = [
             ("", "line 1: expected the corpus settings line"),
