@@ -138,7 +138,7 @@ extension Tasks {
             }
             var list = common.flatMap { Array(repeating: $0, count: often) } + (0..<units).flatMap { Array(repeating: uncommon($0), count: seldom) }
             var shuffle = SplitMix64(seed: seed &+ UInt64(units))
-            for i in stride(from: list.count - 1, to: 0, by: -1) { list.swapAt(i, Int(shuffle.next() % UInt64(i + 1))) }
+            Self.shuffle(&list, rng: &shuffle)
             return intro + list.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: " ") + question
         }
         let units = try fit(tokens, what: TaskKind.commonWords.rawValue, tokenizer: tokenizer, build: build)
@@ -148,11 +148,19 @@ extension Tasks {
     /// `count` distinct items of `pool` in a seeded order.
     static func draw(_ count: Int, from pool: [String], rng: inout SplitMix64) -> [String] {
         var items = pool
-        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        shuffle(&items, rng: &rng)
         return Array(items.prefix(count))
     }
 
-    /// `units` prose sentences with each sentence of `needles` inserted at its depth (0 … 1).
+    /// Fisher–Yates with our generator, written out so the order never depends on the standard
+    /// library's shuffle algorithm.
+    static func shuffle(_ items: inout [String], rng: inout SplitMix64) {
+        for i in stride(from: items.count - 1, to: 0, by: -1) { items.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+    }
+
+    /// `units` prose sentences with each sentence of `needles` (without its trailing space) inserted
+    /// at its depth (0 … 1): the haystack of QA, the needle probes and the magic-number and
+    /// variable-tracking kinds.
     static func insert(_ needles: [(String, Double)], into units: Int) -> String {
         var sentences = (0..<units).map { Self.prose[$0 % Self.prose.count] + " " }
         // Deepest first so earlier indices stay valid; equal places keep the needles' order.

@@ -123,15 +123,9 @@ public enum Tasks {
         let asked = Int(rng.next() % UInt64(facts.count))
         let distractorDepths = (0..<facts.count).map { _ in rng.nextUnit() }
         let intro = "Read the notes below about the people of a small harbour town, then answer the question at the end. "
-        func build(_ units: Int) -> String {
-            var sentences = (0..<units).map { Self.prose[$0 % Self.prose.count] + " " }
-            // Insert from the deepest place first so earlier indices stay valid.
-            let places = facts.indices.map { f in
-                (f, Int((Double(units) * min(max(f == asked ? depth : distractorDepths[f], 0), 1)).rounded()))
-            }.sorted { ($0.1, $0.0) > ($1.1, $1.0) }
-            for (f, at) in places { sentences.insert(facts[f].sentence, at: at) }
-            return intro + sentences.joined() + "\n" + facts[asked].question
-        }
+        // The facts' sentences end with their space; `insert` adds it.
+        let placed = facts.indices.map { f in (String(facts[f].sentence.dropLast()), f == asked ? depth : distractorDepths[f]) }
+        func build(_ units: Int) -> String { intro + Self.insert(placed, into: units) + "\n" + facts[asked].question }
         let units = try fit(tokens, what: "QA", tokenizer: tokenizer, build: build)
         return RetrievalTask(kind: "qa", prompt: build(units), answer: facts[asked].answer, depth: depth, seed: seed,
                              needle: facts[asked].sentence)
@@ -143,9 +137,7 @@ public enum Tasks {
     public static func needle(_ needle: Needle, tokens: Int, depth: Double, tokenizer: Tokenizer, chat: ChatTemplate? = nil) throws -> RetrievalTask {
         let intro = "Read the notes below about a small harbour town, then answer the question at the end. "
         func build(_ units: Int) -> String {
-            var sentences = (0..<units).map { Self.prose[$0 % Self.prose.count] + " " }
-            sentences.insert(needle.sentence + " ", at: Int((Double(units) * min(max(depth, 0), 1)).rounded()))
-            let notes = intro + sentences.joined() + "\nQuestion: \(needle.question)"
+            let notes = intro + Self.insert([(needle.sentence, depth)], into: units) + "\nQuestion: \(needle.question)"
             return chat.map { $0.render([ChatMessage(role: .user, content: notes)]) } ?? notes + "\nAnswer:"
         }
         let units = try fit(tokens, what: "needle", tokenizer: tokenizer, build: build)
