@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
         .testTarget(name: "ValidationTests", dependencies: ["TestSupport", "Validation", "Hardware", "Simulator", "Reporting"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Hardware", "Policies", "Simulator"]),
-        .testTarget(name: "AccuracyTests", dependencies: ["TestSupport", "Accuracy", "Engine", "Policies"]),
+        .testTarget(name: "AccuracyTests", dependencies: ["TestSupport", "Accuracy", "Engine", "Policies", "Recorder"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat", "ZstdModule", "SeededRandom"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),
         .testTarget(name: "SimulatorTests", dependencies: ["TestSupport", "Simulator", "Hardware", "Policies", "SeededRandom"]),

@@ -216,13 +216,14 @@ public final class CorpusRunner {
     public let profile: HeadProfile?
     let recorder: Recorder
 
+    /// - Parameter recorder: the model's recorder (it hashed the GGUF; `settings` came from its identity).
     /// - Throws: `CorpusError` when a length and its answer exceed the model's context, or
     ///   CompressKV is asked for without a profile of this model.
-    public init(model: LanguageModel, settings: CorpusSettings, profile: HeadProfile?) throws {
-        self.model = model
+    public init(recorder: Recorder, settings: CorpusSettings, profile: HeadProfile?) throws {
+        model = recorder.model
         self.settings = settings
         self.profile = profile
-        recorder = Recorder(model: model)
+        self.recorder = recorder
         let context = model.config.contextLength
         for kind in settings.kinds {
             if let long = settings.lengths.first(where: { $0 + kind.answerTokens > context }) {
@@ -237,11 +238,10 @@ public final class CorpusRunner {
         }
     }
 
-    /// The settings of a run of `model` (name and hash filled in).
-    public static func settings(model: LanguageModel, kinds: [TaskKind], lengths: [Int], samples: [Int]?, policies: [PolicyKind],
+    /// The settings of a run of `identity`'s model (name and hash filled in).
+    public static func settings(model identity: ModelIdentity, kinds: [TaskKind], lengths: [Int], samples: [Int]?, policies: [PolicyKind],
                                 fractions: [Double], seed: UInt64, chat: Bool, continual: Bool) -> CorpusSettings {
-        let identity = Recorder(model: model).identity
-        return CorpusSettings(model: identity.name, ggufSHA256: identity.ggufSHA256, kinds: kinds, lengths: lengths,
+        CorpusSettings(model: identity.name, ggufSHA256: identity.ggufSHA256, kinds: kinds, lengths: lengths,
                               samples: samples ?? CorpusSettings.defaultSamples(for: lengths), policies: policies, fractions: fractions,
                               seed: seed, chat: chat, continual: continual)
     }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import Policies
+import Recorder
 import Reporting
 
 /// `ckv-sim corpus run`: the accuracy corpus of one model (issue #19).
@@ -61,9 +62,7 @@ extension CorpusCommand {
         var out: String
 
         func run() async throws {
-            let kindList = try kinds.lowercased() == "all" ? TaskKind.allCases : kinds.split(separator: ",").map {
-                try TaskKind(parsing: $0.trimmingCharacters(in: .whitespaces))
-            }
+            let kindList = try parseTaskKinds(kinds)
             let lengthList = try parseLengths(lengths)
             guard !kindList.isEmpty, !lengthList.isEmpty else { throw CLIError("--kinds and --lengths need at least one value each") }
             let sampleList = try samples.map { text -> [Int] in
@@ -85,10 +84,10 @@ extension CorpusCommand {
                 return nil
             }
             guard !fractions.isEmpty else { throw CLIError("--kv-fractions: no fraction given") }
-            let m = try LanguageModel(path: model)
-            let settings = CorpusRunner.settings(model: m, kinds: kindList, lengths: lengthList, samples: sampleList, policies: policyList,
+            let recorder = Recorder(model: try LanguageModel(path: model))
+            let settings = CorpusRunner.settings(model: recorder.identity, kinds: kindList, lengths: lengthList, samples: sampleList, policies: policyList,
                                                  fractions: fractions, seed: seed, chat: chat, continual: !compressOnce)
-            let runner = try CorpusRunner(model: m, settings: settings, profile: headProfile)
+            let runner = try CorpusRunner(recorder: recorder, settings: settings, profile: headProfile)
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-corpus-\(getpid())")
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: scratch) }
@@ -134,7 +133,7 @@ struct AccuracyCommand: AsyncParsableCommand {
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, md, json }
 
     func run() async throws {
-        let kindFilter = try kinds.map { try Set($0.split(separator: ",").map { try TaskKind(parsing: $0.trimmingCharacters(in: .whitespaces)) }) }
+        let kindFilter = try kinds.map { Set(try parseTaskKinds($0)) }
         let policyFilter = try policies.map { Set(try parsePolicies($0, haveProfile: true)) }
         var cells: [AccuracyCell] = []
         for path in files {
@@ -165,4 +164,10 @@ struct AccuracyCommand: AsyncParsableCommand {
         return Table(columns: ["model", "kind", "length", "full cache solved", "policy"] + fractions.map(formatPercent), rows: rows,
                      rightAligned: Set(2..<(5 + fractions.count)))
     }
+}
+
+/// `--kinds a,b` (or `all`) as task kinds.
+func parseTaskKinds(_ text: String) throws -> [TaskKind] {
+    if text.lowercased() == "all" { return TaskKind.allCases }
+    return try text.split(separator: ",").map { try TaskKind(parsing: $0.trimmingCharacters(in: .whitespaces)) }
 }

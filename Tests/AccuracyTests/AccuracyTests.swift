@@ -4,11 +4,13 @@ import TestSupport
 @testable import Accuracy
 @testable import Engine
 import Policies
+import Recorder
 
 private let smolPath = TestSupport.repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path
 
-/// The real SmolLM2 model, loaded once.
+/// The real SmolLM2 model, loaded once, and its identity (the GGUF hashed once).
 private let smol: LanguageModel = try! LanguageModel(path: smolPath)
+private let smolIdentity = Recorder(model: smol).identity
 
 @Suite("task kinds")
 struct TaskKindTests {
@@ -102,7 +104,7 @@ struct WilsonTests {
 @Suite("accuracy corpus")
 struct CorpusTests {
     static func settings(samples: Int = 2, seed: UInt64 = 1) -> CorpusSettings {
-        CorpusRunner.settings(model: smol, kinds: [.passkey, .singleNeedle], lengths: [192], samples: [samples],
+        CorpusRunner.settings(model: smolIdentity, kinds: [.passkey, .singleNeedle], lengths: [192], samples: [samples],
                               policies: [.streamingLLM, .snapKV], fractions: [0.5], seed: seed, chat: false, continual: true)
     }
 
@@ -110,7 +112,7 @@ struct CorpusTests {
     func runAndResume() throws {
         let dir = try TestSupport.scratchDirectory("corpus")
         let whole = dir.appendingPathComponent("whole.jsonl").path
-        let runner = try CorpusRunner(model: smol, settings: Self.settings(), profile: nil)
+        let runner = try CorpusRunner(recorder: Recorder(model: smol), settings: Self.settings(), profile: nil)
         let ran = try runner.run(into: whole, scratch: dir)
         #expect(ran.count == 4 && ran.allSatisfy { $0.promptTokens <= 192 } && ran.contains { $0.fullScore == 1 })
         #expect(ran.allSatisfy { s in s.runs.allSatisfy { (0...1).contains($0.score) && $0.attentionMass > 0 && $0.attentionMass <= 1.0001 } })
@@ -136,7 +138,7 @@ struct CorpusTests {
         // Samples the full cache fails carry no compressed runs; those it solves carry every one.
         #expect(ran.allSatisfy { $0.fullScore == 1 ? $0.runs.count == 2 : $0.runs.isEmpty })
 
-        let other = try CorpusRunner(model: smol, settings: Self.settings(seed: 2), profile: nil)
+        let other = try CorpusRunner(recorder: Recorder(model: smol), settings: Self.settings(seed: 2), profile: nil)
         let text = "\(try #require(throws: CorpusError.self) { try other.run(into: cut, scratch: dir) })"
         #expect(text.contains("cut.jsonl was run with other settings (seed is 1 in the file, 2 now)"), "\(text)")
 
@@ -162,6 +164,6 @@ struct CorpusTests {
         }
         var long = Self.settings()
         long.lengths = [9000]
-        #expect(throws: CorpusError.self) { _ = try CorpusRunner(model: smol, settings: long, profile: nil) }
+        #expect(throws: CorpusError.self) { _ = try CorpusRunner(recorder: Recorder(model: smol), settings: long, profile: nil) }
     }
 }
