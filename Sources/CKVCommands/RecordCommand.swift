@@ -72,16 +72,15 @@ struct RecordCommand: AsyncParsableCommand {
         guard evaluate == nil || budgets != nil || kvFractions != nil else { throw ValidationError("--evaluate needs --budgets or --kv-fractions") }
     }
 
-    /// `--frame-size` in bytes.
+    /// `--frame-size` in bytes: k and M are binary, as for token counts ("KiB"/"MiB" spelled out too).
     var frameBytes: Int {
         get throws {
             let text = frameSize.trimmingCharacters(in: .whitespaces)
-            let units: [(String, Int)] = [("MiB", 1 << 20), ("KiB", 1 << 10), ("M", 1 << 20), ("m", 1 << 20), ("k", 1 << 10), ("K", 1 << 10), ("", 1)]
-            for (suffix, scale) in units where text.hasSuffix(suffix) {
-                if let n = Int(text.dropLast(suffix.count)), n > 0, n <= (64 << 20) / scale, n * scale >= 4 << 10 { return n * scale }
-                break
+            let spelled = text.hasSuffix("iB") ? String(text.dropLast(2)) : text
+            guard let n = parseTokenCount(spelled), (4 << 10)...(64 << 20) ~= n else {
+                throw CLIError("--frame-size: '\(frameSize)' is not a size from 4k to 64M (e.g. 256k, 1M)")
             }
-            throw CLIError("--frame-size: '\(frameSize)' is not a size from 4k to 64M (e.g. 256k, 1M)")
+            return n
         }
     }
 
