@@ -376,8 +376,7 @@ struct CraftedTraceTests {
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let frame = Int(try TraceReader(path: path).dataOffset)
         for k in 0..<4 { bytes[frame + 16 + k] = 0xFF }
-        let crc = CRC32.checksum(Array(bytes[frame..<(frame + 32)]))
-        withUnsafeBytes(of: crc.littleEndian) { for (k, b) in $0.enumerated() { bytes[frame + 32 + k] = b } }
+        TraceLayout.resealChecksums(&bytes)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let text = Self.message { try TraceReader(path: path).forEachRecord { _, _ in } }
         #expect(text.contains("declares 4294967295 records"), "\(text)")
@@ -401,8 +400,7 @@ struct CraftedTraceTests {
         var m = [UInt8](try Data(contentsOf: URL(fileURLWithPath: many)))
         let at = Int(try TraceReader(path: many).dataOffset)
         for k in 0..<4 { m[at + 16 + k] = k == 0 ? 1 : 0 }
-        let mcrc = CRC32.checksum(Array(m[at..<(at + 32)]))
-        withUnsafeBytes(of: mcrc.littleEndian) { for (k, b) in $0.enumerated() { m[at + 32 + k] = b } }
+        TraceLayout.resealChecksums(&m)
         try Data(m).write(to: URL(fileURLWithPath: many))
         let more = Self.message { try TraceReader(path: many).forEachRecord { _, _ in } }
         #expect(more.contains("frame declares 1 records, its payload holds more"), "\(more)")
@@ -418,9 +416,7 @@ struct CraftedTraceTests {
         #expect(bytes[indexAt + 5] == 0, "stored index frame")
         let payload = indexAt + 36
         put(1 << 40, payload + 4, 8) // frame 0's offset
-        let stored = (0..<4).reduce(0) { $0 | Int(bytes[indexAt + 20 + $1]) << (8 * $1) }
-        put(UInt64(CRC32.checksum(Array(bytes[payload..<(payload + stored)]))), indexAt + 28, 4)
-        put(UInt64(CRC32.checksum(Array(bytes[indexAt..<(indexAt + 32)]))), indexAt + 32, 4)
+        TraceLayout.resealChecksums(&bytes)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         let problem = try TraceReader(path: path).verify().problem.map { "\($0)" } ?? "no problem"
         #expect(problem.contains("index entry 0 says frame at 1099511627776"), "\(problem)")
