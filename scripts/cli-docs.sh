@@ -88,6 +88,8 @@ example "record: a full-cache trace plus real compressed runs" ckv-sim record --
 example "replay: the bundled traces" ckv-sim replay Traces/smollm2-passkey-1k.ckvt Traces/gemma3-passkey-2k.ckvt --policies snapkv,kvcompress,compresskv --budgets 64,256
 example "heads identify: Semantic Retrieval Heads (a small probe set)" ckv-sim heads identify --model $smol --lengths 512 --depths 0.5 --out "$work/profile.json"
 example "layers estimate: layer eviction errors into the profile (a small task set)" ckv-sim layers estimate --model $smol --profile "$work/profile.json" --lengths 512
+example "corpus run: a small accuracy corpus (resumable)" ckv-sim corpus run --model $smol --kinds passkey,single-needle --lengths 512 --samples 3 --policies snapkv,streamingllm --kv-fractions 10%,50% --out "$work/corpus.jsonl"
+example "accuracy: the committed SmolLM2 corpus, two kinds, three policies" ckv-sim accuracy Accuracy/smollm2-135m.jsonl --kinds passkey,qa --policies snapkv,pyramidkv,compresskv
 example "trace inspect" ckv-sim trace inspect Traces/smollm2-qa-1k.ckvt
 example "trace verify" ckv-sim trace verify Traces/gemma3-qa-2k.ckvt
 head -c 3000000 Traces/gemma3-qa-2k.ckvt > "$work/cut.ckvt"
