@@ -84,6 +84,9 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("num-scheduler-steps"), parsing: .unconditional, help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")
     var numSchedulerSteps: Int?
 
+    @Flag(inversion: .prefixedEnableDisable, help: "vLLM V1's automatic prefix caching: a preempted request reuses the blocks of its prefix that nobody took since (default: on for vLLM V1; the other engines run without it).")
+    var prefixCaching: Bool?
+
     @Flag(name: .customLong("enforce-eager"), help: "No CUDA graphs: every step pays each kernel launch (vLLM's --enforce-eager, SGLang's --disable-cuda-graph).")
     var enforceEager = false
 
@@ -110,6 +113,7 @@ struct ServingOptions: ParsableArguments {
         s.sampler = sampler
         s.numSchedulerSteps = numSchedulerSteps
         if enforceEager { s.cudaGraphs = false }
+        s.prefixCaching = prefixCaching
         return s
     }
 }

@@ -30,6 +30,7 @@ struct ValidateCommand: AsyncParsableCommand {
             let v1 = c.overhead(for: .vllmV1), sg = c.overhead(for: .sglang)
             print(String(format: "step %.4f s, per sequence %.6f s, API server per request: vLLM V1 %.4f s, SGLang %.4f s; sustained compute × %.2f: median |error| %.1f %% over the fit split's figures",
                          v1.step, v1.perSequence, v1.perRequest, sg.perRequest, c.sustainedComputeScale, median))
+            print("per-GPU kernel time: " + (c.gpuTimeScales.isEmpty ? "none" : c.gpuTimeScales.sorted { $0.key < $1.key }.map { "\($0.key) × \($0.value)" }.joined(separator: ", ")))
             return
         }
         if calibrate {

@@ -61,7 +61,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// `fit` split of the published serving runs (`Validation.fitServingOverheads`, with
     /// `sustainedComputeScale`; Docs/validation.md).
     public var engineOverheads: [String: EngineOverhead] = [
-        ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.0015, perSequence: 0, perRequest: 0.030),
+        ServingEngine.vllmV1.rawValue: EngineOverhead(step: 0.0015, perSequence: 0, perRequest: 0.035),
         ServingEngine.sglang.rawValue: EngineOverhead(step: 0.0015, perSequence: 0, perRequest: 0.008),
     ]
 
@@ -98,13 +98,17 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// `ckv-sim calibrate` fits it to a team's own runs of one GPU, model and engine (a clock
     /// or power limit, a different kernel library, a slower interconnect than the catalogue's).
     public var deviceTimeScale = 1.0
+    /// Multiplies every kernel's time on one catalogue GPU (by `GPU.name`; absent: 1), on top of
+    /// `deviceTimeScale`: what the `fit` split of the serving runs says a GPU sustains in serving
+    /// against its measured kernel tables or roofline (`Validation.fitServingOverheads`).
+    public var gpuTimeScales: [String: Double] = ["H100-80G-SXM": 1.5]
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
              perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables,
-             deviceTimeScale, sustainedComputeScale
+             deviceTimeScale, sustainedComputeScale, gpuTimeScales
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,6 +128,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
         deviceTimeScale = try c.decodeIfPresent(Double.self, forKey: .deviceTimeScale) ?? d.deviceTimeScale
         sustainedComputeScale = try c.decodeIfPresent(Double.self, forKey: .sustainedComputeScale) ?? d.sustainedComputeScale
+        gpuTimeScales = try c.decodeIfPresent([String: Double].self, forKey: .gpuTimeScales) ?? d.gpuTimeScales
     }
 
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
@@ -394,8 +399,9 @@ public struct CostModel: Sendable {
             compression += constants.decodeMetricPerSequence * Double(work.metricSequences)
                 + work.metricPoolSlots * constants.decodeMetricBytesPerSlot / (bandwidth * constants.memoryEfficiency)
         }
-        let k = constants.deviceTimeScale
-        return StepTime(linear: linear * k, attention: attention * k, lmHead: lmHead * k, communication: communication * k,
+        // The GPU's own factor slows its kernels, not the links between GPUs.
+        let k = constants.deviceTimeScale, g = k * (constants.gpuTimeScales[gpu.name] ?? 1)
+        return StepTime(linear: linear * g, attention: attention * g, lmHead: lmHead * g, communication: communication * k,
                         compression: compression, overhead: overhead)
     }
 

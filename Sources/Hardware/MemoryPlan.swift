@@ -37,6 +37,10 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     /// CUDA graphs for decode (vLLM's default; `--enforce-eager` turns them off): a captured step
     /// launches its kernels at once, an eager one pays each launch.
     public var cudaGraphs: Bool = true
+    /// vLLM V1's automatic prefix caching (`--enable-prefix-caching`, on by default in V1): freed
+    /// blocks keep their contents until reused, so a preempted request that comes back finds the
+    /// blocks of its prefix nobody has taken since (`KVCacheManager.get_computed_blocks`).
+    public var prefixCaching: Bool = false
 
     public init() {}
 

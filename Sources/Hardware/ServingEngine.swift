@@ -94,6 +94,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
     public var numSchedulerSteps: Int?
     public var memFractionStatic: Double?
     public var cudaGraphs: Bool?
+    public var prefixCaching: Bool?
 
     public enum Entrypoint: String, Codable, Sendable, CaseIterable {
         case server, offline
@@ -115,6 +116,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         case numSchedulerSteps = "num_scheduler_steps"
         case memFractionStatic = "mem_fraction_static"
         case cudaGraphs = "cuda_graphs"
+        case prefixCaching = "prefix_caching"
     }
 
     /// `other`'s settings where it has them, these elsewhere (the command line over a scenario).
@@ -135,6 +137,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         s.numSchedulerSteps = other.numSchedulerSteps ?? numSchedulerSteps
         s.memFractionStatic = other.memFractionStatic ?? memFractionStatic
         s.cudaGraphs = other.cudaGraphs ?? cudaGraphs
+        s.prefixCaching = other.prefixCaching ?? prefixCaching
         return s
     }
 
@@ -157,6 +160,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         if let n = numSchedulerSteps { c.numSchedulerSteps = n }
         if let f = memFractionStatic { c.memFractionStatic = f }
         if let g = cudaGraphs { c.cudaGraphs = g }
+        if let p = prefixCaching { c.prefixCaching = p }
         return c
     }
 
@@ -192,8 +196,12 @@ public struct ServingSettings: Codable, Equatable, Sendable {
             guard engine == .sglang else { throw ServingError("mem_fraction_static is SGLang's; engine \(engine.rawValue) sizes memory by gpu_memory_utilization") }
             guard f > 0, f <= 1 else { throw ServingError("mem_fraction_static must be in (0, 1], found \(f)") }
         }
+        if prefixCaching == true, engine != .vllmV1 {
+            throw ServingError("prefix_caching is modelled for vLLM V1 (its default there); engine \(engine.rawValue) runs without it")
+        }
         var c = applied(to: ServingConfig())
         c.engine = engine
+        c.prefixCaching = prefixCaching ?? (engine == .vllmV1)
         // What is not given: the engine's default for this GPU and max_model_len.
         let modelLen = c.modelLen(for: model)
         let d = engine.defaults(gpu: gpu, maxModelLen: modelLen, offline: entrypoint == .offline)

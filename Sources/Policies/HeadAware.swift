@@ -48,6 +48,11 @@ public struct KVCompress: Sendable, Equatable {
         BlockLayout.perHead.blocks(kept: roundedBudget(budget), layerHeads: heads, blockSize: blockSize)
     }
 
+    /// vllm-kvcompress's default cap on the KVs one compression pass sorts
+    /// (`max_kv_per_compression`, vllm/engine/arg_utils.py: the cost of `torch.sort` over their
+    /// metrics); benchmarks/scripts/benchmark_llama3_70b.sh raises it to 50,000,000.
+    public static let maxKVPerCompression = 5_000_000
+
     /// The per-sample cache KV-Compress's throughput benchmark gives a prompt of `prompt` tokens at
     /// compression rate `rate` (`benchmark_throughput.py`): max(128, ((⌊L/r⌋ − 1) // 16) · 16).
     public static func budget(prompt: Int, rate: Int) -> Int { max(128, ((prompt / rate - 1) / 16) * 16) }

@@ -26,15 +26,22 @@ public struct CompressionSpec: Sendable {
     /// For continual policies: when decode eviction happens.
     public var decodeTrigger: DecodeTrigger
     public var footprint: any KVFootprint
+    /// The most KVs (tokens × layers × KV heads of the sequences' whole current caches) one
+    /// compression pass takes in; nil: no cap. It binds with the on-pressure trigger, where a pass
+    /// runs after every step that finished a prefill and whenever blocks run out (with the
+    /// every-step trigger each step is a pass, so a cap would only delay a sequence by a step).
+    /// KV-Compress: `KVCompress.maxKVPerCompression`.
+    public var maxKVPerPass: Int?
 
     public init(policy: PolicyKind, budget: Budget, window: Int? = nil, reuseGroup: Int? = nil, decodeTrigger: DecodeTrigger = .everyStep,
-                footprint: (any KVFootprint)? = nil) {
+                footprint: (any KVFootprint)? = nil, maxKVPerPass: Int? = nil) {
         self.policy = policy
         self.budget = budget
         self.window = window ?? policy.window
         self.reuseGroup = policy == .chunkKV ? max(1, reuseGroup ?? policy.scoring.layerReuse) : 1
         self.decodeTrigger = decodeTrigger
         self.footprint = footprint ?? NominalFootprint(layout: policy.layout)
+        self.maxKVPerPass = maxKVPerPass ?? (policy == .kvCompress ? KVCompress.maxKVPerCompression : nil)
     }
 
     /// Tokens per layer per KV head kept after compressing a `prompt`-token prefix
@@ -48,6 +55,12 @@ public struct CompressionSpec: Sendable {
 
     /// Whether running sequences are compressed again when blocks run out.
     var compressesOnPressure: Bool { policy.timing == .continual && decodeTrigger == .onPressure }
+
+    /// Whether a finished prefill waits for the pass after its step (vllm-kvcompress's forced
+    /// pass after new prefills, `schedule_kvcompress` in vllm/core/scheduler.py, which also
+    /// compresses running sequences that grew past their budget) instead of being compressed on
+    /// its own: with the on-pressure trigger.
+    var passesAfterPrefill: Bool { compressesOnPressure }
 
     /// Tokens per global layer and head a request of `prompt` + `output` tokens holds when it
     /// finishes (the largest it reaches).

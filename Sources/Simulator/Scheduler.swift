@@ -7,7 +7,14 @@ import Hardware
 public struct SchedulerState {
     var waiting = Deque<Sequence>()
     var running = ContiguousArray<Sequence>()
-    public internal(set) var blocks: BlockManager
+    public internal(set) var blocks: BlockManager {
+        didSet { if freeQueue != nil, !queueSynced { syncFreeQueue(from: oldValue.free) } }
+    }
+    /// The free blocks in vLLM V1's reuse order, with the preempted prefixes they still hold
+    /// (prefix caching on, full cache); nil otherwise.
+    var freeQueue: FreeBlockQueue?
+    /// Set while a change of `blocks` has been applied to `freeQueue` by hand.
+    private var queueSynced = false
     /// The policy at its budget; nil is the full cache.
     public let compression: CompressionSpec?
     public let serving: ServingConfig
@@ -20,6 +27,8 @@ public struct SchedulerState {
     let tracksDecodeMetrics: Bool
     public internal(set) var preemptions = 0
     public internal(set) var compressions = 0
+    /// Compression passes run so far (the clock of vllm-kvcompress's pass order).
+    var compressionPasses = 0
     /// Requests dropped because they can never be served (counted by the simulation's metrics).
     public internal(set) var rejected = 0
 
@@ -32,6 +41,30 @@ public struct SchedulerState {
         self.cost = cost
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
         tracksDecodeMetrics = compression?.policy.scoring.decodeMetrics ?? false
+        // A compressed cache is no prompt's prefix: only the full cache is found again.
+        if plan.serving.prefixCaching, compression == nil { freeQueue = FreeBlockQueue(free: plan.phbCapacity) }
+    }
+
+    /// Follows an allocation (from the front) or a release (to the back) in the free queue.
+    private mutating func syncFreeQueue(from oldFree: Int) {
+        let d = blocks.free - oldFree
+        if d < 0 { freeQueue!.take(-d) } else if d > 0 { freeQueue!.append(d) }
+    }
+
+    /// Changes `blocks` without the free queue following (the caller updates it).
+    private mutating func unsynced(_ change: (inout BlockManager) -> Void) {
+        queueSynced = true
+        change(&blocks)
+        queueSynced = false
+    }
+
+    /// Tokens and blocks of `s`'s prefix a readmission finds cached: whole blocks, and never the
+    /// prompt's last token, which is computed again for its logits (`get_computed_blocks`).
+    func cachedPrefix(of s: Sequence, target: Int) -> (tokens: Int, blocks: Int) {
+        guard s.cachedPrefix, let q = freeQueue else { return (0, 0) }
+        let bs = serving.blockSize, perBlock = phb(tokens: bs, kept: bs)
+        let tokens = min(q.cached(id: s.request.id) / perBlock * bs, (target - 1) / bs * bs)
+        return tokens > 0 ? (tokens, phb(tokens: tokens, kept: tokens)) : (0, 0)
     }
 
     /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
@@ -42,21 +75,52 @@ public struct SchedulerState {
     /// (vLLM's recompute preemption: it will prefill its prompt and generated tokens again).
     mutating func preempt(_ index: Int) {
         var s = running.remove(at: index)
-        blocks.release(s.phb)
+        if freeQueue != nil {
+            // Its computed full blocks stay cached until allocations reach them.
+            let bs = serving.blockSize, full = (s.prefilling ? s.prefilled : s.tokens) / bs * bs
+            let prefix = min(s.phb, full > 0 ? phb(tokens: full, kept: full) : 0)
+            unsynced { $0.release(s.phb) }
+            freeQueue!.appendPreempted(id: s.request.id, prefix: prefix, tail: s.phb - prefix)
+            s.cachedPrefix = prefix > 0
+        } else {
+            blocks.release(s.phb)
+        }
         s.resetForRecompute()
         preemptions += 1
         waiting.prepend(s)
     }
 
-    /// Compresses every decoding sequence above its budget back to it (a continual policy under
-    /// memory pressure). Returns whether any block was freed.
-    mutating func compressRunningForPressure() -> Bool {
+    /// One compression pass of a continual policy with the on-pressure trigger (after every step
+    /// that finished a prefill, and when blocks run out): decoding sequences above their budget are
+    /// compressed back to it, in vllm-kvcompress's order (`CompressionScheduler._schedule_compression`
+    /// in vllm/kvcompress/scheduler.py): most passes since the sequence was last compressed
+    /// first (one never compressed counts 0), newest request first among equals. With
+    /// `CompressionSpec.maxKVPerPass` the pass stops before the sequence whose whole current
+    /// cache (per-head blocks × block size) would take the pass's total over the cap; the rest
+    /// wait for a later pass. Returns whether any block was freed.
+    mutating func compressionPass() -> Bool {
         guard let compression else { return false }
-        var freed = false
+        compressionPasses += 1
+        var candidates: [(key: Int, id: Int, index: Int)] = []
         for i in running.indices where !running[i].prefilling {
             let target = compression.kept(prompt: running[i].tokens, blockSize: serving.blockSize)
             guard running[i].kept > target else { continue }
+            let since = running[i].lastCompressionPass.map { compressionPasses - $0 } ?? 0
+            candidates.append((since, running[i].request.id, i))
+        }
+        if compression.maxKVPerPass != nil {
+            candidates.sort { ($0.key, $0.id) > ($1.key, $1.id) }
+        }
+        var freed = false, passKVs = 0
+        for c in candidates {
+            let i = c.index
+            if let cap = compression.maxKVPerPass {
+                passKVs += running[i].phb * serving.blockSize
+                if passKVs > cap { break }
+            }
+            let target = compression.kept(prompt: running[i].tokens, blockSize: serving.blockSize)
             let held = phb(tokens: running[i].tokens, kept: target)
+            running[i].lastCompressionPass = compressionPasses
             if held < running[i].phb {
                 blocks.release(running[i].phb - held)
                 running[i].phb = held
@@ -121,7 +185,7 @@ public struct VLLMScheduler: Scheduler {
             }
             let need = state.decodeNeed(i)
             if !state.blocks.canAllocate(need) {
-                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(state.decodeNeed(i)) {
+                if onPressure, state.compressionPass(), state.blocks.canAllocate(state.decodeNeed(i)) {
                     continue // retry this sequence with the freed blocks
                 }
                 // Preempt the most recently admitted running sequence (possibly this one).
@@ -172,11 +236,19 @@ public struct VLLMScheduler: Scheduler {
 extension SchedulerState {
     /// Moves the head of the waiting queue into the running batch: its prefill of `target`
     /// tokens starts with `chunk` of them in this step, holding `blocks` PHBs (allocated here).
-    mutating func admitHead(target: Int, blocks: Int, chunk: Int, _ work: inout StepWork) {
+    /// Admits the head of the waiting queue with its first `chunk` prompt tokens, holding
+    /// `blocks` for them; `cached` is the prefix it finds in the prefix cache (`cachedPrefix`),
+    /// computed already, whose blocks it takes back first.
+    mutating func admitHead(target: Int, blocks: Int, chunk: Int, cached: (tokens: Int, blocks: Int) = (0, 0), _ work: inout StepWork) {
         var s = waiting.removeFirst()
+        if s.cachedPrefix {
+            freeQueue?.claim(id: s.request.id, used: cached.blocks)
+            unsynced { $0.allocate(cached.blocks) }
+            s.cachedPrefix = false
+        }
         s.prefillTarget = target
-        s.prefilled = 0
-        s.phb = blocks
+        s.prefilled = cached.tokens
+        s.phb = cached.blocks + blocks
         self.blocks.allocate(blocks)
         addChunk(&s, chunk, &work)
         running.append(s)
@@ -264,7 +336,7 @@ public struct VLLMV1Scheduler: Scheduler {
             let chunk = prefilling ? min(budget, state.running[i].prefillTarget - state.running[i].prefilled) : 1
             let need = prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)
             if !state.blocks.canAllocate(need) {
-                if onPressure, state.compressRunningForPressure(), state.blocks.canAllocate(prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)) {
+                if onPressure, state.compressionPass(), state.blocks.canAllocate(prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)) {
                     continue
                 }
                 let victim = state.running.count - 1
@@ -294,10 +366,12 @@ public struct VLLMV1Scheduler: Scheduler {
                 state.rejectHead()
                 continue
             }
-            let chunk = min(budget, target)
-            let blocks = state.phb(tokens: chunk, kept: chunk)
-            guard state.blocks.canAllocate(blocks) else { break }
-            state.admitHead(target: target, blocks: blocks, chunk: chunk, &work)
+            // With prefix caching, what is left of its prefix from before a preemption is not computed again.
+            let cached = state.cachedPrefix(of: head, target: target)
+            let chunk = min(budget, target - cached.tokens)
+            let blocks = state.phb(tokens: cached.tokens + chunk, kept: cached.tokens + chunk) - cached.blocks
+            guard state.blocks.canAllocate(cached.blocks + blocks) else { break }
+            state.admitHead(target: target, blocks: blocks, chunk: chunk, cached: cached, &work)
             budget -= chunk
         }
         return work
@@ -393,7 +467,7 @@ public struct SGLangScheduler: Scheduler {
     private mutating func decode(_ state: inout SchedulerState, _ work: inout StepWork) {
         let onPressure = state.compression?.compressesOnPressure == true
         if state.decodeNeedOfBatch() > state.blocks.free {
-            if onPressure { _ = state.compressRunningForPressure() }
+            if onPressure { _ = state.compressionPass() }
             var retracted = false
             // Retract until 20 more steps of the remaining batch fit (`retract_decode_steps`).
             while state.decodeNeedOfBatch() * Self.retractSteps > state.blocks.free {
@@ -492,6 +566,10 @@ struct Sequence {
     var lastToken: Int64 = -1
     /// The most tokens a continual policy keeps (its budget for this prompt); unbounded otherwise.
     var cap = Int.max
+    /// The compression pass that last compressed it (nil: none since its prefill).
+    var lastCompressionPass: Int?
+    /// Preempted with its computed prefix left in the prefix cache (`FreeBlockQueue`).
+    var cachedPrefix = false
 
     init(request: Request) { self.request = request }
 
@@ -510,6 +588,7 @@ struct Sequence {
         decoding = false
         prefillTarget = 0
         cap = Int.max
+        lastCompressionPass = nil
     }
 }
 

@@ -71,6 +71,9 @@ public struct Simulation {
     /// The block pool as it stands (for tests of its invariant).
     public var blocks: BlockManager { state.blocks }
 
+    /// Blocks in the prefix cache's free queue (nil with prefix caching off): always `blocks.free`.
+    var freeQueueBlocks: Int? { state.freeQueue?.count }
+
     /// Checks that at least one request of `prompt` + `output` tokens can be served at all.
     /// - Throws: `CapacityError` saying what does not fit and by how much.
     public func checkFits(prompt: Int, output: Int) throws {
@@ -181,7 +184,7 @@ public struct Simulation {
 
     private mutating func finishStep() {
         let now = clock, blockSize = plan.serving.blockSize
-        var pendingGap: Int64 = -1, pendingCount: UInt64 = 0
+        var pendingGap: Int64 = -1, pendingCount: UInt64 = 0, prefillPass = false
         defer { if pendingCount > 0 { metrics.token(gap: pendingGap, count: pendingCount) } }
         var i = 0
         while i < state.running.count {
@@ -196,7 +199,10 @@ public struct Simulation {
                     if s.firstToken < 0 { s.firstToken = now }
                     s.lastToken = now
                     s.generated += 1
-                    if let compression {
+                    if let compression, compression.passesAfterPrefill {
+                        // Compressed by the pass after this step, with the others (the cap decides).
+                        prefillPass = true
+                    } else if let compression {
                         let kept = compression.kept(prompt: s.tokens, blockSize: blockSize)
                         let held = state.phb(tokens: s.tokens, kept: kept)
                         if kept < s.kept { state.compressions += 1 }
@@ -235,5 +241,6 @@ public struct Simulation {
                 i += 1
             }
         }
+        if prefillPass { _ = state.compressionPass() }
     }
 }

@@ -260,7 +260,9 @@ extension Validation {
             overhead([.sglang], \.perRequest, [0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015]),
             overhead(both, \.step, [0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006]),
             overhead(both, \.perSequence, [0.0, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_4]),
-        ]
+        ] + Set(fit.map(\.gpu)).sorted().map { gpu in
+            ([0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8], { c, v in c.gpuTimeScales[gpu] = v == 1 ? nil : v })
+        }
         var best = base, bestLoss = try loss(base)
         // Passes until one moves nothing: the result is a coordinate-wise optimum, so a search
         // started from it returns it (the test that the defaults are the fit relies on this).

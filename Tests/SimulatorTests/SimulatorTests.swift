@@ -269,6 +269,32 @@ struct SchedulerPropertyTests {
         #expect(preempted > 0 && rejected > 0)
     }
 
+    @Test("KV-Compress's per-pass cap: no cap and an unreachable one run alike; a cap below one sequence compresses nothing; a binding one compresses less")
+    func compressionPassCap() throws {
+        var serving = ServingConfig()
+        serving.chunkedPrefill = false
+        serving.maxModelLen = 8192
+        let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: serving)
+        func run(_ cap: Int?) -> SimulationResult {
+            // Set after init: a nil argument means the fork's default cap.
+            var s = CompressionSpec(policy: .kvCompress, budget: .tokens(128), window: 32, decodeTrigger: .onPressure)
+            s.maxKVPerPass = cap
+            let source = SyntheticSource(arrivals: .batch, prompt: .fixed(6000), output: .fixed(300), count: 64, seed: 2)
+            var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: serving), compression: s, source: source)
+            sim.recordsTimeSeries = false
+            return sim.run()
+        }
+        let none = run(nil), unreachable = run(Int.max)
+        #expect(none == unreachable)
+        // One 6,000-token Llama-3.1-8B sequence holds 6,000 × 32 layers × 8 KV heads ≈ 1.5 M KVs.
+        let below = run(1_000_000)
+        #expect(below.compressions == 0 && below.completed == 64)
+        let binding = run(2_000_000)
+        #expect(binding.completed == 64)
+        #expect(below.compressions < binding.compressions && binding.compressions <= none.compressions)
+        #expect(below.outputTokensPerSecond < none.outputTokensPerSecond)
+    }
+
     @Test("multi-step scheduling: one step is the single-step scheduler exactly; more steps delay admissions, so TTFT grows and throughput stays")
     func multiStep() throws {
         var serving = ServingConfig()
@@ -373,6 +399,51 @@ struct EngineSchedulerTests {
             let r = sim.run { blocks in #expect(blocks.used + blocks.free == blocks.capacity) }
             #expect(r.completed + r.rejected == 120)
             #expect(r.completed > 100)
+            #expect(sim.freeQueueBlocks == (engine == .vllmV1 ? plan.phbCapacity : nil), "prefix caching: the free queue holds every free block")
+        }
+    }
+
+    @Test("the prefix cache's free queue: allocations take from the front, a preempted prefix loses its tail first, a claim keeps the rest in place")
+    func freeBlockQueue() {
+        var q = FreeBlockQueue(free: 10)
+        q.take(4)                                        // 6 plain left
+        q.appendPreempted(id: 7, prefix: 3, tail: 1)    // [6 plain, 1 plain, 3 of #7] → [7 plain, 3 of #7]
+        #expect(q.segments == [.plain(7), .cached(id: 7, blocks: 3)] && q.count == 10)
+        q.append(2)
+        q.take(8)                                        // past the plain blocks: #7's last block evicted
+        #expect(q.cached(id: 7) == 2 && q.count == 4)
+        q.claim(id: 7, used: 1)                          // readmitted with one block of its prefix
+        #expect(q.segments == [.plain(1), .plain(2)] && q.count == 3)
+        #expect(q.cached(id: 7) == 0)
+        q.take(3)
+        #expect(q.count == 0 && q.segments.isEmpty)
+    }
+
+    @Test("vLLM V1's prefix caching: without preemption it changes nothing; with it, a preempted long prompt is not computed again from the start")
+    func prefixCachingOnPreemption() throws {
+        func run(_ caching: Bool, prompt: Int, count: Int) throws -> SimulationResult {
+            var settings = ServingSettings()
+            settings.engine = .vllmV1
+            settings.prefixCaching = caching
+            settings.maxModelLen = 32768
+            let config = try settings.resolve(gpu: l4, model: llama8b)
+            let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: config)
+            let source = SyntheticSource(arrivals: .batch, prompt: .fixed(prompt), output: .fixed(200), count: count, seed: 4)
+            var sim = Simulation(plan: plan, cost: CostModel(gpu: l4, model: llama8b, serving: config), scheduler: scheduler(for: config), source: source)
+            sim.recordsTimeSeries = false
+            return sim.run()
+        }
+        let light = (try run(false, prompt: 1000, count: 8), try run(true, prompt: 1000, count: 8))
+        #expect(light.0.preemptions == 0 && light.0 == light.1)
+        // Prompts that fill most of the L4's pool (~29k tokens of Llama-3.1-8B): two at once preempt.
+        let off = try run(false, prompt: 16000, count: 6), on = try run(true, prompt: 16000, count: 6)
+        #expect(off.preemptions > 0 && on.completed == 6 && off.completed == 6)
+        #expect(on.outputTokensPerSecond > off.outputTokensPerSecond * 1.1)
+        #expect(throws: ServingError.self) {
+            var s = ServingSettings()
+            s.engine = .sglang
+            s.prefixCaching = true
+            _ = try s.resolve(gpu: l4, model: llama8b)
         }
     }
 

@@ -49,12 +49,13 @@ struct ServingCorpusTests {
         #expect(all.filter { $0.split == .check }.count >= 20)
     }
 
-    @Test("the V1 and SGLang overheads and the sustained-compute scale in use are the ones the fit split gives")
+    @Test("the V1 and SGLang overheads, the sustained-compute scale and the per-GPU kernel times in use are the ones the fit split gives")
     func fittedOverheads() throws {
         let (c, _) = try Validation.fitServingOverheads(try ServingMeasurement.committed())
         #expect(c.overhead(for: .vllmV1) == CostConstants().overhead(for: .vllmV1))
         #expect(c.overhead(for: .sglang) == CostConstants().overhead(for: .sglang))
         #expect(c.sustainedComputeScale == CostConstants().sustainedComputeScale)
+        #expect(c.gpuTimeScales == CostConstants().gpuTimeScales)
     }
 
     @Test("every serving class has a band from the check split")
