@@ -8,7 +8,8 @@ the package, CI never runs this).
 
 Per GPU it keeps, for vLLM: dense GEMM latency by (m, n, k) for bf16 and per-tensor fp8, context
 (prefill) attention by (batch, prompt length, heads, KV heads) and generation (decode) attention by
-(batch, KV length, heads, KV heads) at head_dim 128 with a bf16 cache, and the custom all-reduce by
+(batch, KV length, heads, KV heads) at head_dim 128 with a bf16 cache, the fused mixture-of-experts
+layer of the catalogue's MoE shapes by (dtype, TP, tokens), and the custom all-reduce by
 (GPUs, bf16 elements) with CUDA graphs. Latencies are milliseconds as measured. The kernel kept
 where the table has several is vLLM's default for that GPU generation (named in each file).
 """
@@ -33,6 +34,13 @@ GPUS = {
 # GEMM grid kept: every n and k from 256 up (the catalogue's projections at TP ≤ 8), and these m.
 GEMM_M = [1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192, 16384, 32768]
 HEAD_DIM = 128
+# The catalogue's mixture-of-experts layers as (hidden, expert intermediate, experts per token,
+# experts): Qwen3-30B-A3B, Qwen3-235B-A22B, Mixtral-8x7B (Sources/Hardware/ModelSpec.swift).
+MOE_SHAPES = [(2048, 768, 8, 128), (4096, 1536, 8, 128), (4096, 14336, 2, 8)]
+# Fused-MoE dtypes kept: bf16, fp8 with one scale per tensor, fp8 with 128×128 block scales (the
+# Qwen3 FP8 checkpoints). Routing: aiconfigurator's mildly skewed power law (every GPU has it).
+MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}
+MOE_DISTRIBUTION = "power_law_1.01"
 
 
 def main(wheel: str, out_dir: str) -> None:
@@ -68,6 +76,18 @@ def main(wheel: str, out_dir: str) -> None:
             a = a.groupby(["batch_size", "length", "num_heads", "num_key_value_heads"], as_index=False).latency.min()
             a = a.sort_values(["num_heads", "num_key_value_heads", "batch_size", "length"])
             lines += [f"{kind}\t{r.batch_size}\t{r.length}\t{r.num_heads}\t{r.num_key_value_heads}\t{r.latency:.5g}" for r in a.itertuples()]
+        moe_path = f"aiconfigurator_core/systems/data/{system}/moe/vllm/{vllm}/moe_perf.parquet"
+        if moe_path in z.namelist():
+            m = pd.read_parquet(io.BytesIO(z.read(moe_path)))
+            m = m[(m.moe_ep_size == 1) & (m.distribution == MOE_DISTRIBUTION) & m.moe_dtype.isin(list(MOE_DTYPES))]
+            keep = pd.Series(False, index=m.index)
+            for h, i, k, e in MOE_SHAPES:
+                keep |= (m.hidden_size == h) & (m.inter_size == i) & (m.topk == k) & (m.num_experts == e)
+            m = m[keep].groupby(["moe_dtype", "moe_tp_size", "hidden_size", "inter_size", "topk", "num_experts", "num_tokens"], as_index=False)
+            m = m.agg(latency=("latency", "min"), kernel=("kernel_source", "first")).sort_values(["moe_dtype", "moe_tp_size", "hidden_size", "inter_size", "topk", "num_experts", "num_tokens"])
+            kernels = sorted({f"{MOE_DTYPES[r.moe_dtype]}: {r.kernel}" for r in m.itertuples()})
+            lines.append(f"meta\tmoe\t{'; '.join(kernels)} ({MOE_DISTRIBUTION} routing, no expert parallelism)")
+            lines += [f"moe\t{MOE_DTYPES[r.moe_dtype]}\t{r.moe_tp_size}\t{r.hidden_size}\t{r.inter_size}\t{r.topk}\t{r.num_experts}\t{r.num_tokens}\t{r.latency:.5g}" for r in m.itertuples()]
         comm = [n for n in z.namelist() if n.startswith(f"aiconfigurator_core/systems/data/{system}/comm/vllm/") and n.endswith("custom_allreduce_perf.parquet")]
         if comm:
             path = sorted(comm, key=lambda p: [int(x) for x in p.split("/")[-2].split(".")])[-1]

@@ -256,9 +256,12 @@ public struct CostModel: Sendable {
         let t = serving.tensorParallel
         qHeadsPerGPU = model.heads / t
         kvHeadsPerGPU = model.kvHeadsPerGPU(tp: t)
+        // FP8 weights on a GPU without FP8 tensor cores (Ampere) run weight-only (vLLM's Marlin
+        // kernels upcast to bf16 in the GEMM): timed by the bf16 tables, at the bf16 rate.
+        let upcastFP8 = serving.weightFormat == .fp8 && gpu.denseTFLOPS[.fp8] == nil
         gemmType = switch serving.weightFormat {
         case .bf16: "bf16"
-        case .fp8: "fp8"
+        case .fp8: upcastFP8 ? "bf16" : "fp8"
         case .int4: nil
         }
         var reasons: [String] = []
@@ -291,10 +294,25 @@ public struct CostModel: Sendable {
         }
         let d = model.headDim, h = model.hidden, ffn = model.intermediate / t
         // vLLM's fused projections per layer: QKV, output, gate+up, down (column/row-parallel
-        // shards); a mixture's experts are timed by the roofline (no MoE table is converted).
+        // shards); a mixture's experts are one fused MoE layer, measured where the tables have the
+        // model's shape at this TP (fp8: block-scaled first, as the Qwen3 FP8 checkpoints are).
         var projections = [(n: (qHeadsPerGPU + 2 * kvHeadsPerGPU) * d, k: h), (n: h, k: qHeadsPerGPU * d)]
         if !model.isMoE { projections += [(n: 2 * ffn, k: h), (n: h, k: ffn)] }
-        if model.isMoE { reasons.append("roofline for the \(model.experts) experts (no MoE kernel table)") }
+        var moeLayer: Curve?
+        if model.isMoE, let tables {
+            let dtypes = switch serving.weightFormat {
+            case .bf16: ["bf16"]
+            case .fp8: upcastFP8 ? ["bf16"] : ["fp8_block", "fp8"]
+            case .int4: [String]()
+            }
+            moeLayer = dtypes.lazy.compactMap {
+                tables.moeCurve($0, tp: t, hidden: h, intermediate: model.intermediate, activeExperts: model.activeExperts, experts: model.experts)
+            }.first
+            if moeLayer == nil {
+                reasons.append("roofline for the \(model.experts) experts (no \(serving.weightFormat.rawValue) MoE table for this shape at TP \(t))")
+            }
+        }
+        moeLayerTime = moeLayer
         layerGEMMs = gemmType.flatMap { linearTables?.gemmCurve($0, shapes: projections) }
         lmHeadGEMM = linearTables?.gemmCurve("bf16", shapes: [(n: model.vocab / t, k: h)])
         contextAttention = attentionTables?.attentionRows(context: true, heads: qHeadsPerGPU, kvHeads: kvHeadsPerGPU)
@@ -310,6 +328,7 @@ public struct CostModel: Sendable {
     public let source: CostSource
     // The measured times this model reads, resolved once (nil: the roofline).
     private let layerGEMMs: Curve?
+    private let moeLayerTime: Curve?
     private let lmHeadGEMM: Curve?
     private let contextAttention: HeadRows?
     private let generationAttention: HeadRows?
@@ -336,7 +355,7 @@ public struct CostModel: Sendable {
         let tokens = Double(work.prefillTokens + work.decodeSequences)
         let sequences = Double(work.decodeSequences + work.prefillSequences)
 
-        var linear = 0.0
+        var linear = 0.0, experts = 0.0
         if tokens > 0 {
             let layers = Double(model.layers), bytes = serving.weightFormat.linearBytes
             if let layerGEMMs {
@@ -350,8 +369,12 @@ public struct CostModel: Sendable {
                 // Each token's active experts compute; the experts the step touches stream their weights.
                 let expert = model.mlpParametersPerExpert / tp
                 let flops = 2 * expert * Double(model.activeExperts) * tokens
-                let read = expert * model.expertsTouched(tokens: tokens) * bytes
-                linear += layers * max(flops / gemmFLOPS, read / (bandwidth * constants.memoryEfficiency))
+                if let moeLayerTime {
+                    experts = layers * sustained(moeLayerTime.value(tokens, power: 1), ideal: flops / peakGEMMFLOPS)
+                } else {
+                    let read = expert * model.expertsTouched(tokens: tokens) * bytes
+                    linear += layers * max(flops / gemmFLOPS, read / (bandwidth * constants.memoryEfficiency))
+                }
             }
         }
 
@@ -399,9 +422,10 @@ public struct CostModel: Sendable {
             compression += constants.decodeMetricPerSequence * Double(work.metricSequences)
                 + work.metricPoolSlots * constants.decodeMetricBytesPerSlot / (bandwidth * constants.memoryEfficiency)
         }
-        // The GPU's own factor slows its kernels, not the links between GPUs.
+        // The GPU's own factor was fitted on dense models' runs: it slows the kernels those run
+        // (GEMMs, attention, the LM head), not a measured MoE layer nor the links between GPUs.
         let k = constants.deviceTimeScale, g = k * (constants.gpuTimeScales[gpu.name] ?? 1)
-        return StepTime(linear: linear * g, attention: attention * g, lmHead: lmHead * g, communication: communication * k,
+        return StepTime(linear: linear * g + experts * (moeLayerTime == nil ? g : k), attention: attention * g, lmHead: lmHead * g, communication: communication * k,
                         compression: compression, overhead: overhead)
     }
 

@@ -4,7 +4,8 @@ import Foundation
 /// (`Sources/Hardware/KernelData/<gpu>.tsv`, converted by `scripts/kernel-tables.py`; provenance
 /// in that folder's README): dense GEMMs by (m, n, k) and dtype, prefill ("context") and decode
 /// ("generation") attention by batch, length, heads and KV heads at head_dim 128 with a bf16
-/// cache, and vLLM's custom all-reduce by GPU count and message size.
+/// cache, the fused mixture-of-experts layer of the catalogue's MoE shapes by dtype, TP degree and
+/// tokens, and vLLM's custom all-reduce by GPU count and message size.
 ///
 /// Lookups interpolate linearly between measured points, so they are exact at a point and
 /// monotone between points wherever the measurements are. Below the smallest measured size a
@@ -33,6 +34,7 @@ public struct KernelTables: Sendable {
     let contexts: [HeadPair: BatchRows]
     let generations: [HeadPair: BatchRows]
     let allReduces: [Int: Curve]
+    let moes: [MoEShape: Curve]
 
     /// The head_dim every attention table was measured at.
     public static let headDim = 128
@@ -76,6 +78,20 @@ public struct KernelTables: Sendable {
     /// One all-reduce of `elements` bf16 values over `gpus` GPUs; nil without a table for that count.
     public func allReduce(gpus: Int, elements: Double) -> Double? {
         allReduces[gpus].map { $0.value(elements, power: 1) / 1000 }
+    }
+
+    /// One fused MoE layer (routing, both expert GEMMs, the activation) for `tokens` tokens per GPU
+    /// at TP `tp` (each expert split `tp` ways), in `dtype` ("bf16", "fp8", "fp8_block"); nil without
+    /// a table for that shape, dtype and TP.
+    public func moe(_ dtype: String, tp: Int, hidden: Int, intermediate: Int, activeExperts: Int, experts: Int, tokens: Double) -> Double? {
+        moeCurve(dtype, tp: tp, hidden: hidden, intermediate: intermediate, activeExperts: activeExperts, experts: experts)
+            .map { $0.value(tokens, power: 1) }
+    }
+
+    /// The same, as a function of the tokens (seconds), resolved once for a model.
+    func moeCurve(_ dtype: String, tp: Int, hidden: Int, intermediate: Int, activeExperts: Int, experts: Int) -> Curve? {
+        moes[MoEShape(dtype: dtype, tp: tp, hidden: hidden, intermediate: intermediate, activeExperts: activeExperts, experts: experts)]
+            .map { Curve(xs: $0.xs, ys: $0.ys.map { $0 / 1000 }) }
     }
 
     /// Whether attention with `heads` query and `kvHeads` KV heads per GPU has a table.
@@ -124,13 +140,15 @@ public struct KernelTables: Sendable {
 
     /// Parses the tab-separated format `scripts/kernel-tables.py` writes: `meta KEY VALUE`,
     /// `gemm DTYPE M N K MS`, `context|generation BATCH LENGTH HEADS KV_HEADS MS`,
-    /// `allreduce GPUS ELEMENTS MS`; `#` lines are comments.
+    /// `moe DTYPE TP HIDDEN INTERMEDIATE TOPK EXPERTS TOKENS MS`, `allreduce GPUS ELEMENTS MS`;
+    /// `#` lines are comments.
     /// - Throws: `KernelTableError` naming the file and line.
     public init(parsing text: String, file: String) throws {
         var meta: [String: String] = [:]
         var gemm: [String: [(Double, Double, Double, Double)]] = [:]
         var context: [HeadPair: [(Double, Double, Double)]] = [:], generation = context
         var reduce: [Int: [(Double, Double)]] = [:]
+        var moe: [MoEShape: [(Double, Double)]] = [:]
         // Split on bytes, not Characters: the files are tens of thousands of ASCII lines.
         for (i, line) in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty && line.first != 0x23 {
             let f = line.split(separator: 0x09, omittingEmptySubsequences: false)
@@ -158,8 +176,13 @@ public struct KernelTables: Sendable {
             case "allreduce":
                 let v = try numbers(1, 3)
                 reduce[Int(v[0]), default: []].append((v[1], v[2]))
+            case "moe":
+                guard f.count == 9 else { throw bad("expected moe DTYPE TP HIDDEN INTERMEDIATE TOPK EXPERTS TOKENS MS") }
+                let v = try numbers(2, 7)
+                let shape = MoEShape(dtype: text(f[1]), tp: Int(v[0]), hidden: Int(v[1]), intermediate: Int(v[2]), activeExperts: Int(v[3]), experts: Int(v[4]))
+                moe[shape, default: []].append((v[5], v[6]))
             case let kind:
-                throw bad("unknown row kind '\(kind)' (known: meta, gemm, context, generation, allreduce)")
+                throw bad("unknown row kind '\(kind)' (known: meta, gemm, context, generation, moe, allreduce)")
             }
         }
         for key in ["gpu", "source", "framework", "device", "kernels"] where meta[key] == nil {
@@ -174,6 +197,7 @@ public struct KernelTables: Sendable {
         contexts = context.mapValues { BatchRows($0, lengthPower: 2) }
         generations = generation.mapValues { BatchRows($0, lengthPower: 1) }
         allReduces = reduce.mapValues { Curve(points: $0) }
+        moes = moe.mapValues { Curve(points: $0) }
     }
 }
 
@@ -195,6 +219,15 @@ struct HeadRows: Sendable {
         let lo = lower.value(batch: batch, length: length)
         return (weight == 0 ? lo : lo + (upper.value(batch: batch, length: length) - lo) * weight) / 1000
     }
+}
+
+struct MoEShape: Hashable, Sendable {
+    var dtype: String
+    var tp: Int
+    var hidden: Int
+    var intermediate: Int
+    var activeExperts: Int
+    var experts: Int
 }
 
 struct HeadPair: Hashable, Sendable {

@@ -34,6 +34,9 @@ struct KernelTablesTests {
     generation\t4\t128\t16\t2\t0.04
     allreduce\t2\t1024\t0.005
     allreduce\t2\t1048576\t0.05
+    moe\tbf16\t2\t2048\t768\t8\t128\t1\t0.03
+    moe\tbf16\t2\t2048\t768\t8\t128\t64\t0.09
+    moe\tbf16\t2\t2048\t768\t8\t128\t1024\t0.5
     """
 
     static func tables() throws -> KernelTables { try KernelTables(parsing: text, file: "fixture.tsv") }
@@ -46,6 +49,7 @@ struct KernelTablesTests {
         #expect(t.contextAttention(batch: 2, length: 128, heads: 16, kvHeads: 2) == 0.4 / 1000)
         #expect(t.generationAttention(batch: 1, length: 1024, heads: 8, kvHeads: 2) == 0.05 / 1000)
         #expect(t.allReduce(gpus: 2, elements: 1024) == 0.005 / 1000)
+        #expect(t.moe("bf16", tp: 2, hidden: 2048, intermediate: 768, activeExperts: 8, experts: 128, tokens: 64) == 0.09 / 1000)
         // The one point the fixture leaves out is filled from the smaller m, scaled by m.
         #expect(abs(t.gemm("bf16", m: 64, n: 512, k: 512)! - 0.04 * 64 / 1000) < 1e-12)
     }
@@ -65,6 +69,9 @@ struct KernelTablesTests {
             #expect(t.gemm("bf16", m: m1, n: n, k: k)! <= t.gemm("bf16", m: m1, n: n + 1, k: k + 1)!)
             let l1 = 128 + next() * 128, l2 = l1 + next() * 128
             #expect(t.contextAttention(batch: 1, length: l1, heads: 8, kvHeads: 2)! <= t.contextAttention(batch: 1, length: l2, heads: 8, kvHeads: 2)!)
+            let x1 = 1 + next() * 1000, x2 = x1 + next() * 200
+            func moe(_ x: Double) -> Double { t.moe("bf16", tp: 2, hidden: 2048, intermediate: 768, activeExperts: 8, experts: 128, tokens: x)! }
+            #expect(moe(x1) <= moe(x2))
             let b1 = 1 + next(), b2 = b1 + next() * 3
             #expect(t.generationAttention(batch: b1, length: 512, heads: 8, kvHeads: 2)! <= t.generationAttention(batch: b2, length: 512, heads: 8, kvHeads: 2)!)
         }
@@ -92,6 +99,11 @@ struct KernelTablesTests {
         #expect(!t.coversAttention(heads: 8, kvHeads: 1) && t.coversAttention(heads: 8, kvHeads: 2))
         #expect(t.gemm("fp8", m: 1, n: 256, k: 256) == nil)
         #expect(t.allReduce(gpus: 4, elements: 1024) == nil)
+        // A MoE layer at another TP, dtype or shape has no table; past the largest token count it scales linearly.
+        #expect(t.moe("bf16", tp: 4, hidden: 2048, intermediate: 768, activeExperts: 8, experts: 128, tokens: 1) == nil)
+        #expect(t.moe("fp8", tp: 2, hidden: 2048, intermediate: 768, activeExperts: 8, experts: 128, tokens: 1) == nil)
+        #expect(t.moe("bf16", tp: 2, hidden: 4096, intermediate: 768, activeExperts: 8, experts: 128, tokens: 1) == nil)
+        #expect(abs(t.moe("bf16", tp: 2, hidden: 2048, intermediate: 768, activeExperts: 8, experts: 128, tokens: 2048)! - 1.0 / 1000) < 1e-12)
     }
 
     @Test("a malformed file is refused with its name and line")
@@ -99,8 +111,11 @@ struct KernelTablesTests {
         #expect(throws: KernelTableError("t.tsv:2: 'x' is not a positive number")) {
             try KernelTables(parsing: "meta\tgpu\tG\ngemm\tbf16\t1\t2\tx\t0.1\n", file: "t.tsv")
         }
-        #expect(throws: KernelTableError("t.tsv:1: unknown row kind 'moe' (known: meta, gemm, context, generation, allreduce)")) {
-            try KernelTables(parsing: "moe\t1\n", file: "t.tsv")
+        #expect(throws: KernelTableError("t.tsv:1: unknown row kind 'mla' (known: meta, gemm, context, generation, moe, allreduce)")) {
+            try KernelTables(parsing: "mla\t1\n", file: "t.tsv")
+        }
+        #expect(throws: KernelTableError("t.tsv:1: expected moe DTYPE TP HIDDEN INTERMEDIATE TOPK EXPERTS TOKENS MS")) {
+            try KernelTables(parsing: "moe\tbf16\t1\t2\n", file: "t.tsv")
         }
         #expect(throws: KernelTableError("t.tsv: no 'meta source' line")) { try KernelTables(parsing: "meta\tgpu\tG\n", file: "t.tsv") }
     }
@@ -123,11 +138,29 @@ struct KernelTablesTests {
         var roofline = CostConstants()
         roofline.kernelTables = false
         #expect(CostModel(gpu: GPUCatalog.named("A100-80G")!, model: model, serving: ServingConfig(), constants: roofline).source.attention == "roofline")
-        // A100 has no fp8 GEMM table: the linear layers fall back and the reason is given.
+        // The A100 has no fp8 tensor cores: fp8 weights run weight-only, timed by the bf16 tables.
         var fp8 = ServingConfig()
         fp8.weightFormat = .fp8
-        let a100fp8 = CostModel(gpu: GPUCatalog.named("A100-80G")!, model: model, serving: fp8).source
-        #expect(a100fp8.linear == "roofline" && a100fp8.attention == "measured" && a100fp8.reasons.contains { $0.contains("no fp8 GEMM table") })
+        let a100 = GPUCatalog.named("A100-80G")!, h100 = GPUCatalog.named("H100-80G-SXM")!
+        let a100fp8 = CostModel(gpu: a100, model: model, serving: fp8)
+        #expect(a100fp8.source.linear == "measured" && a100fp8.source.reasons.isEmpty)
+        let bf16 = CostModel(gpu: a100, model: model, serving: ServingConfig())
+        var prefill = StepWork()
+        prefill.prefillTokens = 4096
+        prefill.prefillSequences = 1
+        #expect(a100fp8.stepTime(prefill).linear == bf16.stepTime(prefill).linear)
+        // Mixture-of-experts layers: measured where the shape and TP have a table, else the roofline, said so.
+        let qwen235 = ModelCatalog.named("Qwen3-235B-A22B")!
+        var tp8 = ServingConfig()
+        tp8.tensorParallel = 8
+        #expect(CostModel(gpu: a100, model: qwen235, serving: tp8).source.reasons.isEmpty)
+        var fp8tp8 = tp8
+        fp8tp8.weightFormat = .fp8
+        // H100's block-scaled fp8 MoE table stops at TP 4; the per-tensor one goes to TP 32.
+        #expect(CostModel(gpu: h100, model: qwen235, serving: fp8tp8).source.reasons.isEmpty)
+        // A100's Qwen3-30B-A3B table stops at TP 4.
+        let uncovered = CostModel(gpu: a100, model: ModelCatalog.named("Qwen3-30B-A3B")!, serving: tp8).source
+        #expect(uncovered.reasons == ["roofline for the 128 experts (no bf16 MoE table for this shape at TP 8)"])
     }
 
     @Test("measured decode steps of Llama-3.1-8B on an A100 grow with the batch and the context, and a prefill step with its length")
