@@ -11,14 +11,17 @@ extension ServingEngine: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
 struct HardwareOptions: ParsableArguments {
-    @Option(help: "Target GPU (case-insensitive; `ckv-sim gpus` lists them), or a YAML/JSON description of another one (Docs/simulator.md, \"Your own GPU\").")
+    @Option(help: "Target GPU (case-insensitive; `ckv-sim gpus` lists them), or a YAML/JSON description of another one (Docs/simulator.md, \"Your own GPU\"). plan --target-rate also takes a comma-separated list, or 'all'.")
     var gpu: String
 
     @Option(help: "A catalogue model name (`ckv-sim models`), a Hugging Face config.json, or a .gguf file.")
     var model: String = "Llama-3.1-8B-Instruct"
 
-    @Option(name: .customLong("tp"), parsing: .unconditional, help: "Tensor-parallel GPUs in one node.")
-    var tensorParallel: Int = 1
+    @Option(name: .customLong("tp"), parsing: .unconditional, help: "Tensor-parallel GPUs in one node; plan --target-rate also takes 'auto' (every degree of 1, 2, 4, 8 that divides the model's heads).")
+    var tp: TPChoice = .degree(1)
+
+    /// The one TP degree of a command that sizes a single deployment.
+    var tensorParallel: Int { if case let .degree(n) = tp { n } else { 1 } }
 
     @Option(help: "Weight format: \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
     var weights: WeightFormat = .bf16
@@ -27,15 +30,43 @@ struct HardwareOptions: ParsableArguments {
     var kvFormat: KVFormat = .bf16
 
     func validate() throws {
-        guard (1...64).contains(tensorParallel) else { throw ValidationError("--tp must be between 1 and 64") }
+        if case let .degree(n) = tp { guard (1...64).contains(n) else { throw ValidationError("--tp must be between 1 and 64, or auto") } }
     }
 
+    /// The one GPU of a command that sizes a single deployment.
     func resolveGPU() throws -> GPU {
-        if [".yaml", ".yml", ".json"].contains(where: gpu.lowercased().hasSuffix) { return try GPUSpec.load(path: gpu) }
-        guard let g = GPUCatalog.named(gpu) else {
-            throw CLIError("unknown GPU '\(gpu)'; known: \(GPUCatalog.all.map(\.name).joined(separator: ", ")) (or pass a .yaml or .json description)")
+        let list = try resolveGPUs()
+        guard list.count == 1 else { throw CLIError("--gpu '\(gpu)': this command takes one GPU (plan --target-rate searches a list)") }
+        guard case .degree = tp else { throw CLIError("--tp auto: this command takes one TP degree (plan --target-rate searches them)") }
+        return list[0]
+    }
+
+    /// The GPUs `--gpu` names: one, a comma-separated list, or `all` (the catalogue).
+    func resolveGPUs() throws -> [GPU] {
+        if gpu.lowercased() == "all" { return GPUCatalog.all }
+        var out: [GPU] = []
+        for item in gpu.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let g: GPU
+            if [".yaml", ".yml", ".json"].contains(where: item.lowercased().hasSuffix) {
+                g = try GPUSpec.load(path: item)
+            } else if let known = GPUCatalog.named(item) {
+                g = known
+            } else {
+                throw CLIError("unknown GPU '\(item)'; known: \(GPUCatalog.all.map(\.name).joined(separator: ", ")) (or pass a .yaml or .json description)")
+            }
+            if !out.contains(where: { $0.name == g.name }) { out.append(g) }
         }
-        return g
+        guard !out.isEmpty else { throw CLIError("--gpu: no GPU named") }
+        return out
+    }
+
+    /// The TP degrees to plan `model` with: the one given, or with `auto` each of 1, 2, 4, 8 that
+    /// vLLM accepts for its heads (TP divides the attention heads; KV heads divide by it or it by them).
+    func tensorParallelDegrees(for model: ModelSpec) -> [Int] {
+        switch tp {
+        case let .degree(n): [n]
+        case .auto: [1, 2, 4, 8].filter { t in model.heads % t == 0 && (model.kvHeads % t == 0 || t % model.kvHeads == 0) }
+        }
     }
 
     func resolveModel() throws -> ModelSpec {
@@ -167,4 +198,21 @@ func parseTokenCount(_ text: String) -> Int? {
     default: return nil
     }
     return value.rounded() <= Double(maxTokenCount) ? Int(value.rounded()) : nil
+}
+
+/// `--tp`: a degree, or `auto` (plan's search).
+enum TPChoice: ExpressibleByArgument, Equatable {
+    case degree(Int)
+    case auto
+
+    init?(argument: String) {
+        if argument.lowercased() == "auto" { self = .auto } else if let n = Int(argument) { self = .degree(n) } else { return nil }
+    }
+
+    var defaultValueDescription: String {
+        switch self {
+        case let .degree(n): String(n)
+        case .auto: "auto"
+        }
+    }
 }

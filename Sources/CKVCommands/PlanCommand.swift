@@ -5,6 +5,7 @@ import Planner
 import Policies
 import Replay
 import Simulator
+import Validation
 
 /// `ckv-sim plan`: the sizing report.
 struct PlanCommand: AsyncParsableCommand {
@@ -53,6 +54,21 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(help: "Directory of traces to replay (default: the bundled Traces/).")
     var traces: String?
 
+    @Option(name: .customLong("target-rate"), help: "Size a fleet for this load: requests per second (20, 20/s, 1200/min), simulated as Poisson arrivals over replicas behind a router.")
+    var targetRate: String?
+
+    @Option(help: "With --target-rate: how the router spreads requests: \(RouterPolicy.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var router: RouterPolicy = .leastOutstanding
+
+    @Option(name: .customLong("gpu-price"), help: "With --target-rate: USD per GPU-hour overrides, GPU=USD comma-separated (H100=3.10,L40S=1.2).")
+    var gpuPrice: String?
+
+    @Option(help: "With --target-rate: a price table in the bundled format (default: the bundled list prices, Sources/Planner/Data/gpu-prices.json).")
+    var prices: String?
+
+    @Option(name: .customLong("max-gpus"), help: "With --target-rate: the most GPUs a fleet may use.")
+    var maxGPUs = 256
+
     @Option(help: "Output format: table, md, html, json, csv.")
     var format: PlanFormat = .table
 
@@ -65,36 +81,120 @@ struct PlanCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let outputTokens { guard outputTokens > 0 else { throw ValidationError("--output-tokens must be positive") } }
+        guard maxGPUs > 0 else { throw ValidationError("--max-gpus must be positive") }
+        if targetRate == nil, gpuPrice != nil || prices != nil { throw ValidationError("--gpu-price and --prices go with --target-rate") }
     }
 
     func run() async throws {
-        let g = try hardware.resolveGPU(), m = try hardware.resolveModel()
+        let gpus = try hardware.resolveGPUs(), m = try hardware.resolveModel()
+        let degrees = hardware.tensorParallelDegrees(for: m)
+        let target = try targetRate.map { try parseRate($0, "--target-rate") }
+        guard target != nil || (gpus.count == 1 && degrees.count == 1 && hardware.tp != .auto) else {
+            throw CLIError("--gpu with several GPUs and --tp auto search fleets: give --target-rate (requests per second to carry)")
+        }
+        guard !degrees.isEmpty else { throw CLIError("--tp auto: none of 1, 2, 4, 8 divides \(m.name)'s \(m.heads) attention and \(m.kvHeads) KV heads") }
         guard let n = parseTokenCount(context), n > 0 else { throw CLIError("--context: '\(context)' is not a token count (131072, 128k, 32K)") }
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
         let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
         let s = try Scenario.load(path: scenarioPath)
         let profile = try calibrationOptions.profile()
-        var overrides = calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile)
-        overrides.maxModelLen = n
-        let serving = try s.serving(gpu: g, model: m, overrides: overrides)
-        let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: g, model: m, serving: serving)
+        if profile != nil, gpus.count * degrees.count > 1 {
+            throw CLIError("--calibration is one GPU's, model's and TP's: search without it, or plan its own GPU and TP")
+        }
+        var table: GPUPrices?
+        if target != nil {
+            var t = try prices.map { try GPUPrices.load(path: $0) } ?? GPUPrices.bundled()
+            if let gpuPrice { try t.override(gpuPrice) }
+            for g in gpus where t.price(g.name) == nil {
+                throw CLIError("no price for \(g.name) in \(t.origin) (it has \(t.priced.joined(separator: ", "))): pass --gpu-price \(g.name)=USD")
+            }
+            table = t
+        }
         let kinds = try parsePolicies(policies, haveProfile: true)
         var specs = try parseBudgets(tokens: budgets, fractions: kvFractions)
         if specs.isEmpty { specs = [256, 1024, 4096].map { .tokens($0) } }
         let library = try TraceLibrary(directory: try traces ?? resource("Traces"), profiles: try? resource("Profiles"))
         guard !library.replayers.isEmpty else { throw CLIError("no traces (.ckvt) in \(traces ?? "Traces/"): the accuracy and memory evidence needs them") }
-        var inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
-                                sloTTFT: try parseDuration(sloTTFT, "--slo-ttft"), sloTPOT: try parseDuration(sloTPOT, "--slo-tpot"),
-                                policies: kinds, budgets: specs, maxAccuracyLoss: try parseFraction(maxAccuracyLoss, "--max-accuracy-loss"))
-        inputs.coefficients = coefficients
-        inputs.calibration = calibration
+        let sloT = try parseDuration(sloTTFT, "--slo-ttft"), sloP = try parseDuration(sloTPOT, "--slo-tpot")
+        let maxLoss = try parseFraction(maxAccuracyLoss, "--max-accuracy-loss")
         let clock = ContinuousClock(), start = clock.now
         let terminal = isatty(2) != 0
-        let report = try await Planner.plan(inputs, library: library) { done, total in
-            guard terminal, clock.now - start > .seconds(1) else { return }
-            FileHandle.standardError.write(Data("\rplanning: \(done)/\(total) configurations\u{1B}[K".utf8))
+        let searching = gpus.count * degrees.count > 1
+        var reports: [PlanReport] = [], skipped: [String] = []
+        /// A candidate's inputs, or why it cannot be planned (only a search goes on without it).
+        func candidate(_ g: GPU, _ tp: Int) throws -> PlanInputs {
+            var overrides = calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile)
+            overrides.maxModelLen = n
+            overrides.tensorParallel = tp
+            let serving = try s.serving(gpu: g, model: m, overrides: overrides)
+            let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: g, model: m, serving: serving)
+            var inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
+                                    sloTTFT: sloT, sloTPOT: sloP, policies: kinds, budgets: specs, maxAccuracyLoss: maxLoss)
+            inputs.coefficients = coefficients
+            inputs.calibration = calibration
+            if let target, let table, let price = table.price(g.name) {
+                inputs.fleet = FleetSettings(targetRate: target, router: router, usdPerGPUHour: price.usd, priceSource: price.source, maxGPUs: maxGPUs)
+            }
+            return inputs
+        }
+        func skip(_ label: String, _ body: () async throws -> Void) async throws {
+            do { try await body() } catch let e as PlanError where searching {
+                skipped.append("\(label): \(e.description)")
+            } catch let e as CapacityError where searching {
+                skipped.append("\(label): \(e.description)")
+            } catch let e as ServingError where searching {
+                skipped.append("\(label): \(e.description)")
+            }
+        }
+        // A search plans the candidates in the order of the least a fleet of them can cost (no
+        // N replicas carry more than N × one replica's best saturated rate), and skips those
+        // whose least cost is above the cheapest fleet within the accuracy loss found so far.
+        var order: [(inputs: PlanInputs, bound: Double, gpus: Int)] = []
+        for g in gpus {
+            for tp in degrees {
+                try await skip("\(g.name) × \(tp)") {
+                    let inputs = try candidate(g, tp)
+                    guard searching, let f = inputs.fleet else { order.append((inputs, 0, 0)); return }
+                    if terminal { FileHandle.standardError.write(Data("\rbounding \(g.name) × \(tp)\u{1B}[K".utf8)) }
+                    let top = try await Planner.bestSaturatedRate(inputs, library: library)
+                    let replicas = top > 0 ? max(1, Int((0.95 * f.targetRate / top).rounded(.up))) : Int.max / 64
+                    let least = replicas * tp
+                    order.append((inputs, Double(least) * f.usdPerGPUHour, least))
+                }
+            }
+        }
+        order.sort { ($0.bound, $0.inputs.gpu.name, $0.inputs.serving.tensorParallel) < ($1.bound, $1.inputs.gpu.name, $1.inputs.serving.tensorParallel) }
+        var cheapest = Double.infinity
+        for c in order {
+            let label = "\(c.inputs.gpu.name) × \(c.inputs.serving.tensorParallel)"
+            if c.bound > cheapest {
+                skipped.append(String(format: "%@: pruned: a fleet of it needs at least %d GPUs ($%.2f/h) by its best saturated rate, more than the cheapest one found ($%.2f/h)",
+                                      label, c.gpus, c.bound, cheapest))
+                continue
+            }
+            try await skip(label) {
+                let r = try await Planner.plan(c.inputs, library: library) { done, total in
+                    guard terminal, clock.now - start > .seconds(1) else { return }
+                    FileHandle.standardError.write(Data("\rplanning\(searching ? " \(label)" : ""): \(done)/\(total) configurations\u{1B}[K".utf8))
+                }
+                reports.append(r)
+                for row in r.rows where (row.accuracy.loss ?? .infinity) <= maxLoss {
+                    if let f = row.fleet { cheapest = min(cheapest, f.usdPerHour) }
+                }
+            }
         }
         if terminal, clock.now - start > .seconds(1) { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        guard !reports.isEmpty else { throw CLIError("no GPU × TP candidate could be planned: \(skipped.joined(separator: "; "))") }
+        var report = reports[0]
+        if let target, let table {
+            let settings = FleetSettings(targetRate: target, router: router, usdPerGPUHour: 0, priceSource: "", maxGPUs: maxGPUs)
+            let fleet = try FleetReport.rank(reports, skipped: skipped, settings: settings, prices: table.origin + (gpuPrice.map { ", overridden by --gpu-price \($0)" } ?? ""),
+                                             maxLoss: maxLoss, models: [m.name: m])
+            if let pick = fleet.recommended, let best = reports.first(where: { $0.gpu == fleet.options[pick].gpu && $0.tensorParallel == fleet.options[pick].tensorParallel }) {
+                report = best
+            }
+            report.fleet = fleet
+        }
         let text: String
         switch format {
         case .table: text = report.text
@@ -135,6 +235,17 @@ func parseDuration(_ text: String, _ flag: String) throws -> Double {
     return value
 }
 
+/// "20", "20/s", "1200/min", "72000/h" → requests per second.
+func parseRate(_ text: String, _ flag: String) throws -> Double {
+    let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+    let parts = t.split(separator: "/", maxSplits: 1).map(String.init)
+    let per: Double? = parts.count == 1 ? 1 : ["s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "hour": 3600][parts[1]]
+    guard let per, let value = Double(parts[0]), value > 0, value.isFinite else {
+        throw CLIError("\(flag): '\(text)' is not a rate (20, 20/s, 1200/min)")
+    }
+    return value / per
+}
+
 /// "3%" or "0.03" → 0.03.
 func parseFraction(_ text: String, _ flag: String) throws -> Double {
     let t = text.trimmingCharacters(in: .whitespaces)
@@ -142,3 +253,4 @@ func parseFraction(_ text: String, _ flag: String) throws -> Double {
     guard let value, (0...1).contains(value) else { throw CLIError("\(flag): '\(text)' is not a fraction (3% or 0.03)") }
     return value
 }
+extension RouterPolicy: ExpressibleByArgument {}

@@ -110,7 +110,12 @@ extension PlanReport {
         page += "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child,td:last-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:16px}.rec{background:#eef6ee;padding:10px;border-left:4px solid #2ca02c}</style></head><body>"
         page += "<h1>\(HTML.escape("KV-cache sizing: \(model) on \(gpu), \(context)-token context"))</h1>"
         page += Table(pairs: settings).html
-        page += "<h2>Recommendation</h2><p class=\"rec\">\(HTML.escape(recommendation))</p>"
+        if let f = fleet {
+            let (heading, lines) = fleetLines(f)
+            page += "<h2>\(HTML.escape(heading))</h2>" + fleetTable(f, limit: nil).html
+            page += "<ul>" + lines.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"
+        }
+        page += "<h2>Recommendation\(fleet == nil ? "" : HTML.escape(" for one replica of \(gpu) × \(tensorParallel)"))</h2><p class=\"rec\">\(HTML.escape(recommendation))</p>"
         page += "<h2>Charts</h2><div class=\"charts\">\(throughput)\(accuracy)\(memoryChart())\(latency)</div>"
         page += "<h2>Configurations</h2>" + configurations.html
         page += "<h2>Sources and caveats</h2><ul>" + notes.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"

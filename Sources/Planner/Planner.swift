@@ -42,6 +42,8 @@ public struct PlanInputs: Sendable {
     public var coefficients = Coefficients()
     /// The calibration profile they come from, as the report names it (nil: the defaults).
     public var calibration: String?
+    /// Size a fleet for a target load (nil: one replica only).
+    public var fleet: FleetSettings?
 
     public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, scenario: Scenario, context: Int, outputTokens: Int?,
                 sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [Budget], maxAccuracyLoss: Double, requests: Int = 300) {
@@ -99,6 +101,11 @@ public struct PlanRow: Codable, Sendable, Equatable {
     /// TTFT p90 and TPOT p99 (ms) at every rate the search simulated, by rate.
     public var curve: [RatePoint]
     public var accuracy: AccuracyEstimate
+    /// The replicas that carry the target load and their cost (nil: no target, or the
+    /// configuration meets the SLOs at no rate).
+    public var fleet: FleetSizing? = nil
+    /// Why no fleet within the GPU limit carries it.
+    public var fleetShortfall: FleetShortfall? = nil
 
     public struct RatePoint: Codable, Sendable, Equatable {
         public var rate: Double
@@ -120,7 +127,8 @@ public struct PlanRow: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case policy, budget, window, layout, saturation, latency, accuracy, curve
+        case policy, budget, window, layout, saturation, latency, accuracy, curve, fleet
+        case fleetShortfall = "fleet_shortfall"
         case kvFraction = "kv_fraction"
         case budgetAsGiven = "budget_as_given"
         case requestWeightedFraction = "request_weighted_kv_fraction"
@@ -173,10 +181,12 @@ public struct PlanReport: Codable, Sendable, Equatable {
     public var servingBands: [ErrorBand]
     /// The calibration profile whose coefficients applied, as `CalibrationProfile.summary` names it (nil: the defaults).
     public var calibration: String?
+    /// The fleet for a target load, over every GPU × TP searched (nil: no `--target-rate`).
+    public var fleet: FleetReport?
 
     enum CodingKeys: String, CodingKey {
         case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
-        case costModel = "cost_model", calibration
+        case costModel = "cost_model", calibration, fleet
         case kvCapacityBand = "kv_capacity_error_band"
         case servingBands = "serving_error_bands"
         case tensorParallel = "tensor_parallel"
@@ -283,9 +293,21 @@ public enum Planner {
         func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
     }
 
-    static func row(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
-                    workload: Workload, prompts: [Int], library: TraceLibrary) throws -> PlanRow {
-        let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
+    /// A configuration as the simulator runs it: the pool with the policy's metadata, the policy
+    /// at its budget with the footprint its traces give, and that evidence.
+    struct RowSetup {
+        var plan: MemoryPlan
+        var compression: CompressionSpec?
+        var evidence: TraceEvidence?
+        /// Tokens kept at the longest prompt, its kv-fraction, and the requests' mean kv-fraction.
+        var budget: Int?
+        var fraction: Double
+        var weighted: Double
+    }
+
+    static func setup(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
+                      workload: Workload, prompts: [Int], library: TraceLibrary) throws -> RowSetup {
+        let prompt = workload.longestPrompt
         let plan = try plan.with(metadata: policy?.poolMetadata)
         var compression: CompressionSpec?
         if let policy, let spec { compression = CompressionSpec(policy: policy, budget: spec) }
@@ -296,10 +318,50 @@ public enum Planner {
         let weighted = compression.map { requestWeightedFraction($0, prompts: prompts, blockSize: serving.blockSize) } ?? 1
         var evidence: TraceEvidence?
         if let policy, var spec = compression {
-            evidence = try library.evidence(policy, fraction: weighted, target: model)
+            evidence = try library.evidence(policy, fraction: weighted, target: inputs.model)
             spec.footprint = TraceFootprint(shape: evidence?.shapeQuantiles ?? [], layout: policy.layout)
             compression = spec
         }
+        return RowSetup(plan: plan, compression: compression, evidence: evidence, budget: budget, fraction: fraction, weighted: weighted)
+    }
+
+    /// The saturated run of a configuration: every request at once, enough of them to fill it.
+    static func saturated(_ setup: RowSetup, inputs: PlanInputs, serving: ServingConfig, workload: Workload) throws -> SimulationResult {
+        let concurrent = setup.plan.maxConcurrency(setup.compression, prompt: workload.longestPrompt, output: workload.longestOutput)
+        let source = try workload.source(arrivals: nil, count: max(inputs.requests, min(1000, 2 * concurrent)))
+        return try Simulation.run(gpu: inputs.gpu, model: inputs.model, serving: serving, compression: setup.compression, coefficients: inputs.coefficients,
+                                  source: source, largest: (workload.longestPrompt, workload.longestOutput), timeSeries: false)
+    }
+
+    /// The highest saturated request rate of any configuration of `inputs`: what one replica can
+    /// carry at most, so that no fleet of N replicas carries more than N times it (the fleet
+    /// search's lower bound on a GPU × TP candidate's cost).
+    public static func bestSaturatedRate(_ inputs: PlanInputs, library: TraceLibrary) async throws -> Double {
+        let n = inputs.context
+        let serving = { var s = inputs.serving; s.maxModelLen = n; return s }()
+        let plan = try MemoryPlan(gpu: inputs.gpu, model: inputs.model, serving: serving, constants: inputs.coefficients.memory)
+        let workload = try Workload(inputs: inputs)
+        let configs = try configurations(policies: inputs.policies, budgets: inputs.budgets, longestPrompt: workload.longestPrompt)
+        let prompts = try workload.promptLengths(count: inputs.requests)
+        return try await withThrowingTaskGroup(of: Double.self) { group in
+            for config in configs {
+                group.addTask {
+                    let s = try setup(policy: config.0, budget: config.1, inputs: inputs, serving: serving, plan: plan, workload: workload, prompts: prompts, library: library)
+                    return try saturated(s, inputs: inputs, serving: serving, workload: workload).requestsPerSecond
+                }
+            }
+            var best = 0.0
+            for try await r in group { best = max(best, r) }
+            return best
+        }
+    }
+
+    static func row(policy: PolicyKind?, budget spec: Budget?, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
+                    workload: Workload, prompts: [Int], library: TraceLibrary) throws -> PlanRow {
+        let model = inputs.model, prompt = workload.longestPrompt, output = workload.longestOutput
+        let configured = try setup(policy: policy, budget: spec, inputs: inputs, serving: serving, plan: plan, workload: workload, prompts: prompts, library: library)
+        let plan = configured.plan, compression = configured.compression, evidence = configured.evidence
+        let budget = configured.budget, fraction = configured.fraction, weighted = configured.weighted
         let bytesPerPHB = plan.phbBytes
         let tokens = prompt + output
         let keptEnd = compression.keptAtEnd(prompt: prompt, output: output, blockSize: serving.blockSize)
@@ -314,7 +376,7 @@ public enum Planner {
             return try Simulation.run(gpu: inputs.gpu, model: model, serving: serving, compression: compression, coefficients: inputs.coefficients, source: source,
                                       largest: (prompt, output), timeSeries: false)
         }
-        let saturated = try simulate(nil, count: max(inputs.requests, min(1000, 2 * concurrent)))
+        let saturated = try Self.saturated(configured, inputs: inputs, serving: serving, workload: workload)
         func meets(_ r: SimulationResult) -> Bool {
             r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 && r.tpotMs.p99 <= inputs.sloTPOT * 1000
         }
@@ -342,6 +404,31 @@ public enum Planner {
             }
         }
         curve.sort { $0.rate < $1.rate }
+        // The fleet for the target load: clusters of this configuration at the target rate.
+        var sizing: FleetSizing?, shortfall: FleetShortfall?
+        if let f = inputs.fleet, sloRate > 0 {
+            let tp = serving.tensorParallel, maxReplicas = f.maxGPUs / tp
+            let cost = CostModel(gpu: inputs.gpu, model: model, serving: serving, constants: inputs.coefficients.cost)
+            let slo = GoodputSLO(ttftMs: inputs.sloTTFT * 1000, tpotMs: inputs.sloTPOT * 1000)
+            var runs: [Int: SimulationResult] = [:]
+            func cluster(_ n: Int) throws -> SimulationResult {
+                if let r = runs[n] { return r }
+                let source = try workload.source(arrivals: .poisson(rate: f.targetRate), count: Fleet.requests(replicas: n, base: inputs.requests))
+                var c = ClusterSimulation(replicas: n, plan: plan, cost: cost, compression: compression, router: f.router, source: source, goodput: slo)
+                let r = c.run().fleet
+                runs[n] = r
+                return r
+            }
+            let estimate = Int((f.targetRate / sloRate).rounded(.up))
+            if let n = try Fleet.replicasNeeded(estimate: estimate, maxReplicas: maxReplicas, meets: { meets(try cluster($0)) }) {
+                sizing = FleetSizing(targetRate: f.targetRate, replicas: n, tp: tp, usdPerGPUHour: f.usdPerGPUHour, priceSource: f.priceSource, cluster: runs[n]!)
+            } else if maxReplicas >= 1 {
+                let largest = try cluster(maxReplicas)
+                shortfall = FleetShortfall(maxReplicas: maxReplicas, failing: Fleet.failing(largest, sloTTFT: inputs.sloTTFT, sloTPOT: inputs.sloTPOT) ?? "")
+            } else {
+                shortfall = FleetShortfall(maxReplicas: 0, failing: "one replica needs \(tp) GPUs, more than the \(f.maxGPUs) allowed")
+            }
+        }
         let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: spec!) } ?? []
         let loss: Double?, source: String
         if policy == nil {
@@ -361,7 +448,8 @@ public enum Planner {
             saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
             sloRate: sloRate, latency: latency, curve: curve,
-            accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source)
+            accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source),
+            fleet: sizing, fleetShortfall: shortfall
         )
     }
 

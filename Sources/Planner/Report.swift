@@ -65,9 +65,47 @@ extension PlanReport {
         return parts.isEmpty ? "no measurement" : parts.joined(separator: "; ")
     }
 
+    /// The fleet options, cheapest first (at most `limit` rows; nil: all).
+    func fleetTable(_ f: FleetReport, limit: Int?) -> Table {
+        func b(_ metric: ServingMetric) -> String { servingBands.band(metric).map { " \($0.label)" } ?? "" }
+        let columns = ["GPU", "TP", "policy", "budget", "replicas", "GPUs", "$/GPU-h", "$/h", "GPU-h/day", "$/M out tok", "$/M tok",
+                       "TTFT p90 s\(b(.ttft))", "TPOT p99 ms\(b(.tpot))", "goodput req/s", "accuracy loss"]
+        let shown = limit.map { Array(f.options.prefix($0)) } ?? f.options
+        let rows = shown.map { o -> [String] in
+            let s = o.sizing
+            return [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", String(s.replicas), String(s.gpus),
+                    String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
+                    String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
+                    String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput),
+                    o.accuracyLoss.map { Format.percent($0) } ?? "unknown"]
+        }
+        return Table(columns: columns, rows: rows, rightAligned: Set(4...13))
+    }
+
+    /// The fleet section's lines: what was searched, the ranking, the recommendation, how to deploy.
+    func fleetLines(_ f: FleetReport) -> (heading: String, notes: [String]) {
+        let heading = "Fleet for \(Format.figure(f.targetRate)) req/s (\(f.router.rawValue) router; searched \(f.candidates.joined(separator: ", ")); at most \(f.maxGPUs) GPUs; prices: \(f.prices))"
+        var notes = ["Recommendation: \(f.recommendation)"]
+        if let c = f.serveCommand {
+            let policy = f.recommended.map { f.options[$0].policy } ?? "full"
+            notes.append(policy == "full" ? "Serve command: \(c)" : "Serve command (the engine and its settings; the policy is not in it, see where it runs): \(c)")
+        }
+        if let i = f.implementation { notes.append("Where the policy runs: \(i)") }
+        notes += f.skipped.map { "Not planned: \($0)" }
+        if f.options.count > Self.fleetRowsShown { notes.append("\(f.options.count - Self.fleetRowsShown) more options in --format json.") }
+        return (heading, notes)
+    }
+
+    static let fleetRowsShown = 20
+
     /// Aligned terminal table.
     public var text: String {
         var out = "ckv-sim plan\n" + Table(pairs: settings).text + "\n\n"
+        if let f = fleet {
+            let (heading, lines) = fleetLines(f)
+            out += heading + "\n" + fleetTable(f, limit: Self.fleetRowsShown).text + "\n" + lines.joined(separator: "\n") + "\n\n"
+            out += "Configurations on \(gpu) × \(tensorParallel), one replica:\n"
+        }
         out += configurations.text + "\n\n"
         out += "Recommendation: \(recommendation)\n\n"
         out += "Sources: [paper] published figure for this model, policy and budget; [ref. runs] real compressed runs of the reference models on the bundled traces at the nearest recorded kv-fraction; [replay] attention mass kept and relative attention-output error from replaying the traces.\n"
@@ -82,7 +120,11 @@ extension PlanReport {
     public var markdown: String {
         var out = "# KV-cache sizing: \(model) on \(gpu), \(context)-token context\n\n"
         out += Table(columns: ["setting", "value"], rows: settings.map { [$0.0, $0.1] }).markdown + "\n\n"
-        out += "## Configurations\n\n"
+        if let f = fleet {
+            let (heading, lines) = fleetLines(f)
+            out += "## \(heading)\n\n" + fleetTable(f, limit: Self.fleetRowsShown).markdown + "\n\n" + lines.map { "- " + $0 }.joined(separator: "\n") + "\n\n"
+        }
+        out += "## Configurations\(fleet == nil ? "" : " on \(gpu) × \(tensorParallel), one replica")\n\n"
         out += configurations.markdown
         out += "\n\n## Recommendation\n\n\(recommendation)\n\n## Sources and caveats\n\n"
         out += "- [paper]: published figure for this model, policy and budget; [ref. runs]: real compressed runs of the reference models on the bundled traces; [replay]: attention mass kept and relative attention-output error from replaying the traces.\n"
@@ -100,7 +142,8 @@ extension PlanReport {
         let header = ["policy", "budget", "kv_fraction", "peak_bytes", "nominal_bytes", "physical_bytes", "max_concurrent", "saturated_req_s",
                       "saturated_output_tok_s", "slo_rate_req_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
                       "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "accuracy_loss", "accuracy_source", "replay_attention_mass",
-                      "replay_output_error", "ref_runs_correct", "ref_runs"]
+                      "replay_output_error", "ref_runs_correct", "ref_runs", "fleet_replicas", "fleet_gpus", "fleet_usd_per_hour",
+                      "fleet_usd_per_million_output_tokens", "fleet_ttft_p90_ms", "fleet_tpot_p99_ms", "fleet_goodput_req_s"]
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
         let lines = rows.map { r -> [String] in
             let l = r.latency, t = r.accuracy.traces
@@ -108,7 +151,9 @@ extension PlanReport {
                     String(r.maxConcurrent), f(r.saturation.requestsPerSecond), f(r.saturation.outputTokensPerSecond), f(r.sloRate),
                     f(l?.ttft.p50), f(l?.ttft.p90), f(l?.ttft.p99), f(l?.tpot.p50), f(l?.tpot.p90), f(l?.tpot.p99),
                     f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), r.accuracy.lossSource,
-                    f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? ""]
+                    f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? "",
+                    r.fleet.map { String($0.replicas) } ?? "", r.fleet.map { String($0.gpus) } ?? "", f(r.fleet?.usdPerHour),
+                    f(r.fleet?.usdPerMillionOutputTokens), f(r.fleet?.ttftP90Ms), f(r.fleet?.tpotP99Ms), f(r.fleet?.goodput)]
         }
         return Table(columns: header, rows: lines).csv
     }

@@ -24,6 +24,22 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         self = kind
     }
 
+    /// Where a team can run this policy for real today, by serving stack (REFERENCES.md): the
+    /// press of NVIDIA's kvpress for Hugging Face transformers, a fork of an engine, or the
+    /// paper's code. Upstream vLLM and SGLang implement none of these evictions.
+    public var implementations: String {
+        switch self {
+        case .streamingLLM: "kvpress StreamingLLMPress (Hugging Face transformers); no vLLM or SGLang release"
+        case .h2o: "kvpress ObservedAttentionPress (H2O's score without its recent window; transformers, eager attention); no vLLM or SGLang release"
+        case .snapKV: "kvpress SnapKVPress (transformers); no vLLM or SGLang release"
+        case .pyramidKV: "kvpress PyramidKVPress (transformers); no vLLM or SGLang release"
+        case .adaKV: "kvpress AdaKVPress over SnapKVPress (transformers; it masks keys rather than freeing memory); no vLLM or SGLang release"
+        case .chunkKV: "kvpress ChunkKVPress over SnapKVPress (transformers; no layer-wise index reuse); no vLLM or SGLang release"
+        case .kvCompress: "the KV-Compress fork of vLLM 0.6 (IsaacRe/vllm-kvcompress: V0 engine, --enforce-eager, no chunked prefill or prefix caching); no upstream vLLM, SGLang or kvpress"
+        case .compressKV: "the paper's research code (TUDa-HWAI/CompressKV, transformers); no serving engine or kvpress press"
+        }
+    }
+
     /// The tokens every selection keeps whatever the budget (the observation window, or
     /// StreamingLLM's sinks): a smaller budget is an error.
     public var window: Int {

@@ -39,4 +39,7 @@ struct EventQueue {
     }
 
     mutating func pop() -> Event? { heap.popMin() }
+
+    /// When the earliest pending event happens (nil: none).
+    var nextTime: Int64? { heap.min?.time }
 }

@@ -28,6 +28,8 @@ public struct Simulation {
     private var engineBusy = false
     private var metrics = MetricsRecorder()
     private var arrived = 0
+    /// Requests a cluster's router handed this replica.
+    private var injected = 0
     /// Requests that completed or were rejected.
     private var settled = 0
     /// A request the client holds back until one of its outstanding ones finishes.
@@ -100,29 +102,59 @@ public struct Simulation {
 
     private mutating func runEvents(_ observe: (BlockManager) -> Void) -> SimulationResult {
         pullArrival()
-        while let event = events.pop() {
-            precondition(event.time >= clock, "the clock went back")
-            clock = event.time
-            switch event.kind {
-            case let .arrival(request):
-                admitArrival(request)
-                pullArrival()
-                if !engineBusy { formStep() }
-            case .stepEnd:
-                finishStep()
-                formStep()
-            }
-            observe(state.blocks)
+        while processNextEvent() { observe(state.blocks) }
+        return result()
+    }
+
+    // MARK: Driven by a cluster
+
+    /// When this replica's next event happens (nil: nothing pending).
+    var nextEventTime: Int64? { events.nextTime }
+
+    /// Requests routed here that have not completed or been rejected yet.
+    var outstanding: Int { injected - settled }
+
+    /// Hands this replica a request at its arrival time (a router's choice); its own source is
+    /// not read in this mode.
+    mutating func inject(_ r: Request) {
+        injected += 1
+        schedule(r)
+    }
+
+    /// Processes the earliest pending event; false when there is none.
+    mutating func processNextEvent() -> Bool {
+        guard let event = events.pop() else { return false }
+        precondition(event.time >= clock, "the clock went back")
+        clock = event.time
+        switch event.kind {
+        case let .arrival(request):
+            admitArrival(request)
+            pullArrival()
+            if !engineBusy { formStep() }
+        case .stepEnd:
+            finishStep()
+            formStep()
         }
+        return true
+    }
+
+    /// The recorder of a run whose events are all processed (a cluster merges them).
+    var recorder: MetricsRecorder {
+        var m = metrics
+        m.preemptions = state.preemptions
+        m.compressions = state.compressions
+        m.rejected += state.rejected
+        return m
+    }
+
+    /// The result once every event is processed.
+    mutating func result() -> SimulationResult {
         // fatalError, not precondition: its message survives -O, and names what was left.
         if !(state.running.isEmpty && state.waiting.isEmpty) {
             fatalError("requests left behind: \(state.running.count) running, \(state.waiting.count) waiting, \(state.blocks.free) of \(state.blocks.capacity) blocks free")
         }
         precondition(state.blocks.free == plan.phbCapacity, "blocks leaked")
-        metrics.preemptions = state.preemptions
-        metrics.compressions = state.compressions
-        metrics.rejected += state.rejected
-        return SimulationResult(metrics, requests: arrived)
+        return SimulationResult(recorder, requests: arrived)
     }
 
     // MARK: Events
@@ -135,7 +167,12 @@ public struct Simulation {
         clientHeld = false
         guard var r = source.next() else { return }
         if clientConcurrency != nil { r.arrival = max(r.arrival, clock) }
-        // The front-end takes requests one at a time; the engine sees each when it is done with it.
+        schedule(r)
+    }
+
+    /// Puts request `r`'s arrival at the engine in the queue: the front-end takes requests one at
+    /// a time, and the engine sees each when it is done with it.
+    private mutating func schedule(_ r: Request) {
         var ready = max(r.arrival, clock)
         if frontendPerRequest > 0 {
             frontendFree = max(ready, frontendFree) + Int64((frontendPerRequest * 1e6).rounded())

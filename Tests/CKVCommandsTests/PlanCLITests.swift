@@ -77,3 +77,51 @@ struct RecordReplayCLITests {
         #expect(missing.status != 0 && missing.stderr.contains("/nonexistent/x.ckvt"))
     }
 }
+
+@Suite("ckv-sim plan --target-rate")
+struct FleetCLITests {
+    @Test("a fleet search over GPUs and TP degrees: ranked options with cost, the recommendation, the serve command; the same bytes every run")
+    func search() throws {
+        let args = ["plan", "--gpu", "A100-80G,L40S", "--tp", "auto", "--context", "16k", "--policies", "snapkv", "--budgets", "512",
+                    "--target-rate", "8/s", "--format", "json"]
+        let a = try runCLI(args), b = try runCLI(args)
+        #expect(a.status == 0, "\(a.stderr)")
+        #expect(a.stdout == b.stdout)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(a.stdout.utf8)) as? [String: Any])
+        let fleet = try #require(object["fleet"] as? [String: Any])
+        let options = try #require(fleet["options"] as? [[String: Any]])
+        #expect(!options.isEmpty)
+        let costs = options.map { ($0["sizing"] as! [String: Any])["usd_per_hour"] as! Double }
+        #expect(costs == costs.sorted())
+        #expect((fleet["serve_command"] as? String)?.hasPrefix("vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size ") == true)
+        // Eight candidates (two GPUs × TP 1, 2, 4, 8, which all divide Llama-3.1-8B's heads): planned or pruned, each accounted for.
+        let planned = (fleet["candidates"] as? [String])?.count ?? 0, skipped = (fleet["skipped"] as? [String])?.count ?? 0
+        #expect(planned >= 1 && planned + skipped == 8, "\(planned) planned, \(skipped) skipped")
+        let table = try runCLI(Array(args.dropLast(2)))
+        for expected in ["Fleet for 8.00 req/s", "$/h", "Recommendation: For 8.00 req/s", "Serve command"] {
+            #expect(table.stdout.contains(expected), "missing \(expected)")
+        }
+    }
+
+    @Test("bad fleet input: one line and a non-zero exit")
+    func badInput() throws {
+        for (args, expected) in [
+            (["--gpu", "A100-80G,Z80"], "unknown GPU 'Z80'; known: A100-40G"),
+            (["--gpu", "RTX-3090"], "no price for RTX-3090"),
+            (["--gpu", "A100-80G", "--gpu-price", "A100"], "is not GPU=USD"),
+            (["--gpu", "A100-80G", "--target-rate", "fast"], "is not a rate"),
+            (["--gpu", "A100-80G", "--target-rate", "500/s", "--max-gpus", "1"], "no configuration carries 500 req/s within 1 GPUs"),
+        ] as [([String], String)] {
+            var full = ["plan", "--context", "16k", "--policies", "snapkv", "--budgets", "512"] + args
+            if !args.contains("--target-rate") { full += ["--target-rate", "8"] }
+            let r = try runCLI(full)
+            #expect(r.status != 0, "\(args)")
+            #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
+            #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1, "\(args): \(r.stderr)")
+        }
+        let list = try runCLI(["plan", "--gpu", "A100-80G,L40S", "--context", "16k"])
+        #expect(list.status != 0 && list.stderr.contains("give --target-rate"))
+        let sim = try runCLI(["simulate", "--gpu", "A100-80G,L40S", "--scenario", "Scenarios/plan-default.yaml"])
+        #expect(sim.status != 0 && sim.stderr.contains("this command takes one GPU"))
+    }
+}

@@ -2,7 +2,9 @@ import Foundation
 import Hardware
 import Policies
 import Simulator
+import Replay
 import Testing
+import TestSupport
 @testable import Planner
 
 @Suite("planner: trace-driven memory and published figures")
@@ -119,5 +121,123 @@ struct PlannerLogicTests {
         let text = Planner.recommend(rows, maxLoss: 0.03)
         #expect(text.hasPrefix("adakv at budget 1024"), "\(text)")
         #expect(text.contains("3.0× more GPUs"), "\(text)")
+    }
+}
+
+@Suite("fleet sizing")
+struct FleetTests {
+    @Test("the replica search returns the fewest that meet, from any estimate, and nil past the limit")
+    func replicaSearch() {
+        for needed in 1...12 {
+            for estimate in [0, 1, needed - 1, needed, needed + 3, 40] {
+                var calls = 0
+                let n = Fleet.replicasNeeded(estimate: estimate, maxReplicas: 20) { calls += 1; return $0 >= needed }
+                #expect(n == needed, "needed \(needed), estimate \(estimate)")
+                #expect(calls <= abs(estimate - needed) + 2)
+            }
+        }
+        #expect(Fleet.replicasNeeded(estimate: 3, maxReplicas: 5) { $0 >= 6 } == nil)
+        #expect(Fleet.replicasNeeded(estimate: 3, maxReplicas: 0) { _ in true } == nil)
+    }
+
+    @Test("cost arithmetic by hand: 3 replicas × TP 2 at $2.50 per GPU-hour serving 1,000 output tokens/s")
+    func costByHand() {
+        let s = FleetSizing(targetRate: 4, replicas: 3, tp: 2, usdPerGPUHour: 2.5, priceSource: "test", outputTokensPerSecond: 1000,
+                            totalTokensPerSecond: 5000, ttftP90Ms: 900, tpotP99Ms: 80, good: 270, requests: 300)
+        #expect(s.gpus == 6)
+        #expect(s.usdPerHour == 15)                                      // 6 GPUs × $2.50
+        #expect(s.gpuHoursPerDay == 144)                                 // 6 × 24
+        #expect(abs(s.usdPerMillionOutputTokens - 15 / 3.6) < 1e-12)     // $15 per 3.6 M output tokens an hour
+        #expect(abs(s.usdPerMillionTokens - 15 / 18) < 1e-12)            // $15 per 18 M tokens an hour
+        #expect(abs(s.goodput - 3.6) < 1e-12)                            // 90 % of 4 req/s meet the SLOs
+    }
+
+    static func inputs(rate: Double, maxGPUs: Int = 256) throws -> PlanInputs {
+        let gpu = GPUCatalog.named("A100-80G")!, model = ModelCatalog.named("Llama-3.1-8B-Instruct")!
+        var settings = ServingSettings()
+        settings.maxModelLen = 16384
+        let scenario = try Scenario.load(path: TestSupport.repositoryRoot.appendingPathComponent("Scenarios/plan-default.yaml").path)
+        var inputs = PlanInputs(gpu: gpu, model: model, serving: try settings.resolve(gpu: gpu, model: model), scenario: scenario, context: 16384,
+                                outputTokens: nil, sloTTFT: 2, sloTPOT: 0.2, policies: [.snapKV], budgets: [.tokens(512)], maxAccuracyLoss: 0.03, requests: 200)
+        inputs.fleet = FleetSettings(targetRate: rate, usdPerGPUHour: 2, priceSource: "test", maxGPUs: maxGPUs)
+        return inputs
+    }
+
+    static func library() throws -> TraceLibrary {
+        try TraceLibrary(directory: TestSupport.repositoryRoot.appendingPathComponent("Traces").path, profiles: TestSupport.repositoryRoot.appendingPathComponent("Profiles").path)
+    }
+
+    @Test("replicas grow monotonically with the target rate, each fleet meets the SLOs at its rate, and the cost follows the GPUs")
+    func monotone() async throws {
+        let library = try Self.library()
+        var last = 0
+        for rate in [1.0, 4, 10, 20, 40] {
+            let report = try await Planner.plan(try Self.inputs(rate: rate), library: library)
+            for row in report.rows {
+                let f = try #require(row.fleet, "\(row.policy) at \(rate) req/s: \(row.fleetShortfall?.failing ?? "no fleet")")
+                #expect(f.ttftP90Ms <= 2000 && f.tpotP99Ms <= 200)
+                #expect(f.usdPerHour == Double(f.gpus) * 2)
+            }
+            let full = try #require(report.rows.first?.fleet)
+            #expect(full.replicas >= last, "\(rate) req/s: \(full.replicas) replicas after \(last)")
+            last = full.replicas
+        }
+        #expect(last > 1)
+    }
+
+    @Test("a target no fleet within the GPU limit carries: one line naming the SLO that fails and the rate the best one saturates at")
+    func unreachable() async throws {
+        let report = try await Planner.plan(try Self.inputs(rate: 200, maxGPUs: 2), library: try Self.library())
+        #expect(report.rows.allSatisfy { $0.fleet == nil && $0.fleetShortfall?.maxReplicas == 2 })
+        let settings = FleetSettings(targetRate: 200, usdPerGPUHour: 2, priceSource: "test", maxGPUs: 2)
+        #expect {
+            try FleetReport.rank([report], skipped: [], settings: settings, prices: "test", maxLoss: 0.03, models: [:])
+        } throws: { error in
+            let text = "\(error)"
+            return text.hasPrefix("no configuration carries 200 req/s within 2 GPUs") && text.contains("saturates at") && text.contains("with 2 replicas: ")
+                && (text.contains("TTFT p90") || text.contains("TPOT p99") || text.contains("could not be served")) && !text.contains("\n")
+        }
+    }
+
+    @Test("price tables: the bundled one has a price for every catalogue GPU but the RTX 3090; overrides win; bad entries are one line naming the entry")
+    func prices() throws {
+        var table = try GPUPrices.bundled()
+        for gpu in GPUCatalog.all.map(\.name) where gpu != "RTX-3090" { #expect(table.price(gpu) != nil, "\(gpu)") }
+        #expect(table.price("RTX-3090") == nil)
+        #expect(table.entries.allSatisfy { $0.url.hasPrefix("https://") && !$0.quote.isEmpty && !$0.asOf.isEmpty })
+        try table.override("H100=3.10")
+        #expect(table.price("H100-80G-SXM")! == (3.10, "--gpu-price"))
+        #expect(throws: PlanError.self) { try table.override("H100") }
+        #expect(throws: PlanError.self) { try table.override("Z80=1") }
+        #expect(throws: PlanError.self) { try table.override("H100=-1") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-prices-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for (body, expected) in [
+            (#"{"entries": [{"gpu": "L4", "provider": "x", "as_of": "2026", "url": "u"}]}"#, "entry 0 (L4): no \"usd_per_gpu_hour\""),
+            (#"{"entries": [{"gpu": "L4", "usd_per_gpu_hour": "cheap", "provider": "x", "as_of": "2026", "url": "u"}]}"#, "must be a positive number"),
+            (#"{"entries": [{"gpu": "Z80", "usd_per_gpu_hour": 1}]}"#, "entry 0 (Z80): unknown GPU; known: A100-40G"),
+            (#"{"entries": [{"gpu": "L4", "usd_per_gpu_hour": 1}]}"#, "no \"provider\""),
+            (#"[1, 2]"#, "not a price table"),
+        ] {
+            let path = dir.appendingPathComponent("p.json").path
+            try body.write(toFile: path, atomically: true, encoding: .utf8)
+            #expect { try GPUPrices.load(path: path) } throws: { error in
+                "\(error)".hasPrefix(path) && "\(error)".contains(expected) && !"\(error)".contains("\n")
+            }
+        }
+    }
+
+    @Test("the serve command carries every setting the plan assumed, per engine")
+    func serveCommand() throws {
+        let model = ModelCatalog.named("Llama-3.1-8B-Instruct")!, gpu = GPUCatalog.named("H100")!
+        var settings = ServingSettings()
+        settings.tensorParallel = 2
+        let v1 = ServeCommand.line(model: model, serving: try settings.resolve(gpu: gpu, model: model), context: 32768)
+        #expect(v1 == "vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2 --max-model-len 32768 --max-num-seqs 1024 --gpu-memory-utilization 0.9 --max-num-batched-tokens 8192")
+        settings.engine = .sglang
+        let sg = ServeCommand.line(model: model, serving: try settings.resolve(gpu: gpu, model: model), context: 32768)
+        #expect(sg.hasPrefix("python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B-Instruct --tp 2 --context-length 32768"))
+        #expect(sg.contains("--mem-fraction-static"))
     }
 }

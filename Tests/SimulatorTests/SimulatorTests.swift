@@ -513,3 +513,55 @@ struct EngineSchedulerTests {
         #expect(r.batchPercentiles.max == 1)
     }
 }
+
+@Suite("a cluster of replicas behind a router")
+struct ClusterTests {
+    static func setup(_ engine: ServingEngine = .vllmV1) throws -> (MemoryPlan, CostModel) {
+        var settings = ServingSettings()
+        settings.engine = engine
+        settings.maxModelLen = 16384
+        let config = try settings.resolve(gpu: a100, model: llama8b)
+        return (try MemoryPlan(gpu: a100, model: llama8b, serving: config), CostModel(gpu: a100, model: llama8b, serving: config))
+    }
+
+    static func source(rate: Double, count: Int, seed: UInt64 = 5) -> SyntheticSource {
+        SyntheticSource(arrivals: .poisson(rate: rate), prompt: .lognormal(median: 2000, sigma: 1, min: 16, max: 12000),
+                        output: .lognormal(median: 300, sigma: 0.8, min: 1, max: 2000), count: count, seed: seed)
+    }
+
+    @Test("one replica is the single-replica simulation exactly, for every engine, with and without compression",
+          arguments: [ServingEngine.vllmV0, .vllmV1, .sglang])
+    func oneReplica(engine: ServingEngine) throws {
+        let (plan, cost) = try Self.setup(engine)
+        for spec in [nil, CompressionSpec(policy: .snapKV, budget: .tokens(512))] as [CompressionSpec?] {
+            var single = Simulation(plan: plan, cost: cost, compression: spec, scheduler: scheduler(for: plan.serving), source: Self.source(rate: 12, count: 600))
+            single.recordsTimeSeries = false
+            let alone = single.run()
+            for router in RouterPolicy.allCases {
+                var cluster = ClusterSimulation(replicas: 1, plan: plan, cost: cost, compression: spec, router: router, source: Self.source(rate: 12, count: 600))
+                let r = cluster.run()
+                #expect(r.fleet == alone && r.replicas == [alone], "\(engine) \(router)")
+            }
+        }
+    }
+
+    @Test("N replicas carry N times the load: every request completes, the replicas share it, and the fleet's figures are theirs merged")
+    func scaling() throws {
+        let (plan, cost) = try Self.setup()
+        var single = Simulation(plan: plan, cost: cost, scheduler: scheduler(for: plan.serving), source: Self.source(rate: 6, count: 1000))
+        single.recordsTimeSeries = false
+        let one = single.run()
+        for router in RouterPolicy.allCases {
+            var cluster = ClusterSimulation(replicas: 4, plan: plan, cost: cost, router: router, source: Self.source(rate: 24, count: 4000))
+            let r = cluster.run()
+            #expect(r.fleet.requests == 4000 && r.fleet.completed == 4000)
+            #expect(r.replicas.map(\.completed).reduce(0, +) == 4000)
+            #expect(r.replicas.allSatisfy { $0.completed > 800 }, "\(router): \(r.replicas.map(\.completed))")
+            // Four replicas at four times the rate serve about four times the tokens, at about the same latency.
+            #expect(abs(r.fleet.outputTokensPerSecond / (4 * one.outputTokensPerSecond) - 1) < 0.1, "\(router)")
+            #expect(r.fleet.ttftMs.p50 < one.ttftMs.p50 * 2, "\(router)")
+        }
+        var rr = ClusterSimulation(replicas: 4, plan: plan, cost: cost, router: .roundRobin, source: Self.source(rate: 24, count: 4000))
+        #expect(rr.run().replicas.map(\.requests) == [1000, 1000, 1000, 1000])
+    }
+}

@@ -1,0 +1,141 @@
+import Hardware
+import HeapModule
+
+/// How a cluster's router picks the replica for each arriving request.
+public enum RouterPolicy: String, Codable, Sendable, CaseIterable {
+    /// Replicas in turn, whatever their load.
+    case roundRobin = "round-robin"
+    /// The replica with the fewest requests routed to it and not yet finished (the lowest index
+    /// among equals): what llm-d's and most gateways' load-aware pickers approximate.
+    case leastOutstanding = "least-outstanding"
+}
+
+/// N identical replicas behind a router: one request stream, each replica with its own
+/// scheduler, KV pool and API front-end (`Simulation`), one clock. Arrivals are routed at their
+/// arrival time, after every replica event before it, so a load-aware router sees each
+/// replica's outstanding requests as they stand then. Deterministic: the same inputs give the
+/// same result, and one replica gives exactly the single-replica simulation's result.
+public struct ClusterSimulation {
+    public let router: RouterPolicy
+    private var replicas: [Simulation]
+    private var source: any RequestSource
+    private var nextReplica = 0
+
+    /// `replicas` copies of the replica `plan`, `cost` and `compression` describe, batched by
+    /// `scheduler(for:)` of the plan's engine, fed by `source` through `router`.
+    public init(replicas: Int, plan: MemoryPlan, cost: any LatencyModel, compression: CompressionSpec? = nil,
+                router: RouterPolicy = .leastOutstanding, source: any RequestSource, recordsTimeSeries: Bool = false,
+                goodput: GoodputSLO? = nil) {
+        precondition(replicas >= 1, "a cluster needs a replica")
+        self.router = router
+        self.source = source
+        var one = Simulation(plan: plan, cost: cost, compression: compression, scheduler: scheduler(for: plan.serving), source: EmptySource())
+        one.recordsTimeSeries = recordsTimeSeries
+        one.goodputSLO = goodput
+        self.replicas = Array(repeating: one, count: replicas)
+    }
+
+    /// Runs until every request has completed or been rejected.
+    public mutating func run() -> ClusterResult {
+        var pending = source.next()
+        // Each replica's next event time, earliest first (the lowest index among equals); an
+        // entry is stale once its replica's next event has changed, and is then skipped.
+        var next = Heap<NextEvent>()
+        func refresh(_ i: Int, _ next: inout Heap<NextEvent>) {
+            if let t = replicas[i].nextEventTime { next.insert(NextEvent(time: t, replica: i)) }
+        }
+        while true {
+            while let top = next.min, replicas[top.replica].nextEventTime != top.time { _ = next.removeMin() }
+            let earliest = next.min
+            // An arrival goes first at a tie: the replicas' own queues order arrivals before step ends.
+            if let r = pending, earliest.map({ r.arrival <= $0.time }) ?? true {
+                let i = pick()
+                let before = replicas[i].nextEventTime
+                replicas[i].inject(r)
+                if replicas[i].nextEventTime != before { refresh(i, &next) }
+                pending = source.next()
+            } else if let e = earliest {
+                _ = next.removeMin()
+                _ = replicas[e.replica].processNextEvent()
+                refresh(e.replica, &next)
+            } else {
+                break
+            }
+        }
+        var merged = MetricsRecorder()
+        var perReplica: [SimulationResult] = []
+        var requests = 0
+        for i in replicas.indices {
+            let r = replicas[i].result()
+            perReplica.append(r)
+            requests += r.requests
+            merged.add(replicas[i].recorder)
+        }
+        return ClusterResult(fleet: SimulationResult(merged, requests: requests), replicas: perReplica)
+    }
+
+    private mutating func pick() -> Int {
+        switch router {
+        case .roundRobin:
+            defer { nextReplica = (nextReplica + 1) % replicas.count }
+            return nextReplica
+        case .leastOutstanding:
+            var best = 0
+            for i in replicas.indices.dropFirst() where replicas[i].outstanding < replicas[best].outstanding { best = i }
+            return best
+        }
+    }
+}
+
+/// A cluster run: the fleet's figures over every request, and each replica's own.
+public struct ClusterResult: Codable, Equatable, Sendable {
+    /// Throughput over the whole fleet; latency percentiles over every request; batch and KV
+    /// figures per replica, averaged over the replicas' busy time.
+    public var fleet: SimulationResult
+    public var replicas: [SimulationResult]
+}
+
+/// A replica's next event in the cluster's queue.
+struct NextEvent: Comparable {
+    var time: Int64
+    var replica: Int
+    static func < (a: NextEvent, b: NextEvent) -> Bool { (a.time, a.replica) < (b.time, b.replica) }
+}
+
+/// No requests: a replica fed by a cluster's router reads nothing itself.
+struct EmptySource: RequestSource {
+    mutating func next() -> Request? { nil }
+}
+
+extension MetricsRecorder {
+    /// Adds another replica's recordings (histograms, sums and counts; the span from the first
+    /// arrival to the last finish over both). The time series are not merged.
+    mutating func add(_ o: MetricsRecorder) {
+        ttft.add(o.ttft)
+        tpot.add(o.tpot)
+        e2e.add(o.e2e)
+        itl.add(o.itl)
+        batch.add(o.batch)
+        ttftSum += o.ttftSum
+        tpotSum += o.tpotSum
+        e2eSum += o.e2eSum
+        itlSum += o.itlSum
+        batchSum += o.batchSum
+        completed += o.completed
+        rejected += o.rejected
+        preemptions += o.preemptions
+        compressions += o.compressions
+        promptTokens += o.promptTokens
+        outputTokens += o.outputTokens
+        steps += o.steps
+        busyTime += o.busyTime
+        batchTimeSum += o.batchTimeSum
+        kvTimeSum += o.kvTimeSum
+        kvPeak = max(kvPeak, o.kvPeak)
+        if let f = o.firstArrival { firstArrival = min(firstArrival ?? f, f) }
+        lastFinish = max(lastFinish, o.lastFinish)
+        slo = slo ?? o.slo
+        good += o.good
+        recordsSeries = false
+    }
+}
