@@ -14,8 +14,15 @@ struct BenchPlan: AsyncParsableCommand {
     @Option(help: "Arguments of the plan to time, space-separated.")
     var arguments = "--gpu A100-80G --context 128k"
 
+    @Flag(help: "Time the default fleet search instead (goal ≤ 10 s): \(Self.search).")
+    var search = false
+
+    static let search = "--gpu A100-80G,H100,L40S --tp auto --context 32k --target-rate 20/s"
+
     func run() async throws {
         guard runs > 0 else { throw CLIError("--runs must be positive") }
+        let arguments = search ? Self.search : arguments
+        let goal = search ? 10 : 2
         var times: [Double] = []
         let clock = ContinuousClock()
         for _ in 0..<runs {
@@ -25,6 +32,6 @@ struct BenchPlan: AsyncParsableCommand {
             times.append((clock.now - start).seconds)
         }
         let sorted = times.sorted()
-        print("ckv-sim plan \(arguments): \(runs) runs, wall min \(String(format: "%.2f", sorted[0])) s, median \(String(format: "%.2f", sorted[sorted.count / 2])) s, max \(String(format: "%.2f", sorted.last!)) s (goal ≤ 2 s on 2 cores)")
+        print("ckv-sim plan \(arguments): \(runs) runs, wall min \(String(format: "%.2f", sorted[0])) s, median \(String(format: "%.2f", sorted[sorted.count / 2])) s, max \(String(format: "%.2f", sorted.last!)) s (goal ≤ \(goal) s on 2 cores)")
     }
 }

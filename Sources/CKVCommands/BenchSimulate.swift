@@ -8,7 +8,7 @@ import Simulator
 struct BenchSimulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Simulator speed: requests simulated per wall second on (a) the Azure conversation log and (b) 32k-token prompts with compression.",
+        abstract: "Simulator speed: requests simulated per wall second on (a) the Azure conversation log, (b) 32k-token prompts with compression, (c) a 16-replica cluster of 10 × --requests.",
         discussion: "Run a release build. Memory: the process's peak RSS is printed; the simulator keeps no per-request history."
     )
 
@@ -67,6 +67,23 @@ struct BenchSimulate: AsyncParsableCommand {
                                    count: requests, seed: 1)
         rows.append(try measure("(b) 32k-token prompts, Poisson 1 req/s, SnapKV budget 1024, Llama-3.1-8B / H100-80G-SXM", serving,
                                 CompressionSpec(policy: .snapKV, budget: .tokens(1024)), long, h100, llama))
+
+        // (c) a fleet: 16 replicas behind the least-outstanding router, 100k requests (the
+        // fleet-sizing goal: ≤ 2 s), Poisson at 16 × 4 req/s of the plan's default workload shape.
+        var fleetServing = ServingSettings()
+        fleetServing.maxModelLen = 16_384
+        let fleetConfig = try fleetServing.resolve(gpu: a100, model: llama)
+        let fleetSource = SyntheticSource(arrivals: .poisson(rate: 64), prompt: .lognormal(median: 975, sigma: 0.8, min: 60, max: 12_000),
+                                          output: .lognormal(median: 256, sigma: 0.5, min: 16, max: 2048), count: 10 * requests, seed: 1)
+        _ = KernelTables.named(a100.name)
+        let fleetPlan = try MemoryPlan(gpu: a100, model: llama, serving: fleetConfig)
+        var cluster = ClusterSimulation(replicas: 16, plan: fleetPlan, cost: CostModel(gpu: a100, model: llama, serving: fleetConfig), source: fleetSource)
+        let start = ContinuousClock.now
+        let fleet = cluster.run()
+        let wall = (ContinuousClock.now - start).seconds
+        rows.append(Row(workload: "(c) 16 replicas, least-outstanding router, Poisson 64 req/s, Llama-3.1-8B / A100-80G, full cache", requests: fleet.fleet.requests,
+                        simulatedSeconds: fleet.fleet.durationSeconds, wallSeconds: wall, requestsPerWallSecond: Double(fleet.fleet.requests) / wall,
+                        steps: fleet.fleet.steps))
 
         let output = Output(rows: rows, peakRSSBytes: peakRSS())
         switch format {
