@@ -62,6 +62,8 @@ ckv-sim plan --gpu A100-80G --context 128k --policies compresskv --budgets 1024 
   echo '```'
   echo
 } >> "$out"
+example "plan --target-rate: a fleet over GPUs and TP degrees, priced" ckv-sim plan --gpu A100-80G,H100,L40S --tp auto --context 32k --target-rate 20/s
+example "plan --target-rate: one GPU, a price override, round-robin routing" ckv-sim plan --gpu H100 --context 32k --policies snapkv,kvcompress --budgets 1024 --target-rate 12/s --gpu-price H100=3.10 --router round-robin --format md
 example "plan --format csv" ckv-sim plan --gpu A100-80G --context 128k --policies snapkv --budgets 1024 --format csv
 echo "\`--format html --out report.html\` writes a self-contained page with the table and four SVG charts (throughput vs budget, attention mass vs kv-fraction, KV per request, TTFT at the SLO rate)." >> "$out"
 echo >> "$out"
@@ -98,6 +100,7 @@ example "trace repair: an interrupted recording" ckv-sim trace repair "$work/cut
 echo "## Benchmarks" >> "$out"
 echo >> "$out"
 example "bench plan: the default plan's wall time" ckv-sim bench plan --runs 3
+example "bench plan --search: the default fleet search's wall time" ckv-sim bench plan --search --runs 3
 example "bench simulate" ckv-sim bench simulate
 example "bench engine" ckv-sim bench engine --model $smol --context 256
 example "bench trace" ckv-sim bench trace
@@ -106,6 +109,8 @@ echo "## Bad input" >> "$out"
 echo >> "$out"
 example "unknown GPU" ckv-sim plan --gpu T4 --context 32k
 example "context beyond the model" ckv-sim plan --gpu A100-80G --context 256k
+example "a GPU without a price" ckv-sim plan --gpu A100-80G,RTX-3090 --context 16k --target-rate 10
+example "a target no fleet within the GPU limit carries" ckv-sim plan --gpu A100-80G --context 32k --target-rate 500/s --max-gpus 4
 example "SLOs no rate can meet" ckv-sim plan --gpu A100-80G --context 32k --slo-ttft 10ms
 example "unknown policy" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies magic
 example "budget below the window" ckv-sim replay Traces/smollm2-qa-1k.ckvt --policies snapkv --budgets 16

@@ -205,7 +205,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
                 throw PlanError("no configuration meets the SLOs at any rate on \(reports.map { "\($0.gpu) × \($0.tensorParallel)" }.joined(separator: ", "))")
             }
             let miss = best.fleetShortfall.map { " with \($0.maxReplicas) replicas: \($0.failing)" } ?? ""
-            throw PlanError("no configuration carries \(rate) req/s within \(settings.maxGPUs) GPUs: the best, \(best.policy)\(best.budget.map { " at budget \($0)" } ?? "") on \(report.gpu) × \(report.tensorParallel), meets the SLOs up to \(Format.figure(best.sloRate)) req/s per replica (it saturates at \(Format.figure(best.saturation.requestsPerSecond)) req/s) and misses them\(miss) (raise --max-gpus or relax the SLOs)")
+            throw PlanError("no configuration carries \(rate) req/s within \(settings.maxGPUs) GPUs: the best, \(best.policy)\(best.budget.map { " at budget \($0)" } ?? "") on \(report.gpu) × \(report.tensorParallel), meets the SLOs at up to \(Format.figure(best.sloRate)) req/s per replica (a burst of requests all at once drains at \(Format.figure(best.saturation.requestsPerSecond)) req/s) and misses them\(miss) (raise --max-gpus or relax the SLOs)")
         }
         // Cheapest first; at the same cost the full cache (nothing to risk), then the least loss,
         // the largest budget, and the names.

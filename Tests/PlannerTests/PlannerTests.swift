@@ -194,7 +194,7 @@ struct FleetTests {
             try FleetReport.rank([report], skipped: [], settings: settings, prices: "test", maxLoss: 0.03, models: [:])
         } throws: { error in
             let text = "\(error)"
-            return text.hasPrefix("no configuration carries 200 req/s within 2 GPUs") && text.contains("saturates at") && text.contains("with 2 replicas: ")
+            return text.hasPrefix("no configuration carries 200 req/s within 2 GPUs") && text.contains("all at once drains at") && text.contains("with 2 replicas: ")
                 && (text.contains("TTFT p90") || text.contains("TPOT p99") || text.contains("could not be served")) && !text.contains("\n")
         }
     }
