@@ -84,7 +84,7 @@ let package = Package(
         // Reads traces, applies policies, computes the accuracy proxies.
         .target(name: "Replay", dependencies: ["TraceFormat", "Policies", "Reporting"]),
         // The plan search over policies × budgets and its reports.
-        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation"],
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation", "Accuracy"],
                 resources: [.copy("Data")]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(
@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "ModelFamilyTests", dependencies: ["ModelFamily"]),
         .testTarget(name: "ValidationTests", dependencies: ["TestSupport", "Validation", "Hardware", "Simulator", "Reporting"]),
-        .testTarget(name: "PlannerTests", dependencies: ["TestSupport", "Planner", "Hardware", "Policies", "Simulator", "Replay"]),
+        .testTarget(name: "PlannerTests", dependencies: ["TestSupport", "Planner", "Hardware", "Policies", "Simulator", "Replay", "Accuracy", "Engine"]),
         .testTarget(name: "AccuracyTests", dependencies: ["TestSupport", "Accuracy", "Engine", "Policies", "Recorder"]),
         .testTarget(name: "ReplayTests", dependencies: ["TestSupport", "Recorder", "Replay", "Engine", "Policies", "TraceFormat", "ZstdModule", "SeededRandom"]),
         .testTarget(name: "HardwareTests", dependencies: ["TestSupport", "Hardware", "GGUF", "Policies"]),

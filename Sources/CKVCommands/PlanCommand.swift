@@ -54,6 +54,9 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(help: "Directory of traces to replay (default: the bundled Traces/).")
     var traces: String?
 
+    @Option(help: "Directory of accuracy-corpus results (*.jsonl from `ckv-sim corpus run`; default: the bundled Accuracy/).")
+    var accuracy: String?
+
     @Option(name: .customLong("target-rate"), help: "Size a fleet for this load: requests per second (20, 20/s, 1200/min), simulated as Poisson arrivals over replicas behind a router.")
     var targetRate: String?
 
@@ -115,6 +118,8 @@ struct PlanCommand: AsyncParsableCommand {
         if specs.isEmpty { specs = [256, 1024, 4096].map { .tokens($0) } }
         let library = try TraceLibrary(directory: try traces ?? resource("Traces"), profiles: try? resource("Profiles"))
         guard !library.replayers.isEmpty else { throw CLIError("no traces (.ckvt) in \(traces ?? "Traces/"): the accuracy and memory evidence needs them") }
+        let corpus = try (accuracy ?? (try? resource("Accuracy"))).flatMap { try AccuracyCorpus.load(directory: $0) }
+        if let accuracy, corpus == nil { throw CLIError("--accuracy \(accuracy): no corpus results (*.jsonl) there") }
         let sloT = try parseDuration(sloTTFT, "--slo-ttft"), sloP = try parseDuration(sloTPOT, "--slo-tpot")
         let maxLoss = try parseFraction(maxAccuracyLoss, "--max-accuracy-loss")
         let clock = ContinuousClock(), start = clock.now
@@ -132,6 +137,7 @@ struct PlanCommand: AsyncParsableCommand {
                                     sloTTFT: sloT, sloTPOT: sloP, policies: kinds, budgets: specs, maxAccuracyLoss: maxLoss)
             inputs.coefficients = coefficients
             inputs.calibration = calibration
+            inputs.accuracyCorpus = corpus
             if let target, let table, let price = table.price(g.name) {
                 inputs.fleet = FleetSettings(targetRate: target, router: router, usdPerGPUHour: price.usd, priceSource: price.source, maxGPUs: maxGPUs)
             }

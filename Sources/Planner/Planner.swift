@@ -44,6 +44,8 @@ public struct PlanInputs: Sendable {
     public var calibration: String?
     /// Size a fleet for a target load (nil: one replica only).
     public var fleet: FleetSettings?
+    /// The accuracy corpus the rows read their accuracy curves from (nil: none).
+    public var accuracyCorpus: AccuracyCorpus?
 
     public init(gpu: GPU, model: ModelSpec, serving: ServingConfig, scenario: Scenario, context: Int, outputTokens: Int?,
                 sloTTFT: Double, sloTPOT: Double, policies: [PolicyKind], budgets: [Budget], maxAccuracyLoss: Double, requests: Int = 300) {
@@ -144,6 +146,9 @@ public struct PlanRow: Codable, Sendable, Equatable {
 public struct AccuracyEstimate: Codable, Sendable, Equatable {
     /// Replay and real runs on the bundled traces (reference models), at the row's request-weighted kv-fraction.
     public var traces: TraceEvidence?
+    /// The accuracy corpus's curve at the row's request-weighted kv-fraction (reference models,
+    /// every task kind and length where the full cache succeeds).
+    public var corpus: CorpusEvidence? = nil
     /// The papers' figures for this model, policy and budget.
     public var published: [PublishedScore]
     /// The loss used for the recommendation, and where it comes from.
@@ -151,7 +156,7 @@ public struct AccuracyEstimate: Codable, Sendable, Equatable {
     public var lossSource: String
 
     enum CodingKeys: String, CodingKey {
-        case traces, published, loss
+        case traces, published, loss, corpus
         case lossSource = "loss_source"
     }
 }
@@ -430,9 +435,14 @@ public enum Planner {
             }
         }
         let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: spec!) } ?? []
+        let corpus = policy.flatMap { inputs.accuracyCorpus?.evidence($0, fraction: weighted) }
         let loss: Double?, source: String
         if policy == nil {
             loss = 0; source = "full cache"
+        } else if let c = corpus {
+            // The interval's pessimistic end: what the evidence cannot rule out.
+            loss = c.pessimisticLoss
+            source = "accuracy corpus (\(c.models.joined(separator: ", "))): the lower end of the 95 % interval at kv-fraction \(formatPercent((weighted * 1000).rounded() / 1000)), \(c.samples) samples"
         } else if let p = published.first {
             loss = p.loss; source = "\(p.benchmark), \(p.source)"
         } else if let m = evidence?.measuredLoss {
@@ -448,7 +458,7 @@ public enum Planner {
             saturation: .init(requestsPerSecond: saturated.requestsPerSecond, outputTokensPerSecond: saturated.outputTokensPerSecond,
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
             sloRate: sloRate, latency: latency, curve: curve,
-            accuracy: AccuracyEstimate(traces: evidence, published: published, loss: loss, lossSource: source),
+            accuracy: AccuracyEstimate(traces: evidence, corpus: corpus, published: published, loss: loss, lossSource: source),
             fleet: sizing, fleetShortfall: shortfall
         )
     }
@@ -485,6 +495,7 @@ public enum Planner {
             "Throughput, TTFT and TPOT carry the 90th percentile of the absolute error the simulator makes on published vLLM and SGLang serving runs held out of its fit (Docs/validation.md, \"Serving runs without compression\"); the compression multipliers are checked separately (\"Serving results\").",
             "Latency and throughput come from the discrete-event simulator: \(CostModel(gpu: inputs.gpu, model: inputs.model, serving: inputs.serving).source.description), \(inputs.calibration.map { "with the coefficients of the calibration profile \($0) (Docs/calibration.md)" } ?? "with its default scheduler constants") (Docs/simulator.md; Docs/validation.md for its measured error).",
             "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at each row's request-weighted kv-fraction (the mean over the workload's requests of the share of each prompt the budget keeps); published figures are the papers' own, on their models and benchmarks.",
+            inputs.accuracyCorpus.map { c in "[corpus]: the accuracy corpus (\(c.models.joined(separator: ", ")); kinds \(c.kinds.joined(separator: ", ")); lengths \(c.lengths.map(String.init).joined(separator: ", ")) tokens): of the samples the full cache solves, the share the policy still solves at the row's request-weighted kv-fraction, interpolated between recorded kv-fractions, with its Wilson 95 % interval; the recommendation takes the interval's lower end as the loss. No evidence below the smallest recorded kv-fraction." } ?? "No accuracy corpus was read (Accuracy/*.jsonl; ckv-sim corpus run).",
         ]
         let missing = inputs.policies.filter { p in p.needsProfile && !library.replayers.contains { library.profiles[$0.trace.model.name] != nil } }
         if !missing.isEmpty {

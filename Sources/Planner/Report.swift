@@ -51,6 +51,7 @@ extension PlanReport {
     func accuracyCell(_ r: PlanRow) -> String {
         guard r.budget != nil else { return "baseline" }
         var parts: [String] = []
+        if let c = r.accuracy.corpus { parts.append(c.text + " [corpus]") }
         if let p = r.accuracy.published.first {
             parts.append("\(p.benchmark) \(Format.figure(p.score)) vs \(Format.figure(p.full)) [paper]")
         }
@@ -108,7 +109,7 @@ extension PlanReport {
         }
         out += configurations.text + "\n\n"
         out += "Recommendation: \(recommendation)\n\n"
-        out += "Sources: [paper] published figure for this model, policy and budget; [ref. runs] real compressed runs of the reference models on the bundled traces at the nearest recorded kv-fraction; [replay] attention mass kept and relative attention-output error from replaying the traces.\n"
+        out += "Sources: [corpus] the accuracy corpus's curve (Docs/accuracy.md); [paper] published figure for this model, policy and budget; [ref. runs] real compressed runs of the reference models on the bundled traces at the nearest recorded kv-fraction; [replay] attention mass kept and relative attention-output error from replaying the traces.\n"
         out += notes.map { "- " + $0 }.joined(separator: "\n") + "\n"
         return out
     }
@@ -127,7 +128,7 @@ extension PlanReport {
         out += "## Configurations\(fleet == nil ? "" : " on \(gpu) × \(tensorParallel), one replica")\n\n"
         out += configurations.markdown
         out += "\n\n## Recommendation\n\n\(recommendation)\n\n## Sources and caveats\n\n"
-        out += "- [paper]: published figure for this model, policy and budget; [ref. runs]: real compressed runs of the reference models on the bundled traces; [replay]: attention mass kept and relative attention-output error from replaying the traces.\n"
+        out += "- [corpus]: the accuracy corpus's curve (Docs/accuracy.md); [paper]: published figure for this model, policy and budget; [ref. runs]: real compressed runs of the reference models on the bundled traces; [replay]: attention mass kept and relative attention-output error from replaying the traces.\n"
         out += notes.map { "- " + $0 }.joined(separator: "\n") + "\n"
         return out
     }
@@ -143,7 +144,8 @@ extension PlanReport {
                       "saturated_output_tok_s", "slo_rate_req_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p90_ms",
                       "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "accuracy_loss", "accuracy_source", "replay_attention_mass",
                       "replay_output_error", "ref_runs_correct", "ref_runs", "fleet_replicas", "fleet_gpus", "fleet_usd_per_hour",
-                      "fleet_usd_per_million_output_tokens", "fleet_ttft_p90_ms", "fleet_tpot_p99_ms", "fleet_goodput_req_s"]
+                      "fleet_usd_per_million_output_tokens", "fleet_ttft_p90_ms", "fleet_tpot_p99_ms", "fleet_goodput_req_s",
+                      "corpus_accuracy", "corpus_low", "corpus_high", "corpus_samples"]
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
         let lines = rows.map { r -> [String] in
             let l = r.latency, t = r.accuracy.traces
@@ -153,7 +155,8 @@ extension PlanReport {
                     f(l?.e2e.p50), f(l?.e2e.p90), f(l?.e2e.p99), f(r.accuracy.loss), r.accuracy.lossSource,
                     f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? "",
                     r.fleet.map { String($0.replicas) } ?? "", r.fleet.map { String($0.gpus) } ?? "", f(r.fleet?.usdPerHour),
-                    f(r.fleet?.usdPerMillionOutputTokens), f(r.fleet?.ttftP90Ms), f(r.fleet?.tpotP99Ms), f(r.fleet?.goodput)]
+                    f(r.fleet?.usdPerMillionOutputTokens), f(r.fleet?.ttftP90Ms), f(r.fleet?.tpotP99Ms), f(r.fleet?.goodput),
+                    f(r.accuracy.corpus?.accuracy), f(r.accuracy.corpus?.low), f(r.accuracy.corpus?.high), r.accuracy.corpus.map { String($0.samples) } ?? ""]
         }
         return Table(columns: header, rows: lines).csv
     }

@@ -3,6 +3,8 @@ import Hardware
 import Policies
 import Simulator
 import Replay
+@testable import Accuracy
+import Engine
 import Testing
 import TestSupport
 @testable import Planner
@@ -239,5 +241,51 @@ struct FleetTests {
         let sg = ServeCommand.line(model: model, serving: try settings.resolve(gpu: gpu, model: model), context: 32768)
         #expect(sg.hasPrefix("python -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B-Instruct --tp 2 --context-length 32768"))
         #expect(sg.contains("--mem-fraction-static"))
+    }
+}
+
+@Suite("accuracy curves in the plan")
+struct CorpusEvidenceTests {
+    static func cell(_ kind: TaskKind, length: Int, fullSolved: Int, of n: Int, points: [(PolicyKind, Double, Double, Int)]) -> AccuracyCell {
+        AccuracyCell(model: "m", kind: kind, length: length, promptTokens: Double(length), full: Proportion(successes: Double(fullSolved), n: n),
+                     points: points.map { CurvePoint(policy: $0.0, fraction: $0.1, accuracy: Proportion(successes: $0.2, n: $0.3), attentionMass: 1, outputError: 0) })
+    }
+
+    @Test("pooled over the informative cells, interpolated between recorded kv-fractions, none below the smallest, the largest above it")
+    func curve() throws {
+        let corpus = AccuracyCorpus(cells: [
+            Self.cell(.passkey, length: 1024, fullSolved: 30, of: 30, points: [(.snapKV, 0.1, 15, 30), (.snapKV, 0.5, 30, 30)]),
+            Self.cell(.qa, length: 2048, fullSolved: 20, of: 30, points: [(.snapKV, 0.1, 10, 20), (.snapKV, 0.5, 18, 20)]),
+            // The full cache solves 2 of 30: no information, left out.
+            Self.cell(.variableTracking, length: 1024, fullSolved: 2, of: 30, points: [(.snapKV, 0.1, 0, 2), (.snapKV, 0.5, 0, 2)]),
+        ])
+        #expect(corpus.kinds == ["passkey", "qa"] && corpus.lengths == [1024, 2048])
+        let at10 = try #require(corpus.evidence(.snapKV, fraction: 0.1))
+        #expect(at10.samples == 50 && abs(at10.accuracy - 25.0 / 50) < 1e-12 && at10.recorded == [0.1])
+        let p10 = Proportion(successes: 25, n: 50), p50 = Proportion(successes: 48, n: 50)
+        let mid = try #require(corpus.evidence(.snapKV, fraction: 0.3))
+        #expect(mid.recorded == [0.1, 0.5])
+        #expect(abs(mid.accuracy - (p10.value + p50.value) / 2) < 1e-12 && abs(mid.low - (p10.low + p50.low) / 2) < 1e-12)
+        #expect(abs(mid.pessimisticLoss - (1 - mid.low)) < 1e-12 && mid.low < mid.accuracy && mid.accuracy < mid.high)
+        #expect(corpus.evidence(.snapKV, fraction: 0.05) == nil)
+        #expect(corpus.evidence(.snapKV, fraction: 0.9)?.accuracy == p50.value)
+        #expect(corpus.evidence(.pyramidKV, fraction: 0.3) == nil)
+    }
+
+    @Test("plan reads the bundled corpus: a policy row's loss is the lower end of its interval, and the row says where it was measured")
+    func plan() async throws {
+        let root = TestSupport.repositoryRoot
+        var inputs = try FleetTests.inputs(rate: 1)
+        inputs.fleet = nil
+        inputs.policies = [.snapKV, .compressKV]
+        inputs.budgets = [.fraction(0.1)]
+        inputs.accuracyCorpus = try #require(try AccuracyCorpus.load(directory: root.appendingPathComponent("Accuracy").path))
+        let report = try await Planner.plan(inputs, library: try FleetTests.library())
+        for row in report.rows.dropFirst() {
+            let c = try #require(row.accuracy.corpus, "\(row.policy)")
+            #expect(row.accuracy.loss == c.pessimisticLoss)
+            #expect(row.accuracy.lossSource.hasPrefix("accuracy corpus"))
+            #expect(abs(c.fraction - row.requestWeightedFraction) < 1e-12)
+        }
     }
 }
