@@ -59,6 +59,27 @@ extension PlanReport {
         return svg + "</svg>"
     }
 
+    /// Cost per million output tokens against the accuracy loss the recommendation uses: per
+    /// policy its cheapest fleet at each budget (over every GPU × TP searched), and the Pareto
+    /// frontier of all options (none cheaper at a loss as small or smaller), in black.
+    func fleetParetoChart(_ f: FleetReport, color: (String) -> String) -> String {
+        let known = f.options.filter { $0.accuracyLoss != nil }
+        func point(_ o: FleetOption) -> (Double, Double) { (100 * o.accuracyLoss!, o.sizing.usdPerMillionOutputTokens) }
+        let policies = Array(Set(known.map(\.policy))).sorted { ($0 == "full" ? "" : $0) < ($1 == "full" ? "" : $1) }
+        var series = policies.map { p -> Series in
+            let cheapest = Dictionary(grouping: known.filter { $0.policy == p }) { $0.budget ?? -1 }.values.compactMap { group in
+                group.min { $0.sizing.usdPerMillionOutputTokens < $1.sizing.usdPerMillionOutputTokens }
+            }
+            return Series(name: p, points: cheapest.map(point).sorted { $0 < $1 }, color: p == "full" ? "#7f7f7f" : color(p))
+        }
+        var frontier: [(Double, Double)] = []
+        for o in known.sorted(by: { point($0) < point($1) }) where frontier.last.map({ point(o).1 < $0.1 }) ?? true { frontier.append(point(o)) }
+        series.append(Series(name: "Pareto frontier", points: frontier, color: "#000"))
+        return Self.lineChart(title: "Cost vs accuracy loss at \(Format.figure(f.targetRate)) req/s",
+                              xLabel: "accuracy loss the recommendation uses (%)", yLabel: "$ per million output tokens",
+                              series: series, logX: false)
+    }
+
     /// Horizontal bars: nominal and physical KV per request per configuration.
     func memoryChart() -> String {
         let configs = rows.filter { $0.budget != nil }
@@ -112,7 +133,9 @@ extension PlanReport {
         page += Table(pairs: settings).html
         if let f = fleet {
             let (heading, lines) = fleetLines(f)
-            page += "<h2>\(HTML.escape(heading))</h2>" + fleetTable(f, limit: nil).html
+            page += "<h2>\(HTML.escape(heading))</h2>"
+            page += "<div class=\"charts\">\(fleetParetoChart(f, color: color))</div>"
+            page += fleetTable(f, limit: nil).html
             page += "<ul>" + lines.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"
         }
         page += "<h2>Recommendation\(fleet == nil ? "" : HTML.escape(" for one replica of \(gpu) × \(tensorParallel)"))</h2><p class=\"rec\">\(HTML.escape(recommendation))</p>"

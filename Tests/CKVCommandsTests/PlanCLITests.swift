@@ -97,6 +97,9 @@ struct FleetCLITests {
         // Eight candidates (two GPUs × TP 1, 2, 4, 8, which all divide Llama-3.1-8B's heads): planned or pruned, each accounted for.
         let planned = (fleet["candidates"] as? [String])?.count ?? 0, skipped = (fleet["skipped"] as? [String])?.count ?? 0
         #expect(planned >= 1 && planned + skipped == 8, "\(planned) planned, \(skipped) skipped")
+        let html = try runCLI(Array(args.dropLast(2)) + ["--format", "html"])
+        #expect(html.status == 0 && html.stdout.contains("aria-label=\"Cost vs accuracy loss at 8.00 req/s\""))
+        #expect(html.stdout.contains("Pareto frontier"))
         let table = try runCLI(Array(args.dropLast(2)))
         for expected in ["Fleet for 8.00 req/s", "$/h", "Recommendation: For 8.00 req/s", "Serve command"] {
             #expect(table.stdout.contains(expected), "missing \(expected)")
