@@ -8,6 +8,7 @@ extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
 extension SamplerKind: ExpressibleByArgument {}
 extension ServingEngine: ExpressibleByArgument {}
+extension RouterPolicy: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
 struct HardwareOptions: ParsableArguments {

@@ -144,12 +144,8 @@ struct PlanCommand: AsyncParsableCommand {
             return inputs
         }
         func skip(_ label: String, _ body: () async throws -> Void) async throws {
-            do { try await body() } catch let e as PlanError where searching {
-                skipped.append("\(label): \(e.description)")
-            } catch let e as CapacityError where searching {
-                skipped.append("\(label): \(e.description)")
-            } catch let e as ServingError where searching {
-                skipped.append("\(label): \(e.description)")
+            do { try await body() } catch where searching && (error is PlanError || error is CapacityError || error is ServingError) {
+                skipped.append("\(label): \(error)")
             }
         }
         // A search plans the candidates in the order of the least a fleet of them can cost (no
@@ -193,8 +189,8 @@ struct PlanCommand: AsyncParsableCommand {
         guard !reports.isEmpty else { throw CLIError("no GPU × TP candidate could be planned: \(skipped.joined(separator: "; "))") }
         var report = reports[0]
         if let target, let table {
-            let settings = FleetSettings(targetRate: target, router: router, usdPerGPUHour: 0, priceSource: "", maxGPUs: maxGPUs)
-            let fleet = try FleetReport.rank(reports, skipped: skipped, settings: settings, prices: table.origin + (gpuPrice.map { ", overridden by --gpu-price \($0)" } ?? ""),
+            let fleet = try FleetReport.rank(reports, skipped: skipped, targetRate: target, router: router, maxGPUs: maxGPUs,
+                                             prices: table.origin + (gpuPrice.map { ", overridden by --gpu-price \($0)" } ?? ""),
                                              maxLoss: maxLoss, models: [m.name: m])
             if let pick = fleet.recommended, let best = reports.first(where: { $0.gpu == fleet.options[pick].gpu && $0.tensorParallel == fleet.options[pick].tensorParallel }) {
                 report = best
@@ -259,4 +255,3 @@ func parseFraction(_ text: String, _ flag: String) throws -> Double {
     guard let value, (0...1).contains(value) else { throw CLIError("\(flag): '\(text)' is not a fraction (3% or 0.03)") }
     return value
 }
-extension RouterPolicy: ExpressibleByArgument {}

@@ -98,9 +98,11 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// `ckv-sim calibrate` fits it to a team's own runs of one GPU, model and engine (a clock
     /// or power limit, a different kernel library, a slower interconnect than the catalogue's).
     public var deviceTimeScale = 1.0
-    /// Multiplies every kernel's time on one catalogue GPU (by `GPU.name`; absent: 1), on top of
-    /// `deviceTimeScale`: what the `fit` split of the serving runs says a GPU sustains in serving
-    /// against its measured kernel tables or roofline (`Validation.fitServingOverheads`).
+    /// Multiplies one catalogue GPU's GEMM, attention and LM-head times (by `GPU.name`; absent: 1),
+    /// on top of `deviceTimeScale`: what the `fit` split of the serving runs, all of dense models,
+    /// says the GPU sustains in serving against its measured kernel tables or roofline
+    /// (`Validation.fitServingOverheads`). A measured MoE layer and the links between GPUs are not
+    /// scaled: no fit run exercises them.
     public var gpuTimeScales: [String: Double] = ["H100-80G-SXM": 1.5]
 
     public init() {}
@@ -251,6 +253,7 @@ public struct CostModel: Sendable {
         // Per layer: what every token multiplies by; a mixture's experts apart.
         denseParametersPerLayer = model.sharedParametersPerLayer
         kvBytesPerTokenLayer = model.kvBytesPerTokenLayer(serving.kvFormat, tp: serving.tensorParallel)
+        gpuTimeScale = constants.gpuTimeScales[gpu.name] ?? 1
 
         let tables = constants.kernelTables ? KernelTables.named(gpu.name) : nil
         let t = serving.tensorParallel
@@ -349,12 +352,15 @@ public struct CostModel: Sendable {
     private let localLayers: Double
     private let denseParametersPerLayer: Double
     private let kvBytesPerTokenLayer: Double
+    /// `CostConstants.gpuTimeScales` for this GPU.
+    private let gpuTimeScale: Double
 
     /// The time of one step doing `work`.
     public func stepTime(_ work: StepWork) -> StepTime {
         let tokens = Double(work.prefillTokens + work.decodeSequences)
         let sequences = Double(work.decodeSequences + work.prefillSequences)
 
+        // `experts`: a measured MoE layer's time (on the roofline the experts are in `linear`).
         var linear = 0.0, experts = 0.0
         if tokens > 0 {
             let layers = Double(model.layers), bytes = serving.weightFormat.linearBytes
@@ -424,8 +430,8 @@ public struct CostModel: Sendable {
         }
         // The GPU's own factor was fitted on dense models' runs: it slows the kernels those run
         // (GEMMs, attention, the LM head), not a measured MoE layer nor the links between GPUs.
-        let k = constants.deviceTimeScale, g = k * (constants.gpuTimeScales[gpu.name] ?? 1)
-        return StepTime(linear: linear * g + experts * (moeLayerTime == nil ? g : k), attention: attention * g, lmHead: lmHead * g, communication: communication * k,
+        let k = constants.deviceTimeScale, g = k * gpuTimeScale
+        return StepTime(linear: linear * g + experts * k, attention: attention * g, lmHead: lmHead * g, communication: communication * k,
                         compression: compression, overhead: overhead)
     }
 

@@ -25,10 +25,6 @@ public struct CorpusEvidence: Codable, Sendable, Equatable {
     /// The loss the recommendation uses: one minus the interval's lower end.
     public var pessimisticLoss: Double { 1 - low }
 
-    enum CodingKeys: String, CodingKey {
-        case models, fraction, recorded, accuracy, low, high, samples, lengths, kinds
-    }
-
     /// "0.93 [0.85–0.97] of full-cache-solved at kv 10 % (n 120; 1024–2048 tokens)".
     public var text: String {
         let lengthText = lengths.count == 1 ? "\(lengths[0])" : "\(lengths.first ?? 0)–\(lengths.last ?? 0)"

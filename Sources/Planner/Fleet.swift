@@ -126,7 +126,8 @@ public enum Fleet {
     /// steady state and for the fleet's p99.
     static func requests(replicas: Int, base: Int) -> Int { max(base, 60 * replicas) }
 
-    /// The first SLO `r` misses, in words (nil: it meets them).
+    /// The first SLO `r` misses, in words (nil: it meets them): the plan's one test of its SLOs,
+    /// for a single replica's rate search and for a cluster at the target rate.
     static func failing(_ r: SimulationResult, sloTTFT: Double, sloTPOT: Double) -> String? {
         if r.completed < r.requests { return "\(r.requests - r.completed) of \(r.requests) requests could not be served" }
         if r.ttftMs.p90 > sloTTFT * 1000 { return String(format: "TTFT p90 %.2f s > %@ s", r.ttftMs.p90 / 1000, Format.figure(sloTTFT)) }
@@ -186,8 +187,8 @@ public struct FleetReport: Codable, Sendable, Equatable {
     /// cheapest within `maxLoss` of accuracy, against the cheapest full cache.
     /// - Throws: `PlanError` when no configuration carries the load: which SLO the largest
     ///   allowed cluster still misses, and the most one replica of the best carries.
-    public static func rank(_ reports: [PlanReport], skipped: [String], settings: FleetSettings, prices: String, maxLoss: Double,
-                            models: [String: ModelSpec]) throws -> FleetReport {
+    public static func rank(_ reports: [PlanReport], skipped: [String], targetRate: Double, router: RouterPolicy, maxGPUs: Int, prices: String,
+                            maxLoss: Double, models: [String: ModelSpec]) throws -> FleetReport {
         var options: [FleetOption] = []
         for report in reports {
             for row in report.rows {
@@ -197,7 +198,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
                                            lossSource: row.accuracy.lossSource, sizing: s))
             }
         }
-        let rate = Format.figure(settings.targetRate)
+        let rate = Format.figure(targetRate)
         guard !options.isEmpty else {
             // The best single replica, and what the largest allowed cluster of it misses.
             let rows = reports.flatMap { r in r.rows.map { (r, $0) } }
@@ -205,7 +206,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
                 throw PlanError("no configuration meets the SLOs at any rate on \(reports.map { "\($0.gpu) × \($0.tensorParallel)" }.joined(separator: ", "))")
             }
             let miss = best.fleetShortfall.map { " with \($0.maxReplicas) replicas: \($0.failing)" } ?? ""
-            throw PlanError("no configuration carries \(rate) req/s within \(settings.maxGPUs) GPUs: the best, \(best.policy)\(best.budget.map { " at budget \($0)" } ?? "") on \(report.gpu) × \(report.tensorParallel), meets the SLOs at up to \(Format.figure(best.sloRate)) req/s per replica (a burst of requests all at once drains at \(Format.figure(best.saturation.requestsPerSecond)) req/s) and misses them\(miss) (raise --max-gpus or relax the SLOs)")
+            throw PlanError("no configuration carries \(rate) req/s within \(maxGPUs) GPUs: the best, \(best.policy)\(best.budget.map { " at budget \($0)" } ?? "") on \(report.gpu) × \(report.tensorParallel), meets the SLOs at up to \(Format.figure(best.sloRate)) req/s per replica (a burst of requests all at once drains at \(Format.figure(best.saturation.requestsPerSecond)) req/s) and misses them\(miss) (raise --max-gpus or relax the SLOs)")
         }
         // Cheapest first; at the same cost the full cache (nothing to risk), then the least loss,
         // the largest budget, and the names.
@@ -218,7 +219,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
             let what = o.policy == "full" ? "the full cache" : "\(o.policy) at budget \(o.budget!) (kv-fraction \(formatPercent((o.kvFraction * 10000).rounded() / 10000)))"
             return "\(what) on \(o.sizing.replicas) × \(o.gpu)\(o.tensorParallel > 1 ? " × \(o.tensorParallel) (TP)" : "") = \(o.sizing.gpus) GPU\(o.sizing.gpus == 1 ? "" : "s"), \(money(o.sizing.usdPerHour))/h, \(money(o.sizing.usdPerMillionOutputTokens)) per million output tokens"
         }
-        var report = FleetReport(targetRate: settings.targetRate, router: settings.router, maxGPUs: settings.maxGPUs,
+        var report = FleetReport(targetRate: targetRate, router: router, maxGPUs: maxGPUs,
                                  candidates: reports.map { "\($0.gpu) × \($0.tensorParallel)" }, skipped: skipped, prices: prices,
                                  options: options, recommendation: "", recommended: nil, serveCommand: nil, implementation: nil)
         guard let pick = eligible.first else {
@@ -237,7 +238,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
                 text += "; the cheapest full cache is \(describe(full))"
                 text += String(format: " (%.0f %% more per hour)", 100 * (full.sizing.usdPerHour / chosen.sizing.usdPerHour - 1))
             } else {
-                text += "; no full-cache fleet carries it within \(settings.maxGPUs) GPUs"
+                text += "; no full-cache fleet carries it within \(maxGPUs) GPUs"
             }
         }
         report.recommendation = text + "."

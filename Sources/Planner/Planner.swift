@@ -382,9 +382,7 @@ public enum Planner {
                                       largest: (prompt, output), timeSeries: false)
         }
         let saturated = try Self.saturated(configured, inputs: inputs, serving: serving, workload: workload)
-        func meets(_ r: SimulationResult) -> Bool {
-            r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 && r.tpotMs.p99 <= inputs.sloTPOT * 1000
-        }
+        func meets(_ r: SimulationResult) -> Bool { Fleet.failing(r, sloTTFT: inputs.sloTTFT, sloTPOT: inputs.sloTPOT) == nil }
         // The highest Poisson rate meeting the SLOs, by bisection below the saturated rate.
         let top = saturated.requestsPerSecond * 1.2
         var curve: [PlanRow.RatePoint] = []

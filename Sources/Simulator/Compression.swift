@@ -54,13 +54,10 @@ public struct CompressionSpec: Sendable {
     var holdsDuringDecode: Bool { policy.timing == .continual && decodeTrigger == .everyStep }
 
     /// Whether running sequences are compressed again when blocks run out.
+    /// A finished prefill then waits for the pass after its step (vllm-kvcompress's forced pass
+    /// after new prefills, `schedule_kvcompress` in vllm/core/scheduler.py, which also compresses
+    /// running sequences that grew past their budget) instead of being compressed on its own.
     var compressesOnPressure: Bool { policy.timing == .continual && decodeTrigger == .onPressure }
-
-    /// Whether a finished prefill waits for the pass after its step (vllm-kvcompress's forced
-    /// pass after new prefills, `schedule_kvcompress` in vllm/core/scheduler.py, which also
-    /// compresses running sequences that grew past their budget) instead of being compressed on
-    /// its own: with the on-pressure trigger.
-    var passesAfterPrefill: Bool { compressesOnPressure }
 
     /// Tokens per global layer and head a request of `prompt` + `output` tokens holds when it
     /// finishes (the largest it reaches).

@@ -101,12 +101,12 @@ public struct SchedulerState {
     mutating func compressionPass() -> Bool {
         guard let compression else { return false }
         compressionPasses += 1
-        var candidates: [(key: Int, id: Int, index: Int)] = []
+        var candidates: [(key: Int, id: Int, index: Int, target: Int)] = []
         for i in running.indices where !running[i].prefilling {
             let target = compression.kept(prompt: running[i].tokens, blockSize: serving.blockSize)
             guard running[i].kept > target else { continue }
             let since = running[i].lastCompressionPass.map { compressionPasses - $0 } ?? 0
-            candidates.append((since, running[i].request.id, i))
+            candidates.append((since, running[i].request.id, i, target))
         }
         if compression.maxKVPerPass != nil {
             candidates.sort { ($0.key, $0.id) > ($1.key, $1.id) }
@@ -118,13 +118,12 @@ public struct SchedulerState {
                 passKVs += running[i].phb * serving.blockSize
                 if passKVs > cap { break }
             }
-            let target = compression.kept(prompt: running[i].tokens, blockSize: serving.blockSize)
-            let held = phb(tokens: running[i].tokens, kept: target)
+            let held = phb(tokens: running[i].tokens, kept: c.target)
             running[i].lastCompressionPass = compressionPasses
             if held < running[i].phb {
                 blocks.release(running[i].phb - held)
                 running[i].phb = held
-                running[i].kept = target
+                running[i].kept = c.target
                 compressions += 1
                 freed = true
             }
@@ -235,10 +234,9 @@ public struct VLLMScheduler: Scheduler {
 
 extension SchedulerState {
     /// Moves the head of the waiting queue into the running batch: its prefill of `target`
-    /// tokens starts with `chunk` of them in this step, holding `blocks` PHBs (allocated here).
-    /// Admits the head of the waiting queue with its first `chunk` prompt tokens, holding
-    /// `blocks` for them; `cached` is the prefix it finds in the prefix cache (`cachedPrefix`),
-    /// computed already, whose blocks it takes back first.
+    /// tokens starts with `chunk` of them in this step, holding `blocks` PHBs for them (allocated
+    /// here). `cached` is the prefix it finds in the prefix cache (`cachedPrefix`), computed
+    /// already, whose blocks it takes back first.
     mutating func admitHead(target: Int, blocks: Int, chunk: Int, cached: (tokens: Int, blocks: Int) = (0, 0), _ work: inout StepWork) {
         var s = waiting.removeFirst()
         if s.cachedPrefix {

@@ -148,7 +148,7 @@ public struct Simulation {
     }
 
     /// The result once every event is processed.
-    mutating func result() -> SimulationResult {
+    func result() -> SimulationResult {
         // fatalError, not precondition: its message survives -O, and names what was left.
         if !(state.running.isEmpty && state.waiting.isEmpty) {
             fatalError("requests left behind: \(state.running.count) running, \(state.waiting.count) waiting, \(state.blocks.free) of \(state.blocks.capacity) blocks free")
@@ -236,7 +236,7 @@ public struct Simulation {
                     if s.firstToken < 0 { s.firstToken = now }
                     s.lastToken = now
                     s.generated += 1
-                    if let compression, compression.passesAfterPrefill {
+                    if let compression, compression.compressesOnPressure {
                         // Compressed by the pass after this step, with the others (the cap decides).
                         prefillPass = true
                     } else if let compression {

@@ -191,9 +191,8 @@ struct FleetTests {
     func unreachable() async throws {
         let report = try await Planner.plan(try Self.inputs(rate: 200, maxGPUs: 2), library: try Self.library())
         #expect(report.rows.allSatisfy { $0.fleet == nil && $0.fleetShortfall?.maxReplicas == 2 })
-        let settings = FleetSettings(targetRate: 200, usdPerGPUHour: 2, priceSource: "test", maxGPUs: 2)
         #expect {
-            try FleetReport.rank([report], skipped: [], settings: settings, prices: "test", maxLoss: 0.03, models: [:])
+            try FleetReport.rank([report], skipped: [], targetRate: 200, router: .leastOutstanding, maxGPUs: 2, prices: "test", maxLoss: 0.03, models: [:])
         } throws: { error in
             let text = "\(error)"
             return text.hasPrefix("no configuration carries 200 req/s within 2 GPUs") && text.contains("all at once drains at") && text.contains("with 2 replicas: ")
@@ -279,7 +278,8 @@ struct CorpusEvidenceTests {
         inputs.fleet = nil
         inputs.policies = [.snapKV, .compressKV]
         inputs.budgets = [.fraction(0.1)]
-        inputs.accuracyCorpus = try #require(try AccuracyCorpus.load(directory: root.appendingPathComponent("Accuracy").path))
+        let corpus: AccuracyCorpus = try #require(try AccuracyCorpus.load(directory: root.appendingPathComponent("Accuracy").path))
+        inputs.accuracyCorpus = corpus
         let report = try await Planner.plan(inputs, library: try FleetTests.library())
         for row in report.rows.dropFirst() {
             let c = try #require(row.accuracy.corpus, "\(row.policy)")
