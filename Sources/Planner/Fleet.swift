@@ -44,9 +44,12 @@ public struct FleetSizing: Codable, Sendable, Equatable {
     /// the run's requests that met them all.
     public var goodput: Double
     public var outputTokensPerSecond: Double
+    /// The fleet's prefix-cache hit rate (nil: no prefix cache in force).
+    public var prefixHitRate: Double?
 
     enum CodingKeys: String, CodingKey {
         case replicas, gpus, goodput
+        case prefixHitRate = "prefix_hit_rate"
         case targetRate = "target_rate"
         case usdPerGPUHour = "usd_per_gpu_hour"
         case priceSource = "price_source"
@@ -87,6 +90,7 @@ public struct FleetSizing: Codable, Sendable, Equatable {
         self.init(targetRate: targetRate, replicas: replicas, tp: tp, usdPerGPUHour: usdPerGPUHour, priceSource: priceSource,
                   outputTokensPerSecond: run.outputTokensPerSecond, totalTokensPerSecond: run.totalTokensPerSecond,
                   ttftP90Ms: run.ttftMs.p90, tpotP99Ms: run.tpotMs.p99, good: run.goodput?.requests ?? 0, requests: run.requests)
+        prefixHitRate = run.prefixCache?.hitRate
     }
 }
 

@@ -70,6 +70,14 @@ public struct LatencyAtRate: Codable, Sendable, Equatable {
     public var ttft: Percentiles
     public var tpot: Percentiles
     public var e2e: Percentiles
+    /// Prompt tokens found in vLLM V1's prefix cache ÷ prompt tokens, at that rate (nil: no prefix
+    /// cache in force: caching off, or a policy whose kept cache is specific to each request).
+    public var prefixHitRate: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case rate, ttft, tpot, e2e
+        case prefixHitRate = "prefix_hit_rate"
+    }
 }
 
 /// One configuration: full cache, or a policy at a budget.
@@ -188,6 +196,9 @@ public struct PlanReport: Codable, Sendable, Equatable {
     public var calibration: String?
     /// The fleet for a target load, over every GPU × TP searched (nil: no `--target-rate`).
     public var fleet: FleetReport?
+    /// Whether the workload names its prompts' prefixes (a log's hash_ids, a scenario's
+    /// shared_prefix): the report then shows the prefix cache's hit rate.
+    public var namesPrefixes: Bool
 
     enum CodingKeys: String, CodingKey {
         case version, gpu, model, context, scenario, workload, serving, rows, recommendation, notes
@@ -200,6 +211,7 @@ public struct PlanReport: Codable, Sendable, Equatable {
         case maxAccuracyLoss = "max_accuracy_loss"
         case kvCapacityBytes = "kv_capacity_bytes"
         case traceModels = "trace_models"
+        case namesPrefixes = "names_prefixes"
     }
 }
 
@@ -242,7 +254,8 @@ public enum Planner {
             costModel: CostModel(gpu: inputs.gpu, model: model, serving: serving).source,
             kvCapacityBand: try ErrorBand.kvCapacity(),
             servingBands: try ErrorBand.servingBands(),
-            calibration: inputs.calibration
+            calibration: inputs.calibration,
+            namesPrefixes: workload.namesPrefixes
         )
         return report
     }
@@ -396,7 +409,7 @@ public enum Planner {
         switch try highestRate(below: top, probe: probe, meets: meets) {
         case let .met(rate, best):
             sloRate = rate
-            latency = LatencyAtRate(rate: rate, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs)
+            latency = LatencyAtRate(rate: rate, ttft: best.ttftMs, tpot: best.tpotMs, e2e: best.e2eMs, prefixHitRate: best.prefixCache?.hitRate)
         case let .unmet(atLow):
             if policy == nil {
                 let ttft = atLow.ttftMs.p90 / 1000, tpot = atLow.tpotMs.p99

@@ -28,7 +28,14 @@ extension PlanReport {
         func b(_ metric: ServingMetric) -> String { servingBands.band(metric).map { " \($0.label)" } ?? "" }
         return ["policy", "budget", "kv", "KV/request peak", "after (nominal)", "after (physical)", "max conc. \(kvCapacityBand.label)",
                 "sat. req/s\(b(.throughput))", "sat. out tok/s\(b(.throughput))", "SLO req/s", "TTFT p50/p90/p99 s\(b(.ttft))",
-                "TPOT p50/p90/p99 ms\(b(.tpot))", "accuracy (source)"]
+                "TPOT p50/p90/p99 ms\(b(.tpot))"] + (namesPrefixes ? ["prefix hits"] : []) + ["accuracy (source)"]
+    }
+
+    /// The prefix cache's hit rate at the SLO rate, or why there is none.
+    func prefixCell(_ r: PlanRow) -> String {
+        if let h = r.latency?.prefixHitRate { return Format.percent(h) }
+        guard r.latency != nil else { return "—" }
+        return r.budget != nil && serving.prefixCaching ? "none (kept cache per request)" : "off"
     }
 
     func cells(_ r: PlanRow) -> [String] {
@@ -38,7 +45,8 @@ extension PlanReport {
         } ?? ("—", "—")
         return [r.policy, r.budget.map(String.init) ?? "—", Format.percent(r.kvFraction), Format.gib(r.peakBytes), Format.gib(r.nominalBytes),
                 Format.gib(r.physicalBytes) + Self.gap(r), String(r.maxConcurrent), Format.figure(r.saturation.requestsPerSecond),
-                Format.figure(r.saturation.outputTokensPerSecond), r.sloRate > 0 ? Format.figure(r.sloRate) : "none", lat.0, lat.1, accuracyCell(r)]
+                Format.figure(r.saturation.outputTokensPerSecond), r.sloRate > 0 ? Format.figure(r.sloRate) : "none", lat.0, lat.1]
+            + (namesPrefixes ? [prefixCell(r)] : []) + [accuracyCell(r)]
     }
 
     /// The physical figure's excess over the nominal one, when it is at least 1 %.
@@ -70,17 +78,18 @@ extension PlanReport {
     func fleetTable(_ f: FleetReport, limit: Int?) -> Table {
         func b(_ metric: ServingMetric) -> String { servingBands.band(metric).map { " \($0.label)" } ?? "" }
         let columns = ["GPU", "TP", "policy", "budget", "replicas", "GPUs", "$/GPU-h", "$/h", "GPU-h/day", "$/M out tok", "$/M tok",
-                       "TTFT p90 s\(b(.ttft))", "TPOT p99 ms\(b(.tpot))", "goodput req/s", "accuracy loss"]
+                       "TTFT p90 s\(b(.ttft))", "TPOT p99 ms\(b(.tpot))", "goodput req/s"] + (namesPrefixes ? ["prefix hits"] : []) + ["accuracy loss"]
         let shown = limit.map { Array(f.options.prefix($0)) } ?? f.options
         let rows = shown.map { o -> [String] in
             let s = o.sizing
-            return [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", String(s.replicas), String(s.gpus),
-                    String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
-                    String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
-                    String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput),
-                    o.accuracyLoss.map { Format.percent($0) } ?? "unknown"]
+            let sizing: [String] = [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", String(s.replicas), String(s.gpus),
+                                    String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
+                                    String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
+                                    String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput)]
+            let hits: [String] = namesPrefixes ? [s.prefixHitRate.map(Format.percent) ?? (o.budget != nil && serving.prefixCaching ? "none" : "off")] : []
+            return sizing + hits + [o.accuracyLoss.map { Format.percent($0) } ?? "unknown"]
         }
-        return Table(columns: columns, rows: rows, rightAligned: Set(4...13))
+        return Table(columns: columns, rows: rows, rightAligned: Set(4...(namesPrefixes ? 14 : 13)))
     }
 
     /// The fleet section's lines: what was searched, the ranking, the recommendation, how to deploy.
@@ -145,7 +154,7 @@ extension PlanReport {
                       "tpot_p99_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p99_ms", "accuracy_loss", "accuracy_source", "replay_attention_mass",
                       "replay_output_error", "ref_runs_correct", "ref_runs", "fleet_replicas", "fleet_gpus", "fleet_usd_per_hour",
                       "fleet_usd_per_million_output_tokens", "fleet_ttft_p90_ms", "fleet_tpot_p99_ms", "fleet_goodput_req_s",
-                      "corpus_accuracy", "corpus_low", "corpus_high", "corpus_samples"]
+                      "corpus_accuracy", "corpus_low", "corpus_high", "corpus_samples", "prefix_hit_rate"]
         func f(_ x: Double?) -> String { x.map { String(format: "%.6g", $0) } ?? "" }
         let lines = rows.map { r -> [String] in
             let l = r.latency, t = r.accuracy.traces
@@ -156,7 +165,8 @@ extension PlanReport {
                     f(t?.attentionMass), f(t?.outputError), t.map { String($0.correct) } ?? "", t.map { String($0.runs) } ?? "",
                     r.fleet.map { String($0.replicas) } ?? "", r.fleet.map { String($0.gpus) } ?? "", f(r.fleet?.usdPerHour),
                     f(r.fleet?.usdPerMillionOutputTokens), f(r.fleet?.ttftP90Ms), f(r.fleet?.tpotP99Ms), f(r.fleet?.goodput),
-                    f(r.accuracy.corpus?.accuracy), f(r.accuracy.corpus?.low), f(r.accuracy.corpus?.high), r.accuracy.corpus.map { String($0.samples) } ?? ""]
+                    f(r.accuracy.corpus?.accuracy), f(r.accuracy.corpus?.low), f(r.accuracy.corpus?.high), r.accuracy.corpus.map { String($0.samples) } ?? "",
+                    f(l?.prefixHitRate)]
         }
         return Table(columns: header, rows: lines).csv
     }

@@ -7,12 +7,16 @@ import Simulator
 struct Workload: Sendable, CustomStringConvertible {
     var prompt: LengthDistribution?
     var output: LengthDistribution
+    /// The scenario's shared system prompts, before each synthetic prompt.
+    var sharedPrefix: SharedPrefix?
     var seed: UInt64
     var scenario: Scenario
     /// A log's own mean rate, req/s (nil for synthetic).
     var logRate: Double?
     var longestPrompt: Int
     var longestOutput: Int
+    /// Whether requests carry prefix hashes (a shared system prompt, or a log's hash_ids).
+    var namesPrefixes: Bool
 
     init(inputs: PlanInputs) throws {
         let s = inputs.scenario
@@ -25,18 +29,25 @@ struct Workload: Sendable, CustomStringConvertible {
             guard longestOut < inputs.context else {
                 throw PlanError("the output length (\(longestOut) tokens) leaves no room for a prompt in a context of \(inputs.context)")
             }
-            let room = inputs.context - longestOut
+            let shared = s.sharedPrefix?.tokens ?? 0
+            guard longestOut + shared < inputs.context else {
+                throw PlanError("the shared prefix (\(shared) tokens) and the output (\(longestOut)) leave no room for a prompt in a context of \(inputs.context)")
+            }
+            let room = inputs.context - longestOut - shared
             let p = s.prompt ?? .fixed(room)
             let scale = Double(room) / Double(p.maximum)
             prompt = Self.scaled(p, by: scale)
             output = out
-            longestPrompt = prompt!.maximum
+            sharedPrefix = s.sharedPrefix
+            longestPrompt = prompt!.maximum + shared
             longestOutput = longestOut
+            namesPrefixes = shared > 0
         case .log:
             var source = try s.source()
-            var count = 0, last: Int64 = 0, longestP = 0, longestO = 0
+            var count = 0, last: Int64 = 0, longestP = 0, longestO = 0, hashed = false
             while let r = source.next() {
                 count += 1
+                hashed = hashed || !r.blockHashes.isEmpty
                 last = r.arrival
                 longestP = max(longestP, min(r.promptTokens, inputs.context))
                 longestO = max(longestO, r.outputTokens)
@@ -47,6 +58,7 @@ struct Workload: Sendable, CustomStringConvertible {
             output = .fixed(0)
             longestPrompt = min(longestP, inputs.context - 1)
             longestOutput = min(longestO, inputs.context - longestPrompt)
+            namesPrefixes = hashed
         }
     }
 
@@ -63,7 +75,7 @@ struct Workload: Sendable, CustomStringConvertible {
     /// Requests arriving by `arrivals` (nil: all at once, for the saturated throughput).
     func source(arrivals: ArrivalProcess?, count: Int) throws -> any RequestSource {
         if let prompt {
-            return SyntheticSource(arrivals: arrivals ?? .batch, prompt: prompt, output: output, count: count, seed: seed)
+            return SyntheticSource(arrivals: arrivals ?? .batch, prompt: prompt, output: output, count: count, seed: seed, sharedPrefix: sharedPrefix)
         }
         let rateScale: Double
         switch arrivals {
@@ -83,7 +95,8 @@ struct Workload: Sendable, CustomStringConvertible {
 
     var description: String {
         guard let prompt else { return "\(scenario.name) (replayed log)" }
-        return "prompts \(Self.describe(prompt)), outputs \(Self.describe(output)) tokens"
+        let shared = sharedPrefix.map { " after one of \($0.variants) shared \($0.tokens)-token prefixes" } ?? ""
+        return "prompts \(Self.describe(prompt))\(shared), outputs \(Self.describe(output)) tokens"
     }
 
     static func describe(_ d: LengthDistribution) -> String {

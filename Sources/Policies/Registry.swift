@@ -58,6 +58,14 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Whether what the policy keeps of a prompt is still made of that prompt's prefix blocks, so
+    /// that a paged engine's prefix cache can share them between requests and find them again:
+    /// true when the kept set depends on positions only (StreamingLLM's sinks and latest tokens,
+    /// whatever follows them: a sliding window); false when the selection scores tokens with the
+    /// prompt's own queries (the observation window at its end, where the question is, or all of
+    /// them for H2O), which makes the kept cache specific to the request.
+    public var keepsPrefixBlocks: Bool { scoring.queries == .none }
+
     /// True for the policies that also evict during decode (StreamingLLM, H2O, KV-Compress).
     public var isContinual: Bool { timing == .continual }
 

@@ -8,6 +8,17 @@ public enum RouterPolicy: String, Codable, Sendable, CaseIterable {
     /// The replica with the fewest requests routed to it and not yet finished (the lowest index
     /// among equals): what llm-d's and most gateways' load-aware pickers approximate.
     case leastOutstanding = "least-outstanding"
+    /// SGLang router's cache-aware policy (sgl-router/src/policies/cache_aware.rs, its Rust
+    /// defaults): when the load is out of balance (the most outstanding requests exceed the fewest
+    /// by more than 32 and by more than 10 %) the least loaded replica; otherwise the replica
+    /// whose prefix cache holds the longest part of the prompt, if that is more than half of it,
+    /// else the replica with the smallest cache. ckv-sim matches against each replica's actual
+    /// cache (as llm-d's precise prefix-cache scorer reads vLLM's KV events) where SGLang's router
+    /// keeps its own record of the text it sent; ties go to the least loaded, then the lowest index.
+    case prefixAffinity = "prefix-affinity"
+
+    /// SGLang router's `balance_abs_threshold`, `balance_rel_threshold` and `cache_threshold`.
+    static let balanceAbsolute = 32, balanceRelative = 1.1, cacheThreshold = 0.5
 }
 
 /// N identical replicas behind a router: one request stream, each replica with its own
@@ -49,7 +60,7 @@ public struct ClusterSimulation {
             let earliest = next.min
             // An arrival goes first at a tie: the replicas' own queues order arrivals before step ends.
             if let r = pending, earliest.map({ r.arrival <= $0.time }) ?? true {
-                let i = pick()
+                let i = pick(r)
                 let before = replicas[i].nextEventTime
                 replicas[i].inject(r)
                 if replicas[i].nextEventTime != before { refresh(i, &next) }
@@ -74,16 +85,34 @@ public struct ClusterSimulation {
         return ClusterResult(fleet: SimulationResult(merged, requests: requests), replicas: perReplica)
     }
 
-    private mutating func pick() -> Int {
+    private mutating func pick(_ request: Request) -> Int {
         switch router {
         case .roundRobin:
             defer { nextReplica = (nextReplica + 1) % replicas.count }
             return nextReplica
         case .leastOutstanding:
-            var best = 0
-            for i in replicas.indices.dropFirst() where replicas[i].outstanding < replicas[best].outstanding { best = i }
-            return best
+            return leastLoaded(replicas.indices)
+        case .prefixAffinity:
+            let loads = replicas.map(\.outstanding)
+            let low = loads.min()!, high = loads.max()!
+            if high - low > RouterPolicy.balanceAbsolute, Double(high) > Double(low) * RouterPolicy.balanceRelative {
+                return leastLoaded(replicas.indices)
+            }
+            let matched = replicas.map { $0.cachedTokens(of: request) }
+            let best = matched.max()!
+            if best > 0, Double(best) / Double(request.promptTokens) > RouterPolicy.cacheThreshold {
+                return leastLoaded(replicas.indices.filter { matched[$0] == best })
+            }
+            let smallest = replicas.map(\.cachedPrefixBlocks).min()!
+            return leastLoaded(replicas.indices.filter { replicas[$0].cachedPrefixBlocks == smallest })
         }
+    }
+
+    /// The replica among `candidates` with the fewest outstanding requests (the first among equals).
+    private func leastLoaded<C: Collection<Int>>(_ candidates: C) -> Int {
+        var best = candidates.first!
+        for i in candidates.dropFirst() where replicas[i].outstanding < replicas[best].outstanding { best = i }
+        return best
     }
 }
 
@@ -136,6 +165,7 @@ extension MetricsRecorder {
         lastFinish = max(lastFinish, o.lastFinish)
         slo = slo ?? o.slo
         good += o.good
+        if let p = o.prefix { prefix = (prefix ?? PrefixCacheStats(promptTokens: 0, hitTokens: 0)) + p }
         recordsSeries = false
     }
 }

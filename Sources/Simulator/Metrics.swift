@@ -160,6 +160,8 @@ struct MetricsRecorder {
     /// Goodput's objectives (nil: not counted) and the requests that met them.
     var slo: GoodputSLO?
     var good = 0
+    /// Prompt tokens of first admissions, and those found in the prefix cache (nil: caching off).
+    var prefix: PrefixCacheStats?
 
     mutating func step(start: Int64, end: Int64, batchSize: Int, kvUtilisation: Double) {
         steps += 1
@@ -232,6 +234,8 @@ public struct SimulationResult: Codable, Equatable, Sendable {
     public var kvUtilisationOverTime: TimeSeries
     /// Requests meeting every objective given to the run, per second of it (nil: none given).
     public var goodput: Goodput?
+    /// The prefix cache's hits (nil: prefix caching off).
+    public var prefixCache: PrefixCacheStats?
 
     enum CodingKeys: String, CodingKey {
         case requests, completed, rejected, preemptions, compressions, steps
@@ -251,6 +255,7 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         case batchOverTime = "batch_over_time"
         case kvUtilisationOverTime = "kv_utilisation_over_time"
         case goodput
+        case prefixCache = "prefix_cache"
     }
 
     init(_ m: MetricsRecorder, requests: Int) {
@@ -277,5 +282,31 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         batchOverTime = m.batchSeries
         kvUtilisationOverTime = m.kvSeries
         goodput = m.slo.map { Goodput(slo: $0, requests: m.good, requestsPerSecond: span > 0 ? Double(m.good) / span : 0) }
+        prefixCache = m.prefix
+    }
+}
+
+/// How much of the prompts the prefix cache served: over each request's first admission (a
+/// readmission after preemption finding its own blocks again is not counted), the prompt tokens
+/// and those found cached, which are not computed.
+public struct PrefixCacheStats: Codable, Equatable, Sendable {
+    public var promptTokens: Int
+    public var hitTokens: Int
+
+    public init(promptTokens: Int, hitTokens: Int) {
+        self.promptTokens = promptTokens
+        self.hitTokens = hitTokens
+    }
+
+    /// Cached tokens ÷ prompt tokens (0 with no prompts).
+    public var hitRate: Double { promptTokens > 0 ? Double(hitTokens) / Double(promptTokens) : 0 }
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens"
+        case hitTokens = "hit_tokens"
+    }
+
+    static func + (a: Self, b: Self) -> Self {
+        Self(promptTokens: a.promptTokens + b.promptTokens, hitTokens: a.hitTokens + b.hitTokens)
     }
 }

@@ -21,6 +21,8 @@ public struct Scenario: Sendable {
     public var requests: Int?
     public var prompt: LengthDistribution?
     public var output: LengthDistribution?
+    /// Synthetic: a system prompt shared by groups of requests before each one's own `prompt`.
+    public var sharedPrefix: SharedPrefix?
     /// The serving settings the scenario gives; the rest are the engine's defaults (`ServingSettings.resolve`).
     public var serving: ServingSettings
 
@@ -62,7 +64,8 @@ public struct Scenario: Sendable {
             case let .gamma(rate, cv): scaled = .gamma(rate: rate / scale, cv: cv)
             case let .constant(rate): scaled = .constant(rate: rate / scale)
             }
-            return SyntheticSource(arrivals: scaled, prompt: prompt!, output: output!, count: override ?? requests ?? 1000, seed: seed)
+            return SyntheticSource(arrivals: scaled, prompt: prompt!, output: output!, count: override ?? requests ?? 1000, seed: seed,
+                                   sharedPrefix: sharedPrefix)
         case let .log(logPath, format, logScale, offset):
             return try LogSource(path: logPath, format: format, timeScale: logScale * scale, offset: offset, limit: override ?? requests)
         }
@@ -82,8 +85,10 @@ public struct Scenario: Sendable {
     /// rejected one by one at run time, as vLLM does).
     public func validate(model: ModelSpec, serving: ServingConfig) throws {
         let maxLen = serving.modelLen(for: model)
-        if let prompt, let output, prompt.maximum + output.maximum > maxLen {
-            throw WorkloadError("\(path): prompt up to \(prompt.maximum) + output up to \(output.maximum) tokens exceeds max_model_len \(maxLen) of \(model.name)")
+        let shared = sharedPrefix?.tokens ?? 0
+        if let prompt, let output, shared + prompt.maximum + output.maximum > maxLen {
+            let what = shared > 0 ? "shared prefix \(shared) + prompt up to \(prompt.maximum)" : "prompt up to \(prompt.maximum)"
+            throw WorkloadError("\(path): \(what) + output up to \(output.maximum) tokens exceeds max_model_len \(maxLen) of \(model.name)")
         }
     }
 }
@@ -98,7 +103,18 @@ private struct ScenarioFile: Decodable {
     var requests: Int?
     var prompt: LengthFile?
     var output: LengthFile?
+    var sharedPrefix: SharedPrefixFile?
     var serving: ServingSettings?
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, seed, arrivals, requests, prompt, output, serving
+        case sharedPrefix = "shared_prefix"
+    }
+
+    struct SharedPrefixFile: Decodable {
+        var tokens: Int?
+        var variants: Int?
+    }
 
     struct ArrivalsFile: Decodable {
         var process: String
@@ -165,9 +181,20 @@ private struct ScenarioFile: Decodable {
             promptValue = try length(prompt, key: "prompt", bad)
             outputValue = try length(output, key: "output", bad)
         }
+        var shared: SharedPrefix?
+        if let sharedPrefix {
+            guard case .synthetic = arrivalsValue else { throw bad("shared_prefix", "applies to synthetic arrivals (a log's requests carry their own hash_ids)") }
+            guard let tokens = sharedPrefix.tokens, (1...Scenario.maxTokens).contains(tokens) else {
+                throw bad("shared_prefix.tokens", "must be a token count between 1 and \(Scenario.maxTokens)")
+            }
+            guard let variants = sharedPrefix.variants, (1...1_000_000).contains(variants) else {
+                throw bad("shared_prefix.variants", "must be the number of distinct shared prompts, between 1 and 1000000")
+            }
+            shared = SharedPrefix(tokens: tokens, variants: variants)
+        }
         let serving = self.serving ?? ServingSettings()
         return Scenario(path: path, name: name, description: description ?? "", seed: seed ?? 1, arrivals: arrivalsValue,
-                        requests: requests, prompt: promptValue, output: outputValue, serving: serving)
+                        requests: requests, prompt: promptValue, output: outputValue, sharedPrefix: shared, serving: serving)
     }
 
     private func length(_ f: LengthFile, key: String, _ bad: (String, String) -> WorkloadError) throws -> LengthDistribution {

@@ -8,13 +8,14 @@ public struct SchedulerState {
     var waiting = Deque<Sequence>()
     var running = ContiguousArray<Sequence>()
     public internal(set) var blocks: BlockManager {
-        didSet { if freeQueue != nil, !queueSynced { syncFreeQueue(from: oldValue.free) } }
+        didSet { if prefixCache != nil, !cacheSynced { syncPrefixCache(from: oldValue.free) } }
     }
-    /// The free blocks in vLLM V1's reuse order, with the preempted prefixes they still hold
-    /// (prefix caching on, full cache); nil otherwise.
-    var freeQueue: FreeBlockQueue?
-    /// Set while a change of `blocks` has been applied to `freeQueue` by hand.
-    private var queueSynced = false
+    /// vLLM V1's prefix cache: the free blocks in reuse order, with the prefixes they still hold,
+    /// and the prefix blocks running requests share (prefix caching on, and a cache whose blocks
+    /// stay prefixes: `PolicyKind.keepsPrefixBlocks`); nil otherwise.
+    var prefixCache: PrefixCache?
+    /// Set while a change of `blocks` has been applied to `prefixCache` by hand.
+    private var cacheSynced = false
     /// The policy at its budget; nil is the full cache.
     public let compression: CompressionSpec?
     public let serving: ServingConfig
@@ -31,6 +32,8 @@ public struct SchedulerState {
     var compressionPasses = 0
     /// Requests dropped because they can never be served (counted by the simulation's metrics).
     public internal(set) var rejected = 0
+    /// Prompt tokens of first admissions, and those of them found in the prefix cache.
+    var prefixQueried = 0, prefixHits = 0
 
     init(plan: MemoryPlan, cost: any LatencyModel, compression: CompressionSpec?) {
         blocks = BlockManager(capacity: plan.phbCapacity)
@@ -41,49 +44,131 @@ public struct SchedulerState {
         self.cost = cost
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
         tracksDecodeMetrics = compression?.policy.scoring.decodeMetrics ?? false
-        // A compressed cache is no prompt's prefix: only the full cache is found again.
-        if plan.serving.prefixCaching, compression == nil { freeQueue = FreeBlockQueue(free: plan.phbCapacity) }
+        if plan.serving.prefixCaching, compression?.policy.keepsPrefixBlocks ?? true { prefixCache = PrefixCache(free: plan.phbCapacity) }
     }
 
     /// Follows an allocation (from the front) or a release (to the back) in the free queue.
-    private mutating func syncFreeQueue(from oldFree: Int) {
+    private mutating func syncPrefixCache(from oldFree: Int) {
         let d = blocks.free - oldFree
-        if d < 0 { freeQueue!.take(-d) } else if d > 0 { freeQueue!.append(d) }
+        if d < 0 { prefixCache!.take(-d) } else if d > 0 { prefixCache!.append(d) }
     }
 
     /// Changes `blocks` without the free queue following (the caller updates it).
     private mutating func unsynced(_ change: (inout BlockManager) -> Void) {
-        queueSynced = true
+        cacheSynced = true
         change(&blocks)
-        queueSynced = false
+        cacheSynced = false
     }
 
-    /// Tokens and blocks of `s`'s prefix a readmission finds cached: whole blocks, and never the
-    /// prompt's last token, which is computed again for its logits (`get_computed_blocks`).
-    func cachedPrefix(of s: Sequence, target: Int) -> (tokens: Int, blocks: Int) {
-        guard s.cachedPrefix, let q = freeQueue else { return (0, 0) }
+    /// What an admission of `s` finds in the prefix cache: its computed tokens, their blocks, and
+    /// of those the blocks that sit in the free queue (the rest are held by running requests).
+    struct CachedPrefix: Equatable {
+        var tokens = 0, blocks = 0, fromFree = 0
+        /// Prefix blocks (hashes) found, from the prompt's first.
+        var hashes = 0
+    }
+
+    /// The prefix of `s` an admission to compute `target` tokens finds cached: whole blocks, and
+    /// never the last token, which is computed again for its logits (`get_computed_blocks`). A
+    /// request with prefix hashes finds its leading prefix blocks that are cached (its own from
+    /// before a preemption, or another request's); one without finds what is left of its own
+    /// computed blocks from before a preemption.
+    func cachedPrefix(of s: Sequence, target: Int) -> CachedPrefix {
+        guard let cache = prefixCache else { return CachedPrefix() }
+        let r = s.request
+        if !r.blockHashes.isEmpty {
+            var found = CachedPrefix()
+            let limit = min(r.fullPrefixBlocks, (target - 1) / r.hashBlockTokens)
+            while found.hashes < limit, let hit = cache.lookup(r.blockHashes[found.hashes]) {
+                found.hashes += 1
+                found.blocks += hit.blocks
+                if hit.free { found.fromFree += hit.blocks }
+            }
+            found.tokens = found.hashes * r.hashBlockTokens
+            return found
+        }
+        guard s.cachedPrefix else { return CachedPrefix() }
         let bs = serving.blockSize, perBlock = phb(tokens: bs, kept: bs)
-        let tokens = min(q.cached(id: s.request.id) / perBlock * bs, (target - 1) / bs * bs)
-        return tokens > 0 ? (tokens, phb(tokens: tokens, kept: tokens)) : (0, 0)
+        let tokens = min(cache.cached(id: r.id) / perBlock * bs, (target - 1) / bs * bs)
+        guard tokens > 0 else { return CachedPrefix() }
+        let b = phb(tokens: tokens, kept: tokens)
+        return CachedPrefix(tokens: tokens, blocks: b, fromFree: b)
     }
 
     /// PHBs a sequence of `tokens` tokens keeping `kept` holds.
     @inline(__always)
     func phb(tokens: Int, kept: Int) -> Int { footprint.phb(tokens: tokens, kept: kept) }
 
+    /// Frees every block `s` holds: its shared prefix blocks go back to the cache (to the free
+    /// queue when no other request holds them), last block first, after its own blocks.
+    mutating func releaseAll(_ s: inout Sequence) {
+        blocks.release(s.phb - s.sharedPHB)
+        s.phb = s.sharedPHB
+        releaseShared(&s)
+    }
+
+    /// Lets go of the shared prefix blocks of `s` whose index `drop` picks, last first: they leave
+    /// its footprint, and join the free queue when no other request holds them.
+    mutating func releaseShared(_ s: inout Sequence, where drop: (Int) -> Bool = { _ in true }) {
+        for j in s.shared.indices.reversed() where drop(j) {
+            let block = s.shared.remove(at: j)
+            let freed = prefixCache!.release(block.hash)
+            unsynced { $0.release(freed) }
+            s.sharedPHB -= block.blocks
+            s.phb -= block.blocks
+        }
+    }
+
+    /// Compresses `s` to `kept` tokens in place; returns the PHBs it no longer holds. A policy
+    /// whose cache stays a prefix (`PolicyKind.keepsPrefixBlocks`: StreamingLLM's sinks and latest
+    /// tokens) keeps sharing the prefix blocks that hold its latest `kept` tokens and lets go of
+    /// the older ones (the sinks are counted with its own blocks).
+    @discardableResult
+    mutating func compress(_ s: inout Sequence, kept: Int) -> Int {
+        let before = s.phb
+        var held = phb(tokens: s.tokens, kept: kept)
+        if !s.shared.isEmpty {
+            let h = s.request.hashBlockTokens, windowStart = s.tokens - kept
+            releaseShared(&s) { ($0 + 1) * h <= windowStart }
+            held = max(held, s.sharedPHB)
+        }
+        let own = max(0, s.phb - held)
+        blocks.release(own)
+        s.phb -= own
+        s.kept = kept
+        return before - s.phb
+    }
+
+    /// Publishes the prefix blocks `s` has computed since the last call (its prompt's full hashed
+    /// blocks); one another request computed meanwhile stays `s`'s own.
+    mutating func publishPrefix(_ s: inout Sequence) {
+        guard prefixCache != nil else { return }
+        let r = s.request, full = min(r.fullPrefixBlocks, s.prefilled / r.hashBlockTokens)
+        while s.hashesSeen < full {
+            let j = s.hashesSeen, hash = r.blockHashes[j]
+            s.hashesSeen += 1
+            guard !prefixCache!.contains(hash), s.shared.count == j else { continue }
+            let h = r.hashBlockTokens
+            let b = phb(tokens: (j + 1) * h, kept: (j + 1) * h) - phb(tokens: j * h, kept: j * h)
+            prefixCache!.publish(hash, blocks: b)
+            s.shared.append(SharedBlock(hash: hash, blocks: b))
+            s.sharedPHB += b
+        }
+    }
+
     /// Returns the running sequence at `index` to the front of the queue, freeing all its blocks
     /// (vLLM's recompute preemption: it will prefill its prompt and generated tokens again).
     mutating func preempt(_ index: Int) {
         var s = running.remove(at: index)
-        if freeQueue != nil {
+        if prefixCache != nil, s.request.blockHashes.isEmpty, compression == nil {
             // Its computed full blocks stay cached until allocations reach them.
             let bs = serving.blockSize, full = (s.prefilling ? s.prefilled : s.tokens) / bs * bs
             let prefix = min(s.phb, full > 0 ? phb(tokens: full, kept: full) : 0)
             unsynced { $0.release(s.phb) }
-            freeQueue!.appendPreempted(id: s.request.id, prefix: prefix, tail: s.phb - prefix)
+            prefixCache!.appendPreempted(id: s.request.id, prefix: prefix, tail: s.phb - prefix)
             s.cachedPrefix = prefix > 0
         } else {
-            blocks.release(s.phb)
+            releaseAll(&s)
         }
         s.resetForRecompute()
         preemptions += 1
@@ -121,9 +206,9 @@ public struct SchedulerState {
             let held = phb(tokens: running[i].tokens, kept: c.target)
             running[i].lastCompressionPass = compressionPasses
             if held < running[i].phb {
-                blocks.release(running[i].phb - held)
-                running[i].phb = held
-                running[i].kept = c.target
+                var s = running[i]
+                compress(&s, kept: c.target)
+                running[i] = s
                 compressions += 1
                 freed = true
             }
@@ -236,14 +321,29 @@ extension SchedulerState {
     /// Moves the head of the waiting queue into the running batch: its prefill of `target`
     /// tokens starts with `chunk` of them in this step, holding `blocks` PHBs for them (allocated
     /// here). `cached` is the prefix it finds in the prefix cache (`cachedPrefix`), computed
-    /// already, whose blocks it takes back first.
-    mutating func admitHead(target: Int, blocks: Int, chunk: Int, cached: (tokens: Int, blocks: Int) = (0, 0), _ work: inout StepWork) {
+    /// already, whose blocks it takes back first. A first admission counts its prompt tokens and
+    /// its cached ones for the cache's hit rate.
+    mutating func admitHead(target: Int, blocks: Int, chunk: Int, cached: CachedPrefix = CachedPrefix(), _ work: inout StepWork) {
         var s = waiting.removeFirst()
-        if s.cachedPrefix {
-            freeQueue?.claim(id: s.request.id, used: cached.blocks)
-            unsynced { $0.allocate(cached.blocks) }
-            s.cachedPrefix = false
+        let r = s.request
+        if prefixCache != nil, !s.admitted {
+            prefixQueried += r.promptTokens
+            prefixHits += cached.tokens
         }
+        s.admitted = true
+        if cached.hashes > 0 {
+            for j in 0..<cached.hashes {
+                let hash = r.blockHashes[j], taken = prefixCache!.acquire(hash)
+                unsynced { $0.allocate(taken) }
+                s.shared.append(SharedBlock(hash: hash, blocks: prefixCache!.lookup(hash)!.blocks))
+            }
+            s.sharedPHB = cached.blocks
+            s.hashesSeen = cached.hashes
+        } else if s.cachedPrefix {
+            prefixCache?.claim(id: r.id, used: cached.blocks)
+            unsynced { $0.allocate(cached.blocks) }
+        }
+        s.cachedPrefix = false
         s.prefillTarget = target
         s.prefilled = cached.tokens
         s.phb = cached.blocks + blocks
@@ -367,8 +467,8 @@ public struct VLLMV1Scheduler: Scheduler {
             // With prefix caching, what is left of its prefix from before a preemption is not computed again.
             let cached = state.cachedPrefix(of: head, target: target)
             let chunk = min(budget, target - cached.tokens)
-            let blocks = state.phb(tokens: cached.tokens + chunk, kept: cached.tokens + chunk) - cached.blocks
-            guard state.blocks.canAllocate(cached.blocks + blocks) else { break }
+            let blocks = max(0, state.phb(tokens: cached.tokens + chunk, kept: cached.tokens + chunk) - cached.blocks)
+            guard state.blocks.canAllocate(cached.fromFree + blocks) else { break }
             state.admitHead(target: target, blocks: blocks, chunk: chunk, cached: cached, &work)
             budget -= chunk
         }
@@ -566,8 +666,16 @@ struct Sequence {
     var cap = Int.max
     /// The compression pass that last compressed it (nil: none since its prefill).
     var lastCompressionPass: Int?
-    /// Preempted with its computed prefix left in the prefix cache (`FreeBlockQueue`).
+    /// Preempted with its computed prefix left in the prefix cache (`PrefixCache`).
     var cachedPrefix = false
+    /// The prefix blocks it shares through the prefix cache, from its prompt's first (part of `phb`).
+    var shared: [SharedBlock] = []
+    /// PHBs of `shared`.
+    var sharedPHB = 0
+    /// Its prompt's prefix hashes looked at so far (found cached at admission, or published).
+    var hashesSeen = 0
+    /// Admitted at least once (a readmission after preemption does not count for the hit rate).
+    var admitted = false
 
     init(request: Request) { self.request = request }
 
@@ -587,7 +695,15 @@ struct Sequence {
         prefillTarget = 0
         cap = Int.max
         lastCompressionPass = nil
+        precondition(shared.isEmpty && sharedPHB == 0, "preempted holding shared prefix blocks")
+        hashesSeen = 0
     }
+}
+
+/// A prefix block a sequence shares, and its PHBs.
+struct SharedBlock: Equatable {
+    var hash: Int
+    var blocks: Int
 }
 
 /// The step cost a scheduler's batches are timed with: `CostModel` (roofline) today; measured

@@ -73,8 +73,14 @@ public struct Simulation {
     /// The block pool as it stands (for tests of its invariant).
     public var blocks: BlockManager { state.blocks }
 
-    /// Blocks in the prefix cache's free queue (nil with prefix caching off): always `blocks.free`.
-    var freeQueueBlocks: Int? { state.freeQueue?.count }
+    /// The prefix cache's books (nil with prefix caching off): blocks running requests hold on
+    /// their own, shared prefix blocks they hold, free blocks still holding something, empty
+    /// blocks. They add up to the pool's capacity, and the free queue holds `blocks.free`.
+    var prefixCacheBlocks: (own: Int, shared: Int, cached: Int, empty: Int, queued: Int)? {
+        guard let cache = state.prefixCache else { return nil }
+        let own = state.running.reduce(0) { $0 + $1.phb - $1.sharedPHB }
+        return (own, cache.sharedBlocks, cache.cachedFree, cache.count - cache.cachedFree, cache.count)
+    }
 
     /// Checks that at least one request of `prompt` + `output` tokens can be served at all.
     /// - Throws: `CapacityError` saying what does not fit and by how much.
@@ -100,6 +106,13 @@ public struct Simulation {
         runEvents(observe)
     }
 
+    /// Runs, handing `inspect` the simulation after every event (tests of the prefix cache's books).
+    mutating func run(inspecting inspect: (Simulation) -> Void) -> SimulationResult {
+        pullArrival()
+        while processNextEvent() { inspect(self) }
+        return result()
+    }
+
     private mutating func runEvents(_ observe: (BlockManager) -> Void) -> SimulationResult {
         pullArrival()
         while processNextEvent() { observe(state.blocks) }
@@ -113,6 +126,14 @@ public struct Simulation {
 
     /// Requests routed here that have not completed or been rejected yet.
     var outstanding: Int { injected - settled }
+
+    /// Prompt tokens of `r` this replica's prefix cache holds now (a router's view; 0 without it).
+    func cachedTokens(of r: Request) -> Int {
+        state.cachedPrefix(of: Sequence(request: r), target: r.promptTokens).tokens
+    }
+
+    /// Prefix blocks this replica's cache holds, shared or free (a router's measure of its size).
+    var cachedPrefixBlocks: Int { state.prefixCache.map { $0.sharedBlocks + $0.cachedFree } ?? 0 }
 
     /// Hands this replica a request at its arrival time (a router's choice); its own source is
     /// not read in this mode.
@@ -144,6 +165,7 @@ public struct Simulation {
         m.preemptions = state.preemptions
         m.compressions = state.compressions
         m.rejected += state.rejected
+        if state.prefixCache != nil { m.prefix = PrefixCacheStats(promptTokens: state.prefixQueried, hitTokens: state.prefixHits) }
         return m
     }
 
@@ -232,6 +254,7 @@ public struct Simulation {
                 s.tokens = s.prefilled
                 s.kept = s.prefilled
                 s.chunk = 0
+                state.publishPrefix(&s)
                 if s.prefilled == s.prefillTarget {
                     if s.firstToken < 0 { s.firstToken = now }
                     s.lastToken = now
@@ -241,11 +264,8 @@ public struct Simulation {
                         prefillPass = true
                     } else if let compression {
                         let kept = compression.kept(prompt: s.tokens, blockSize: blockSize)
-                        let held = state.phb(tokens: s.tokens, kept: kept)
                         if kept < s.kept { state.compressions += 1 }
-                        state.blocks.release(s.phb - held)
-                        s.phb = held
-                        s.kept = kept
+                        state.compress(&s, kept: kept)
                         if compression.holdsDuringDecode { s.cap = kept }
                     }
                     done = s.generated >= s.outputTarget
@@ -269,8 +289,8 @@ public struct Simulation {
                 done = state.running[i].generated >= state.running[i].outputTarget
             }
             if done {
-                let s = state.running.remove(at: i)
-                state.blocks.release(s.phb)
+                var s = state.running.remove(at: i)
+                state.releaseAll(&s)
                 metrics.finish(arrival: s.request.arrival, firstToken: s.firstToken, end: now,
                                prompt: s.request.promptTokens, output: s.generated)
                 settle()

@@ -8,18 +8,27 @@ public struct Request: Equatable, Sendable {
     public var arrival: Int64
     public var promptTokens: Int
     public var outputTokens: Int
-    /// The prompt's prefix identity: one hash per block of prompt tokens, equal across requests
-    /// that share that prefix (Mooncake's `hash_ids`, 512-token blocks); empty when unknown. No
-    /// scheduler reuses prefixes yet.
+    /// The prompt's prefix identity: one hash per `hashBlockTokens` prompt tokens from the start,
+    /// equal across requests that share that prefix (a hash names the block and everything before
+    /// it, as Mooncake's `hash_ids` and vLLM's block hashes do); empty when unknown. It may cover
+    /// only the prompt's first blocks (a synthetic shared system prompt). vLLM V1's prefix cache
+    /// reuses the full blocks (`PrefixCache`).
     public var blockHashes: [Int]
+    /// Prompt tokens per hash (Mooncake: 512).
+    public var hashBlockTokens: Int
 
-    public init(id: Int, arrival: Int64, promptTokens: Int, outputTokens: Int, blockHashes: [Int] = []) {
+    public init(id: Int, arrival: Int64, promptTokens: Int, outputTokens: Int, blockHashes: [Int] = [], hashBlockTokens: Int = 512) {
+        precondition(hashBlockTokens > 0, "a prefix block holds at least one token")
         self.id = id
         self.arrival = arrival
         self.promptTokens = promptTokens
         self.outputTokens = outputTokens
         self.blockHashes = blockHashes
+        self.hashBlockTokens = hashBlockTokens
     }
+
+    /// Hashes of the prompt's full prefix blocks (a last partial block is not reused).
+    var fullPrefixBlocks: Int { min(blockHashes.count, promptTokens / hashBlockTokens) }
 }
 
 /// A stream of requests in arrival order. Sources generate lazily, so a long run holds only the
@@ -90,12 +99,35 @@ public enum ArrivalProcess: Equatable, Sendable {
     case constant(rate: Double)
 }
 
+/// System prompts many requests share: each request's prompt starts with one of `variants`
+/// prompts of `tokens` tokens (drawn uniformly, seeded) and goes on with its own tokens. The
+/// shared part carries prefix hashes per `blockTokens` (vLLM's 16-token blocks), the same for
+/// every request with that variant; the request's own part carries none.
+public struct SharedPrefix: Equatable, Sendable {
+    public var tokens: Int
+    public var variants: Int
+    public var blockTokens: Int
+
+    public init(tokens: Int, variants: Int, blockTokens: Int = 16) {
+        precondition(tokens > 0 && variants > 0 && blockTokens > 0, "a shared prefix needs tokens, variants and a block size")
+        self.tokens = tokens
+        self.variants = variants
+        self.blockTokens = blockTokens
+    }
+
+    /// The hashes of variant `v`'s full blocks (distinct across variants).
+    func hashes(variant v: Int) -> [Int] { (0..<(tokens / blockTokens)).map { v << 32 | $0 } }
+}
+
 /// Synthetic requests: an arrival process and two length distributions, seeded.
 public struct SyntheticSource: RequestSource {
     public var arrivals: ArrivalProcess
     public var prompt: LengthDistribution
     public var output: LengthDistribution
     public var count: Int
+    /// A system prompt before each request's own `prompt` tokens (nil: none).
+    public var sharedPrefix: SharedPrefix?
+    private var prefixRNG: SplitMix64
     /// (prompt, output) pairs a benchmark ran (`vllm bench serve`'s per-request lengths): with as
     /// many pairs as requests they are taken in order, with fewer each request draws one (seeded);
     /// nil draws from `prompt` and `output`.
@@ -106,8 +138,9 @@ public struct SyntheticSource: RequestSource {
     private var clock = 0.0
 
     public init(arrivals: ArrivalProcess, prompt: LengthDistribution, output: LengthDistribution, count: Int, seed: UInt64,
-                pairs: [(prompt: Int, output: Int)]? = nil) {
+                pairs: [(prompt: Int, output: Int)]? = nil, sharedPrefix: SharedPrefix? = nil) {
         self.arrivals = arrivals
+        self.sharedPrefix = sharedPrefix
         self.pairs = pairs.flatMap { $0.isEmpty ? nil : $0 }
         self.prompt = prompt
         self.output = output
@@ -115,6 +148,7 @@ public struct SyntheticSource: RequestSource {
         let root = SplitMix64(seed: seed)
         arrivalRNG = root.derived("arrivals")
         lengthRNG = root.derived("lengths")
+        prefixRNG = root.derived("prefix")
     }
 
     public mutating func next() -> Request? {
@@ -131,12 +165,21 @@ public struct SyntheticSource: RequestSource {
             if produced > 0 { clock += 1 / rate }
         }
         defer { produced += 1 }
+        var r: Request
         if let pairs {
             let p = pairs.count == count ? pairs[produced] : pairs[Int(lengthRNG.next() % UInt64(pairs.count))]
-            return Request(id: produced, arrival: microseconds(clock), promptTokens: max(1, p.prompt), outputTokens: max(1, p.output))
+            r = Request(id: produced, arrival: microseconds(clock), promptTokens: max(1, p.prompt), outputTokens: max(1, p.output))
+        } else {
+            r = Request(id: produced, arrival: microseconds(clock), promptTokens: prompt.sample(&lengthRNG),
+                        outputTokens: max(1, output.sample(&lengthRNG)))
         }
-        return Request(id: produced, arrival: microseconds(clock), promptTokens: prompt.sample(&lengthRNG),
-                       outputTokens: max(1, output.sample(&lengthRNG)))
+        if let shared = sharedPrefix {
+            let v = Int(prefixRNG.next() % UInt64(shared.variants))
+            r.promptTokens += shared.tokens
+            r.blockHashes = shared.hashes(variant: v)
+            r.hashBlockTokens = shared.blockTokens
+        }
+        return r
     }
 }
 
