@@ -72,6 +72,12 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-gpus"), help: "With --target-rate: the most GPUs a fleet may use.")
     var maxGPUs = 256
 
+    @Flag(help: "With --target-rate: also propose disaggregated prefill and decode pools (xPyD, vLLM V1 with the NIXL connector) for each configuration.")
+    var disaggregate = false
+
+    @Option(name: .customLong("kv-link-gbps"), parsing: .unconditional, help: "With --disaggregate: GB/s per GPU between nodes for the KV (default: only splits within one 8-GPU node are tried, over the GPU's interconnect).")
+    var kvLinkGBps: Double?
+
     @Option(help: "Output format: table, md, html, json, csv.")
     var format: PlanFormat = .table
 
@@ -86,6 +92,9 @@ struct PlanCommand: AsyncParsableCommand {
         if let outputTokens { guard outputTokens > 0 else { throw ValidationError("--output-tokens must be positive") } }
         guard maxGPUs > 0 else { throw ValidationError("--max-gpus must be positive") }
         if targetRate == nil, gpuPrice != nil || prices != nil { throw ValidationError("--gpu-price and --prices go with --target-rate") }
+        if targetRate == nil, disaggregate { throw ValidationError("--disaggregate goes with --target-rate (it proposes pools for the load)") }
+        if kvLinkGBps != nil, !disaggregate { throw ValidationError("--kv-link-gbps goes with --disaggregate") }
+        if let g = kvLinkGBps, !(g > 0 && g.isFinite) { throw ValidationError("--kv-link-gbps must be positive, found \(g)") }
     }
 
     func run() async throws {
@@ -139,7 +148,8 @@ struct PlanCommand: AsyncParsableCommand {
             inputs.calibration = calibration
             inputs.accuracyCorpus = corpus
             if let target, let table, let price = table.price(g.name) {
-                inputs.fleet = FleetSettings(targetRate: target, router: router, usdPerGPUHour: price.usd, priceSource: price.source, maxGPUs: maxGPUs)
+                inputs.fleet = FleetSettings(targetRate: target, router: router, usdPerGPUHour: price.usd, priceSource: price.source, maxGPUs: maxGPUs,
+                                             disaggregate: disaggregate, kvLinkGBps: kvLinkGBps)
             }
             return inputs
         }

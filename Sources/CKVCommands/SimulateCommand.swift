@@ -98,12 +98,28 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(name: .customLong("slo-e2e"), help: "Goodput: … and end-to-end latency at most this (30s).")
     var sloE2E: String?
 
+    @Option(help: "Replicas of the deployment behind a router (1: one replica, no router).")
+    var replicas: Int = 1
+
+    @Option(help: "With --replicas or --disaggregate: how the router spreads requests: \(RouterPolicy.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var router: RouterPolicy = .leastOutstanding
+
+    @Option(help: "Disaggregated prefill and decode pools, xPyD (1P3D: one prefill and three decode replicas; vLLM V1).")
+    var disaggregate: String?
+
+    @Option(name: .customLong("kv-link-gbps"), parsing: .unconditional, help: "With --disaggregate: GB/s per GPU the KV crosses between the pools (default: the GPU's interconnect, when both pools fit one 8-GPU node).")
+    var kvLinkGBps: Double?
+
     func validate() throws {
         guard rateScale > 0, rateScale.isFinite else { throw ValidationError("--rate-scale must be positive") }
         guard timeScale > 0, timeScale.isFinite else { throw ValidationError("--time-scale must be positive") }
         if let requests, requests <= 0 || requests > Scenario.maxRequests {
             throw ValidationError("--requests must be between 1 and \(Scenario.maxRequests) (about a minute of simulation), found \(requests)")
         }
+        guard (1...4096).contains(replicas) else { throw ValidationError("--replicas must be between 1 and 4096, found \(replicas)") }
+        if disaggregate != nil, replicas != 1 { throw ValidationError("give --replicas or --disaggregate (whose pools are its replicas), not both") }
+        if let g = kvLinkGBps, !(g > 0 && g.isFinite) { throw ValidationError("--kv-link-gbps must be positive, found \(g)") }
+        if kvLinkGBps != nil, disaggregate == nil { throw ValidationError("--kv-link-gbps applies to --disaggregate") }
     }
 
     func run() async throws {
@@ -115,18 +131,45 @@ struct SimulateCommand: AsyncParsableCommand {
         try scenario.validate(model: model, serving: serving)
         let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: gpu, model: model, serving: serving)
         let source = try scenario.source(rateScale: rateScale, timeScale: timeScale, requests: requests)
-        let largest = scenario.prompt.map { ($0.maximum, scenario.output!.maximum) }
+        let largest = scenario.prompt.map { ($0.maximum + (scenario.sharedPrefix?.tokens ?? 0), scenario.output!.maximum) }
         let started = ContinuousClock.now
         let spec = try compression.spec
         let slo = try goodputSLO
-        let result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec, coefficients: coefficients,
+        var result: SimulationResult
+        var fleet: SimulateRun.Fleet?
+        if replicas == 1, disaggregate == nil {
+            result = try Simulation.run(gpu: gpu, model: model, serving: serving, compression: spec, coefficients: coefficients,
                                         source: source, largest: largest, goodput: slo)
+        } else {
+            let split = try disaggregate.map { try DisaggregationSplit(parsing: $0) }
+            if let split, serving.engine != .vllmV1 {
+                throw ValidationError("--disaggregate \(split) is modelled for vLLM V1 only (--engine vllm-v1), not \(serving.engine.displayName)")
+            }
+            let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory, metadata: spec?.policy.poolMetadata)
+            let cost = CostModel(gpu: gpu, model: model, serving: serving, constants: coefficients.cost)
+            if let largest {
+                try Simulation(plan: plan, cost: cost, compression: spec, scheduler: scheduler(for: serving), source: NoRequests())
+                    .checkFits(prompt: largest.0, output: largest.1)
+            }
+            var cluster: ClusterSimulation
+            var link: KVLink?
+            if let split {
+                link = try split.link(gpu: gpu, tensorParallel: serving.tensorParallel, networkGBps: kvLinkGBps)
+                cluster = ClusterSimulation(prefill: split.prefill, decode: split.decode, plan: plan, cost: cost, compression: spec, router: router,
+                                            link: link!, source: source, goodput: slo)
+            } else {
+                cluster = ClusterSimulation(replicas: replicas, plan: plan, cost: cost, compression: spec, router: router, source: source, goodput: slo)
+            }
+            let r = cluster.run()
+            result = r.fleet
+            fleet = SimulateRun.Fleet(router: router, disaggregation: split, link: link, replicas: r.replicas)
+        }
         let wall = (ContinuousClock.now - started).seconds
         let described = spec.map { SimulateRun.Compression($0, longestPrompt: largest?.0, blockSize: serving.blockSize) }
         let run = SimulateRun(scenario: scenario.name, gpu: gpu.name, model: model.name, serving: serving, compression: described,
                               policy: spec?.policy.rawValue ?? "full", budget: spec.map { Self.describe($0.budget) } ?? "full",
                               costModel: CostModel(gpu: gpu, model: model, serving: serving).source, calibration: calibration,
-                              servingBands: try ErrorBand.servingBands(), result: result)
+                              servingBands: try ErrorBand.servingBands(), result: result, fleet: fleet)
         switch format {
         case .json: print(try JSONOutput.string(run))
         case .csv: print(run.csv, terminator: "")
@@ -156,6 +199,11 @@ extension SimulateCommand {
     }
 }
 
+/// A replica a cluster feeds reads no requests of its own.
+private struct NoRequests: RequestSource {
+    mutating func next() -> Request? { nil }
+}
+
 /// A simulation's settings and result, rendered as text, JSON or CSV.
 struct SimulateRun: Encodable {
     var scenario, gpu, model: String
@@ -169,7 +217,22 @@ struct SimulateRun: Encodable {
     var calibration: String?
     /// The validated errors of throughput, TTFT, TPOT and ITL (`ErrorBand.servingBands`).
     var servingBands: [ErrorBand]
+    /// The fleet's result with several replicas (`fleet` has each replica's).
     var result: SimulationResult
+    var fleet: Fleet?
+
+    /// Several replicas: the router, the pools of a disaggregated deployment and each replica's result.
+    struct Fleet: Encodable {
+        var router: RouterPolicy
+        var disaggregation: DisaggregationSplit?
+        var link: KVLink?
+        var replicas: [SimulationResult]
+
+        enum CodingKeys: String, CodingKey {
+            case router, disaggregation, replicas
+            case link = "kv_link"
+        }
+    }
 
     /// " ±x %" for serving class `metric`, empty when it has no band.
     func band(_ metric: ServingMetric) -> String {
@@ -177,7 +240,7 @@ struct SimulateRun: Encodable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scenario, gpu, model, serving, compression, policy, budget, result, calibration
+        case scenario, gpu, model, serving, compression, policy, budget, result, calibration, fleet
         case servingBands = "serving_error_bands"
         case costModel = "cost_model"
     }
@@ -219,6 +282,7 @@ struct SimulateRun: Encodable {
             ("deployment", "\(model) on \(gpu); \(settings)"),
             ("cost model", costModel.description + (calibration.map { "; calibrated by \($0)" } ?? "")),
             ("compression", policy == "full" ? "none (full cache)" : "\(policy), \(budget)"),
+        ] + fleetRows + [
             ("requests", "\(r.completed) completed, \(r.rejected) rejected, of \(r.requests)"),
             ("duration", "\(Format.fixed(r.durationSeconds, 1)) s simulated, \(r.steps) engine steps"),
             ("throughput", "\(Format.fixed(r.requestsPerSecond, 2)) req/s, \(Format.fixed(r.outputTokensPerSecond, 0)) output tok/s, \(Format.fixed(r.totalTokensPerSecond, 0)) total tok/s\(band(.throughput))"),
@@ -231,8 +295,34 @@ struct SimulateRun: Encodable {
             ("KV utilisation", "mean \(Format.fixed(100 * r.meanKVUtilisation, 1)) %, peak \(Format.fixed(100 * r.peakKVUtilisation, 1)) %"),
             ("preemptions", "\(r.preemptions)"),
             ("compressions", "\(r.compressions)"),
+        ] + cacheRows + [
             ("error bands", servingBands.servingSummary(citing: "Docs/validation.md")),
         ]).text
+    }
+
+    /// The replicas and router, with several.
+    var fleetRows: [(String, String)] {
+        guard let f = fleet else { return [] }
+        if let split = f.disaggregation {
+            let p = f.replicas[..<split.prefill], d = f.replicas[split.prefill...]
+            return [("replicas", "\(split): \(split.prefill) prefill and \(split.decode) decode replicas, arrivals by the \(f.router.rawValue) router to the prefill pool, each prefilled request to the least loaded decode replica"),
+                    ("KV link", f.link.map { "\($0.kind): \(Format.figure($0.gbPerSecond)) GB/s per replica" } ?? "—"),
+                    ("requests per replica", "prefill \(p.map { String($0.requests) }.joined(separator: ", ")); decode \(d.map { String($0.completed) }.joined(separator: ", ")) completed")]
+        }
+        return [("replicas", "\(f.replicas.count) behind the \(f.router.rawValue) router"),
+                ("requests per replica", f.replicas.map { String($0.requests) }.joined(separator: ", "))]
+    }
+
+    /// The prefix cache's hits and the KV sent between pools, when there are any.
+    var cacheRows: [(String, String)] {
+        var rows: [(String, String)] = []
+        if let c = result.prefixCache {
+            rows.append(("prefix cache", "\(Format.percent(c.hitRate)) of prompt tokens found cached (\(c.hitTokens) of \(c.promptTokens), first admissions)"))
+        }
+        if let t = result.kvTransfer {
+            rows.append(("KV transfer", "\(t.requests) requests, \(Format.gib(t.bytes)) in all, \(Format.gib(t.meanBytes)) per request"))
+        }
+        return rows
     }
 
     /// The goodput line, when objectives were given.

@@ -14,13 +14,20 @@ public struct FleetSettings: Sendable {
     public var priceSource: String
     /// No configuration may use more GPUs than this.
     public var maxGPUs: Int
+    /// Also search disaggregated prefill and decode pools (vLLM V1), with the KV crossing the
+    /// network at `kvLinkGBps` per GPU when the pools span nodes (nil: only splits within a node).
+    public var disaggregate: Bool
+    public var kvLinkGBps: Double?
 
-    public init(targetRate: Double, router: RouterPolicy = .leastOutstanding, usdPerGPUHour: Double, priceSource: String, maxGPUs: Int = 256) {
+    public init(targetRate: Double, router: RouterPolicy = .leastOutstanding, usdPerGPUHour: Double, priceSource: String, maxGPUs: Int = 256,
+                disaggregate: Bool = false, kvLinkGBps: Double? = nil) {
         self.targetRate = targetRate
         self.router = router
         self.usdPerGPUHour = usdPerGPUHour
         self.priceSource = priceSource
         self.maxGPUs = maxGPUs
+        self.disaggregate = disaggregate
+        self.kvLinkGBps = kvLinkGBps
     }
 }
 
@@ -46,10 +53,17 @@ public struct FleetSizing: Codable, Sendable, Equatable {
     public var outputTokensPerSecond: Double
     /// The fleet's prefix-cache hit rate (nil: no prefix cache in force).
     public var prefixHitRate: Double?
+    /// Disaggregated: the prefill and decode pools (`replicas` is their sum) and the link the KV
+    /// crosses, with the KV sent per request (nil: colocated replicas).
+    public var split: DisaggregationSplit?
+    public var kvLink: KVLink?
+    public var kvBytesPerRequest: Double?
 
     enum CodingKeys: String, CodingKey {
-        case replicas, gpus, goodput
+        case replicas, gpus, goodput, split
         case prefixHitRate = "prefix_hit_rate"
+        case kvLink = "kv_link"
+        case kvBytesPerRequest = "kv_bytes_per_request"
         case targetRate = "target_rate"
         case usdPerGPUHour = "usd_per_gpu_hour"
         case priceSource = "price_source"
@@ -91,7 +105,11 @@ public struct FleetSizing: Codable, Sendable, Equatable {
                   outputTokensPerSecond: run.outputTokensPerSecond, totalTokensPerSecond: run.totalTokensPerSecond,
                   ttftP90Ms: run.ttftMs.p90, tpotP99Ms: run.tpotMs.p99, good: run.goodput?.requests ?? 0, requests: run.requests)
         prefixHitRate = run.prefixCache?.hitRate
+        kvBytesPerRequest = run.kvTransfer?.meanBytes
     }
+
+    /// How the replicas are arranged: "3", or "1P2D".
+    public var arrangement: String { split?.description ?? String(replicas) }
 }
 
 /// Why a configuration has no fleet: the most replicas allowed still miss an SLO.
@@ -196,10 +214,11 @@ public struct FleetReport: Codable, Sendable, Equatable {
         var options: [FleetOption] = []
         for report in reports {
             for row in report.rows {
-                guard let s = row.fleet else { continue }
-                options.append(FleetOption(gpu: report.gpu, tensorParallel: report.tensorParallel, policy: row.policy, budget: row.budget,
-                                           budgetAsGiven: row.budgetAsGiven, kvFraction: row.kvFraction, accuracyLoss: row.accuracy.loss,
-                                           lossSource: row.accuracy.lossSource, sizing: s))
+                for s in [row.fleet, row.disaggregatedFleet].compactMap({ $0 }) {
+                    options.append(FleetOption(gpu: report.gpu, tensorParallel: report.tensorParallel, policy: row.policy, budget: row.budget,
+                                               budgetAsGiven: row.budgetAsGiven, kvFraction: row.kvFraction, accuracyLoss: row.accuracy.loss,
+                                               lossSource: row.accuracy.lossSource, sizing: s))
+                }
             }
         }
         let rate = Format.figure(targetRate)
@@ -214,14 +233,18 @@ public struct FleetReport: Codable, Sendable, Equatable {
         }
         // Cheapest first; at the same cost the full cache (nothing to risk), then the least loss,
         // the largest budget, and the names.
-        func first(_ o: FleetOption) -> (Double, Int, Double, Int) { (o.sizing.usdPerHour, o.policy == "full" ? 0 : 1, o.accuracyLoss ?? 1, -(o.budget ?? Int.max)) }
-        func then(_ o: FleetOption) -> (String, Int, String) { (o.gpu, o.tensorParallel, o.policy) }
+        // Colocated before disaggregated at the same cost (one pool to run).
+        func first(_ o: FleetOption) -> (Double, Int, Double, Int, Int) {
+            (o.sizing.usdPerHour, o.policy == "full" ? 0 : 1, o.accuracyLoss ?? 1, -(o.budget ?? Int.max), o.sizing.split == nil ? 0 : 1)
+        }
+        func then(_ o: FleetOption) -> (String, Int, String, String) { (o.gpu, o.tensorParallel, o.policy, o.sizing.arrangement) }
         options.sort { a, b in first(a) != first(b) ? first(a) < first(b) : then(a) < then(b) }
         let eligible = options.indices.filter { (options[$0].accuracyLoss ?? .infinity) <= maxLoss }
         let money = { (x: Double) in String(format: "$%.2f", x) }
         func describe(_ o: FleetOption) -> String {
             let what = o.policy == "full" ? "the full cache" : "\(o.policy) at budget \(o.budget!) (kv-fraction \(formatPercent((o.kvFraction * 10000).rounded() / 10000)))"
-            return "\(what) on \(o.sizing.replicas) × \(o.gpu)\(o.tensorParallel > 1 ? " × \(o.tensorParallel) (TP)" : "") = \(o.sizing.gpus) GPU\(o.sizing.gpus == 1 ? "" : "s"), \(money(o.sizing.usdPerHour))/h, \(money(o.sizing.usdPerMillionOutputTokens)) per million output tokens"
+            let replicas = o.sizing.split.map { "\($0.prefill) prefill + \($0.decode) decode replicas of" } ?? "\(o.sizing.replicas) ×"
+            return "\(what) on \(replicas) \(o.gpu)\(o.tensorParallel > 1 ? " × \(o.tensorParallel) (TP)" : "") = \(o.sizing.gpus) GPU\(o.sizing.gpus == 1 ? "" : "s"), \(money(o.sizing.usdPerHour))/h, \(money(o.sizing.usdPerMillionOutputTokens)) per million output tokens"
         }
         var report = FleetReport(targetRate: targetRate, router: router, maxGPUs: maxGPUs,
                                  candidates: reports.map { "\($0.gpu) × \($0.tensorParallel)" }, skipped: skipped, prices: prices,
@@ -248,7 +271,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
         report.recommendation = text + "."
         report.recommended = pick
         if let r = reports.first(where: { $0.gpu == chosen.gpu && $0.tensorParallel == chosen.tensorParallel }), let m = models[r.model] {
-            report.serveCommand = ServeCommand.line(model: m, serving: r.serving, context: r.context)
+            report.serveCommand = ServeCommand.line(model: m, serving: r.serving, context: r.context, disaggregated: chosen.sizing.split != nil)
             report.implementation = chosen.policy == "full" ? nil : (try? PolicyKind(parsing: chosen.policy))?.implementations
         }
         return report
@@ -264,7 +287,9 @@ public enum ServeCommand {
     }
 
     /// `vllm serve …` or `python -m sglang.launch_server …` with every setting the plan assumed.
-    public static func line(model: ModelSpec, serving s: ServingConfig, context: Int) -> String {
+    /// Disaggregated, both pools run it with vLLM's NIXL connector (the proxy in front of them,
+    /// llm-d's or vLLM's example one, routes prefill then decode).
+    public static func line(model: ModelSpec, serving s: ServingConfig, context: Int, disaggregated: Bool = false) -> String {
         let id = modelID(model)
         let tokens = s.batchedTokens(for: model)
         switch s.engine {
@@ -288,6 +313,7 @@ public enum ServeCommand {
             if s.kvFormat == .fp8 { parts.append("--kv-cache-dtype fp8") }
             if s.weightFormat == .fp8 { parts.append("--quantization fp8") }
             if !s.cudaGraphs { parts.append("--enforce-eager") }
+            if disaggregated { parts.append(#"--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'"#) }
             return parts.joined(separator: " ")
         }
     }

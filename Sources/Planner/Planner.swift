@@ -116,6 +116,9 @@ public struct PlanRow: Codable, Sendable, Equatable {
     public var fleet: FleetSizing? = nil
     /// Why no fleet within the GPU limit carries it.
     public var fleetShortfall: FleetShortfall? = nil
+    /// The fewest disaggregated prefill and decode replicas that carry the target load (nil: not
+    /// searched, or none within the GPU limit does).
+    public var disaggregatedFleet: FleetSizing? = nil
 
     public struct RatePoint: Codable, Sendable, Equatable {
         public var rate: Double
@@ -421,7 +424,7 @@ public enum Planner {
         }
         curve.sort { $0.rate < $1.rate }
         // The fleet for the target load: clusters of this configuration at the target rate.
-        var sizing: FleetSizing?, shortfall: FleetShortfall?
+        var sizing: FleetSizing?, shortfall: FleetShortfall?, disaggregated: FleetSizing?
         if let f = inputs.fleet, sloRate > 0 {
             let tp = serving.tensorParallel, maxReplicas = f.maxGPUs / tp
             let cost = CostModel(gpu: inputs.gpu, model: model, serving: serving, constants: inputs.coefficients.cost)
@@ -443,6 +446,10 @@ public enum Planner {
                 shortfall = FleetShortfall(maxReplicas: maxReplicas, failing: Fleet.failing(largest, sloTTFT: inputs.sloTTFT, sloTPOT: inputs.sloTPOT) ?? "")
             } else {
                 shortfall = FleetShortfall(maxReplicas: 0, failing: "one replica needs \(tp) GPUs, more than the \(f.maxGPUs) allowed")
+            }
+            if f.disaggregate, serving.engine == .vllmV1, maxReplicas >= 2 {
+                disaggregated = try Self.split(f, colocated: sizing?.replicas, maxReplicas: maxReplicas, inputs: inputs, serving: serving, plan: plan,
+                                               cost: cost, compression: compression, workload: workload, slo: slo, meets: meets)
             }
         }
         let published = policy.map { Published.matching(model: model.name, policy: $0.rawValue, budget: spec!) } ?? []
@@ -470,8 +477,45 @@ public enum Planner {
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
             sloRate: sloRate, latency: latency, curve: curve,
             accuracy: AccuracyEstimate(traces: evidence, corpus: corpus, published: published, loss: loss, lossSource: source),
-            fleet: sizing, fleetShortfall: shortfall
+            fleet: sizing, fleetShortfall: shortfall, disaggregatedFleet: disaggregated
         )
+    }
+
+    /// The fewest disaggregated replicas of one configuration that carry the target load. TTFT
+    /// is the prefill pool's and TPOT the decode pool's, so the search is two short ones: the
+    /// fewest prefill replicas whose TTFT meets its SLO beside an ample decode pool (as many
+    /// replicas as the colocated fleet, within the limit), then the fewest decode replicas beside
+    /// them meeting both SLOs. Without a network bandwidth (`FleetSettings.kvLinkGBps`) the pools
+    /// must fit one node (`DisaggregationSplit.gpusPerNode`). nil when no split within the
+    /// limits carries the load.
+    static func split(_ f: FleetSettings, colocated: Int?, maxReplicas: Int, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
+                      cost: CostModel, compression: CompressionSpec?, workload: Workload, slo: GoodputSLO,
+                      meets: (SimulationResult) -> Bool) throws -> FleetSizing? {
+        let tp = serving.tensorParallel
+        let cap = f.kvLinkGBps == nil ? min(maxReplicas, DisaggregationSplit.gpusPerNode / tp) : maxReplicas
+        guard cap >= 2 else { return nil }
+        var runs: [DisaggregationSplit: (SimulationResult, KVLink)] = [:]
+        func run(_ p: Int, _ d: Int) throws -> (SimulationResult, KVLink) {
+            let split = DisaggregationSplit(prefill: p, decode: d)
+            if let r = runs[split] { return r }
+            let link = try split.link(gpu: inputs.gpu, tensorParallel: tp, networkGBps: f.kvLinkGBps)
+            let source = try workload.source(arrivals: .poisson(rate: f.targetRate), count: Fleet.requests(replicas: p + d, base: inputs.requests))
+            var c = ClusterSimulation(prefill: p, decode: d, plan: plan, cost: cost, compression: compression, router: f.router, link: link,
+                                      source: source, goodput: slo)
+            let r = (c.run().fleet, link)
+            runs[split] = r
+            return r
+        }
+        let ample = { (p: Int) in max(1, min(colocated ?? cap / 2, cap - p)) }
+        func ttftMet(_ r: SimulationResult) -> Bool { r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 }
+        guard let p = try Fleet.replicasNeeded(estimate: max(1, (colocated ?? 2) / 2), maxReplicas: cap - 1, meets: { try ttftMet(run($0, ample($0)).0) }),
+              let d = try Fleet.replicasNeeded(estimate: max(1, (colocated ?? 2) - p), maxReplicas: cap - p, meets: { try meets(run(p, $0).0) })
+        else { return nil }
+        let (result, link) = try run(p, d)
+        var sizing = FleetSizing(targetRate: f.targetRate, replicas: p + d, tp: tp, usdPerGPUHour: f.usdPerGPUHour, priceSource: f.priceSource, cluster: result)
+        sizing.split = DisaggregationSplit(prefill: p, decode: d)
+        sizing.kvLink = link
+        return sizing
     }
 
     /// The cheapest configuration (highest SLO rate per GPU) within the loss, and what the full cache would need.

@@ -82,7 +82,7 @@ extension PlanReport {
         let shown = limit.map { Array(f.options.prefix($0)) } ?? f.options
         let rows = shown.map { o -> [String] in
             let s = o.sizing
-            let sizing: [String] = [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", String(s.replicas), String(s.gpus),
+            let sizing: [String] = [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", s.arrangement, String(s.gpus),
                                     String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
                                     String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
                                     String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput)]

@@ -31,6 +31,10 @@ public struct ClusterSimulation {
     private var replicas: [Simulation]
     private var source: any RequestSource
     private var nextReplica = 0
+    /// The replicas arrivals are routed to: all of them, or the prefill pool.
+    private var entry: Range<Int>
+    /// Disaggregated serving: the decode pool, which prefill replicas hand requests to.
+    private var decodePool: Range<Int>?
 
     /// `replicas` copies of the replica `plan`, `cost` and `compression` describe, batched by
     /// `scheduler(for:)` of the plan's engine, fed by `source` through `router`.
@@ -44,6 +48,28 @@ public struct ClusterSimulation {
         one.recordsTimeSeries = recordsTimeSeries
         one.goodputSLO = goodput
         self.replicas = Array(repeating: one, count: replicas)
+        entry = 0..<replicas
+    }
+
+    /// Disaggregated prefill and decode (xPyD, as vLLM's NIXL connector and llm-d run it):
+    /// arrivals go through `router` to `prefill` replicas, which compute each prompt (compressed
+    /// there by the policy, at the end of its prefill) and emit its first token; a decode replica
+    /// (the least loaded of `decode`) takes the request over, allocates the blocks of its kept
+    /// cache, receives the KV over `link` and decodes the rest. Both pools run the replica of
+    /// `plan`, which must be vLLM V1's (the engine whose disaggregation is modelled). A
+    /// request whose output is one token ends on its prefill replica. The prefill replica frees
+    /// its blocks at once (vLLM holds them until the decode side has read them).
+    public init(prefill: Int, decode: Int, plan: MemoryPlan, cost: any LatencyModel, compression: CompressionSpec? = nil,
+                router: RouterPolicy = .leastOutstanding, link: KVLink, source: any RequestSource, recordsTimeSeries: Bool = false,
+                goodput: GoodputSLO? = nil) {
+        precondition(prefill >= 1 && decode >= 1, "disaggregated serving needs a prefill and a decode replica")
+        precondition(plan.serving.engine == .vllmV1, "disaggregated serving is modelled for vLLM V1")
+        self.init(replicas: prefill + decode, plan: plan, cost: cost, compression: compression, router: router, source: source,
+                  recordsTimeSeries: recordsTimeSeries, goodput: goodput)
+        for i in 0..<prefill { replicas[i].role = .prefill }
+        for i in prefill..<(prefill + decode) { replicas[i].role = .decode(link: link) }
+        entry = 0..<prefill
+        decodePool = prefill..<(prefill + decode)
     }
 
     /// Runs until every request has completed or been rejected.
@@ -69,6 +95,15 @@ public struct ClusterSimulation {
                 _ = next.removeMin()
                 _ = replicas[e.replica].processNextEvent()
                 refresh(e.replica, &next)
+                if let pool = decodePool, !replicas[e.replica].handoffs.isEmpty {
+                    for h in replicas[e.replica].handoffs {
+                        let d = leastLoaded(pool)
+                        let before = replicas[d].nextEventTime
+                        replicas[d].inject(h)
+                        if replicas[d].nextEventTime != before { refresh(d, &next) }
+                    }
+                    replicas[e.replica].handoffs.removeAll(keepingCapacity: true)
+                }
             } else {
                 break
             }
@@ -88,23 +123,23 @@ public struct ClusterSimulation {
     private mutating func pick(_ request: Request) -> Int {
         switch router {
         case .roundRobin:
-            defer { nextReplica = (nextReplica + 1) % replicas.count }
-            return nextReplica
+            defer { nextReplica = (nextReplica + 1) % entry.count }
+            return entry.lowerBound + nextReplica
         case .leastOutstanding:
-            return leastLoaded(replicas.indices)
+            return leastLoaded(entry)
         case .prefixAffinity:
-            let loads = replicas.map(\.outstanding)
+            let loads = entry.map { replicas[$0].outstanding }
             let low = loads.min()!, high = loads.max()!
             if high - low > RouterPolicy.balanceAbsolute, Double(high) > Double(low) * RouterPolicy.balanceRelative {
-                return leastLoaded(replicas.indices)
+                return leastLoaded(entry)
             }
-            let matched = replicas.map { $0.cachedTokens(of: request) }
+            let matched = entry.map { replicas[$0].cachedTokens(of: request) }
             let best = matched.max()!
             if best > 0, Double(best) / Double(request.promptTokens) > RouterPolicy.cacheThreshold {
-                return leastLoaded(replicas.indices.filter { matched[$0] == best })
+                return leastLoaded(entry.filter { matched[$0 - entry.lowerBound] == best })
             }
-            let smallest = replicas.map(\.cachedPrefixBlocks).min()!
-            return leastLoaded(replicas.indices.filter { replicas[$0].cachedPrefixBlocks == smallest })
+            let smallest = entry.map { replicas[$0].cachedPrefixBlocks }.min()!
+            return leastLoaded(entry.filter { replicas[$0].cachedPrefixBlocks == smallest })
         }
     }
 
@@ -165,7 +200,54 @@ extension MetricsRecorder {
         lastFinish = max(lastFinish, o.lastFinish)
         slo = slo ?? o.slo
         good += o.good
+        transferredBytes += o.transferredBytes
+        transfers += o.transfers
         if let p = o.prefix { prefix = (prefix ?? PrefixCacheStats(promptTokens: 0, hitTokens: 0)) + p }
         recordsSeries = false
+    }
+}
+
+/// The pools of a disaggregated deployment: `prefill` and `decode` replicas (xPyD).
+public struct DisaggregationSplit: Codable, Sendable, Hashable, CustomStringConvertible {
+    public var prefill: Int
+    public var decode: Int
+    /// GPUs one node holds (an HGX or DGX board): pools within it send KV over the GPUs'
+    /// interconnect, larger ones over the network between nodes.
+    public static let gpusPerNode = 8
+
+    public init(prefill: Int, decode: Int) {
+        self.prefill = prefill
+        self.decode = decode
+    }
+
+    /// Parses `xPyD` ("1P3D", case-insensitive).
+    /// - Throws: `WorkloadError` saying what was expected.
+    public init(parsing text: String) throws {
+        let t = text.uppercased()
+        let parts = t.split(separator: "P", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[1].hasSuffix("D"), let p = Int(parts[0]), let d = Int(parts[1].dropLast()), p >= 1, d >= 1, p + d <= 4096 else {
+            throw WorkloadError("disaggregation '\(text)': expected xPyD with at least one prefill and one decode replica, e.g. 1P3D")
+        }
+        self.init(prefill: p, decode: d)
+    }
+
+    public var description: String { "\(prefill)P\(decode)D" }
+
+    public var replicas: Int { prefill + decode }
+
+    /// The link KV crosses from a prefill to a decode replica of `tensorParallel` GPUs each: the
+    /// GPU's interconnect when both pools fit one node, else the network between nodes
+    /// (`networkGBps` per GPU, which the caller must then give), times the TP degree (each GPU
+    /// sends its shard).
+    /// - Throws: `WorkloadError` when the pools span nodes and no network bandwidth is given.
+    public func link(gpu: GPU, tensorParallel: Int, networkGBps: Double?) throws -> KVLink {
+        let gpus = replicas * tensorParallel
+        if let networkGBps {
+            return KVLink(kind: "network \(networkGBps.formatted()) GB/s per GPU", gbPerSecond: networkGBps * Double(tensorParallel))
+        }
+        guard gpus <= Self.gpusPerNode else {
+            throw WorkloadError("\(description) × TP \(tensorParallel) is \(gpus) GPUs, more than one \(Self.gpusPerNode)-GPU node: give the network's bandwidth between nodes per GPU (--kv-link-gbps, e.g. 50 for 400 Gb/s NICs)")
+        }
+        return KVLink(kind: "\(gpu.interconnect.kind) within a node", gbPerSecond: gpu.interconnect.gbPerSecond * Double(tensorParallel))
     }
 }

@@ -5,12 +5,17 @@
 struct Event: Comparable {
     enum Kind {
         case arrival(Request)
+        /// A prefilled request handed over by a prefill replica (disaggregated serving).
+        case handoff(Handoff)
+        /// A decode replica's sequence whose KV has arrived.
+        case kvLoaded
         case stepEnd
 
         var priority: Int {
             switch self {
-            case .arrival: 0
-            case .stepEnd: 1
+            case .arrival, .handoff: 0
+            case .kvLoaded: 1
+            case .stepEnd: 2
             }
         }
     }

@@ -162,6 +162,9 @@ struct MetricsRecorder {
     var good = 0
     /// Prompt tokens of first admissions, and those found in the prefix cache (nil: caching off).
     var prefix: PrefixCacheStats?
+    /// KV bytes a decode replica received from prefill replicas, and how many requests' KV.
+    var transferredBytes = 0.0
+    var transfers = 0
 
     mutating func step(start: Int64, end: Int64, batchSize: Int, kvUtilisation: Double) {
         steps += 1
@@ -236,6 +239,8 @@ public struct SimulationResult: Codable, Equatable, Sendable {
     public var goodput: Goodput?
     /// The prefix cache's hits (nil: prefix caching off).
     public var prefixCache: PrefixCacheStats?
+    /// Disaggregated serving: the KV decode replicas received from prefill replicas (nil: colocated).
+    public var kvTransfer: KVTransferStats?
 
     enum CodingKeys: String, CodingKey {
         case requests, completed, rejected, preemptions, compressions, steps
@@ -256,6 +261,7 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         case kvUtilisationOverTime = "kv_utilisation_over_time"
         case goodput
         case prefixCache = "prefix_cache"
+        case kvTransfer = "kv_transfer"
     }
 
     init(_ m: MetricsRecorder, requests: Int) {
@@ -283,7 +289,17 @@ public struct SimulationResult: Codable, Equatable, Sendable {
         kvUtilisationOverTime = m.kvSeries
         goodput = m.slo.map { Goodput(slo: $0, requests: m.good, requestsPerSecond: span > 0 ? Double(m.good) / span : 0) }
         prefixCache = m.prefix
+        kvTransfer = m.transfers > 0 ? KVTransferStats(requests: m.transfers, bytes: m.transferredBytes) : nil
     }
+}
+
+/// The KV sent from prefill to decode replicas: requests and bytes (after compression).
+public struct KVTransferStats: Codable, Equatable, Sendable {
+    public var requests: Int
+    public var bytes: Double
+
+    /// Bytes per request.
+    public var meanBytes: Double { requests > 0 ? bytes / Double(requests) : 0 }
 }
 
 /// How much of the prompts the prefix cache served: over each request's first admission (a

@@ -34,9 +34,25 @@ public struct SchedulerState {
     public internal(set) var rejected = 0
     /// Prompt tokens of first admissions, and those of them found in the prefix cache.
     var prefixQueried = 0, prefixHits = 0
+    /// The prefix blocks each running request shares, by request id, from its prompt's first.
+    var sharing: [Int: [SharedBlock]] = [:]
+    /// The simulated time of the step being formed, µs.
+    var now: Int64 = 0
+    /// A decode replica's link its KV arrives over (nil: colocated or prefill).
+    var kvLink: KVLink?
+    /// Prefilled requests handed to this decode replica, waiting for blocks (FCFS).
+    var remote = Deque<Sequence>()
+    /// When the KV of sequences admitted from `remote` in this step will have arrived (the
+    /// simulation wakes the engine then).
+    var kvArrivals: [Int64] = []
+    /// KV bytes received over `kvLink`, and transfers.
+    public internal(set) var transferredBytes = 0.0
+    public internal(set) var transfers = 0
+    let phbBytes: Double
 
     init(plan: MemoryPlan, cost: any LatencyModel, compression: CompressionSpec?) {
         blocks = BlockManager(capacity: plan.phbCapacity)
+        phbBytes = plan.phbBytes
         self.compression = compression
         serving = plan.serving
         model = plan.model
@@ -110,13 +126,15 @@ public struct SchedulerState {
     /// Lets go of the shared prefix blocks of `s` whose index `drop` picks, last first: they leave
     /// its footprint, and join the free queue when no other request holds them.
     mutating func releaseShared(_ s: inout Sequence, where drop: (Int) -> Bool = { _ in true }) {
-        for j in s.shared.indices.reversed() where drop(j) {
-            let block = s.shared.remove(at: j)
+        guard s.sharedPHB > 0, var held = sharing.removeValue(forKey: s.request.id) else { return }
+        for j in held.indices.reversed() where drop(j) {
+            let block = held.remove(at: j)
             let freed = prefixCache!.release(block.hash)
             unsynced { $0.release(freed) }
             s.sharedPHB -= block.blocks
             s.phb -= block.blocks
         }
+        if !held.isEmpty { sharing[s.request.id] = held }
     }
 
     /// Compresses `s` to `kept` tokens in place; returns the PHBs it no longer holds. A policy
@@ -127,7 +145,7 @@ public struct SchedulerState {
     mutating func compress(_ s: inout Sequence, kept: Int) -> Int {
         let before = s.phb
         var held = phb(tokens: s.tokens, kept: kept)
-        if !s.shared.isEmpty {
+        if s.sharedPHB > 0 {
             let h = s.request.hashBlockTokens, windowStart = s.tokens - kept
             releaseShared(&s) { ($0 + 1) * h <= windowStart }
             held = max(held, s.sharedPHB)
@@ -142,16 +160,17 @@ public struct SchedulerState {
     /// Publishes the prefix blocks `s` has computed since the last call (its prompt's full hashed
     /// blocks); one another request computed meanwhile stays `s`'s own.
     mutating func publishPrefix(_ s: inout Sequence) {
-        guard prefixCache != nil else { return }
+        guard prefixCache != nil, !s.request.blockHashes.isEmpty else { return }
         let r = s.request, full = min(r.fullPrefixBlocks, s.prefilled / r.hashBlockTokens)
         while s.hashesSeen < full {
             let j = s.hashesSeen, hash = r.blockHashes[j]
             s.hashesSeen += 1
-            guard !prefixCache!.contains(hash), s.shared.count == j else { continue }
+            // Only a run from the prompt's first block is shared (what a later prompt can match).
+            guard !prefixCache!.contains(hash), sharing[r.id, default: []].count == j else { continue }
             let h = r.hashBlockTokens
             let b = phb(tokens: (j + 1) * h, kept: (j + 1) * h) - phb(tokens: j * h, kept: j * h)
             prefixCache!.publish(hash, blocks: b)
-            s.shared.append(SharedBlock(hash: hash, blocks: b))
+            sharing[r.id, default: []].append(SharedBlock(hash: hash, blocks: b))
             s.sharedPHB += b
         }
     }
@@ -335,7 +354,7 @@ extension SchedulerState {
             for j in 0..<cached.hashes {
                 let hash = r.blockHashes[j], taken = prefixCache!.acquire(hash)
                 unsynced { $0.allocate(taken) }
-                s.shared.append(SharedBlock(hash: hash, blocks: prefixCache!.lookup(hash)!.blocks))
+                sharing[r.id, default: []].append(SharedBlock(hash: hash, blocks: prefixCache!.lookup(hash)!.blocks))
             }
             s.sharedPHB = cached.blocks
             s.hashesSeen = cached.hashes
@@ -350,6 +369,35 @@ extension SchedulerState {
         self.blocks.allocate(blocks)
         addChunk(&s, chunk, &work)
         running.append(s)
+    }
+
+    /// Admits prefilled requests handed over by prefill replicas, first come first served, while
+    /// their blocks are free and fewer than `max_num_seqs` run (vLLM V1 allocates a remote-KV
+    /// request's blocks before it pulls the KV, `WAITING_FOR_REMOTE_KVS`): each holds the blocks
+    /// of its kept cache at once and decodes when the KV has come over the link, its bytes ÷ the
+    /// link's bandwidth later.
+    mutating func admitRemote() {
+        guard let link = kvLink else { return }
+        while var s = remote.first, running.count < serving.maxNumSeqs {
+            let need = phb(tokens: s.tokens, kept: s.kept)
+            guard blocks.canAllocate(need) else {
+                if running.isEmpty, !blocks.couldEverHold(need) {
+                    remote.removeFirst()
+                    rejected += 1
+                    continue
+                }
+                break
+            }
+            remote.removeFirst()
+            blocks.allocate(need)
+            s.phb = need
+            let bytes = Double(need) * phbBytes
+            s.kvArrival = now + max(1, Int64((link.seconds(bytes: bytes) * 1e6).rounded()))
+            transferredBytes += bytes
+            transfers += 1
+            kvArrivals.append(s.kvArrival)
+            running.append(s)
+        }
     }
 
     /// Drops the head of the waiting queue: a (preempted) sequence whose prompt and output outgrew
@@ -430,6 +478,10 @@ public struct VLLMV1Scheduler: Scheduler {
         let onPressure = state.compression?.compressesOnPressure == true
         var i = 0
         while i < state.running.count, budget > 0 {
+            if state.running[i].kvArrival > state.now {
+                i += 1 // its KV is still on the way from the prefill replica
+                continue
+            }
             let prefilling = state.running[i].prefilling
             let chunk = prefilling ? min(budget, state.running[i].prefillTarget - state.running[i].prefilled) : 1
             let need = prefilling ? chunkNeed(state, i, chunk) : state.decodeNeed(i)
@@ -456,6 +508,7 @@ public struct VLLMV1Scheduler: Scheduler {
             i += 1
         }
         guard !preempted else { return work }
+        state.admitRemote()
         let chunked = state.serving.chunkedPrefill
         while budget > 0, let head = state.waiting.first, state.running.count < state.serving.maxNumSeqs {
             let target = head.request.promptTokens + head.generated
@@ -668,14 +721,15 @@ struct Sequence {
     var lastCompressionPass: Int?
     /// Preempted with its computed prefix left in the prefix cache (`PrefixCache`).
     var cachedPrefix = false
-    /// The prefix blocks it shares through the prefix cache, from its prompt's first (part of `phb`).
-    var shared: [SharedBlock] = []
-    /// PHBs of `shared`.
+    /// PHBs of the prefix blocks it shares through the prefix cache (part of `phb`; which blocks:
+    /// `SchedulerState.sharing`).
     var sharedPHB = 0
     /// Its prompt's prefix hashes looked at so far (found cached at admission, or published).
     var hashesSeen = 0
     /// Admitted at least once (a readmission after preemption does not count for the hit rate).
     var admitted = false
+    /// On a decode replica: when its KV has arrived from the prefill replica, µs (0: local).
+    var kvArrival: Int64 = 0
 
     init(request: Request) { self.request = request }
 
@@ -695,8 +749,47 @@ struct Sequence {
         prefillTarget = 0
         cap = Int.max
         lastCompressionPass = nil
-        precondition(shared.isEmpty && sharedPHB == 0, "preempted holding shared prefix blocks")
+        precondition(sharedPHB == 0, "preempted holding shared prefix blocks")
         hashesSeen = 0
+        kvArrival = 0
+    }
+}
+
+/// A link KV travels over from a prefill replica to a decode replica: the GPUs' interconnect
+/// within a node, the network between nodes; the bandwidth is the TP group's (each GPU sends its
+/// shard over its own link).
+public struct KVLink: Codable, Sendable, Equatable {
+    public var kind: String
+    /// One direction, GB/s (10⁹ B/s).
+    public var gbPerSecond: Double
+
+    public init(kind: String, gbPerSecond: Double) {
+        precondition(gbPerSecond > 0, "a link moves bytes")
+        self.kind = kind
+        self.gbPerSecond = gbPerSecond
+    }
+
+    public func seconds(bytes: Double) -> Double { bytes / (gbPerSecond * 1e9) }
+}
+
+/// A request a prefill replica finished, as a decode replica takes it over: its prompt
+/// computed (and compressed, under a policy), its first token out.
+struct Handoff {
+    var sequence: Sequence
+
+    init(prefilled s: Sequence, maxModelLen: Int) {
+        var d = Sequence(request: s.request)
+        d.outputTarget = min(s.request.outputTokens, maxModelLen - s.request.promptTokens)
+        d.tokens = s.tokens
+        d.kept = s.kept
+        d.cap = s.cap
+        d.prefilled = s.prefilled
+        d.prefillTarget = s.prefillTarget
+        d.generated = s.generated
+        d.firstToken = s.firstToken
+        d.lastToken = s.lastToken
+        d.admitted = true
+        sequence = d
     }
 }
 

@@ -39,6 +39,23 @@ public struct Simulation {
     private let frontendPerRequest: Double
     private let maxModelLen: Int
 
+    /// What this replica does in disaggregated serving (`ClusterSimulation(prefill:decode:…)`).
+    public enum Role: Sendable, Equatable {
+        /// Prefill and decode (colocated serving).
+        case both
+        /// Prefill only: a request ends with its first token and is handed to a decode replica.
+        case prefill
+        /// Decode only: requests arrive prefilled and their KV comes over `link`.
+        case decode(link: KVLink)
+    }
+
+    /// Colocated unless a disaggregated cluster says otherwise.
+    var role = Role.both {
+        didSet { if case let .decode(link) = role { state.kvLink = link } }
+    }
+    /// Requests a prefill replica has finished and hands over (drained by the cluster).
+    var handoffs: [Handoff] = []
+
     /// The benchmark client's concurrency limit (`vllm bench serve --max-concurrency`, GuideLLM's
     /// concurrent and synchronous profiles): at most this many requests are outstanding, and a
     /// request held back is sent when one finishes, its clock (TTFT, latency) starting then, as
@@ -142,6 +159,11 @@ public struct Simulation {
         schedule(r)
     }
 
+    /// Hands this decode replica a prefilled request at the time its prefill finished.
+    mutating func inject(_ h: Handoff) {
+        events.push(max(h.sequence.lastToken, clock), .handoff(h))
+    }
+
     /// Processes the earliest pending event; false when there is none.
     mutating func processNextEvent() -> Bool {
         guard let event = events.pop() else { return false }
@@ -151,6 +173,13 @@ public struct Simulation {
         case let .arrival(request):
             admitArrival(request)
             pullArrival()
+            if !engineBusy { formStep() }
+        case let .handoff(h):
+            injected += 1
+            if metrics.firstArrival == nil { metrics.firstArrival = h.sequence.request.arrival }
+            state.remote.append(h.sequence)
+            if !engineBusy { formStep() }
+        case .kvLoaded:
             if !engineBusy { formStep() }
         case .stepEnd:
             finishStep()
@@ -165,6 +194,8 @@ public struct Simulation {
         m.preemptions = state.preemptions
         m.compressions = state.compressions
         m.rejected += state.rejected
+        m.transferredBytes = state.transferredBytes
+        m.transfers = state.transfers
         if state.prefixCache != nil { m.prefix = PrefixCacheStats(promptTokens: state.prefixQueried, hitTokens: state.prefixHits) }
         return m
     }
@@ -172,7 +203,7 @@ public struct Simulation {
     /// The result once every event is processed.
     func result() -> SimulationResult {
         // fatalError, not precondition: its message survives -O, and names what was left.
-        if !(state.running.isEmpty && state.waiting.isEmpty) {
+        if !(state.running.isEmpty && state.waiting.isEmpty && state.remote.isEmpty) {
             fatalError("requests left behind: \(state.running.count) running, \(state.waiting.count) waiting, \(state.blocks.free) of \(state.blocks.capacity) blocks free")
         }
         precondition(state.blocks.free == plan.phbCapacity, "blocks leaked")
@@ -220,14 +251,17 @@ public struct Simulation {
             return
         }
         var s = Sequence(request: r)
-        s.outputTarget = min(r.outputTokens, maxModelLen - r.promptTokens)
+        s.outputTarget = role == .prefill ? 1 : min(r.outputTokens, maxModelLen - r.promptTokens)
         state.waiting.append(s)
     }
 
     private mutating func formStep() {
         let rejectedBefore = state.rejected
+        state.now = clock
         let work = scheduler.formBatch(&state)
         for _ in rejectedBefore..<state.rejected { settle() }
+        for t in state.kvArrivals { events.push(t, .kvLoaded) }
+        state.kvArrivals.removeAll(keepingCapacity: true)
         guard work.prefillTokens + work.decodeSequences > 0 else {
             engineBusy = false
             return
@@ -259,7 +293,7 @@ public struct Simulation {
                     if s.firstToken < 0 { s.firstToken = now }
                     s.lastToken = now
                     s.generated += 1
-                    if let compression, compression.compressesOnPressure {
+                    if let compression, compression.compressesOnPressure, role != .prefill {
                         // Compressed by the pass after this step, with the others (the cap decides).
                         prefillPass = true
                     } else if let compression {
@@ -290,9 +324,16 @@ public struct Simulation {
             }
             if done {
                 var s = state.running.remove(at: i)
+                let handed = role == .prefill && min(s.request.outputTokens, maxModelLen - s.request.promptTokens) > 1
+                if handed {
+                    handoffs.append(Handoff(prefilled: s, maxModelLen: maxModelLen))
+                    metrics.lastFinish = max(metrics.lastFinish, now)
+                }
                 state.releaseAll(&s)
-                metrics.finish(arrival: s.request.arrival, firstToken: s.firstToken, end: now,
-                               prompt: s.request.promptTokens, output: s.generated)
+                if !handed {
+                    metrics.finish(arrival: s.request.arrival, firstToken: s.firstToken, end: now,
+                                   prompt: s.request.promptTokens, output: s.generated)
+                }
                 settle()
             } else {
                 i += 1

@@ -18,6 +18,30 @@ struct SimulatorCLITests {
         #expect(parseTokenCount("-5k") == nil)
     }
 
+    @Test("simulate --replicas and --disaggregate run a cluster: each replica's result, the KV sent between pools; bad splits get one line")
+    func clusters() throws {
+        let scenario = "\(scenarios)/shared-system-prompt.yaml"
+        let pd = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "120", "--disaggregate", "1P2D", "--format", "json"])
+        #expect(pd.status == 0, "\(pd.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(pd.stdout.utf8)) as? [String: Any])
+        let fleet = try #require(object["fleet"] as? [String: Any])
+        #expect((fleet["replicas"] as? [Any])?.count == 3 && (fleet["kv_link"] as? [String: Any])?["kind"] as? String == "NVLink 3 within a node")
+        let result = try #require(object["result"] as? [String: Any])
+        #expect(result["completed"] as? Int == 120 && result["kv_transfer"] != nil && result["prefix_cache"] != nil)
+        let table = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "120", "--replicas", "2", "--router", "prefix-affinity"])
+        #expect(table.status == 0 && table.stdout.contains("2 behind the prefix-affinity router") && table.stdout.contains("of prompt tokens found cached"))
+        for (args, expected) in [
+            (["--disaggregate", "3P"], "expected xPyD"),
+            (["--disaggregate", "0P2D"], "expected xPyD"),
+            (["--disaggregate", "6P4D"], "more than one 8-GPU node: give the network's bandwidth"),
+            (["--disaggregate", "1P1D", "--engine", "sglang"], "modelled for vLLM V1 only"),
+            (["--replicas", "2", "--disaggregate", "1P1D"], "not both"),
+            (["--kv-link-gbps", "50"], "applies to --disaggregate"),
+        ] as [([String], String)] {
+            try expectOneLineError(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "20"] + args, expected)
+        }
+    }
+
     @Test("simulate prints a table, JSON and CSV from one run")
     func simulate() throws {
         let scenario = "\(scenarios)/throughput-500-500.yaml"

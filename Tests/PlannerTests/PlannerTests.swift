@@ -187,6 +187,28 @@ struct FleetTests {
         #expect(last > 1)
     }
 
+    @Test("--disaggregate proposes prefill and decode pools that carry the load within one node: fewest prefill replicas meeting TTFT, then fewest decode replicas; ranked beside the colocated fleets, with the NIXL serve command")
+    func disaggregatedSplit() async throws {
+        var inputs = try Self.inputs(rate: 4)
+        inputs.fleet!.disaggregate = true
+        let report = try await Planner.plan(inputs, library: try Self.library())
+        for row in report.rows {
+            let d = try #require(row.disaggregatedFleet, "\(row.policy)")
+            let split = try #require(d.split)
+            #expect(d.replicas == split.prefill + split.decode && d.gpus <= DisaggregationSplit.gpusPerNode)
+            #expect(d.ttftP90Ms <= 2000 && d.tpotP99Ms <= 200 && d.kvLink?.kind.contains("NVLink") == true)
+            #expect((d.kvBytesPerRequest ?? 0) > 0 && d.usdPerHour == Double(d.gpus) * 2)
+        }
+        // SnapKV at 512 sends less KV per request (these prompts, scaled to 16k, are mostly shorter than 512).
+        let full = report.rows[0].disaggregatedFleet!, snap = report.rows[1].disaggregatedFleet!
+        #expect(snap.kvBytesPerRequest! < full.kvBytesPerRequest! * 0.7)
+        let ranked = try FleetReport.rank([report], skipped: [], targetRate: 4, router: .leastOutstanding, maxGPUs: 256, prices: "test", maxLoss: 1,
+                                          models: ["Llama-3.1-8B-Instruct": ModelCatalog.named("Llama-3.1-8B-Instruct")!])
+        #expect(ranked.options.count == 4 && ranked.options.filter { $0.sizing.split != nil }.count == 2)
+        let chosen = ranked.options[ranked.recommended!]
+        #expect(ranked.serveCommand!.contains("NixlConnector") == (chosen.sizing.split != nil))
+    }
+
     @Test("a target no fleet within the GPU limit carries: one line naming the SLO that fails and the rate the best one saturates at")
     func unreachable() async throws {
         let report = try await Planner.plan(try Self.inputs(rate: 200, maxGPUs: 2), library: try Self.library())
