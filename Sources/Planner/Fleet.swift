@@ -144,6 +144,9 @@ public enum Fleet {
         return nil
     }
 
+    /// The fractions of the target rate a fleet is also sized at, for the GPUs-against-rate chart.
+    static let curveShares = [0.25, 0.5]
+
     /// Requests a cluster run of `replicas` simulates: enough for each replica to reach its
     /// steady state and for the fleet's p99.
     static func requests(replicas: Int, base: Int) -> Int { max(base, 60 * replicas) }

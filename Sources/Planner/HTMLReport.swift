@@ -1,8 +1,9 @@
 import Foundation
 import Reporting
 
-// A self-contained HTML page: the settings, the table, the recommendation and four SVG charts
+// A self-contained HTML page: the settings, the table, the recommendation and SVG charts
 // (throughput vs budget per policy, accuracy proxy vs kv-fraction, memory per request, latency
+// vs rate, SLO rate vs TTFT with its Pareto frontier; with a fleet, cost vs accuracy loss and GPUs
 // vs rate). No scripts, no external resources.
 
 extension PlanReport {
@@ -80,6 +81,40 @@ extension PlanReport {
                               series: series, logX: false)
     }
 
+    /// Each configuration's highest SLO-meeting rate against its TTFT p90 there: per policy its
+    /// budgets, and the Pareto frontier over all (no configuration carrying more at a TTFT as
+    /// low or lower), in black.
+    func throughputLatencyChart(color: (String) -> String) -> String {
+        let met = rows.compactMap { r in r.latency.map { (r, (r.sloRate, $0.ttft.p90 / 1000)) } }
+        let policies = Array(Set(met.map(\.0.policy))).sorted { ($0 == "full" ? "" : $0) < ($1 == "full" ? "" : $1) }
+        var series = policies.map { p in
+            Series(name: p, points: met.filter { $0.0.policy == p }.map(\.1), color: p == "full" ? "#7f7f7f" : color(p))
+        }
+        var frontier: [(Double, Double)] = []
+        // Highest rate first; a point joins when its TTFT is below every point carrying more.
+        for p in met.map(\.1).sorted(by: { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }) where frontier.last.map({ p.1 < $0.1 }) ?? true {
+            frontier.append(p)
+        }
+        series.append(Series(name: "Pareto frontier", points: frontier, color: "#000"))
+        return Self.lineChart(title: "SLO-meeting rate vs TTFT p90, one replica", xLabel: "highest rate meeting the SLOs (req/s)", yLabel: "TTFT p90 there (s)",
+                              series: series, logX: false, baseline: sloTTFTSeconds, baselineLabel: "TTFT SLO")
+    }
+
+    /// GPUs a fleet of each policy needs against the arrival rate (the full cache and each
+    /// policy at the budget whose fleet at the target is cheapest), each point a cluster search.
+    func gpusByRateChart(color: (String) -> String) -> String {
+        let sized = rows.filter { !$0.gpusByRate.isEmpty }
+        let policies = Array(Set(sized.map(\.policy))).sorted { ($0 == "full" ? "" : $0) < ($1 == "full" ? "" : $1) }
+        let series = policies.compactMap { p -> Series? in
+            guard let best = sized.filter({ $0.policy == p }).min(by: { ($0.fleet?.gpus ?? .max, -($0.budget ?? .max)) < ($1.fleet?.gpus ?? .max, -($1.budget ?? .max)) }) else { return nil }
+            return Series(name: best.budget.map { "\(p) @\($0)" } ?? "full", points: best.gpusByRate.map { ($0.rate, Double($0.gpus)) },
+                          color: p == "full" ? "#7f7f7f" : color(p))
+        }
+        guard !series.isEmpty else { return "" }
+        return Self.lineChart(title: "GPUs needed vs arrival rate (\(gpu) × \(tensorParallel))", xLabel: "Poisson arrival rate (req/s)", yLabel: "GPUs",
+                              series: series, logX: false)
+    }
+
     /// Horizontal bars: nominal and physical KV per request per configuration.
     func memoryChart() -> String {
         let configs = rows.filter { $0.budget != nil }
@@ -134,12 +169,12 @@ extension PlanReport {
         if let f = fleet {
             let (heading, lines) = fleetLines(f)
             page += "<h2>\(HTML.escape(heading))</h2>"
-            page += "<div class=\"charts\">\(fleetParetoChart(f, color: color))</div>"
+            page += "<div class=\"charts\">\(fleetParetoChart(f, color: color))\(gpusByRateChart(color: color))</div>"
             page += fleetTable(f, limit: nil).html
             page += "<ul>" + lines.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"
         }
         page += "<h2>Recommendation\(fleet == nil ? "" : HTML.escape(" for one replica of \(gpu) × \(tensorParallel)"))</h2><p class=\"rec\">\(HTML.escape(recommendation))</p>"
-        page += "<h2>Charts</h2><div class=\"charts\">\(throughput)\(accuracy)\(memoryChart())\(latency)</div>"
+        page += "<h2>Charts</h2><div class=\"charts\">\(throughput)\(accuracy)\(memoryChart())\(latency)\(throughputLatencyChart(color: color))</div>"
         page += "<h2>Configurations</h2>" + configurations.html
         page += "<h2>Sources and caveats</h2><ul>" + notes.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>"
         return page + "</body></html>\n"

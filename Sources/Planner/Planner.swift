@@ -119,6 +119,14 @@ public struct PlanRow: Codable, Sendable, Equatable {
     /// The fewest disaggregated prefill and decode replicas that carry the target load (nil: not
     /// searched, or none within the GPU limit does).
     public var disaggregatedFleet: FleetSizing? = nil
+    /// The GPUs colocated replicas of this configuration need at fractions of the target rate
+    /// and at the target (`Fleet.curveShares`; empty without a fleet).
+    public var gpusByRate: [GPUsAtRate] = []
+
+    public struct GPUsAtRate: Codable, Sendable, Equatable {
+        public var rate: Double
+        public var gpus: Int
+    }
 
     public struct RatePoint: Codable, Sendable, Equatable {
         public var rate: Double
@@ -142,6 +150,8 @@ public struct PlanRow: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case policy, budget, window, layout, saturation, latency, accuracy, curve, fleet
         case fleetShortfall = "fleet_shortfall"
+        case disaggregatedFleet = "disaggregated_fleet"
+        case gpusByRate = "gpus_by_rate"
         case kvFraction = "kv_fraction"
         case budgetAsGiven = "budget_as_given"
         case requestWeightedFraction = "request_weighted_kv_fraction"
@@ -425,22 +435,34 @@ public enum Planner {
         curve.sort { $0.rate < $1.rate }
         // The fleet for the target load: clusters of this configuration at the target rate.
         var sizing: FleetSizing?, shortfall: FleetShortfall?, disaggregated: FleetSizing?
+        var gpusByRate: [PlanRow.GPUsAtRate] = []
         if let f = inputs.fleet, sloRate > 0 {
             let tp = serving.tensorParallel, maxReplicas = f.maxGPUs / tp
             let cost = CostModel(gpu: inputs.gpu, model: model, serving: serving, constants: inputs.coefficients.cost)
             let slo = GoodputSLO(ttftMs: inputs.sloTTFT * 1000, tpotMs: inputs.sloTPOT * 1000)
             var runs: [Int: SimulationResult] = [:]
+            func cluster(_ n: Int, rate: Double) throws -> SimulationResult {
+                let source = try workload.source(arrivals: .poisson(rate: rate), count: Fleet.requests(replicas: n, base: inputs.requests))
+                var c = ClusterSimulation(replicas: n, plan: plan, cost: cost, compression: compression, router: f.router, source: source, goodput: slo)
+                return c.run().fleet
+            }
             func cluster(_ n: Int) throws -> SimulationResult {
                 if let r = runs[n] { return r }
-                let source = try workload.source(arrivals: .poisson(rate: f.targetRate), count: Fleet.requests(replicas: n, base: inputs.requests))
-                var c = ClusterSimulation(replicas: n, plan: plan, cost: cost, compression: compression, router: f.router, source: source, goodput: slo)
-                let r = c.run().fleet
+                let r = try cluster(n, rate: f.targetRate)
                 runs[n] = r
                 return r
             }
             let estimate = Int((f.targetRate / sloRate).rounded(.up))
             if let n = try Fleet.replicasNeeded(estimate: estimate, maxReplicas: maxReplicas, meets: { meets(try cluster($0)) }) {
                 sizing = FleetSizing(targetRate: f.targetRate, replicas: n, tp: tp, usdPerGPUHour: f.usdPerGPUHour, priceSource: f.priceSource, cluster: runs[n]!)
+                // GPUs at lower loads (for the chart of GPUs against the rate), each found the same way.
+                for share in Fleet.curveShares {
+                    let rate = f.targetRate * share
+                    let m = try Fleet.replicasNeeded(estimate: max(1, Int((rate / sloRate).rounded(.up))), maxReplicas: n,
+                                                     meets: { meets(try cluster($0, rate: rate)) })
+                    if let m { gpusByRate.append(.init(rate: rate, gpus: m * tp)) }
+                }
+                gpusByRate.append(.init(rate: f.targetRate, gpus: n * tp))
             } else if maxReplicas >= 1 {
                 let largest = try cluster(maxReplicas)
                 shortfall = FleetShortfall(maxReplicas: maxReplicas, failing: Fleet.failing(largest, sloTTFT: inputs.sloTTFT, sloTPOT: inputs.sloTPOT) ?? "")
@@ -477,7 +499,7 @@ public enum Planner {
                               meanBatch: saturated.meanBatch, preemptions: saturated.preemptions),
             sloRate: sloRate, latency: latency, curve: curve,
             accuracy: AccuracyEstimate(traces: evidence, corpus: corpus, published: published, loss: loss, lossSource: source),
-            fleet: sizing, fleetShortfall: shortfall, disaggregatedFleet: disaggregated
+            fleet: sizing, fleetShortfall: shortfall, disaggregatedFleet: disaggregated, gpusByRate: gpusByRate
         )
     }
 

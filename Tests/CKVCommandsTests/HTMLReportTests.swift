@@ -10,7 +10,7 @@ struct HTMLReportTests {
         ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    @Test("Chromium renders the page with its four charts: the palette's colours and a filled, non-blank screenshot")
+    @Test("Chromium renders the page with its five charts: the palette's colours and a filled, non-blank screenshot")
     func screenshot() throws {
         let browser = try #require(Self.chromium(), "headless Chromium is needed (scripts/test.sh installs the chromium package)")
         let dir = try scratch()
@@ -18,7 +18,8 @@ struct HTMLReportTests {
         let plan = try runCLI(["plan", "--gpu", "A100-80G", "--context", "128k", "--format", "html", "--out", html])
         #expect(plan.status == 0, "\(plan.stderr)")
         let page = try String(contentsOfFile: html, encoding: .utf8)
-        #expect(page.components(separatedBy: "<svg").count - 1 == 4)
+        #expect(page.components(separatedBy: "<svg").count - 1 == 5)
+        #expect(page.contains("aria-label=\"SLO-meeting rate vs TTFT p90, one replica\""))
         #expect(!page.contains("<script"))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: browser)

@@ -100,6 +100,7 @@ struct FleetCLITests {
         let html = try runCLI(Array(args.dropLast(2)) + ["--format", "html"])
         #expect(html.status == 0 && html.stdout.contains("aria-label=\"Cost vs accuracy loss at 8.00 req/s\""))
         #expect(html.stdout.contains("Pareto frontier"))
+        #expect(html.stdout.contains("aria-label=\"GPUs needed vs arrival rate (") && html.stdout.contains("aria-label=\"SLO-meeting rate vs TTFT p90, one replica\""))
         let table = try runCLI(Array(args.dropLast(2)))
         for expected in ["Fleet for 8.00 req/s", "$/h", "Recommendation: For 8.00 req/s", "Serve command"] {
             #expect(table.stdout.contains(expected), "missing \(expected)")

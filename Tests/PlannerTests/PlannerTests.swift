@@ -179,6 +179,9 @@ struct FleetTests {
                 let f = try #require(row.fleet, "\(row.policy) at \(rate) req/s: \(row.fleetShortfall?.failing ?? "no fleet")")
                 #expect(f.ttftP90Ms <= 2000 && f.tpotP99Ms <= 200)
                 #expect(f.usdPerHour == Double(f.gpus) * 2)
+                // The GPUs-against-rate curve: ¼, ½ and all of the target, never more GPUs at less load.
+                #expect(row.gpusByRate.map(\.rate) == [rate / 4, rate / 2, rate] && row.gpusByRate.last?.gpus == f.gpus)
+                #expect(zip(row.gpusByRate, row.gpusByRate.dropFirst()).allSatisfy { $0.gpus <= $1.gpus })
             }
             let full = try #require(report.rows.first?.fleet)
             #expect(full.replicas >= last, "\(rate) req/s: \(full.replicas) replicas after \(last)")
