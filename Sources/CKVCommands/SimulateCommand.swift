@@ -131,7 +131,7 @@ struct SimulateCommand: AsyncParsableCommand {
         try scenario.validate(model: model, serving: serving)
         let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: gpu, model: model, serving: serving)
         let source = try scenario.source(rateScale: rateScale, timeScale: timeScale, requests: requests)
-        let largest = scenario.prompt.map { ($0.maximum + (scenario.sharedPrefix?.tokens ?? 0), scenario.output!.maximum) }
+        let largest = scenario.longestSynthetic
         let started = ContinuousClock.now
         let spec = try compression.spec
         let slo = try goodputSLO

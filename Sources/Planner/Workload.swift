@@ -7,8 +7,9 @@ import Simulator
 struct Workload: Sendable, CustomStringConvertible {
     var prompt: LengthDistribution?
     var output: LengthDistribution
-    /// The scenario's shared system prompts, before each synthetic prompt.
+    /// The scenario's shared system prompts, before each synthetic prompt, and its sessions.
     var sharedPrefix: SharedPrefix?
+    var sessions: Sessions?
     var seed: UInt64
     var scenario: Scenario
     /// A log's own mean rate, req/s (nil for synthetic).
@@ -29,19 +30,21 @@ struct Workload: Sendable, CustomStringConvertible {
             guard longestOut < inputs.context else {
                 throw PlanError("the output length (\(longestOut) tokens) leaves no room for a prompt in a context of \(inputs.context)")
             }
-            let shared = s.sharedPrefix?.tokens ?? 0
-            guard longestOut + shared < inputs.context else {
-                throw PlanError("the shared prefix (\(shared) tokens) and the output (\(longestOut)) leave no room for a prompt in a context of \(inputs.context)")
+            let shared = s.sharedPrefix?.tokens ?? 0, turns = s.sessions?.turns ?? 1
+            // Each turn's own prompt gets an equal share of what the shared prefix and the turns' outputs leave.
+            let room = (inputs.context - shared - turns * longestOut) / turns
+            guard room > 0 else {
+                throw PlanError("the shared prefix (\(shared) tokens) and \(turns) output\(turns == 1 ? "" : "s") of up to \(longestOut) leave no room for a prompt in a context of \(inputs.context)")
             }
-            let room = inputs.context - longestOut - shared
             let p = s.prompt ?? .fixed(room)
             let scale = Double(room) / Double(p.maximum)
             prompt = Self.scaled(p, by: scale)
             output = out
             sharedPrefix = s.sharedPrefix
-            longestPrompt = prompt!.maximum + shared
+            sessions = s.sessions
+            longestPrompt = shared + turns * prompt!.maximum + (turns - 1) * longestOut
             longestOutput = longestOut
-            namesPrefixes = shared > 0
+            namesPrefixes = shared > 0 || s.sessions != nil
         case .log:
             var source = try s.source()
             var count = 0, last: Int64 = 0, longestP = 0, longestO = 0, hashed = false
@@ -75,7 +78,8 @@ struct Workload: Sendable, CustomStringConvertible {
     /// Requests arriving by `arrivals` (nil: all at once, for the saturated throughput).
     func source(arrivals: ArrivalProcess?, count: Int) throws -> any RequestSource {
         if let prompt {
-            return SyntheticSource(arrivals: arrivals ?? .batch, prompt: prompt, output: output, count: count, seed: seed, sharedPrefix: sharedPrefix)
+            return SyntheticSource(arrivals: arrivals ?? .batch, prompt: prompt, output: output, count: count, seed: seed, sharedPrefix: sharedPrefix,
+                                   sessions: sessions)
         }
         let rateScale: Double
         switch arrivals {
@@ -96,7 +100,8 @@ struct Workload: Sendable, CustomStringConvertible {
     var description: String {
         guard let prompt else { return "\(scenario.name) (replayed log)" }
         let shared = sharedPrefix.map { " after one of \($0.variants) shared \($0.tokens)-token prefixes" } ?? ""
-        return "prompts \(Self.describe(prompt))\(shared), outputs \(Self.describe(output)) tokens"
+        let turns = sessions.map { "; sessions of \($0.turns) turns (\($0.concurrent) open at once), each turn's prompt its session's history and its own" } ?? ""
+        return "prompts \(Self.describe(prompt))\(shared)\(turns), outputs \(Self.describe(output)) tokens"
     }
 
     static func describe(_ d: LengthDistribution) -> String {

@@ -23,6 +23,8 @@ public struct Scenario: Sendable {
     public var output: LengthDistribution?
     /// Synthetic: a system prompt shared by groups of requests before each one's own `prompt`.
     public var sharedPrefix: SharedPrefix?
+    /// Synthetic: multi-turn sessions, each turn's prompt its session's history and its own `prompt`.
+    public var sessions: Sessions?
     /// The serving settings the scenario gives; the rest are the engine's defaults (`ServingSettings.resolve`).
     public var serving: ServingSettings
 
@@ -65,7 +67,7 @@ public struct Scenario: Sendable {
             case let .constant(rate): scaled = .constant(rate: rate / scale)
             }
             return SyntheticSource(arrivals: scaled, prompt: prompt!, output: output!, count: override ?? requests ?? 1000, seed: seed,
-                                   sharedPrefix: sharedPrefix)
+                                   sharedPrefix: sharedPrefix, sessions: sessions)
         case let .log(logPath, format, logScale, offset):
             return try LogSource(path: logPath, format: format, timeScale: logScale * scale, offset: offset, limit: override ?? requests)
         }
@@ -81,14 +83,24 @@ public struct Scenario: Sendable {
         }
     }
 
+    /// The longest synthetic prompt and output (nil for a log): a last turn's history and its own
+    /// prompt after the shared prefix.
+    public var longestSynthetic: (prompt: Int, output: Int)? {
+        guard let prompt, let output else { return nil }
+        let turns = sessions?.turns ?? 1
+        return ((sharedPrefix?.tokens ?? 0) + turns * prompt.maximum + (turns - 1) * output.maximum, output.maximum)
+    }
+
     /// Checks the synthetic lengths against the model's maximum (a log's overlong requests are
     /// rejected one by one at run time, as vLLM does).
     public func validate(model: ModelSpec, serving: ServingConfig) throws {
         let maxLen = serving.modelLen(for: model)
-        let shared = sharedPrefix?.tokens ?? 0
-        if let prompt, let output, shared + prompt.maximum + output.maximum > maxLen {
-            let what = shared > 0 ? "shared prefix \(shared) + prompt up to \(prompt.maximum)" : "prompt up to \(prompt.maximum)"
-            throw WorkloadError("\(path): \(what) + output up to \(output.maximum) tokens exceeds max_model_len \(maxLen) of \(model.name)")
+        let shared = sharedPrefix?.tokens ?? 0, turns = sessions?.turns ?? 1
+        if let prompt, let output, shared + turns * (prompt.maximum + output.maximum) > maxLen {
+            var what = shared > 0 ? "shared prefix \(shared) + prompt up to \(prompt.maximum)" : "prompt up to \(prompt.maximum)"
+            what += " + output up to \(output.maximum) tokens"
+            if turns > 1 { what += ", \(turns) turns of them," }
+            throw WorkloadError("\(path): \(what) exceeds max_model_len \(maxLen) of \(model.name)")
         }
     }
 }
@@ -104,11 +116,17 @@ private struct ScenarioFile: Decodable {
     var prompt: LengthFile?
     var output: LengthFile?
     var sharedPrefix: SharedPrefixFile?
+    var sessions: SessionsFile?
     var serving: ServingSettings?
 
     enum CodingKeys: String, CodingKey {
-        case name, description, seed, arrivals, requests, prompt, output, serving
+        case name, description, seed, arrivals, requests, prompt, output, serving, sessions
         case sharedPrefix = "shared_prefix"
+    }
+
+    struct SessionsFile: Decodable {
+        var turns: Int?
+        var concurrent: Int?
     }
 
     struct SharedPrefixFile: Decodable {
@@ -192,9 +210,17 @@ private struct ScenarioFile: Decodable {
             }
             shared = SharedPrefix(tokens: tokens, variants: variants)
         }
+        var sessionsValue: Sessions?
+        if let sessions {
+            guard case .synthetic = arrivalsValue else { throw bad("sessions", "applies to synthetic arrivals (a log's requests carry their own hash_ids)") }
+            guard let turns = sessions.turns, (1...1000).contains(turns) else { throw bad("sessions.turns", "must be the turns per session, between 1 and 1000") }
+            let concurrent = sessions.concurrent ?? 16
+            guard (1...1_000_000).contains(concurrent) else { throw bad("sessions.concurrent", "must be the sessions open at once, between 1 and 1000000") }
+            sessionsValue = Sessions(turns: turns, concurrent: concurrent)
+        }
         let serving = self.serving ?? ServingSettings()
         return Scenario(path: path, name: name, description: description ?? "", seed: seed ?? 1, arrivals: arrivalsValue,
-                        requests: requests, prompt: promptValue, output: outputValue, sharedPrefix: shared, serving: serving)
+                        requests: requests, prompt: promptValue, output: outputValue, sharedPrefix: shared, sessions: sessionsValue, serving: serving)
     }
 
     private func length(_ f: LengthFile, key: String, _ bad: (String, String) -> WorkloadError) throws -> LengthDistribution {

@@ -119,6 +119,29 @@ public struct SharedPrefix: Equatable, Sendable {
     func hashes(variant v: Int) -> [Int] { (0..<(tokens / blockTokens)).map { v << 32 | $0 } }
 }
 
+/// Multi-turn conversations: each request is a turn of a session whose prompt is everything
+/// before it (the session's earlier prompts and answers, after its shared prefix if any) and its
+/// own new `prompt` tokens. Arrivals are dealt to `concurrent` open sessions in turn, so a
+/// session's next turn comes `concurrent` arrivals after its last; after `turns` turns the slot
+/// starts a new session. The whole stream carries prefix hashes per `blockTokens`, so a turn
+/// finds its session's history cached (its previous prompt's blocks; vLLM also caches the
+/// answer's, which ckv-sim does not publish).
+public struct Sessions: Equatable, Sendable {
+    public var turns: Int
+    public var concurrent: Int
+    public var blockTokens: Int
+
+    public init(turns: Int, concurrent: Int, blockTokens: Int = 16) {
+        precondition(turns > 0 && concurrent > 0 && blockTokens > 0, "sessions need turns, concurrent sessions and a block size")
+        self.turns = turns
+        self.concurrent = concurrent
+        self.blockTokens = blockTokens
+    }
+
+    /// The hash of block `j` of session `id`'s token stream (apart from every shared prefix's).
+    func hash(session id: Int, block j: Int) -> Int { 1 << 62 | id << 24 | j }
+}
+
 /// Synthetic requests: an arrival process and two length distributions, seeded.
 public struct SyntheticSource: RequestSource {
     public var arrivals: ArrivalProcess
@@ -127,7 +150,12 @@ public struct SyntheticSource: RequestSource {
     public var count: Int
     /// A system prompt before each request's own `prompt` tokens (nil: none).
     public var sharedPrefix: SharedPrefix?
+    /// Multi-turn sessions (nil: every request stands alone).
+    public var sessions: Sessions?
     private var prefixRNG: SplitMix64
+    /// Per open session slot: its id, shared-prefix variant, turns so far and history tokens.
+    private var slots: [(id: Int, variant: Int, turn: Int, history: Int)?] = []
+    private var sessionsStarted = 0
     /// (prompt, output) pairs a benchmark ran (`vllm bench serve`'s per-request lengths): with as
     /// many pairs as requests they are taken in order, with fewer each request draws one (seeded);
     /// nil draws from `prompt` and `output`.
@@ -138,9 +166,11 @@ public struct SyntheticSource: RequestSource {
     private var clock = 0.0
 
     public init(arrivals: ArrivalProcess, prompt: LengthDistribution, output: LengthDistribution, count: Int, seed: UInt64,
-                pairs: [(prompt: Int, output: Int)]? = nil, sharedPrefix: SharedPrefix? = nil) {
+                pairs: [(prompt: Int, output: Int)]? = nil, sharedPrefix: SharedPrefix? = nil, sessions: Sessions? = nil) {
         self.arrivals = arrivals
         self.sharedPrefix = sharedPrefix
+        self.sessions = sessions
+        slots = Array(repeating: nil, count: sessions?.concurrent ?? 0)
         self.pairs = pairs.flatMap { $0.isEmpty ? nil : $0 }
         self.prompt = prompt
         self.output = output
@@ -173,7 +203,21 @@ public struct SyntheticSource: RequestSource {
             r = Request(id: produced, arrival: microseconds(clock), promptTokens: prompt.sample(&lengthRNG),
                         outputTokens: max(1, output.sample(&lengthRNG)))
         }
-        if let shared = sharedPrefix {
+        if let sessions {
+            let k = produced % sessions.concurrent
+            if slots[k] == nil || slots[k]!.turn == sessions.turns {
+                let variant = sharedPrefix.map { Int(prefixRNG.next() % UInt64($0.variants)) } ?? 0
+                slots[k] = (sessionsStarted, variant, 0, sharedPrefix?.tokens ?? 0)
+                sessionsStarted += 1
+            }
+            let slot = slots[k]!, bt = sessions.blockTokens
+            r.promptTokens += slot.history
+            // The stream's blocks: the shared prefix's own hashes where it covers whole blocks, the session's after.
+            let shared = sharedPrefix.map { $0.blockTokens == bt ? $0.hashes(variant: slot.variant) : [] } ?? []
+            r.blockHashes = (0..<(r.promptTokens / bt)).map { j in j < shared.count ? shared[j] : sessions.hash(session: slot.id, block: j) }
+            r.hashBlockTokens = bt
+            slots[k] = (slot.id, slot.variant, slot.turn + 1, r.promptTokens + r.outputTokens)
+        } else if let shared = sharedPrefix {
             let v = Int(prefixRNG.next() % UInt64(shared.variants))
             r.promptTokens += shared.tokens
             r.blockHashes = shared.hashes(variant: v)

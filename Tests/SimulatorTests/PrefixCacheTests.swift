@@ -174,3 +174,47 @@ struct PrefixCacheTests {
         #expect(affinity.fleet.prefixCache!.promptTokens == roundRobin.fleet.prefixCache!.promptTokens)
     }
 }
+
+@Suite("multi-turn sessions")
+struct SessionTests {
+    @Test("each turn's prompt is its session's history and its own tokens, its hashes extend the last turn's; sessions rotate through their slots")
+    func turns() {
+        var source = SyntheticSource(arrivals: .poisson(rate: 1), prompt: .uniform(min: 20, max: 300), output: .uniform(min: 5, max: 100), count: 24, seed: 2,
+                                     sharedPrefix: SharedPrefix(tokens: 64, variants: 3), sessions: Sessions(turns: 3, concurrent: 4))
+        var plain = SyntheticSource(arrivals: .poisson(rate: 1), prompt: .uniform(min: 20, max: 300), output: .uniform(min: 5, max: 100), count: 24, seed: 2)
+        var requests: [Request] = [], own: [Request] = []
+        while let r = source.next(), let p = plain.next() {
+            requests.append(r)
+            own.append(p)
+        }
+        #expect(requests.map(\.arrival) == own.map(\.arrival) && requests.map(\.outputTokens) == own.map(\.outputTokens))
+        for (i, r) in requests.enumerated() {
+            let turn = (i / 4) % 3
+            #expect(r.hashBlockTokens == 16 && r.blockHashes.count == r.promptTokens / 16)
+            if turn == 0 {
+                #expect(r.promptTokens == 64 + own[i].promptTokens)
+            } else {
+                let last = requests[i - 4]
+                #expect(r.promptTokens == last.promptTokens + last.outputTokens + own[i].promptTokens)
+                #expect(Array(r.blockHashes.prefix(last.blockHashes.count)) == last.blockHashes)
+            }
+            // The system prompt's 4 blocks are one of the 3 variants' hashes.
+            #expect((0..<3).contains { Array(r.blockHashes.prefix(4)) == SharedPrefix(tokens: 64, variants: 3).hashes(variant: $0) })
+        }
+        // Sessions 8 apart never share anything past the system prompt.
+        #expect(Set(requests[0].blockHashes.dropFirst(4)).isDisjoint(with: requests[12].blockHashes))
+    }
+
+    @Test("a chat's later turns find their history cached: most prompt tokens hit at a light load, none with a request-specific policy")
+    func hits() throws {
+        let path = TestSupport.repositoryRoot.appendingPathComponent("Scenarios/multi-turn-chat.yaml").path
+        let scenario = try Scenario.load(path: path)
+        let serving = try scenario.serving(gpu: a100, model: llama8b)
+        try scenario.validate(model: llama8b, serving: serving)
+        let full = try Simulation.run(gpu: a100, model: llama8b, serving: serving, source: try scenario.source(rateScale: 0.5), timeSeries: false)
+        let snap = try Simulation.run(gpu: a100, model: llama8b, serving: serving, compression: CompressionSpec(policy: .snapKV, budget: .tokens(1024)),
+                                      source: try scenario.source(rateScale: 0.5), timeSeries: false)
+        #expect(full.completed == 600 && full.prefixCache!.hitRate > 0.6, "\(full.prefixCache!.hitRate)")
+        #expect(snap.prefixCache == nil && full.ttftMs.p50 < snap.ttftMs.p50)
+    }
+}
