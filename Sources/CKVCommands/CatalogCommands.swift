@@ -15,11 +15,12 @@ struct GPUsCommand: AsyncParsableCommand {
         case .json:
             print(try JSONOutput.string(GPUCatalog.all.map(GPURow.init)))
         case .text:
-            var rows = Table(columns: ["GPU", "memory", "CUDA total", "HBM GB/s", "bf16 TF", "fp8 TF", "int8 TOPS", "interconnect"], rightAligned: Set(1...6))
+            var rows = Table(columns: ["GPU", "memory", "CUDA total", "HBM GB/s", "bf16 TF", "fp8 TF", "int8 TOPS", "interconnect", "network per GPU"], rightAligned: Set(1...6))
             for g in GPUCatalog.all {
                 rows.append([g.name, "\(Format.fixed(g.memoryGB, 0)) GB", "\(Format.fixed(g.cudaVisibleGiB, 2)) GiB", Format.fixed(g.bandwidthGBps, 0),
                              g.denseTFLOPS[.bf16].map { Format.fixed($0, 1) } ?? "—", g.denseTFLOPS[.fp8].map { Format.fixed($0, 1) } ?? "—",
-                             g.denseTFLOPS[.int8].map { Format.fixed($0, 1) } ?? "—", "\(g.interconnect.kind) \(Format.fixed(g.interconnect.gbPerSecond, 0)) GB/s"])
+                             g.denseTFLOPS[.int8].map { Format.fixed($0, 1) } ?? "—", "\(g.interconnect.kind) \(Format.fixed(g.interconnect.gbPerSecond, 0)) GB/s",
+                             g.network.map { "\($0.kind) \(Format.figure($0.gbPerSecond)) GB/s" } ?? "—"])
             }
             print(rows.text)
             print("\nDense throughput (no sparsity). Sources:")
@@ -33,14 +34,18 @@ struct GPUsCommand: AsyncParsableCommand {
         var denseTFLOPS: [String: Double]
         var interconnect: String
         var interconnectGBps: Double
+        var network: String?
+        var networkGBps: Double?
         init(_ g: GPU) {
             name = g.name; vendor = g.vendor; source = g.source; cudaTotalSource = g.cudaVisibleSource
             memoryGB = g.memoryGB; cudaTotalGiB = g.cudaVisibleGiB; bandwidthGBps = g.bandwidthGBps
             denseTFLOPS = Dictionary(uniqueKeysWithValues: g.denseTFLOPS.map { ($0.key.rawValue, $0.value) })
             interconnect = g.interconnect.kind; interconnectGBps = g.interconnect.gbPerSecond
+            network = g.network?.kind; networkGBps = g.network?.gbPerSecond
         }
         enum CodingKeys: String, CodingKey {
-            case name, vendor, source, interconnect
+            case name, vendor, source, interconnect, network
+            case networkGBps = "network_gb_per_s"
             case cudaTotalSource = "cuda_total_source", memoryGB = "memory_gb", cudaTotalGiB = "cuda_total_gib"
             case bandwidthGBps = "bandwidth_gb_per_s", denseTFLOPS = "dense_tflops", interconnectGBps = "interconnect_gb_per_s"
         }

@@ -36,11 +36,14 @@ public struct GPU: Codable, Equatable, Sendable {
     /// Dense TFLOP/s (TOPS for int8) per format; a format the GPU lacks is absent.
     public var denseTFLOPS: [ComputeFormat: Double]
     public var interconnect: Interconnect
+    /// The network between nodes, per GPU (one direction), in the reference system or instance
+    /// `source` names; nil when the catalogue has no figure.
+    public var network: Interconnect?
     /// Datasheet or page the figures come from.
     public var source: String
 
     public init(name: String, vendor: String, memoryGB: Double, cudaVisibleGiB: Double, cudaVisibleSource: String, bandwidthGBps: Double,
-                denseTFLOPS: [ComputeFormat: Double], interconnect: Interconnect, source: String) {
+                denseTFLOPS: [ComputeFormat: Double], interconnect: Interconnect, network: Interconnect? = nil, source: String) {
         self.name = name
         self.vendor = vendor
         self.memoryGB = memoryGB
@@ -49,6 +52,7 @@ public struct GPU: Codable, Equatable, Sendable {
         self.bandwidthGBps = bandwidthGBps
         self.denseTFLOPS = denseTFLOPS
         self.interconnect = interconnect
+        self.network = network
         self.source = source
     }
 
@@ -84,17 +88,20 @@ public enum GPUCatalog {
             cudaVisibleSource: "observed: PyTorch OOM reports 'GPU 0; 39.39 GiB total capacity' on A100-SXM4-40GB",
             bandwidthGBps: 1555, denseTFLOPS: [.bf16: 312, .fp16: 312, .int8: 624],
             interconnect: Interconnect(kind: "NVLink 3", gbPerSecond: 300),
-            source: "NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 40GB column"),
+            network: Interconnect(kind: "InfiniBand HDR (ConnectX-6)", gbPerSecond: 25),
+            source: "NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 40GB column; network: NVIDIA DGX A100 (8 single-port ConnectX-6 VPI 200 Gb/s HDR InfiniBand, one per GPU)"),
         GPU(name: "A100-80G", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: 79.15,
             cudaVisibleSource: "observed: PyTorch OOM reports 'GPU 0; 79.15 GiB total capacity' on A100-SXM4-80GB",
             bandwidthGBps: 2039, denseTFLOPS: [.bf16: 312, .fp16: 312, .int8: 624],
             interconnect: Interconnect(kind: "NVLink 3", gbPerSecond: 300),
-            source: "NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB column"),
+            network: Interconnect(kind: "InfiniBand HDR (ConnectX-6)", gbPerSecond: 25),
+            source: "NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB column; network: NVIDIA DGX A100 (8 single-port ConnectX-6 VPI 200 Gb/s HDR InfiniBand, one per GPU)"),
         GPU(name: "H100-80G-SXM", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: 79.18,
             cudaVisibleSource: "observed: vLLM 0.11 logs 'Free memory on device: 78.57/79.18 GiB' on an H100 80GB (llm-d/llm-d-benchmark, config_explorer/empirical-vllm-memory-results.md)",
             bandwidthGBps: 3350, denseTFLOPS: [.bf16: 989.4, .fp16: 989.4, .fp8: 1978.9, .int8: 1978.9],
             interconnect: Interconnect(kind: "NVLink 4", gbPerSecond: 450),
-            source: "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 SXM column (sparsity figures halved)"),
+            network: Interconnect(kind: "InfiniBand NDR (ConnectX-7)", gbPerSecond: 50),
+            source: "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 SXM column (sparsity figures halved); network: NVIDIA DGX BasePOD reference architecture, core components (8 single-port ConnectX-7 VPI, up to 400 Gb/s, one per GPU)"),
         GPU(name: "H100-80G-PCIe", vendor: "NVIDIA", memoryGB: 80, cudaVisibleGiB: 79.18,
             cudaVisibleSource: "as the H100 SXM (the same 80 GB HBM; observed there)",
             bandwidthGBps: 2000, denseTFLOPS: [.bf16: 756, .fp16: 756, .fp8: 1513, .int8: 1513],
@@ -104,17 +111,20 @@ public enum GPUCatalog {
             cudaVisibleSource: "observed: vLLM 0.6.4 logs 'total_gpu_memory=139.80GiB' on an H200 (suesie/grpocredit, experiment_report_0427.md)",
             bandwidthGBps: 4800, denseTFLOPS: [.bf16: 989.4, .fp16: 989.4, .fp8: 1978.9, .int8: 1978.9],
             interconnect: Interconnect(kind: "NVLink 4", gbPerSecond: 450),
-            source: "NVIDIA H200 Tensor Core GPU datasheet (2024), H200 SXM column (sparsity figures halved)"),
+            network: Interconnect(kind: "InfiniBand NDR (ConnectX-7)", gbPerSecond: 50),
+            source: "NVIDIA H200 Tensor Core GPU datasheet (2024), H200 SXM column (sparsity figures halved); network: NVIDIA DGX BasePOD reference architecture, core components (8 single-port ConnectX-7 VPI, up to 400 Gb/s, one per GPU)"),
         GPU(name: "L4", vendor: "NVIDIA", memoryGB: 24, cudaVisibleGiB: 22.03,
             cudaVisibleSource: "observed: PyTorch OOM reports 'a total capacity of 22.03 GiB' on an L4",
             bandwidthGBps: 300, denseTFLOPS: [.bf16: 121, .fp16: 121, .fp8: 242.5, .int8: 242.5],
             interconnect: Interconnect(kind: "PCIe Gen4 x16", gbPerSecond: 32),
-            source: "NVIDIA L4 Tensor Core GPU datasheet (2023) (sparsity figures halved)"),
+            network: Interconnect(kind: "Ethernet (AWS g6.48xlarge)", gbPerSecond: 1.5625),
+            source: "NVIDIA L4 Tensor Core GPU datasheet (2023) (sparsity figures halved); network: AWS g6.48xlarge, 100 Gbps for 8 L4 (aws/karpenter-provider-aws zz_generated.bandwidth.go, from the EC2 network-performance table)"),
         GPU(name: "L40S", vendor: "NVIDIA", memoryGB: 48, cudaVisibleGiB: 44.40,
             cudaVisibleSource: "observed on the L40 (same 48 GB GDDR6 board): 'a total capacity of 44.40 GiB'",
             bandwidthGBps: 864, denseTFLOPS: [.bf16: 362.05, .fp16: 362.05, .fp8: 733, .int8: 733],
             interconnect: Interconnect(kind: "PCIe Gen4 x16", gbPerSecond: 32),
-            source: "NVIDIA L40S datasheet (2023) (sparsity figures halved)"),
+            network: Interconnect(kind: "Ethernet (AWS g6e.48xlarge)", gbPerSecond: 6.25),
+            source: "NVIDIA L40S datasheet (2023) (sparsity figures halved); network: AWS g6e.48xlarge, 400 Gbps for 8 L40S (aws/karpenter-provider-aws zz_generated.bandwidth.go, from the EC2 network-performance table)"),
         GPU(name: "A10G", vendor: "NVIDIA", memoryGB: 24, cudaVisibleGiB: 22.02,
             cudaVisibleSource: "observed: PyTorch OOM reports 'GPU 0; 22.02 GiB total capacity' on AWS g5 (A10G)",
             bandwidthGBps: 600, denseTFLOPS: [.bf16: 70, .fp16: 70, .int8: 140],
@@ -149,7 +159,8 @@ public enum GPUCatalog {
             cudaVisibleSource: "estimated: nominal 180 GiB less 1.12 %",
             bandwidthGBps: 7700, denseTFLOPS: [.bf16: 2250, .fp16: 2250, .fp8: 4500, .int8: 4500],
             interconnect: Interconnect(kind: "NVLink 5", gbPerSecond: 900),
-            source: "NVIDIA DGX B200 datasheet (2024): 8 GPUs, 1,440 GB, 62 TB/s HBM3e (7.7 TB/s per GPU), 72 PFLOPS fp8 sparse"),
+            network: Interconnect(kind: "InfiniBand NDR (ConnectX-7)", gbPerSecond: 50),
+            source: "NVIDIA DGX B200 datasheet (2024): 8 GPUs, 1,440 GB, 62 TB/s HBM3e (7.7 TB/s per GPU), 72 PFLOPS fp8 sparse; network: NVIDIA DGX BasePOD reference architecture, core components (8 single-port ConnectX-7 VPI, up to 400 Gb/s, one per GPU)"),
         GPU(name: "MI300X", vendor: "AMD", memoryGB: 192, cudaVisibleGiB: estimatedVisible(nominalGiB: 192),
             cudaVisibleSource: "estimated: nominal 192 GiB less 1.12 %",
             bandwidthGBps: 5300, denseTFLOPS: [.bf16: 1307.4, .fp16: 1307.4, .fp8: 2614.9, .int8: 2614.9],

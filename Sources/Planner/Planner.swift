@@ -507,14 +507,14 @@ public enum Planner {
     /// is the prefill pool's and TPOT the decode pool's, so the search is two short ones: the
     /// fewest prefill replicas whose TTFT meets its SLO beside an ample decode pool (as many
     /// replicas as the colocated fleet, within the limit), then the fewest decode replicas beside
-    /// them meeting both SLOs. Without a network bandwidth (`FleetSettings.kvLinkGBps`) the pools
-    /// must fit one node (`DisaggregationSplit.gpusPerNode`). nil when no split within the
-    /// limits carries the load.
+    /// them meeting both SLOs. Without a network bandwidth (`FleetSettings.kvLinkGBps`, or the
+    /// catalogue's `GPU.network`) the pools must fit one node (`DisaggregationSplit.gpusPerNode`).
+    /// nil when no split within the limits carries the load.
     static func split(_ f: FleetSettings, colocated: Int?, maxReplicas: Int, inputs: PlanInputs, serving: ServingConfig, plan: MemoryPlan,
                       cost: CostModel, compression: CompressionSpec?, workload: Workload, slo: GoodputSLO,
                       meets: (SimulationResult) -> Bool) throws -> FleetSizing? {
         let tp = serving.tensorParallel
-        let cap = f.kvLinkGBps == nil ? min(maxReplicas, DisaggregationSplit.gpusPerNode / tp) : maxReplicas
+        let cap = f.kvLinkGBps == nil && inputs.gpu.network == nil ? min(maxReplicas, DisaggregationSplit.gpusPerNode / tp) : maxReplicas
         guard cap >= 2 else { return nil }
         var runs: [DisaggregationSplit: (SimulationResult, KVLink)] = [:]
         func run(_ p: Int, _ d: Int) throws -> (SimulationResult, KVLink) {

@@ -1,4 +1,5 @@
 import Hardware
+import Reporting
 import HeapModule
 
 /// How a cluster's router picks the replica for each arriving request.
@@ -235,19 +236,23 @@ public struct DisaggregationSplit: Codable, Sendable, Hashable, CustomStringConv
 
     public var replicas: Int { prefill + decode }
 
-    /// The link KV crosses from a prefill to a decode replica of `tensorParallel` GPUs each: the
-    /// GPU's interconnect when both pools fit one node, else the network between nodes
-    /// (`networkGBps` per GPU, which the caller must then give), times the TP degree (each GPU
-    /// sends its shard).
-    /// - Throws: `WorkloadError` when the pools span nodes and no network bandwidth is given.
+    /// The link KV crosses from a prefill to a decode replica of `tensorParallel` GPUs each,
+    /// times the TP degree (each GPU sends its shard): the GPU's interconnect when both pools fit
+    /// one node; between nodes `networkGBps` per GPU when given, else the catalogue's network
+    /// figure for the GPU (`GPU.network`: its reference system's NICs). All transfers are charged
+    /// at the slower link once the pools span nodes.
+    /// - Throws: `WorkloadError` when the pools span nodes and no network bandwidth is known.
     public func link(gpu: GPU, tensorParallel: Int, networkGBps: Double?) throws -> KVLink {
-        let gpus = replicas * tensorParallel
+        let gpus = replicas * tensorParallel, tp = Double(tensorParallel)
         if let networkGBps {
-            return KVLink(kind: "network \(networkGBps.formatted()) GB/s per GPU", gbPerSecond: networkGBps * Double(tensorParallel))
+            return KVLink(kind: "network \(Format.figure(networkGBps)) GB/s per GPU", gbPerSecond: networkGBps * tp)
         }
-        guard gpus <= Self.gpusPerNode else {
-            throw WorkloadError("\(description) × TP \(tensorParallel) is \(gpus) GPUs, more than one \(Self.gpusPerNode)-GPU node: give the network's bandwidth between nodes per GPU (--kv-link-gbps, e.g. 50 for 400 Gb/s NICs)")
+        if gpus <= Self.gpusPerNode {
+            return KVLink(kind: "\(gpu.interconnect.kind) within a node", gbPerSecond: gpu.interconnect.gbPerSecond * tp)
         }
-        return KVLink(kind: "\(gpu.interconnect.kind) within a node", gbPerSecond: gpu.interconnect.gbPerSecond * Double(tensorParallel))
+        guard let network = gpu.network else {
+            throw WorkloadError("\(description) × TP \(tensorParallel) is \(gpus) GPUs, more than one \(Self.gpusPerNode)-GPU node, and the catalogue has no network figure for \(gpu.name): give the bandwidth between nodes per GPU (--kv-link-gbps, e.g. 50 for 400 Gb/s NICs)")
+        }
+        return KVLink(kind: "\(network.kind) between nodes", gbPerSecond: network.gbPerSecond * tp)
     }
 }

@@ -12,6 +12,7 @@ import Yams
 ///     bandwidth_gbps: 1008
 ///     dense_tflops: {bf16: 165.2, fp16: 165.2, fp8: 330.3, int8: 660.6}
 ///     interconnect: {kind: PCIe Gen4 x16, gb_per_second: 32}   # optional
+///     network: {kind: 100 GbE, gb_per_second: 12.5}            # optional: between nodes, per GPU
 ///     vendor: NVIDIA                 # optional
 ///     source: Ada whitepaper (2022)  # optional
 ///
@@ -25,6 +26,7 @@ public enum GPUSpec {
         var bandwidthGBps: Double
         var denseTFLOPS: [String: Double]
         var interconnect: Link?
+        var network: Link?
         var source: String?
 
         struct Link: Decodable {
@@ -37,7 +39,7 @@ public enum GPUSpec {
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, vendor, interconnect, source
+            case name, vendor, interconnect, network, source
             case memoryGB = "memory_gb", cudaVisibleGiB = "cuda_visible_gib", bandwidthGBps = "bandwidth_gbps", denseTFLOPS = "dense_tflops"
         }
     }
@@ -72,9 +74,11 @@ public enum GPUSpec {
         }
         guard flops[.bf16] != nil || flops[.fp16] != nil else { throw GPUSpecError("\(path): key dense_tflops: needs bf16 or fp16") }
         if let link = f.interconnect { try positive(link.gbPerSecond, "interconnect.gb_per_second") }
+        if let link = f.network { try positive(link.gbPerSecond, "network.gb_per_second") }
         return GPU(name: f.name, vendor: f.vendor ?? "unknown", memoryGB: f.memoryGB, cudaVisibleGiB: f.cudaVisibleGiB,
                    cudaVisibleSource: "given in \(path)", bandwidthGBps: f.bandwidthGBps, denseTFLOPS: flops,
                    interconnect: Interconnect(kind: f.interconnect?.kind ?? "PCIe Gen4 x16", gbPerSecond: f.interconnect?.gbPerSecond ?? 32),
+                   network: f.network.map { Interconnect(kind: $0.kind, gbPerSecond: $0.gbPerSecond) },
                    source: f.source ?? "user description \(path)")
     }
 }

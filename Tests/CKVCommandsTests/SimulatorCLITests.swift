@@ -28,17 +28,21 @@ struct SimulatorCLITests {
         #expect((fleet["replicas"] as? [Any])?.count == 3 && (fleet["kv_link"] as? [String: Any])?["kind"] as? String == "NVLink 3 within a node")
         let result = try #require(object["result"] as? [String: Any])
         #expect(result["completed"] as? Int == 120 && result["kv_transfer"] != nil && result["prefix_cache"] != nil)
+        // Beyond one node the KV crosses the catalogue's network (a DGX A100's 200 Gb/s per GPU).
+        let wide = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "60", "--disaggregate", "4P6D"])
+        #expect(wide.status == 0 && wide.stdout.contains("InfiniBand HDR (ConnectX-6) between nodes: 25.0 GB/s per replica"), "\(wide.stdout)")
         let table = try runCLI(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "120", "--replicas", "2", "--router", "prefix-affinity"])
         #expect(table.status == 0 && table.stdout.contains("2 behind the prefix-affinity router") && table.stdout.contains("of prompt tokens found cached"))
         for (args, expected) in [
             (["--disaggregate", "3P"], "expected xPyD"),
             (["--disaggregate", "0P2D"], "expected xPyD"),
-            (["--disaggregate", "6P4D"], "more than one 8-GPU node: give the network's bandwidth"),
+            (["--disaggregate", "6P4D", "--gpu", "L40"], "more than one 8-GPU node, and the catalogue has no network figure for L40"),
             (["--disaggregate", "1P1D", "--engine", "sglang"], "modelled for vLLM V1 only"),
             (["--replicas", "2", "--disaggregate", "1P1D"], "not both"),
             (["--kv-link-gbps", "50"], "applies to --disaggregate"),
         ] as [([String], String)] {
-            try expectOneLineError(["simulate", "--gpu", "A100-80G", "--scenario", scenario, "--requests", "20"] + args, expected)
+            let gpu = args.contains("--gpu") ? [] : ["--gpu", "A100-80G"]
+            try expectOneLineError(["simulate", "--scenario", scenario, "--requests", "20"] + gpu + args, expected)
         }
     }
 
