@@ -57,7 +57,7 @@ struct PlanCommand: AsyncParsableCommand {
     @Option(help: "Directory of accuracy-corpus results (*.jsonl from `ckv-sim corpus run`; default: the bundled Accuracy/).")
     var accuracy: String?
 
-    @Option(name: .customLong("target-rate"), help: "Size a fleet for this load: requests per second (20, 20/s, 1200/min), simulated as Poisson arrivals over replicas behind a router.")
+    @Option(name: .customLong("target-rate"), help: "Size a fleet for this load: requests per second (20, 20/s, 1200/min), simulated as Poisson arrivals over replicas behind a router; 'log': the --scenario log's own mean rate.")
     var targetRate: String?
 
     @Option(help: "With --target-rate: how the router spreads requests: \(RouterPolicy.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -100,15 +100,20 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let gpus = try hardware.resolveGPUs(), m = try hardware.resolveModel()
         let degrees = hardware.tensorParallelDegrees(for: m)
-        let target = try targetRate.map { try parseRate($0, "--target-rate") }
+        let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
+        let s = try Scenario.load(path: scenarioPath)
+        let target = try targetRate.map { text -> Double in
+            guard text.lowercased() == "log" else { return try parseRate(text, "--target-rate") }
+            guard case .log = s.arrivals else { throw CLIError("--target-rate log: \(scenarioPath) is a synthetic scenario; give a rate, or a scenario replaying a request log") }
+            guard let rate = (try s.source() as? LogSource)?.meanRate else { throw CLIError("--target-rate log: \(scenarioPath)'s log has too few requests to set a rate") }
+            return rate
+        }
         guard target != nil || (gpus.count == 1 && degrees.count == 1 && hardware.tp != .auto) else {
             throw CLIError("--gpu with several GPUs and --tp auto search fleets: give --target-rate (requests per second to carry)")
         }
         guard !degrees.isEmpty else { throw CLIError("--tp auto: none of 1, 2, 4, 8 divides \(m.name)'s \(m.heads) attention and \(m.kvHeads) KV heads") }
         guard let n = parseTokenCount(context), n > 0 else { throw CLIError("--context: '\(context)' is not a token count (131072, 128k, 32K)") }
         guard n <= m.maxContext else { throw CLIError("--context \(n) exceeds \(m.name)'s maximum context of \(m.maxContext) tokens") }
-        let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
-        let s = try Scenario.load(path: scenarioPath)
         let profile = try calibrationOptions.profile()
         if profile != nil, gpus.count * degrees.count > 1 {
             throw CLIError("--calibration is one GPU's, model's and TP's: search without it, or plan its own GPU and TP")

@@ -46,17 +46,16 @@ struct Workload: Sendable, CustomStringConvertible {
             longestOutput = longestOut
             namesPrefixes = shared > 0 || s.sessions != nil
         case .log:
-            var source = try s.source()
-            var count = 0, last: Int64 = 0, longestP = 0, longestO = 0, hashed = false
-            while let r = source.next() {
-                count += 1
+            guard let log = try s.source() as? LogSource, let rate = log.meanRate else {
+                throw PlanError("\(s.path): the log has too few requests to set a rate")
+            }
+            var longestP = 0, longestO = 0, hashed = false
+            for r in log.requests {
                 hashed = hashed || !r.blockHashes.isEmpty
-                last = r.arrival
                 longestP = max(longestP, min(r.promptTokens, inputs.context))
                 longestO = max(longestO, r.outputTokens)
             }
-            guard count > 1, last > 0 else { throw PlanError("\(s.path): the log has too few requests to set a rate") }
-            logRate = Double(count) / (Double(last) / 1_000_000)
+            logRate = rate
             prompt = nil
             output = .fixed(0)
             longestPrompt = min(longestP, inputs.context - 1)

@@ -320,6 +320,13 @@ public struct LogSource: RequestSource {
         return requests[position]
     }
 
+    /// The log's mean arrival rate as replayed, requests per second: its requests over the span
+    /// from the first arrival to the last (nil with fewer than two, or all at once).
+    public var meanRate: Double? {
+        guard requests.count > 1, let last = requests.last, last.arrival > 0 else { return nil }
+        return Double(requests.count) / (Double(last.arrival) / 1_000_000)
+    }
+
     /// Seconds since about 2000 of `YYYY-MM-DD HH:MM:SS.fffffff` (only differences matter; a
     /// recent origin keeps sub-microsecond resolution in a Double).
     static func azureSeconds(_ s: Substring) -> Double? {

@@ -114,6 +114,7 @@ struct FleetCLITests {
             (["--gpu", "RTX-3090"], "no price for RTX-3090"),
             (["--gpu", "A100-80G", "--gpu-price", "A100"], "is not GPU=USD"),
             (["--gpu", "A100-80G", "--target-rate", "fast"], "is not a rate"),
+            (["--gpu", "A100-80G", "--target-rate", "log"], "is a synthetic scenario; give a rate"),
             (["--gpu", "A100-80G", "--target-rate", "500/s", "--max-gpus", "1"], "no configuration carries 500 req/s within 1 GPUs"),
         ] as [([String], String)] {
             var full = ["plan", "--context", "16k", "--policies", "snapkv", "--budgets", "512"] + args
@@ -123,6 +124,10 @@ struct FleetCLITests {
             #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
             #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1, "\(args): \(r.stderr)")
         }
+        // A log at its own rate: the Azure code log's 8,819 requests over 57 minutes.
+        let log = try runCLI(["plan", "--gpu", "A100-80G", "--context", "8k", "--scenario", TestSupport.repositoryRoot.appendingPathComponent("Scenarios/azure-code.yaml").path, "--policies", "snapkv",
+                              "--budgets", "512", "--target-rate", "log"])
+        #expect(log.status == 0 && log.stdout.contains("Fleet for 2.57 req/s"), "\(log.stderr)")
         let list = try runCLI(["plan", "--gpu", "A100-80G,L40S", "--context", "16k"])
         #expect(list.status != 0 && list.stderr.contains("give --target-rate"))
         let sim = try runCLI(["simulate", "--gpu", "A100-80G,L40S", "--scenario", "Scenarios/plan-default.yaml"])
