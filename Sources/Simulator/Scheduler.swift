@@ -756,19 +756,12 @@ struct Sequence {
 }
 
 /// A link KV travels over from a prefill replica to a decode replica: the GPUs' interconnect
-/// within a node, the network between nodes; the bandwidth is the TP group's (each GPU sends its
-/// shard over its own link).
-public struct KVLink: Codable, Sendable, Equatable {
-    public var kind: String
-    /// One direction, GB/s (10⁹ B/s).
-    public var gbPerSecond: Double
+/// within a node, the network between nodes (`DisaggregationSplit.link`), its bandwidth the TP
+/// group's (each GPU sends its shard over its own link).
+public typealias KVLink = Interconnect
 
-    public init(kind: String, gbPerSecond: Double) {
-        precondition(gbPerSecond > 0, "a link moves bytes")
-        self.kind = kind
-        self.gbPerSecond = gbPerSecond
-    }
-
+extension Interconnect {
+    /// Seconds `bytes` take at the link's bandwidth.
     public func seconds(bytes: Double) -> Double { bytes / (gbPerSecond * 1e9) }
 }
 
