@@ -24,11 +24,29 @@ struct HardwareOptions: ParsableArguments {
     /// The one TP degree of a command that sizes a single deployment.
     var tensorParallel: Int { if case let .degree(n) = tp { n } else { 1 } }
 
-    @Option(help: "Weight format: \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var weights: WeightFormat = .bf16
+    @Option(help: "Weight format: \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")); plan --target-rate also takes a comma-separated list to search.")
+    var weights = "bf16"
 
-    @Option(name: .customLong("kv-dtype"), help: "KV-cache format: \(KVFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var kvFormat: KVFormat = .bf16
+    @Option(name: .customLong("kv-dtype"), help: "KV-cache format: \(KVFormat.allCases.map(\.rawValue).joined(separator: ", ")); plan --target-rate also takes a comma-separated list to search.")
+    var kvDtype = "bf16"
+
+    /// The weight formats `--weights` names (one, or a list to search).
+    func weightFormats() throws -> [WeightFormat] { try Self.list(weights, "--weights") }
+
+    /// The KV formats `--kv-dtype` names.
+    func kvFormats() throws -> [KVFormat] { try Self.list(kvDtype, "--kv-dtype") }
+
+    private static func list<F: RawRepresentable & CaseIterable & Equatable>(_ text: String, _ flag: String) throws -> [F] where F.RawValue == String {
+        var out: [F] = []
+        for item in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) where !item.isEmpty {
+            guard let f = F(rawValue: item) else {
+                throw CLIError("\(flag): unknown format '\(item)'; known: \(F.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if !out.contains(f) { out.append(f) }
+        }
+        guard !out.isEmpty else { throw CLIError("\(flag): no format named") }
+        return out
+    }
 
     func validate() throws {
         if case let .degree(n) = tp { guard (1...64).contains(n) else { throw ValidationError("--tp must be between 1 and 64, or auto") } }
@@ -39,6 +57,9 @@ struct HardwareOptions: ParsableArguments {
         let list = try resolveGPUs()
         guard list.count == 1 else { throw CLIError("--gpu '\(gpu)': this command takes one GPU (plan --target-rate searches a list)") }
         guard case .degree = tp else { throw CLIError("--tp auto: this command takes one TP degree (plan --target-rate searches them)") }
+        guard try weightFormats().count == 1, try kvFormats().count == 1 else {
+            throw CLIError("--weights and --kv-dtype: this command takes one format each (plan --target-rate searches a list)")
+        }
         return list[0]
     }
 
@@ -79,12 +100,12 @@ struct HardwareOptions: ParsableArguments {
         return m
     }
 
-    /// TP and the formats, as serving settings over a scenario's.
+    /// TP and the formats (the first of each list), as serving settings over a scenario's.
     var settings: ServingSettings {
         var s = ServingSettings()
         s.tensorParallel = tensorParallel
-        s.weightFormat = weights
-        s.kvFormat = kvFormat
+        s.weightFormat = (try? weightFormats().first) ?? .bf16
+        s.kvFormat = (try? kvFormats().first) ?? .bf16
         return s
     }
 }

@@ -100,6 +100,8 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let gpus = try hardware.resolveGPUs(), m = try hardware.resolveModel()
         let degrees = hardware.tensorParallelDegrees(for: m)
+        let weightFormats = try hardware.weightFormats(), kvFormats = try hardware.kvFormats()
+        let formats = weightFormats.flatMap { w in kvFormats.map { (w, $0) } }
         let scenarioPath = try scenario ?? resource("Scenarios/plan-default.yaml")
         let s = try Scenario.load(path: scenarioPath)
         let target = try targetRate.map { text -> Double in
@@ -108,8 +110,8 @@ struct PlanCommand: AsyncParsableCommand {
             guard let rate = (try s.source() as? LogSource)?.meanRate else { throw CLIError("--target-rate log: \(scenarioPath)'s log has too few requests to set a rate") }
             return rate
         }
-        guard target != nil || (gpus.count == 1 && degrees.count == 1 && hardware.tp != .auto) else {
-            throw CLIError("--gpu with several GPUs and --tp auto search fleets: give --target-rate (requests per second to carry)")
+        guard target != nil || (gpus.count == 1 && degrees.count == 1 && hardware.tp != .auto && formats.count == 1) else {
+            throw CLIError("--gpu with several GPUs, --tp auto and lists of --weights or --kv-dtype search fleets: give --target-rate (requests per second to carry)")
         }
         guard !degrees.isEmpty else { throw CLIError("--tp auto: none of 1, 2, 4, 8 divides \(m.name)'s \(m.heads) attention and \(m.kvHeads) KV heads") }
         guard let n = parseTokenCount(context), n > 0 else { throw CLIError("--context: '\(context)' is not a token count (131072, 128k, 32K)") }
@@ -138,13 +140,19 @@ struct PlanCommand: AsyncParsableCommand {
         let maxLoss = try parseFraction(maxAccuracyLoss, "--max-accuracy-loss")
         let clock = ContinuousClock(), start = clock.now
         let terminal = isatty(2) != 0
-        let searching = gpus.count * degrees.count > 1
+        let searching = gpus.count * degrees.count * formats.count > 1
+        /// A candidate's name: the GPU and TP, and its formats when several are searched.
+        func label(_ g: String, _ tp: Int, _ w: WeightFormat, _ kv: KVFormat) -> String {
+            "\(g) × \(tp)" + (formats.count > 1 ? " \(w.rawValue)/\(kv.rawValue)" : "")
+        }
         var reports: [PlanReport] = [], skipped: [String] = []
         /// A candidate's inputs, or why it cannot be planned (only a search goes on without it).
-        func candidate(_ g: GPU, _ tp: Int) throws -> PlanInputs {
+        func candidate(_ g: GPU, _ tp: Int, _ w: WeightFormat, _ kv: KVFormat) throws -> PlanInputs {
             var overrides = calibrationOptions.settings(servingOptions.settings(over: hardware.settings), profile: profile)
             overrides.maxModelLen = n
             overrides.tensorParallel = tp
+            overrides.weightFormat = w
+            overrides.kvFormat = kv
             let serving = try s.serving(gpu: g, model: m, overrides: overrides)
             let (coefficients, calibration) = try calibrationOptions.coefficients(profile, gpu: g, model: m, serving: serving)
             var inputs = PlanInputs(gpu: g, model: m, serving: serving, scenario: s, context: n, outputTokens: outputTokens,
@@ -164,26 +172,29 @@ struct PlanCommand: AsyncParsableCommand {
             }
         }
         // A search plans the candidates in the order of the least a fleet of them can cost (no
-        // N replicas carry more than N × one replica's best saturated rate), and skips those
+        // N replicas carry more than N × 1.5 × one replica's best saturated rate), and skips those
         // whose least cost is above the cheapest fleet within the accuracy loss found so far.
         var order: [(inputs: PlanInputs, bound: Double, gpus: Int)] = []
         for g in gpus {
             for tp in degrees {
-                try await skip("\(g.name) × \(tp)") {
-                    let inputs = try candidate(g, tp)
+                for (w, kv) in formats {
+                    try await skip(label(g.name, tp, w, kv)) {
+                    let inputs = try candidate(g, tp, w, kv)
                     guard searching, let f = inputs.fleet else { order.append((inputs, 0, 0)); return }
-                    if terminal { FileHandle.standardError.write(Data("\rbounding \(g.name) × \(tp)\u{1B}[K".utf8)) }
+                    if terminal { FileHandle.standardError.write(Data("\rbounding \(label(g.name, tp, w, kv))\u{1B}[K".utf8)) }
                     let top = try await Planner.bestSaturatedRate(inputs, library: library)
-                    let replicas = top > 0 ? max(1, Int((0.95 * f.targetRate / top).rounded(.up))) : Int.max / 64
+                    let replicas = Fleet.leastReplicas(targetRate: f.targetRate, saturatedRate: top)
                     let least = replicas * tp
                     order.append((inputs, Double(least) * f.usdPerGPUHour, least))
+                    }
                 }
             }
         }
-        order.sort { ($0.bound, $0.inputs.gpu.name, $0.inputs.serving.tensorParallel) < ($1.bound, $1.inputs.gpu.name, $1.inputs.serving.tensorParallel) }
+        func key(_ i: PlanInputs) -> (String, Int, String, String) { (i.gpu.name, i.serving.tensorParallel, i.serving.weightFormat.rawValue, i.serving.kvFormat.rawValue) }
+        order.sort { $0.bound != $1.bound ? $0.bound < $1.bound : key($0.inputs) < key($1.inputs) }
         var cheapest = Double.infinity
         for c in order {
-            let label = "\(c.inputs.gpu.name) × \(c.inputs.serving.tensorParallel)"
+            let label = label(c.inputs.gpu.name, c.inputs.serving.tensorParallel, c.inputs.serving.weightFormat, c.inputs.serving.kvFormat)
             if c.bound > cheapest {
                 skipped.append(String(format: "%@: pruned: a fleet of it needs at least %d GPUs ($%.2f/h) by its best saturated rate, more than the cheapest one found ($%.2f/h)",
                                       label, c.gpus, c.bound, cheapest))
@@ -207,7 +218,7 @@ struct PlanCommand: AsyncParsableCommand {
             let fleet = try FleetReport.rank(reports, skipped: skipped, targetRate: target, router: router, maxGPUs: maxGPUs,
                                              prices: table.origin + (gpuPrice.map { ", overridden by --gpu-price \($0)" } ?? ""),
                                              maxLoss: maxLoss, models: [m.name: m])
-            if let pick = fleet.recommended, let best = reports.first(where: { $0.gpu == fleet.options[pick].gpu && $0.tensorParallel == fleet.options[pick].tensorParallel }) {
+            if let pick = fleet.recommended, let best = reports.first(where: { fleet.options[pick].planned(by: $0) }) {
                 report = best
             }
             report.fleet = fleet

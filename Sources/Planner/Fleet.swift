@@ -144,6 +144,20 @@ public enum Fleet {
         return nil
     }
 
+    /// How far a replica's steady Poisson rate within the SLOs may exceed the rate it drains a
+    /// burst at (`Planner.bestSaturatedRate`: a finite burst's span includes the tail of its last,
+    /// longest requests). Measured on the default workload at 32k and 128k on the L40S, A100 and
+    /// H100, every configuration: at most 1.19 (`slo_rate` ÷ `saturation.requestsPerSecond` in
+    /// `plan --format json`); 1.5 leaves room.
+    static let steadyOverSaturated = 1.5
+
+    /// The fewest replicas that could carry `targetRate` when one drains a burst at `saturatedRate`:
+    /// a search's lower bound on a candidate's fleet (a candidate whose bound costs more than the
+    /// cheapest fleet found is not planned).
+    public static func leastReplicas(targetRate: Double, saturatedRate: Double) -> Int {
+        saturatedRate > 0 ? max(1, Int((targetRate / (steadyOverSaturated * saturatedRate)).rounded(.up))) : Int.max / 64
+    }
+
     /// The fractions of the target rate a fleet is also sized at, for the GPUs-against-rate chart.
     static let curveShares = [0.25, 0.5]
 
@@ -165,6 +179,8 @@ public enum Fleet {
 public struct FleetOption: Codable, Sendable, Equatable {
     public var gpu: String
     public var tensorParallel: Int
+    public var weights: WeightFormat
+    public var kvFormat: KVFormat
     public var policy: String
     public var budget: Int?
     public var budgetAsGiven: String?
@@ -173,8 +189,17 @@ public struct FleetOption: Codable, Sendable, Equatable {
     public var lossSource: String
     public var sizing: FleetSizing
 
+    /// Whether `report` is the plan of this option's GPU, TP and formats.
+    public func planned(by report: PlanReport) -> Bool {
+        report.gpu == gpu && report.tensorParallel == tensorParallel && report.serving.weightFormat == weights && report.serving.kvFormat == kvFormat
+    }
+
+    /// "bf16/bf16": weights and KV.
+    public var formats: String { "\(weights.rawValue)/\(kvFormat.rawValue)" }
+
     enum CodingKeys: String, CodingKey {
-        case gpu, policy, budget, sizing
+        case gpu, policy, budget, sizing, weights
+        case kvFormat = "kv_format"
         case tensorParallel = "tensor_parallel"
         case budgetAsGiven = "budget_as_given"
         case kvFraction = "kv_fraction"
@@ -218,7 +243,8 @@ public struct FleetReport: Codable, Sendable, Equatable {
         for report in reports {
             for row in report.rows {
                 for s in [row.fleet, row.disaggregatedFleet].compactMap({ $0 }) {
-                    options.append(FleetOption(gpu: report.gpu, tensorParallel: report.tensorParallel, policy: row.policy, budget: row.budget,
+                    options.append(FleetOption(gpu: report.gpu, tensorParallel: report.tensorParallel, weights: report.serving.weightFormat,
+                                               kvFormat: report.serving.kvFormat, policy: row.policy, budget: row.budget,
                                                budgetAsGiven: row.budgetAsGiven, kvFraction: row.kvFraction, accuracyLoss: row.accuracy.loss,
                                                lossSource: row.accuracy.lossSource, sizing: s))
                 }
@@ -240,17 +266,20 @@ public struct FleetReport: Codable, Sendable, Equatable {
         func first(_ o: FleetOption) -> (Double, Int, Double, Int, Int) {
             (o.sizing.usdPerHour, o.policy == "full" ? 0 : 1, o.accuracyLoss ?? 1, -(o.budget ?? Int.max), o.sizing.split == nil ? 0 : 1)
         }
-        func then(_ o: FleetOption) -> (String, Int, String, String) { (o.gpu, o.tensorParallel, o.policy, o.sizing.arrangement) }
+        func then(_ o: FleetOption) -> (String, Int, String, String, String) { (o.gpu, o.tensorParallel, o.formats, o.policy, o.sizing.arrangement) }
         options.sort { a, b in first(a) != first(b) ? first(a) < first(b) : then(a) < then(b) }
         let eligible = options.indices.filter { (options[$0].accuracyLoss ?? .infinity) <= maxLoss }
         let money = { (x: Double) in String(format: "$%.2f", x) }
+        let formatsSearched = Set(reports.map { "\($0.serving.weightFormat.rawValue)/\($0.serving.kvFormat.rawValue)" }).count > 1
         func describe(_ o: FleetOption) -> String {
             let what = o.policy == "full" ? "the full cache" : "\(o.policy) at budget \(o.budget!) (kv-fraction \(formatPercent((o.kvFraction * 10000).rounded() / 10000)))"
             let replicas = o.sizing.split.map { "\($0.prefill) prefill + \($0.decode) decode replicas of" } ?? "\(o.sizing.replicas) ×"
-            return "\(what) on \(replicas) \(o.gpu)\(o.tensorParallel > 1 ? " × \(o.tensorParallel) (TP)" : "") = \(o.sizing.gpus) GPU\(o.sizing.gpus == 1 ? "" : "s"), \(money(o.sizing.usdPerHour))/h, \(money(o.sizing.usdPerMillionOutputTokens)) per million output tokens"
+            let formats = formatsSearched ? " (\(o.weights.rawValue) weights, \(o.kvFormat.rawValue) KV)" : ""
+            return "\(what) on \(replicas) \(o.gpu)\(o.tensorParallel > 1 ? " × \(o.tensorParallel) (TP)" : "")\(formats) = \(o.sizing.gpus) GPU\(o.sizing.gpus == 1 ? "" : "s"), \(money(o.sizing.usdPerHour))/h, \(money(o.sizing.usdPerMillionOutputTokens)) per million output tokens"
         }
         var report = FleetReport(targetRate: targetRate, router: router, maxGPUs: maxGPUs,
-                                 candidates: reports.map { "\($0.gpu) × \($0.tensorParallel)" }, skipped: skipped, prices: prices,
+                                 candidates: reports.map { "\($0.gpu) × \($0.tensorParallel)" + (formatsSearched ? " \($0.serving.weightFormat.rawValue)/\($0.serving.kvFormat.rawValue)" : "") },
+                                 skipped: skipped, prices: prices,
                                  options: options, recommendation: "", recommended: nil, serveCommand: nil, implementation: nil)
         guard let pick = eligible.first else {
             report.recommendation = "No option within \(formatPercent(maxLoss)) accuracy loss carries \(rate) req/s."
@@ -273,7 +302,7 @@ public struct FleetReport: Codable, Sendable, Equatable {
         }
         report.recommendation = text + "."
         report.recommended = pick
-        if let r = reports.first(where: { $0.gpu == chosen.gpu && $0.tensorParallel == chosen.tensorParallel }), let m = models[r.model] {
+        if let r = reports.first(where: { chosen.planned(by: $0) }), let m = models[r.model] {
             report.serveCommand = ServeCommand.line(model: m, serving: r.serving, context: r.context, disaggregated: chosen.sizing.split != nil)
             report.implementation = chosen.policy == "full" ? nil : (try? PolicyKind(parsing: chosen.policy))?.implementations
         }

@@ -77,19 +77,21 @@ extension PlanReport {
     /// The fleet options, cheapest first (at most `limit` rows; nil: all).
     func fleetTable(_ f: FleetReport, limit: Int?) -> Table {
         func b(_ metric: ServingMetric) -> String { servingBands.band(metric).map { " \($0.label)" } ?? "" }
-        let columns = ["GPU", "TP", "policy", "budget", "replicas", "GPUs", "$/GPU-h", "$/h", "GPU-h/day", "$/M out tok", "$/M tok",
+        let formats = Set(f.options.map(\.formats)).count > 1
+        let columns = ["GPU", "TP"] + (formats ? ["weights/KV"] : []) + ["policy", "budget", "replicas", "GPUs", "$/GPU-h", "$/h", "GPU-h/day", "$/M out tok", "$/M tok",
                        "TTFT p90 s\(b(.ttft))", "TPOT p99 ms\(b(.tpot))", "goodput req/s"] + (namesPrefixes ? ["prefix hits"] : []) + ["accuracy loss"]
         let shown = limit.map { Array(f.options.prefix($0)) } ?? f.options
         let rows = shown.map { o -> [String] in
             let s = o.sizing
-            let sizing: [String] = [o.gpu, String(o.tensorParallel), o.policy, o.budget.map(String.init) ?? "—", s.arrangement, String(s.gpus),
+            let sizing: [String] = [o.gpu, String(o.tensorParallel)] + (formats ? [o.formats] : []) + [o.policy, o.budget.map(String.init) ?? "—", s.arrangement, String(s.gpus),
                                     String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
                                     String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
                                     String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput)]
             let hits: [String] = namesPrefixes ? [s.prefixHitRate.map(Format.percent) ?? (o.budget != nil && serving.prefixCaching ? "none" : "off")] : []
             return sizing + hits + [o.accuracyLoss.map { Format.percent($0) } ?? "unknown"]
         }
-        return Table(columns: columns, rows: rows, rightAligned: Set(4...(namesPrefixes ? 14 : 13)))
+        let shift = formats ? 1 : 0
+        return Table(columns: columns, rows: rows, rightAligned: Set((4 + shift)...((namesPrefixes ? 14 : 13) + shift)))
     }
 
     /// The fleet section's lines: what was searched, the ranking, the recommendation, how to deploy.

@@ -115,6 +115,7 @@ struct FleetCLITests {
             (["--gpu", "A100-80G", "--gpu-price", "A100"], "is not GPU=USD"),
             (["--gpu", "A100-80G", "--target-rate", "fast"], "is not a rate"),
             (["--gpu", "A100-80G", "--target-rate", "log"], "is a synthetic scenario; give a rate"),
+            (["--gpu", "A100-80G", "--weights", "int3"], "--weights: unknown format 'int3'; known: bf16, fp8, int4"),
             (["--gpu", "A100-80G", "--target-rate", "500/s", "--max-gpus", "1"], "no configuration carries 500 req/s within 1 GPUs"),
         ] as [([String], String)] {
             var full = ["plan", "--context", "16k", "--policies", "snapkv", "--budgets", "512"] + args
@@ -124,6 +125,18 @@ struct FleetCLITests {
             #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
             #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1, "\(args): \(r.stderr)")
         }
+        // Weight and KV formats are searched like GPUs: each option says which it runs.
+        let formats = try runCLI(["plan", "--gpu", "H100", "--weights", "bf16,fp8", "--kv-dtype", "bf16,fp8", "--context", "16k", "--policies", "snapkv",
+                                  "--budgets", "512", "--target-rate", "8", "--format", "json"])
+        #expect(formats.status == 0, "\(formats.stderr)")
+        let fo = try #require(try JSONSerialization.jsonObject(with: Data(formats.stdout.utf8)) as? [String: Any])
+        let ff = try #require(fo["fleet"] as? [String: Any])
+        let named = ((ff["candidates"] as? [String]) ?? []) + ((ff["skipped"] as? [String]) ?? [])
+        for f in ["bf16/bf16", "bf16/fp8", "fp8/bf16", "fp8/fp8"] { #expect(named.contains { $0.contains("H100-80G-SXM × 1 \(f)") }, "\(f) not accounted for: \(named)") }
+        let first = try #require((ff["options"] as? [[String: Any]])?.first)
+        #expect(first["weights"] is String && first["kv_format"] is String)
+        let one = try runCLI(["simulate", "--gpu", "H100", "--weights", "bf16,fp8", "--scenario", TestSupport.repositoryRoot.appendingPathComponent("Scenarios/plan-default.yaml").path])
+        #expect(one.status != 0 && one.stderr.contains("this command takes one format each"))
         // A log at its own rate: the Azure code log's 8,819 requests over 57 minutes.
         let log = try runCLI(["plan", "--gpu", "A100-80G", "--context", "8k", "--scenario", TestSupport.repositoryRoot.appendingPathComponent("Scenarios/azure-code.yaml").path, "--policies", "snapkv",
                               "--budgets", "512", "--target-rate", "log"])
