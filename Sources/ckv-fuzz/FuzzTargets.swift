@@ -29,18 +29,8 @@ enum FuzzTarget: String, CaseIterable {
         }
         switch self {
         case .trace:
-            let reader: TraceReader
-            do { reader = try TraceReader(path: path) } catch { return judge(error) }
-            if let problem = reader.verify().problem, let finding = judge(problem) { return finding }
-            let trace: ReplayTrace
-            do { trace = try ReplayTrace(path: path) } catch { return judge(error) }
-            let replayer = Replayer(trace)
-            for policy in PolicyKind.allCases where !policy.needsProfile {
-                for budget in [policy.window, 2 * policy.window + 1, trace.promptLength] where budget > 0 {
-                    do { _ = try replayer.replay(policy, budget: budget) } catch { if let finding = judge(error) { return finding } }
-                }
-            }
-            return nil
+            let scratch = URL(fileURLWithPath: NSTemporaryDirectory())
+            return TraceCheck.run(path, scratch: scratch) { policy, prompt in [policy.window, 2 * policy.window + 1, prompt] }.finding
         case .gguf:
             do { _ = try GGUFFile(path: path) } catch { return judge(error) }
             do { _ = try ModelSpec.fromGGUF(path: path) } catch { return judge(error) }

@@ -131,42 +131,18 @@ private func nasty(_ width: Int, _ rng: inout Rng) -> UInt64 {
 }
 
 /// How far a crafted file got.
-private enum Reached: String, CaseIterable { case refusedAtOpen, refusedByVerify, refusedByReplayLoader, replayed }
+private typealias Reached = TraceCheck.Stage
 
-/// Runs every reader over `path`; returns what went wrong (nil when all is well).
+/// Runs every reader over `path` (`TraceCheck`, the fuzz target's check); returns what went wrong (nil when all is well).
 private func exercise(_ path: String, scratch: URL) -> String? {
     var reached = Reached.refusedAtOpen
     return exercise(path, scratch: scratch, reached: &reached)
 }
 
 private func exercise(_ path: String, scratch: URL, reached: inout Reached) -> String? {
-    let name = URL(fileURLWithPath: path).lastPathComponent
-    func bad(_ error: Error) -> String? {
-        let text = "\(error)"
-        return text.contains("\n") || !text.contains(name) ? "not one line naming the file: \(text)" : nil
-    }
-    let reader: TraceReader
-    do { reader = try TraceReader(path: path) } catch { return bad(error) }
-    if let problem = reader.verify().problem {
-        if let b = bad(problem) { return b }
-        reached = .refusedByVerify
-    }
-    do { try reader.forEachRecord { _, _ in } } catch { if let b = bad(error) { return b } }
-    do {
-        _ = try TraceRepair.repair(source: path, destination: scratch.appendingPathComponent("repaired-\(name)").path, level: 1)
-    } catch {
-        if let b = bad(error) { return b }
-    }
-    if reached == .refusedAtOpen { reached = .refusedByReplayLoader }
-    let trace: ReplayTrace
-    do { trace = try ReplayTrace(path: path) } catch { return bad(error) }
-    if reached == .refusedByVerify { return "replay loaded a trace verify refuses" }
-    reached = .replayed
-    let replayer = Replayer(trace)
-    for policy in PolicyKind.allCases where !policy.needsProfile {
-        do { _ = try replayer.replay(policy, budget: ReplayableFixture.budget) } catch { if let b = bad(error) { return b } }
-    }
-    return nil
+    let (finding, stage) = TraceCheck.run(path, scratch: scratch) { _, _ in [ReplayableFixture.budget] }
+    reached = stage
+    return finding
 }
 
 @Suite("fuzzed traces")
