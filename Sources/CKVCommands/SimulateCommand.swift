@@ -145,12 +145,7 @@ struct SimulateCommand: AsyncParsableCommand {
             if let split, serving.engine != .vllmV1 {
                 throw ValidationError("--disaggregate \(split) is modelled for vLLM V1 only (--engine vllm-v1), not \(serving.engine.displayName)")
             }
-            let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory, metadata: spec?.policy.poolMetadata)
-            let cost = CostModel(gpu: gpu, model: model, serving: serving, constants: coefficients.cost)
-            if let largest {
-                try Simulation(plan: plan, cost: cost, compression: spec, scheduler: scheduler(for: serving), source: NoRequests())
-                    .checkFits(prompt: largest.0, output: largest.1)
-            }
+            let (plan, cost) = try Simulation.replica(gpu: gpu, model: model, serving: serving, compression: spec, coefficients: coefficients, largest: largest)
             var cluster: ClusterSimulation
             var link: KVLink?
             if let split {
@@ -197,11 +192,6 @@ extension SimulateCommand {
         case let .fraction(f): "kv-fraction \(f)"
         }
     }
-}
-
-/// A replica a cluster feeds reads no requests of its own.
-private struct NoRequests: RequestSource {
-    mutating func next() -> Request? { nil }
 }
 
 /// A simulation's settings and result, rendered as text, JSON or CSV.

@@ -442,7 +442,7 @@ public enum Planner {
             let slo = GoodputSLO(ttftMs: inputs.sloTTFT * 1000, tpotMs: inputs.sloTPOT * 1000)
             var runs: [Int: SimulationResult] = [:]
             func cluster(_ n: Int, rate: Double) throws -> SimulationResult {
-                let source = try workload.source(arrivals: .poisson(rate: rate), count: Fleet.requests(replicas: n, base: inputs.requests))
+                let source = try workload.clusterSource(rate: rate, replicas: n, base: inputs.requests)
                 var c = ClusterSimulation(replicas: n, plan: plan, cost: cost, compression: compression, router: f.router, source: source, goodput: slo)
                 return c.run().fleet
             }
@@ -521,7 +521,7 @@ public enum Planner {
             let split = DisaggregationSplit(prefill: p, decode: d)
             if let r = runs[split] { return r }
             let link = try split.link(gpu: inputs.gpu, tensorParallel: tp, networkGBps: f.kvLinkGBps)
-            let source = try workload.source(arrivals: .poisson(rate: f.targetRate), count: Fleet.requests(replicas: p + d, base: inputs.requests))
+            let source = try workload.clusterSource(rate: f.targetRate, replicas: p + d, base: inputs.requests)
             var c = ClusterSimulation(prefill: p, decode: d, plan: plan, cost: cost, compression: compression, router: f.router, link: link,
                                       source: source, goodput: slo)
             let r = (c.run().fleet, link)
@@ -529,7 +529,7 @@ public enum Planner {
             return r
         }
         let ample = { (p: Int) in max(1, min(colocated ?? cap / 2, cap - p)) }
-        func ttftMet(_ r: SimulationResult) -> Bool { r.completed == r.requests && r.ttftMs.p90 <= inputs.sloTTFT * 1000 }
+        func ttftMet(_ r: SimulationResult) -> Bool { Fleet.failing(r, sloTTFT: inputs.sloTTFT, sloTPOT: .infinity) == nil }
         guard let p = try Fleet.replicasNeeded(estimate: max(1, (colocated ?? 2) / 2), maxReplicas: cap - 1, meets: { try ttftMet(run($0, ample($0)).0) }),
               let d = try Fleet.replicasNeeded(estimate: max(1, (colocated ?? 2) - p), maxReplicas: cap - p, meets: { try meets(run(p, $0).0) })
         else { return nil }

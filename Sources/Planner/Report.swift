@@ -33,9 +33,15 @@ extension PlanReport {
 
     /// The prefix cache's hit rate at the SLO rate, or why there is none.
     func prefixCell(_ r: PlanRow) -> String {
-        if let h = r.latency?.prefixHitRate { return Format.percent(h) }
-        guard r.latency != nil else { return "—" }
-        return r.budget != nil && serving.prefixCaching ? "none (kept cache per request)" : "off"
+        guard let l = r.latency else { return "—" }
+        return prefixHits(l.prefixHitRate, compressed: r.budget != nil, why: " (kept cache per request)")
+    }
+
+    /// A hit rate, or why there is none: a compressed configuration keeps a cache specific to each
+    /// request (with the reason `why` appended), otherwise prefix caching is off.
+    func prefixHits(_ rate: Double?, compressed: Bool, why: String = "") -> String {
+        if let rate { return Format.percent(rate) }
+        return compressed && serving.prefixCaching ? "none" + why : "off"
     }
 
     func cells(_ r: PlanRow) -> [String] {
@@ -87,7 +93,7 @@ extension PlanReport {
                                     String(format: "%.2f", s.usdPerGPUHour), String(format: "%.2f", s.usdPerHour), Format.figure(s.gpuHoursPerDay),
                                     String(format: "%.3f", s.usdPerMillionOutputTokens), String(format: "%.3f", s.usdPerMillionTokens),
                                     String(format: "%.2f", s.ttftP90Ms / 1000), String(format: "%.0f", s.tpotP99Ms), Format.figure(s.goodput)]
-            let hits: [String] = namesPrefixes ? [s.prefixHitRate.map(Format.percent) ?? (o.budget != nil && serving.prefixCaching ? "none" : "off")] : []
+            let hits: [String] = namesPrefixes ? [prefixHits(s.prefixHitRate, compressed: o.budget != nil)] : []
             return sizing + hits + [o.accuracyLoss.map { Format.percent($0) } ?? "unknown"]
         }
         let shift = formats ? 1 : 0

@@ -42,7 +42,7 @@ struct Workload: Sendable, CustomStringConvertible {
             output = out
             sharedPrefix = s.sharedPrefix
             sessions = s.sessions
-            longestPrompt = shared + turns * prompt!.maximum + (turns - 1) * longestOut
+            longestPrompt = s.longestPrompt(ownPrompt: prompt!.maximum, output: longestOut)
             longestOutput = longestOut
             namesPrefixes = shared > 0 || s.sessions != nil
         case .log:
@@ -86,6 +86,11 @@ struct Workload: Sendable, CustomStringConvertible {
         default: rateScale = 1e6 // effectively all at once
         }
         return try scenario.source(rateScale: rateScale, requests: count)
+    }
+
+    /// Poisson arrivals at `rate` for a cluster of `replicas` (`Fleet.requests` of them).
+    func clusterSource(rate: Double, replicas: Int, base: Int) throws -> any RequestSource {
+        try source(arrivals: .poisson(rate: rate), count: Fleet.requests(replicas: replicas, base: base))
     }
 
     /// The prompt lengths of the first `count` requests (the ones the rate probes simulate).

@@ -12,15 +12,25 @@ extension Simulation {
                            coefficients: Coefficients = Coefficients(), source: any RequestSource,
                            largest: (prompt: Int, output: Int)? = nil, timeSeries: Bool = true, clientConcurrency: Int? = nil,
                            goodput: GoodputSLO? = nil) throws -> SimulationResult {
-        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory, metadata: compression?.policy.poolMetadata)
-        var sim = Simulation(plan: plan, cost: CostModel(gpu: gpu, model: model, serving: serving, constants: coefficients.cost),
-                             compression: compression,
-                             scheduler: scheduler(for: serving),
-                             source: source)
+        let (plan, cost) = try replica(gpu: gpu, model: model, serving: serving, compression: compression, coefficients: coefficients, largest: largest)
+        var sim = Simulation(plan: plan, cost: cost, compression: compression, scheduler: scheduler(for: serving), source: source)
         sim.recordsTimeSeries = timeSeries
         sim.clientConcurrency = clientConcurrency
         sim.goodputSLO = goodput
-        if let largest { try sim.checkFits(prompt: largest.prompt, output: largest.output) }
         return sim.run()
+    }
+
+    /// The memory plan and cost model of one replica, checked to serve the `largest` request
+    /// (as `run` does; a cluster runs copies of it).
+    /// - Throws: `CapacityError` when the model or a request cannot fit.
+    public static func replica(gpu: GPU, model: ModelSpec, serving: ServingConfig, compression: CompressionSpec? = nil,
+                               coefficients: Coefficients = Coefficients(), largest: (prompt: Int, output: Int)? = nil) throws -> (MemoryPlan, CostModel) {
+        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: coefficients.memory, metadata: compression?.policy.poolMetadata)
+        let cost = CostModel(gpu: gpu, model: model, serving: serving, constants: coefficients.cost)
+        if let largest {
+            try Simulation(plan: plan, cost: cost, compression: compression, scheduler: scheduler(for: serving), source: EmptySource())
+                .checkFits(prompt: largest.prompt, output: largest.output)
+        }
+        return (plan, cost)
     }
 }

@@ -87,8 +87,15 @@ public struct Scenario: Sendable {
     /// prompt after the shared prefix.
     public var longestSynthetic: (prompt: Int, output: Int)? {
         guard let prompt, let output else { return nil }
+        return (longestPrompt(ownPrompt: prompt.maximum, output: output.maximum), output.maximum)
+    }
+
+    /// The longest prompt a request of this scenario sends when its own prompt is at most
+    /// `ownPrompt` tokens and each answer at most `output`: the shared prefix, then a last turn's
+    /// history (the earlier turns' prompts and answers) and its own prompt.
+    public func longestPrompt(ownPrompt: Int, output: Int) -> Int {
         let turns = sessions?.turns ?? 1
-        return ((sharedPrefix?.tokens ?? 0) + turns * prompt.maximum + (turns - 1) * output.maximum, output.maximum)
+        return (sharedPrefix?.tokens ?? 0) + turns * ownPrompt + (turns - 1) * output
     }
 
     /// Checks the synthetic lengths against the model's maximum (a log's overlong requests are
@@ -96,7 +103,7 @@ public struct Scenario: Sendable {
     public func validate(model: ModelSpec, serving: ServingConfig) throws {
         let maxLen = serving.modelLen(for: model)
         let shared = sharedPrefix?.tokens ?? 0, turns = sessions?.turns ?? 1
-        if let prompt, let output, shared + turns * (prompt.maximum + output.maximum) > maxLen {
+        if let prompt, let output, let longest = longestSynthetic, longest.prompt + longest.output > maxLen {
             var what = shared > 0 ? "shared prefix \(shared) + prompt up to \(prompt.maximum)" : "prompt up to \(prompt.maximum)"
             what += " + output up to \(output.maximum) tokens"
             if turns > 1 { what += ", \(turns) turns of them," }

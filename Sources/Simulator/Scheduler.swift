@@ -137,13 +137,11 @@ public struct SchedulerState {
         if !held.isEmpty { sharing[s.request.id] = held }
     }
 
-    /// Compresses `s` to `kept` tokens in place; returns the PHBs it no longer holds. A policy
+    /// Compresses `s` to `kept` tokens in place, freeing the blocks it no longer needs. A policy
     /// whose cache stays a prefix (`PolicyKind.keepsPrefixBlocks`: StreamingLLM's sinks and latest
     /// tokens) keeps sharing the prefix blocks that hold its latest `kept` tokens and lets go of
     /// the older ones (the sinks are counted with its own blocks).
-    @discardableResult
-    mutating func compress(_ s: inout Sequence, kept: Int) -> Int {
-        let before = s.phb
+    mutating func compress(_ s: inout Sequence, kept: Int) {
         var held = phb(tokens: s.tokens, kept: kept)
         if s.sharedPHB > 0 {
             let h = s.request.hashBlockTokens, windowStart = s.tokens - kept
@@ -154,7 +152,6 @@ public struct SchedulerState {
         blocks.release(own)
         s.phb -= own
         s.kept = kept
-        return before - s.phb
     }
 
     /// Publishes the prefix blocks `s` has computed since the last call (its prompt's full hashed
@@ -770,9 +767,10 @@ extension Interconnect {
 struct Handoff {
     var sequence: Sequence
 
-    init(prefilled s: Sequence, maxModelLen: Int) {
+    /// `s` as its prefill replica finished it; `outputTarget`: the tokens it generates in all.
+    init(prefilled s: Sequence, outputTarget: Int) {
         var d = Sequence(request: s.request)
-        d.outputTarget = min(s.request.outputTokens, maxModelLen - s.request.promptTokens)
+        d.outputTarget = outputTarget
         d.tokens = s.tokens
         d.kept = s.kept
         d.cap = s.cap

@@ -115,26 +115,31 @@ public struct Simulation {
 
     /// Runs until every request has completed or been rejected.
     public mutating func run() -> SimulationResult {
-        runEvents { _ in }
+        // The hot loop, without the tests' observer.
+        pullArrival()
+        while processNextEvent() {}
+        return result()
     }
 
     /// Runs, handing `observe` the block pool after every event (tests of the block invariant).
     public mutating func run(observing observe: (BlockManager) -> Void) -> SimulationResult {
-        runEvents(observe)
+        runEvents { observe($0.blocks) }
     }
 
     /// Runs, handing `inspect` the simulation after every event (tests of the prefix cache's books).
     mutating func run(inspecting inspect: (Simulation) -> Void) -> SimulationResult {
+        runEvents { inspect($0) }
+    }
+
+    private mutating func runEvents(_ observe: (borrowing Simulation) -> Void) -> SimulationResult {
         pullArrival()
-        while processNextEvent() { inspect(self) }
+        while processNextEvent() { observe(self) }
         return result()
     }
 
-    private mutating func runEvents(_ observe: (BlockManager) -> Void) -> SimulationResult {
-        pullArrival()
-        while processNextEvent() { observe(state.blocks) }
-        return result()
-    }
+    /// The output tokens `r` can generate: what it asks for, within max_model_len (vLLM stops
+    /// generation at it).
+    private func outputLimit(_ r: Request) -> Int { min(r.outputTokens, maxModelLen - r.promptTokens) }
 
     // MARK: Driven by a cluster
 
@@ -251,7 +256,7 @@ public struct Simulation {
             return
         }
         var s = Sequence(request: r)
-        s.outputTarget = role == .prefill ? 1 : min(r.outputTokens, maxModelLen - r.promptTokens)
+        s.outputTarget = role == .prefill ? 1 : outputLimit(r)
         state.waiting.append(s)
     }
 
@@ -324,9 +329,9 @@ public struct Simulation {
             }
             if done {
                 var s = state.running.remove(at: i)
-                let handed = role == .prefill && min(s.request.outputTokens, maxModelLen - s.request.promptTokens) > 1
+                let handed = role == .prefill && outputLimit(s.request) > 1
                 if handed {
-                    handoffs.append(Handoff(prefilled: s, maxModelLen: maxModelLen))
+                    handoffs.append(Handoff(prefilled: s, outputTarget: outputLimit(s.request)))
                     metrics.lastFinish = max(metrics.lastFinish, now)
                 }
                 state.releaseAll(&s)
