@@ -84,7 +84,7 @@ let package = Package(
         // Reads traces, applies policies, computes the accuracy proxies.
         .target(name: "Replay", dependencies: ["TraceFormat", "Policies", "Reporting"]),
         // The plan search over policies × budgets and its reports.
-        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation", "Accuracy"],
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation", "Accuracy", .product(name: "Crypto", package: "swift-crypto")],
                 resources: [.copy("Data")]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(

@@ -57,26 +57,17 @@ public struct CorpusSettings: Codable, Equatable, Sendable {
     /// The samples the issue asks for: 30 per length up to 8k tokens, 12 beyond.
     public static func defaultSamples(for lengths: [Int]) -> [Int] { lengths.map { $0 <= 8192 ? 30 : 12 } }
 
-    /// Every sample of the run, in the order it runs: length, then kind, then index (so a run cut
-    /// short has every kind at the shorter lengths).
-    public var plan: [SampleKey] {
-        zip(lengths, samples).flatMap { length, count in
-            kinds.flatMap { kind in (0..<count).map { SampleKey(kind: kind, length: length, index: $0) } }
-        }
-    }
+    /// Which samples the run holds: its kinds, lengths, samples per length and seed.
+    public var samplePlan: SamplePlan { SamplePlan(kinds: kinds, lengths: lengths, samples: samples, seed: seed) }
 
-    /// The task generator's seed of a sample: the run's seed mixed with the sample's key.
-    public func seed(of key: SampleKey) -> UInt64 {
-        let kindIndex = UInt64(TaskKind.allCases.firstIndex(of: key.kind)!)
-        var mix = SplitMix64(seed: seed ^ (kindIndex << 56) ^ (UInt64(key.length) << 20) ^ UInt64(key.index))
-        return mix.next()
-    }
+    /// Every sample of the run, in the order it runs (`SamplePlan.keys`).
+    public var plan: [SampleKey] { samplePlan.keys }
 
-    /// Needle depths spread evenly over the samples of one length: (i + ½) / n.
-    public func depth(of key: SampleKey) -> Double {
-        let n = samples[lengths.firstIndex(of: key.length)!]
-        return (Double(key.index) + 0.5) / Double(n)
-    }
+    /// The task generator's seed of a sample (`SamplePlan.seed(of:)`).
+    public func seed(of key: SampleKey) -> UInt64 { samplePlan.seed(of: key) }
+
+    /// A sample's needle depth (`SamplePlan.depth(of:)`).
+    public func depth(of key: SampleKey) -> Double { samplePlan.depth(of: key) }
 
     /// The first setting that differs from `other`, for a refusal to resume.
     func difference(from other: CorpusSettings) -> String? {
@@ -87,14 +78,6 @@ public struct CorpusSettings: Codable, Equatable, Sendable {
         }
         return nil
     }
-}
-
-/// One sample's place in a run.
-public struct SampleKey: Hashable, Codable, Sendable, CustomStringConvertible {
-    public var kind: TaskKind
-    public var length: Int
-    public var index: Int
-    public var description: String { "\(kind.rawValue) \(length) #\(index)" }
 }
 
 /// One finished sample: the full cache's answer and every compressed run's.
@@ -241,7 +224,7 @@ public final class CorpusRunner {
     /// The settings of a run of `identity`'s model (name and hash filled in).
     public static func settings(model identity: ModelIdentity, kinds: [TaskKind], lengths: [Int], samples: [Int]?, policies: [PolicyKind],
                                 fractions: [Double], seed: UInt64, chat: Bool, continual: Bool) -> CorpusSettings {
-        CorpusSettings(model: identity.name, ggufSHA256: identity.ggufSHA256, kinds: kinds, lengths: lengths,
+        CorpusSettings(model: identity.name, ggufSHA256: identity.ggufSHA256 ?? "", kinds: kinds, lengths: lengths,
                               samples: samples ?? CorpusSettings.defaultSamples(for: lengths), policies: policies, fractions: fractions,
                               seed: seed, chat: chat, continual: continual)
     }
@@ -308,13 +291,8 @@ public final class CorpusRunner {
     /// One sample: the task, a recording with every compressed run, the replay of the same selections.
     public func run(_ key: SampleKey, scratch: URL) throws -> CorpusSample {
         let seed = settings.seed(of: key), depth = settings.depth(of: key)
-        var task = try key.kind.generate(tokens: key.length, depth: depth, seed: seed, tokenizer: model.tokenizer)
-        var text = task.prompt
-        if settings.chat {
-            text = try ChatTemplate(model: model).render([ChatMessage(role: .user, content: task.prompt)])
-            task.answerAnywhere = true
-        }
-        let tokens = model.tokenizer.encode(text)
+        var task = try settings.samplePlan.task(key, tokenizer: model.tokenizer)
+        let tokens = try model.promptTokens(for: &task, chat: settings.chat)
         recorder.options.maxTokens = key.kind.answerTokens
         let tracePath = scratch.appendingPathComponent("\(key.kind.rawValue)-\(key.length)-\(key.index).ckvt").path
         defer { try? FileManager.default.removeItem(atPath: tracePath) }

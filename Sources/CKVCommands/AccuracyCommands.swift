@@ -65,18 +65,7 @@ extension CorpusCommand {
             let kindList = try parseTaskKinds(kinds)
             let lengthList = try parseLengths(lengths)
             guard !kindList.isEmpty, !lengthList.isEmpty else { throw CLIError("--kinds and --lengths need at least one value each") }
-            let sampleList = try samples.map { text -> [Int] in
-                let counts = try text.split(separator: ",").map { s -> Int in
-                    guard let n = Int(s.trimmingCharacters(in: .whitespaces)), (1...10_000).contains(n) else {
-                        throw CLIError("--samples: '\(s)' is not a sample count in 1 … 10000")
-                    }
-                    return n
-                }
-                guard counts.count == 1 || counts.count == lengthList.count else {
-                    throw CLIError("--samples: \(counts.count) counts for \(lengthList.count) lengths (give one, or one per length)")
-                }
-                return counts.count == 1 ? Array(repeating: counts[0], count: lengthList.count) : counts
-            }
+            let sampleList = try samples.map { try parseSamples($0, lengths: lengthList) }
             let headProfile = try profile.map { try HeadProfile.load(path: $0) }
             let policyList = try parsePolicies(policies, haveProfile: headProfile != nil)
             let fractions = try parseBudgets(tokens: nil, fractions: kvFractions).compactMap { b -> Double? in

@@ -12,7 +12,7 @@ public struct CKVSim: AsyncParsableCommand {
         (see Docs/trace-format.md). Every command prints one clear line and exits non-zero on bad input.
         """,
         version: version,
-        subcommands: [PlanCommand.self, SimulateCommand.self, MemoryCommand.self, GPUsCommand.self, ModelsCommand.self, ValidateCommand.self, CalibrateCommand.self, GenerateCommand.self, EngineCommand.self, RecordCommand.self, ReplayCommand.self, CorpusCommand.self, AccuracyCommand.self, HeadsCommand.self, LayersCommand.self, TraceCommand.self, BenchCommand.self]
+        subcommands: [PlanCommand.self, SimulateCommand.self, MemoryCommand.self, GPUsCommand.self, ModelsCommand.self, ValidateCommand.self, CalibrateCommand.self, GenerateCommand.self, EngineCommand.self, RecordCommand.self, TasksCommand.self, ReplayCommand.self, CorpusCommand.self, AccuracyCommand.self, HeadsCommand.self, LayersCommand.self, TraceCommand.self, BenchCommand.self]
     )
 
     public init() {}

@@ -21,7 +21,7 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(help: "The GGUF model file.")
     var model: String
 
-    @Option(help: "The task: passkey (5-digit key in repeated filler) or qa (four facts in prose, one asked).")
+    @Option(help: "The task kind: \(TaskKind.names.joined(separator: ", ")) (Docs/accuracy.md describes each).")
     var task: TaskKind = .passkey
 
     @Option(help: "Prompt lengths in tokens, comma-separated (1k = 1024).")
@@ -33,8 +33,10 @@ struct RecordCommand: AsyncParsableCommand {
     @Option(help: "Seed of the task generator.")
     var seed: UInt64 = 1
 
-    @Option(name: .customLong("max-tokens"), help: "Tokens to generate greedily.")
-    var maxTokens = 12
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate greedily (default: room for the kind's whole answer, 8 for passkey and qa).")
+    var maxTokensOption: Int?
+
+    var maxTokens: Int { maxTokensOption ?? task.answerTokens }
 
     @Flag(help: "Wrap the prompt as a user turn in the model's chat format; the answer may then appear anywhere in the reply.")
     var chat = false
@@ -61,10 +63,6 @@ struct RecordCommand: AsyncParsableCommand {
 
     @Option(help: "The trace file to write (.ckvt).")
     var out: String
-
-    enum TaskKind: String, ExpressibleByArgument, CaseIterable {
-        case passkey, qa
-    }
 
     func validate() throws {
         guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
@@ -110,21 +108,14 @@ struct RecordCommand: AsyncParsableCommand {
         let evaluation = Evaluation(policies: policies, budgets: budgetList, profile: headProfile, continual: !compressOnce)
         let runs = lengthList.flatMap { n in depthList.map { (n, $0) } }
         for (index, (length, depth)) in runs.enumerated() {
-            var t = try task == .passkey
-                ? Tasks.passkey(tokens: length, depth: depth, seed: seed, tokenizer: m.tokenizer)
-                : Tasks.qa(tokens: length, depth: depth, seed: seed, tokenizer: m.tokenizer)
-            var text = t.prompt
-            if chat {
-                text = try ChatTemplate(model: m).render([ChatMessage(role: .user, content: t.prompt)])
-                t.answerAnywhere = true
-            }
-            let tokens = m.tokenizer.encode(text)
+            var t = try task.generate(tokens: length, depth: depth, seed: seed, tokenizer: m.tokenizer)
+            let tokens = try m.promptTokens(for: &t, chat: chat)
             let path = runs.count == 1 ? out : Self.path(out, length: length, depth: depth)
             let bar = ProgressBar(label: "[\(index + 1)/\(runs.count)] \(URL(fileURLWithPath: path).lastPathComponent)")
             let result = try recorder.record(task: t, tokens: tokens, to: path, progress: bar.update, evaluation: evaluation, onRun: bar.note)
             bar.finish()
             let mb = Double(result.summary.fileBytes) / 1_000_000
-            print("\(path): \(result.promptTokens) prompt tokens, full cache \(result.correct ? "finds" : "misses") '\(t.answer)' (\(result.text.debugDescription)), \(String(format: "%.1f", mb)) MB")
+            print("\(path): \(result.promptTokens) prompt tokens, full cache \(result.correct ? "finds" : "misses") '\(t.expected.joined(separator: ", "))' (\(result.text.debugDescription)), \(String(format: "%.1f", mb)) MB")
         }
     }
 
@@ -133,6 +124,8 @@ struct RecordCommand: AsyncParsableCommand {
         return "\(base)-\(length)-d\(Int((depth * 100).rounded())).ckvt"
     }
 }
+
+extension TaskKind: ExpressibleByArgument {}
 
 /// Parses "snapkv,h2o" or "all" (every policy; compresskv only when a head profile is given).
 func parsePolicies(_ text: String, haveProfile: Bool) throws -> [PolicyKind] {

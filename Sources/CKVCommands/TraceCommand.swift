@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Policies
+import Replay
 import Reporting
 import TraceFormat
 
@@ -7,8 +9,8 @@ import TraceFormat
 struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trace",
-        abstract: "Inspect, verify and repair recorded attention traces (.ckvt).",
-        subcommands: [Inspect.self, Verify.self, Repair.self]
+        abstract: "Inspect, verify, repair and compare recorded attention traces (.ckvt).",
+        subcommands: [Inspect.self, Verify.self, Repair.self, Compare.self]
     )
 }
 
@@ -84,6 +86,67 @@ extension TraceCommand {
     }
 }
 
+extension TraceCommand {
+    struct Compare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Compare two traces of the same prompt (two recorders, two engines): their statistics, and the overlap of every policy's selections.",
+            discussion: """
+            Statistics: the relative L1 distance Σ|a − b| / Σ|a| per (layer, query head), median and maximum.
+            Selections: per policy and budget, the share of the positions REFERENCE's selection keeps that
+            OTHER's keeps too, per (layer, KV head) of the compressed layers: mean, minimum, and the share of
+            pairs at or above --min-overlap. With --min-overlap the command exits 1 when a policy's mean overlap
+            falls below it.
+            """
+        )
+
+        @Argument(help: "The reference trace (.ckvt), e.g. the Swift engine's.")
+        var reference: String
+
+        @Argument(help: "The trace to check against it, e.g. the Hugging Face recorder's.")
+        var other: String
+
+        @Option(help: "Policies, comma-separated (\(PolicyKind.names.joined(separator: ", "))), or 'all' (compresskv when a committed profile has the model).")
+        var policies = "all"
+
+        @Option(help: "Budgets in tokens per layer per KV head, comma-separated.")
+        var budgets = "64,256"
+
+        @Option(name: .customLong("min-overlap"), help: "Fail (exit 1) when a policy's mean selection overlap at a budget is below this (0 … 1).")
+        var minOverlap: Double?
+
+        @Option(help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var format: OutputFormat = .text
+
+        func run() async throws {
+            let a = try ReplayTrace(path: reference), b = try ReplayTrace(path: other)
+            let profile = try committedProfiles().map { try HeadProfile.load(path: $0) }.first { $0.model == a.model.name }
+            let kinds = try parsePolicies(policies, haveProfile: profile != nil)
+            let budgetList = try parseBudgets(tokens: budgets, fractions: nil).compactMap { b -> Int? in
+                if case let .tokens(n) = b { return n }
+                return nil
+            }
+            if let minOverlap, !(0...1).contains(minOverlap) { throw CLIError("--min-overlap: \(minOverlap) is not in 0 … 1") }
+            let c = try TraceComparison.compare(a, b, policies: kinds, budgets: budgetList, profile: profile, threshold: minOverlap ?? 0.9)
+            switch format {
+            case .json: print(try JSONOutput.string(c))
+            case .text:
+                print("\(other) against \(reference): \(c.promptTokens) prompt tokens; full-cache continuations agree on \(c.generatedAgreeing) of \(c.generated) tokens")
+                var stats = Table(columns: ["statistic", "median distance", "max distance"], rightAligned: [1, 2])
+                for s in c.statistics { stats.append([s.name, String(format: "%.4f", s.medianDistance), String(format: "%.4f", s.maxDistance)]) }
+                print(stats.text)
+                var overlaps = Table(columns: ["policy", "budget", "mean overlap", "min overlap", "pairs ≥ \(String(format: "%.0f %%", c.threshold * 100))"], rightAligned: [1, 2, 3, 4])
+                for o in c.overlaps {
+                    overlaps.append([o.policy, String(o.budget), String(format: "%.3f", o.mean), String(format: "%.3f", o.minimum), String(format: "%.1f %%", o.shareAtLeast * 100)])
+                }
+                print(overlaps.text)
+            }
+            if let minOverlap, let worst = c.overlaps.min(by: { $0.mean < $1.mean }), worst.mean < minOverlap {
+                throw CLIError("\(other): \(worst.policy) at budget \(worst.budget) keeps \(String(format: "%.1f", worst.mean * 100)) % of \(reference)'s selection on average, below --min-overlap \(minOverlap)")
+            }
+        }
+    }
+}
+
 /// Finds why an unfinished trace cannot be read to its end (for the one-line error).
 private func unreadableEnd(of reader: TraceReader) throws -> (TraceError, frames: Int, records: UInt64) {
     let result = reader.verify()
@@ -154,7 +217,8 @@ struct TraceInfo: Encodable {
             ("format", "ckvt \(formatVersion), finished"),
             ("model", "\(m.name) (\(m.architecture))"),
             ("shape", shape),
-            ("gguf sha256", m.ggufSHA256),
+            ("weights", [m.hfID.map { "Hugging Face \($0)" + (m.hfRevision.map { " @ \($0)" } ?? "") }, m.ggufSHA256.map { "GGUF sha256 \($0)" }]
+                .compactMap { $0 }.joined(separator: "; ")),
             ("task", "\(header.task.kind), seed \(header.task.seed), \(header.task.promptTokens) prompt tokens" + (params.isEmpty ? "" : "; \(params)")),
             ("producer", header.producer),
             ("records", "\(records) in \(frames) frames"),

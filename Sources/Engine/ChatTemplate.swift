@@ -79,3 +79,18 @@ public struct ChatTemplate: Sendable, Equatable {
         }
     }
 }
+
+extension LanguageModel {
+    /// The tokens this model reads for `task`: its prompt as written or, with `chat`, as one user
+    /// turn in the model's chat format — the reply may then hold the answer anywhere, and `task`
+    /// is marked so.
+    /// - Throws: `GenerationError` when the model has no chat format it knows.
+    public func promptTokens(for task: inout RetrievalTask, chat: Bool) throws -> [Int32] {
+        var text = task.prompt
+        if chat {
+            text = try ChatTemplate(model: self).render([ChatMessage(role: .user, content: task.prompt)])
+            task.answerAnywhere = true
+        }
+        return tokenizer.encode(text)
+    }
+}

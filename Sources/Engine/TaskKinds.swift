@@ -187,3 +187,59 @@ extension Tasks {
         "wagon", "walnut", "window", "winter", "wizard", "yogurt", "zebra", "acorn", "almond", "arrow",
     ]
 }
+
+/// One sample's place in a set of generated tasks: its kind, requested length and index.
+public struct SampleKey: Hashable, Codable, Sendable, CustomStringConvertible {
+    public var kind: TaskKind
+    public var length: Int
+    public var index: Int
+    public init(kind: TaskKind, length: Int, index: Int) {
+        self.kind = kind
+        self.length = length
+        self.index = index
+    }
+    public var description: String { "\(kind.rawValue) \(length) #\(index)" }
+}
+
+/// Which generated tasks a run holds — the accuracy corpus's samples, or the tasks exported for
+/// a recording elsewhere — so the same settings name the same tasks wherever they run.
+public struct SamplePlan: Equatable, Sendable {
+    public var kinds: [TaskKind]
+    /// Prompt lengths in tokens, and the samples at each (same order).
+    public var lengths: [Int]
+    public var samples: [Int]
+    public var seed: UInt64
+
+    public init(kinds: [TaskKind], lengths: [Int], samples: [Int], seed: UInt64) {
+        self.kinds = kinds
+        self.lengths = lengths
+        self.samples = samples
+        self.seed = seed
+    }
+
+    /// Every sample, in the order it runs: length, then kind, then index (so a run cut short has
+    /// every kind at the shorter lengths).
+    public var keys: [SampleKey] {
+        zip(lengths, samples).flatMap { length, count in
+            kinds.flatMap { kind in (0..<count).map { SampleKey(kind: kind, length: length, index: $0) } }
+        }
+    }
+
+    /// The task generator's seed of a sample: the plan's seed mixed with the sample's key.
+    public func seed(of key: SampleKey) -> UInt64 {
+        let kindIndex = UInt64(TaskKind.allCases.firstIndex(of: key.kind)!)
+        var mix = SplitMix64(seed: seed ^ (kindIndex << 56) ^ (UInt64(key.length) << 20) ^ UInt64(key.index))
+        return mix.next()
+    }
+
+    /// Needle depths spread evenly over the samples of one length: (i + ½) / n.
+    public func depth(of key: SampleKey) -> Double {
+        let n = samples[lengths.firstIndex(of: key.length)!]
+        return (Double(key.index) + 0.5) / Double(n)
+    }
+
+    /// The sample's task under `tokenizer`.
+    public func task(_ key: SampleKey, tokenizer: Tokenizer) throws -> RetrievalTask {
+        try key.kind.generate(tokens: key.length, depth: depth(of: key), seed: seed(of: key), tokenizer: tokenizer)
+    }
+}

@@ -45,7 +45,7 @@ extension ModelSpec {
                          tiedEmbeddings: file.tensor(named: "output.weight") == nil,
                          slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
-                         source: path)
+                         source: path, ggufPath: path)
     }
 }
 

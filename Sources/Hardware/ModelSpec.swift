@@ -61,10 +61,17 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     public var activeExperts: Int
     /// Where the facts come from (HF config, GGUF, catalogue).
     public var source: String
+    /// The Hugging Face repository of the weights ("meta-llama/Llama-3.1-8B-Instruct"), when
+    /// known: traces recorded from it are this model's own (`TraceLibrary.traces(for:)`).
+    public var repository: String?
+    /// The GGUF file the spec was read from: traces recorded from that file are this model's own.
+    public var ggufPath: String?
 
     public init(name: String, layers: Int, hidden: Int, heads: Int, kvHeads: Int, headDim: Int, intermediate: Int,
                 vocab: Int, maxContext: Int, tiedEmbeddings: Bool, slidingWindow: Int? = nil, globalEvery: Int? = nil,
-                qkvBias: Bool = false, experts: Int = 0, activeExperts: Int = 0, source: String) {
+                qkvBias: Bool = false, experts: Int = 0, activeExperts: Int = 0, source: String, repository: String? = nil, ggufPath: String? = nil) {
+        self.repository = repository ?? ModelCatalog.repository(inSource: source)
+        self.ggufPath = ggufPath
         self.experts = experts
         self.activeExperts = experts > 0 ? activeExperts : 0
         self.name = name
@@ -243,6 +250,13 @@ public enum ModelCatalog {
             ?? all.first { normalise($0.name).hasSuffix("it") && String(normalise($0.name).dropLast(2)) == key }
     }
 
+    /// The repository a catalogue source names: "ORG/NAME config.json …" → "ORG/NAME".
+    static func repository(inSource source: String) -> String? {
+        let words = source.split(separator: " ")
+        guard words.count >= 2, words[1] == "config.json", words[0].split(separator: "/").count == 2 else { return nil }
+        return String(words[0])
+    }
+
     static func normalise(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber || $0 == "." } }
 }
 
@@ -332,6 +346,9 @@ extension ModelSpec {
                          tiedEmbeddings: (c["tie_word_embeddings"] as? Bool) ?? modelType.hasPrefix("gemma"),
                          slidingWindow: pattern.slidingWindow, globalEvery: pattern.globalEvery,
                          qkvBias: (c["attention_bias"] as? Bool) ?? modelType.hasPrefix("qwen2"),
-                         experts: experts, activeExperts: active, source: path)
+                         experts: experts, activeExperts: active, source: path,
+                         repository: (json["_name_or_path"] as? String).flatMap { id in
+                             id.split(separator: "/").count == 2 && !id.hasPrefix(".") && !id.hasPrefix("/") ? id : nil
+                         })
     }
 }

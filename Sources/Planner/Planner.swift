@@ -199,6 +199,9 @@ public struct PlanReport: Codable, Sendable, Equatable {
     public var recommendation: String
     public var notes: [String]
     public var traceModels: [String]
+    /// The traces are the planned model's own (recorded from its weights), not mapped from
+    /// reference models (`TraceLibrary.traces(for:)`).
+    public var tracesExact: Bool
     /// Where the step times come from (`CostSource`: measured kernel tables or the roofline, per part).
     public var costModel: CostSource
     /// The validated error of the KV capacity (and so of every memory figure and max concurrency).
@@ -224,6 +227,7 @@ public struct PlanReport: Codable, Sendable, Equatable {
         case maxAccuracyLoss = "max_accuracy_loss"
         case kvCapacityBytes = "kv_capacity_bytes"
         case traceModels = "trace_models"
+        case tracesExact = "traces_exact"
         case namesPrefixes = "names_prefixes"
     }
 }
@@ -263,7 +267,7 @@ public enum Planner {
             workload: workload.description, serving: serving, sloTTFTSeconds: inputs.sloTTFT, sloTPOTSeconds: inputs.sloTPOT,
             maxAccuracyLoss: inputs.maxAccuracyLoss, kvCapacityBytes: plan.kvBytes, rows: rows,
             recommendation: recommend(rows, maxLoss: inputs.maxAccuracyLoss),
-            notes: notes(inputs, library: library), traceModels: library.models,
+            notes: notes(inputs, library: library), traceModels: library.traces(for: model).models, tracesExact: library.traces(for: model).exact,
             costModel: CostModel(gpu: inputs.gpu, model: model, serving: serving).source,
             kvCapacityBand: try ErrorBand.kvCapacity(),
             servingBands: try ErrorBand.servingBands(),
@@ -486,7 +490,8 @@ public enum Planner {
         } else if let p = published.first {
             loss = p.loss; source = "\(p.benchmark), \(p.source)"
         } else if let m = evidence?.measuredLoss {
-            loss = m; source = "real compressed runs on the bundled traces (\(library.models.joined(separator: ", "))), nearest recorded kv-fraction"
+            let traces = library.traces(for: inputs.model)
+            loss = m; source = "real compressed runs on the \(traces.exact ? "model's own" : "bundled") traces (\(traces.models.joined(separator: ", "))), nearest recorded kv-fraction"
         } else {
             loss = nil; source = "no measurement at this configuration"
         }
@@ -567,8 +572,11 @@ public enum Planner {
     }
 
     static func notes(_ inputs: PlanInputs, library: TraceLibrary) -> [String] {
+        let traces = library.traces(for: inputs.model)
         var notes = [
-            "Physical KV per request comes from replaying the bundled traces of \(library.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models.",
+            traces.exact
+                ? "Physical KV per request comes from replaying \(traces.indices.count) trace\(traces.indices.count == 1 ? "" : "s") of \(inputs.model.name) itself (recorded from the same \(inputs.model.ggufPath != nil ? "GGUF file" : "Hugging Face weights") and shape; other models' traces are not used): its own per-(layer, KV head) kept counts, no mapping."
+                : "Physical KV per request comes from replaying the bundled traces of \(traces.models.joined(separator: ", ")) and mapping their per-(layer, KV head) kept counts to \(inputs.model.name) by relative layer depth and head quantile: an extrapolation from small reference models (traces of \(inputs.model.name) itself, recorded with Recorders/huggingface, would be used instead: Docs/recording-on-gpu.md).",
             "Throughput, TTFT and TPOT carry the 90th percentile of the absolute error the simulator makes on published vLLM and SGLang serving runs held out of its fit (Docs/validation.md, \"Serving runs without compression\"); the compression multipliers are checked separately (\"Serving results\").",
             "Latency and throughput come from the discrete-event simulator: \(CostModel(gpu: inputs.gpu, model: inputs.model, serving: inputs.serving).source.description), \(inputs.calibration.map { "with the coefficients of the calibration profile \($0) (Docs/calibration.md)" } ?? "with its default scheduler constants") (Docs/simulator.md; Docs/validation.md for its measured error).",
             "Accuracy from the bundled traces is measured on short (1–2k token) synthetic retrieval tasks at each row's request-weighted kv-fraction (the mean over the workload's requests of the share of each prompt the budget keeps); published figures are the papers' own, on their models and benchmarks.",

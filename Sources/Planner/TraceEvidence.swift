@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Policies
 import Replay
@@ -100,12 +101,42 @@ public final class TraceLibrary: @unchecked Sendable {
     /// The models the traces come from.
     public var models: [String] { Array(Set(replayers.map(\.trace.model.name))).sorted() }
 
-    /// Replays `policy` at `fraction` on every trace it can run on (CompressKV needs its model's profile).
+    private var chosen: [String: TraceChoice] = [:]
+
+    /// The traces that speak for `target`: the target's own when the library has any — recorded
+    /// from its Hugging Face repository or from the very GGUF file it was read from, with its
+    /// shape — else every trace, whose kept counts `relativeShape` maps onto the target.
+    public func traces(for target: ModelSpec) -> TraceChoice {
+        lock.lock()
+        defer { lock.unlock() }
+        let key = "\(target.name)|\(target.repository ?? "")|\(target.ggufPath ?? "")"
+        if let hit = chosen[key] { return hit }
+        var hash: String??
+        func fileHash() -> String? {
+            if hash == nil { hash = target.ggufPath.flatMap(sha256(ofFile:)) }
+            return hash!
+        }
+        let own = replayers.indices.filter { i in
+            let t = replayers[i].trace.model
+            guard t.layers == target.layers, t.queryHeads == target.heads, t.kvHeads == target.kvHeads, t.headDim == target.headDim else { return false }
+            if let id = t.hfID, let repository = target.repository, id.lowercased() == repository.lowercased() { return true }
+            if let sha = t.ggufSHA256, target.ggufPath != nil, sha == fileHash() { return true }
+            return false
+        }
+        let indices = own.isEmpty ? Array(replayers.indices) : own
+        let choice = TraceChoice(indices: indices, exact: !own.isEmpty, models: Array(Set(indices.map { replayers[$0].trace.model.name })).sorted())
+        chosen[key] = choice
+        return choice
+    }
+
+    /// Replays `policy` at `fraction` on every trace that speaks for `target` (`traces(for:)`) and
+    /// that it can run on (CompressKV needs its model's profile).
     public func evidence(_ policy: PolicyKind, fraction: Double, target: ModelSpec) throws -> TraceEvidence? {
         var mass = 0.0, error = 0.0, used = 0, correct = 0, runs = 0, fullCorrect = 0, fullRuns = 0
         var fractions: [Double] = [], replayed = 0.0
         var shape: [Double] = []
-        for (index, r) in replayers.enumerated() {
+        for index in traces(for: target).indices {
+            let r = replayers[index]
             let t = r.trace, n = t.promptLength
             let profile = profiles[t.model.name]
             if policy.needsProfile, profile == nil { continue }
@@ -135,6 +166,25 @@ public final class TraceLibrary: @unchecked Sendable {
                              outputError: error / Double(used), correct: correct, runs: runs, fullCorrect: fullCorrect, fullRuns: fullRuns,
                              recordedFractions: fractions, shapeQuantiles: quantiles(shape, count: 32))
     }
+}
+
+/// Which traces stand for a model (`TraceLibrary.traces(for:)`).
+public struct TraceChoice: Sendable, Equatable {
+    /// Indices into `TraceLibrary.replayers`.
+    public var indices: [Int]
+    /// The traces are the model's own (same weights and shape), not mapped from other models.
+    public var exact: Bool
+    /// The models they were recorded from.
+    public var models: [String]
+}
+
+/// sha256 of a file, lowercase hex, read in 16 MiB pieces (nil when it cannot be read).
+func sha256(ofFile path: String) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    while let piece = try? handle.read(upToCount: 16 << 20), !piece.isEmpty { hasher.update(data: piece) }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
 
 /// Results filled from several threads, one slot each.

@@ -28,8 +28,13 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
     public var name: String
     /// GGUF `general.architecture`, e.g. "llama", "gemma3".
     public var architecture: String
-    /// sha256 of the GGUF file, lowercase hex.
-    public var ggufSHA256: String
+    /// sha256 of the GGUF file the weights came from, lowercase hex (absent for weights loaded
+    /// from a Hugging Face checkpoint, which `hfID` names).
+    public var ggufSHA256: String?
+    /// The Hugging Face repository (or local checkpoint name) the weights came from, and its
+    /// revision (a commit hash) when known: written by the Hugging Face recorder.
+    public var hfID: String?
+    public var hfRevision: String?
     public var layers: Int
     public var queryHeads: Int
     public var kvHeads: Int
@@ -40,11 +45,13 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
     /// Layers that attend globally when the model has sliding-window layers.
     public var globalLayers: [Int]?
 
-    public init(name: String, architecture: String, ggufSHA256: String, layers: Int, queryHeads: Int,
+    public init(name: String, architecture: String, ggufSHA256: String?, hfID: String? = nil, hfRevision: String? = nil, layers: Int, queryHeads: Int,
                 kvHeads: Int, headDim: Int, contextLength: Int, slidingWindow: Int? = nil, globalLayers: [Int]? = nil) {
         self.name = name
         self.architecture = architecture
         self.ggufSHA256 = ggufSHA256
+        self.hfID = hfID
+        self.hfRevision = hfRevision
         self.layers = layers
         self.queryHeads = queryHeads
         self.kvHeads = kvHeads
@@ -54,9 +61,10 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
         self.globalLayers = globalLayers
     }
 
-    /// What makes the shape unusable (each count 1…2¹⁴, KV heads dividing the query heads, a
+    /// What makes the identity or shape unusable (no weights named, each count 1…2¹⁴, KV heads dividing the query heads, a
     /// sliding window of at least one token, global layers inside the layer count), or nil.
     public var shapeProblem: String? {
+        guard ggufSHA256 != nil || hfID != nil else { return "model has neither gguf_sha256 nor hf_id: nothing says which weights ran" }
         for (key, v) in [("layers", layers), ("query_heads", queryHeads), ("kv_heads", kvHeads), ("head_dim", headDim)] {
             guard (1...(1 << 14)).contains(v) else { return "model.\(key) is \(v); it must be between 1 and \(1 << 14)" }
         }
@@ -72,6 +80,8 @@ public struct ModelIdentity: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case name, architecture, layers
         case ggufSHA256 = "gguf_sha256"
+        case hfID = "hf_id"
+        case hfRevision = "hf_revision"
         case queryHeads = "query_heads"
         case kvHeads = "kv_heads"
         case headDim = "head_dim"
