@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up (system packages, models, headless Chromium; no separate release build) and runs the whole test suite,
+# Sets up (system packages, models, headless Chromium, the recorder's Python environment; no separate release build) and runs the whole test suite,
 # optimised: the integration tests run real models, far too slow in a debug build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +13,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 swift test -c release -Xswiftc -enable-testing "$@"
+# The Hugging Face recorder (Python, pytest) against the binary the suite just built.
+bash scripts/test-recorder.sh

@@ -314,3 +314,35 @@ struct CorpusEvidenceTests {
         }
     }
 }
+
+@Suite("the traces that speak for a model")
+struct TraceChoiceTests {
+    @Test("a model read from the very GGUF a trace was recorded from gets its own traces; any other model gets every trace, mapped")
+    func ownTracesFirst() throws {
+        let library = try FleetTests.library()
+        let smol = try ModelSpec.fromGGUF(path: TestSupport.repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path)
+        let own = library.traces(for: smol)
+        #expect(own.exact)
+        #expect(own.indices.map { URL(fileURLWithPath: library.replayers[$0].trace.path).lastPathComponent } == ["smollm2-passkey-1k.ckvt", "smollm2-qa-1k.ckvt"])
+        let llama = library.traces(for: ModelCatalog.named("Llama-3.1-8B-Instruct")!)
+        #expect(!llama.exact && llama.indices.count == library.replayers.count)
+        // The catalogue's SmolLM2 names no GGUF or repository, so it cannot claim the traces as its own.
+        #expect(!library.traces(for: ModelCatalog.named("SmolLM2-135M-Instruct")!).exact)
+        // A repository matches a trace's hf_id, with the shape.
+        #expect(ModelCatalog.named("Llama-3.1-8B-Instruct")!.repository == "meta-llama/Llama-3.1-8B-Instruct")
+    }
+
+    @Test("the plan says whose traces it used")
+    func reportSaysSo() async throws {
+        let library = try FleetTests.library()
+        var inputs = try FleetTests.inputs(rate: 1)
+        inputs.fleet = nil
+        let mapped = try await Planner.plan(inputs, library: library)
+        #expect(!mapped.tracesExact && mapped.notes[0].contains("mapping"))
+        inputs.model = try ModelSpec.fromGGUF(path: TestSupport.repositoryRoot.appendingPathComponent("Models/SmolLM2-135M-Instruct.Q4_1.gguf").path)
+        inputs.context = 4096
+        inputs.serving.maxModelLen = 4096
+        let own = try await Planner.plan(inputs, library: library)
+        #expect(own.tracesExact && own.notes[0].contains("itself") && own.traceModels == ["Smollm2 135M 8k Lc100K Mix1 Ep2"])
+    }
+}

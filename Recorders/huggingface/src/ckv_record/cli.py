@@ -85,11 +85,20 @@ def main(argv=None):
         except ImportError:
             _fail("--presses needs kvpress: pip install 'ckv-record[kvpress]'")
     os.makedirs(a.out, exist_ok=True)
-    from .record import RecordError, load_model, record_task
+    from .record import LoadedModel, RecordError, check_fits, load_model, prompt_tokens, record_task
+
+    def check(tokenizer, context):
+        # Every task is encoded and checked against the context before the weights load.
+        probe = LoadedModel(None, tokenizer, None, device, dtype)
+        for task in selected:
+            ids, _, _ = prompt_tokens(probe, tasks, task)
+            check_fits(tasks, task, len(ids), context, a.model)
+
     try:
         started = time.monotonic()
-        loaded = load_model(a.model, a.gguf_file, device, dtype)
-        print(f"ckv-record: {loaded.identity['name']} on {device} ({dtype}), loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        loaded = load_model(a.model, a.gguf_file, device, dtype, check=check)
+        if not a.quiet:
+            print(f"ckv-record: {loaded.identity['name']} on {device} ({dtype}), loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
         from tqdm import tqdm
         for i, task in enumerate(selected):
             out = os.path.join(a.out, f"{task.id}.ckvt")

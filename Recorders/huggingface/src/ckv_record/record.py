@@ -175,8 +175,9 @@ class LoadedModel:
     dtype: str
 
 
-def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str) -> LoadedModel:
-    """Loads a model and its tokenizer with the recording attention, and names it as a trace does."""
+def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str, check=None) -> LoadedModel:
+    """Loads a model and its tokenizer with the recording attention, and names it as a trace does.
+    `check(tokenizer, context_length)` runs before the weights load (it may raise RecordError)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
@@ -197,9 +198,21 @@ def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str) ->
     text = getattr(config, "text_config", None) or config
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, **kwargs)
+    except Exception as e:
+        raise RecordError(f"{model_id}: cannot load the tokenizer ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if check is not None:
+        check(tokenizer, int(getattr(text, "max_position_embeddings", 0) or 0))  # before the slow part
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar
+    try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch_dtype, attn_implementation=ATTENTION, **kwargs)
     except Exception as e:
         raise RecordError(f"{model_id}: cannot load the model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     model = model.to(device).eval()
     layers = text.num_hidden_layers
     heads = text.num_attention_heads
@@ -242,10 +255,16 @@ def _stops(tokenizer) -> set:
     return out
 
 
-def prompt_tokens(loaded: LoadedModel, tasks: TasksFile, task: Task) -> tuple[list, tuple | None, tuple | None]:
+def check_fits(tasks: TasksFile, task: Task, n: int, context: int, name: str):
+    if context and n + task.max_tokens > context:
+        raise RecordError(f"{tasks.path}: task {task.id} ({n} tokens and {task.max_tokens} to generate) exceeds {name}'s context of {context} tokens")
+
+
+def prompt_tokens(loaded, tasks: TasksFile, task: Task) -> tuple[list, tuple | None, tuple | None]:
     """The prompt's token ids and the needle and answer spans: the file's own when it carries this
     tokenizer's ids, else the prompt encoded here (rendered in the chat format if the file asks)."""
     tok = loaded.tokenizer
+    name = loaded.identity["name"] if loaded.identity else "the model"
     if tasks.header["tokens_included"]:
         ids = list(task.tokens)
         if max(ids) >= len(tok):
@@ -260,7 +279,7 @@ def prompt_tokens(loaded: LoadedModel, tasks: TasksFile, task: Task) -> tuple[li
     text = task.prompt
     if tasks.chat:
         if not getattr(tok, "chat_template", None):
-            raise RecordError(f"{tasks.path} asks for the chat format; {loaded.identity['name']}'s tokenizer has no chat template")
+            raise RecordError(f"{tasks.path} asks for the chat format; {name}'s tokenizer has no chat template")
         text = tok.apply_chat_template([{"role": "user", "content": task.prompt}], tokenize=False, add_generation_prompt=True)
     enc = tok(text, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -288,9 +307,7 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
     model, tok, identity = loaded.model, loaded.tokenizer, loaded.identity
     ids, needle, answer = prompt_tokens(loaded, tasks, task)
     n, T = len(ids), task.max_tokens
-    context = identity["context_length"]
-    if context and n + T > context:
-        raise RecordError(f"{tasks.path}: task {task.id} ({n} tokens and {T} to generate) exceeds {identity['name']}'s context of {context} tokens")
+    check_fits(tasks, task, n, identity["context_length"], identity["name"])
     layers, heads, kv_heads = identity["layers"], identity["query_heads"], identity["kv_heads"]
     global_layers = set(identity.get("global_layers", range(layers)))
     import transformers
