@@ -57,7 +57,7 @@ let package = Package(
         // Which layers of a model are global (the sliding-window pattern of each model family).
         .target(name: "ModelFamily"),
         // GGUF v3 reader: header, metadata, tensor infos (memory-mapped).
-        .target(name: "GGUF"),
+        .target(name: "GGUF", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Dequantisation (bit-exact with ggml) and SIMD matrix-vector kernels.
         // Integer block products (AVX2 where the build targets it), bound as a C module.
         .target(name: "CKernels", cSettings: cKernelFlags),
@@ -79,12 +79,12 @@ let package = Package(
         // Runs the engine on generated tasks with the full cache and writes traces.
         .target(
             name: "Recorder",
-            dependencies: ["Engine", "Policies", "TraceFormat", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Engine", "GGUF", "Policies", "TraceFormat"]
         ),
         // Reads traces, applies policies, computes the accuracy proxies.
         .target(name: "Replay", dependencies: ["TraceFormat", "Policies", "Reporting"]),
         // The plan search over policies × budgets and its reports.
-        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation", "Accuracy", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "Planner", dependencies: ["Simulator", "Hardware", "Replay", "Policies", "Reporting", "TraceFormat", "Validation", "Accuracy", "GGUF"],
                 resources: [.copy("Data")]),
         // Discrete-event serving simulator: workloads, scheduler, paged KV, compression, metrics.
         .target(

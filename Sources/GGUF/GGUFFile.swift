@@ -9,6 +9,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Crypto
 import Foundation
 
 /// A metadata value.
@@ -302,4 +303,10 @@ func quoted(_ name: String) -> String {
         shown += c.properties.generalCategory == .control || c == "\"" ? c.escaped(asASCII: true) : String(c)
     }
     return "\"\(shown)\""
+}
+
+extension GGUFFile {
+    /// sha256 of the whole file, lowercase hex: the identity a trace records for the weights it
+    /// was recorded from (`ModelIdentity.ggufSHA256`), and what a plan matches its model's file by.
+    public var sha256: String { SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() }
 }

@@ -262,12 +262,13 @@ public enum Planner {
             for try await (i, r) in group { out[i] = r }
             return out.compactMap { $0 }
         }
+        let traces = library.traces(for: model)
         let report = PlanReport(
             gpu: inputs.gpu.name, model: model.name, tensorParallel: serving.tensorParallel, context: n, scenario: inputs.scenario.name,
             workload: workload.description, serving: serving, sloTTFTSeconds: inputs.sloTTFT, sloTPOTSeconds: inputs.sloTPOT,
             maxAccuracyLoss: inputs.maxAccuracyLoss, kvCapacityBytes: plan.kvBytes, rows: rows,
             recommendation: recommend(rows, maxLoss: inputs.maxAccuracyLoss),
-            notes: notes(inputs, library: library), traceModels: library.traces(for: model).models, tracesExact: library.traces(for: model).exact,
+            notes: notes(inputs, library: library), traceModels: traces.models, tracesExact: traces.exact,
             costModel: CostModel(gpu: inputs.gpu, model: model, serving: serving).source,
             kvCapacityBand: try ErrorBand.kvCapacity(),
             servingBands: try ErrorBand.servingBands(),

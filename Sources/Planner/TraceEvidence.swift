@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import GGUF
 import Policies
 import Replay
 import TraceFormat
@@ -113,7 +113,7 @@ public final class TraceLibrary: @unchecked Sendable {
         if let hit = chosen[key] { return hit }
         var hash: String??
         func fileHash() -> String? {
-            if hash == nil { hash = target.ggufPath.flatMap(sha256(ofFile:)) }
+            if hash == nil { hash = target.ggufPath.flatMap { try? GGUFFile(path: $0).sha256 } }
             return hash!
         }
         let own = replayers.indices.filter { i in
@@ -176,15 +176,6 @@ public struct TraceChoice: Sendable, Equatable {
     public var exact: Bool
     /// The models they were recorded from.
     public var models: [String]
-}
-
-/// sha256 of a file, lowercase hex, read in 16 MiB pieces (nil when it cannot be read).
-func sha256(ofFile path: String) -> String? {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-    defer { try? handle.close() }
-    var hasher = SHA256()
-    while let piece = try? handle.read(upToCount: 16 << 20), !piece.isEmpty { hasher.update(data: piece) }
-    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
 
 /// Results filled from several threads, one slot each.

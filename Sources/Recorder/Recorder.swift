@@ -1,6 +1,6 @@
-import Crypto
 import Engine
 import Foundation
+import GGUF
 import Policies
 import TraceFormat
 
@@ -65,9 +65,8 @@ public final class Recorder {
         self.model = model
         self.options = options
         let c = model.config
-        let hash = SHA256.hash(data: model.file.bytes).map { String(format: "%02x", $0) }.joined()
         identity = ModelIdentity(
-            name: model.displayName, architecture: c.architecture.rawValue, ggufSHA256: hash, layers: c.layers, queryHeads: c.heads,
+            name: model.displayName, architecture: c.architecture.rawValue, ggufSHA256: model.file.sha256, layers: c.layers, queryHeads: c.heads,
             kvHeads: c.kvHeads, headDim: c.headDim, contextLength: c.contextLength, slidingWindow: c.slidingWindow,
             globalLayers: c.slidingWindow == nil ? nil : c.pattern.globalIndices(of: c.layers)
         )

@@ -60,7 +60,7 @@ import TestSupport
             let ours = try #require(engine[task.name], "the fixture's \(task.name) is not in the plan")
             #expect(ours["full"] == task.full.found, "\(task.name): full cache")
             for (label, run) in task.runs {
-                let mine = try #require(ours[label], "\(task.name) \(label)")
+                let mine: Bool = try #require(ours[label] as Bool?, "\(task.name) \(label)")
                 total += 1
                 if mine == run.found { agree += 1 } else { disagreements.append("\(task.name) \(label): engine \(mine), kvpress \(run.found)") }
             }

@@ -87,12 +87,15 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     from .record import LoadedModel, RecordError, check_fits, load_model, prompt_tokens, record_task
 
+    prepared = {}
+
     def check(tokenizer, context):
-        # Every task is encoded and checked against the context before the weights load.
+        # Every task is encoded and checked against the context before the weights load; the
+        # recording then uses these prompts.
         probe = LoadedModel(None, tokenizer, None, device, dtype)
         for task in selected:
-            ids, _, _ = prompt_tokens(probe, tasks, task)
-            check_fits(tasks, task, len(ids), context, a.model)
+            prepared[task.id] = prompt_tokens(probe, tasks, task)
+            check_fits(tasks, task, len(prepared[task.id][0]), context, a.model)
 
     try:
         started = time.monotonic()
@@ -110,7 +113,7 @@ def main(argv=None):
                 bar.refresh()
 
             result = record_task(loaded, tasks, task, out, frame_size=a.frame_size, attention_memory=a.attention_memory,
-                                 presses=presses, budgets=budgets, progress=progress)
+                                 presses=presses, budgets=budgets, progress=progress, prompt=prepared[task.id])
             bar.close()
             found = "finds" if result["correct"] else "misses"
             print(f"{out}: {result['prompt_tokens']} prompt tokens, full cache {found} '{', '.join(task.expected)}' ({result['text']!r}), "

@@ -40,7 +40,7 @@ def run(loaded, ids, task, names, budgets):
     the model's own (sdpa) attention, then greedy decoding from the compressed cache."""
     import kvpress as kp
     from transformers import DynamicCache
-    from .record import _outcome, _stops, cache_argument
+    from .record import _outcome, _stops, cache_argument, greedy
     model, tok = loaded.model, loaded.tokenizer
     n = len(ids)
     stops = _stops(tok)
@@ -57,15 +57,7 @@ def run(loaded, ids, task, names, budgets):
                 with torch.no_grad():
                     with press(model):
                         out = model(input_ids=torch.tensor([ids], device=loaded.device), **cache_argument(model, cache), use_cache=True, logits_to_keep=1)
-                    generated = []
-                    logits = out.logits[0, -1]
-                    while True:
-                        nxt = int(torch.argmax(logits))
-                        generated.append(nxt)
-                        if nxt in stops or len(generated) == task.max_tokens:
-                            break
-                        out = model(input_ids=torch.tensor([[nxt]], device=loaded.device), **cache_argument(model, cache), use_cache=True)
-                        logits = out.logits[0, -1]
+                    generated = greedy(model, loaded.device, cache, out.logits[0, -1], stops, task.max_tokens)
                 text = tok.decode(generated, skip_special_tokens=True)
                 label = f"{policy}@{b}" + ("+once" if continual else "")
                 yield label, _outcome(task.score(text) == 1, generated, text, press=_describe(press))

@@ -301,11 +301,12 @@ def prompt_tokens(loaded, tasks: TasksFile, task: Task) -> tuple[list, tuple | N
 
 
 def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, frame_size: int = 1 << 20,
-                attention_memory: int = 1 << 30, presses=(), budgets=(), progress=None) -> dict:
-    """Records `task` to `out`; returns a summary. `progress(done, total)` counts tokens."""
+                attention_memory: int = 1 << 30, presses=(), budgets=(), progress=None, prompt=None) -> dict:
+    """Records `task` to `out`; returns a summary. `progress(done, total)` counts tokens; `prompt`
+    is what `prompt_tokens` gives for the task, when the caller has it already."""
     global _ACTIVE
     model, tok, identity = loaded.model, loaded.tokenizer, loaded.identity
-    ids, needle, answer = prompt_tokens(loaded, tasks, task)
+    ids, needle, answer = prompt or prompt_tokens(loaded, tasks, task)
     n, T = len(ids), task.max_tokens
     check_fits(tasks, task, n, identity["context_length"], identity["name"])
     layers, heads, kv_heads = identity["layers"], identity["query_heads"], identity["kv_heads"]
@@ -343,7 +344,6 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
         rec = _Recording(n, layers, heads, tasks.windows, tasks.squared_windows, global_layers, attention_memory, on_layer)
         stops = _stops(tok)
         device = loaded.device
-        generated = []
         _ACTIVE = rec
         try:
             with torch.no_grad():
@@ -363,18 +363,16 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
                     writer.flush()
 
                 write_rows(0)
-                logits = result.logits[0, -1]
-                while True:
-                    nxt = int(torch.argmax(logits))
-                    generated.append(nxt)
+
+                def before(count):
                     if progress:
-                        progress(n + len(generated), n + T)
-                    if nxt in stops or len(generated) == T:
-                        break
-                    rec.phase, rec.first, rec.step = "decode", n + len(generated) - 1, len(generated)
-                    result = model(input_ids=torch.tensor([[nxt]], device=device), **cache_argument(model, cache), use_cache=True)
-                    write_rows(rec.step)
-                    logits = result.logits[0, -1]
+                        progress(n + count, n + T)
+                    # The forward about to run is decode step `count`: the query at n − 1 + count.
+                    rec.phase, rec.first, rec.step = "decode", n + count - 1, count
+
+                generated = greedy(model, device, cache, result.logits[0, -1], stops, T, before=before, after=write_rows)
+                if progress:
+                    progress(n + len(generated), n + T)
         finally:
             _ACTIVE = None
         writer.tokens(ckvt.GENERATED, generated)
@@ -398,6 +396,25 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
         writer.close()
         raise
     return {"path": out, "prompt_tokens": n, "generated": generated, "text": text, "correct": correct, "runs": runs, **summary}
+
+
+def greedy(model, device, cache, logits, stops, limit: int, before=None, after=None) -> list:
+    """Greedy decoding from `logits` (the prompt's last position) over `cache`: up to `limit`
+    tokens, stopping after an end-of-generation token, as ckv-sim's engine does (the last token is
+    never fed back). `before(count)` runs before the forward that follows the count-th token,
+    `after(count)` after it."""
+    generated = []
+    while True:
+        nxt = int(torch.argmax(logits))
+        generated.append(nxt)
+        if nxt in stops or len(generated) == limit:
+            return generated
+        if before:
+            before(len(generated))
+        result = model(input_ids=torch.tensor([[nxt]], device=device), **cache_argument(model, cache), use_cache=True)
+        if after:
+            after(len(generated))
+        logits = result.logits[0, -1]
 
 
 def cache_argument(model, cache) -> dict:
