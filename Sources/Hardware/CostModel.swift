@@ -1,3 +1,5 @@
+import Policies
+
 /// The work of one engine step, as the scheduler formed it.
 public struct StepWork: Equatable, Sendable {
     /// Tokens of prompts (or prompt chunks) processed in this step.
@@ -23,6 +25,9 @@ public struct StepWork: Equatable, Sendable {
     /// KV slots (tokens × layers × KV heads) of the whole pool whose metrics such a policy clears
     /// and accumulates every decode step; 0 when no policy does.
     public var metricPoolSlots: Double = 0
+    /// The kernel the step's decodes attend with: the engine's own, or a policy's fork's
+    /// (`PolicyKind.decodeAttention`).
+    public var decodeAttention: DecodeAttention = .engine
 
     public init() {}
 }
@@ -80,6 +85,20 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// (a float32 memset of the step's scratch, then metrics += scratch² summed over queries:
     /// about 76 bytes per slot in vllm-kvcompress).
     public var decodeMetricBytesPerSlot = 76.0
+    /// vLLM's paged-attention decode kernel (v1/v2, one thread block per query head) against
+    /// FlashAttention's over the same cache, for a model without grouped queries: vLLM PR #3010
+    /// measured FlashAttention 10 % and more faster on an A800 (benchmark_paged_attention.py).
+    /// Applies to engines that run that kernel (`DecodeAttention.perHeadPaged`).
+    public var pagedAttentionSlowdown = 1.1
+    /// What each further query head of a KV group costs that kernel, as a share of the first read
+    /// of its KV head (the re-reads are served mostly by L2): vLLM PR #2744 measured 68.6 µs for
+    /// paged attention v1 against 27.4 µs for FlashAttention with 64 query / 8 KV heads, batch 4,
+    /// 1,024 tokens, bf16, A100-40GB: 2.50× = 1.1 × (1 + 7 × 0.18).
+    public var pagedAttentionReread = 0.18
+    /// Bytes that kernel moves per key per query head for KV-Compress's metrics: the key's
+    /// attention written as float32 and its int32 position read
+    /// (kvcompress_attention_kernels.cu, `kv_metric_out`, `kv_position`).
+    public var pagedAttentionMetricBytes = 8.0
     /// Kernel launches and Python module calls of one layer in a step that does not replay a CUDA
     /// graph (eager mode, prefill steps of vLLM V0 and SGLang, batches above the capture sizes),
     /// seconds: about a dozen launches of 5–10 µs each.
@@ -110,6 +129,7 @@ public struct CostConstants: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case gemmEfficiency, memoryEfficiency, attentionComputeEfficiency, attentionMemoryEfficiency, stepOverhead,
              perSequenceOverhead, engineOverheads, allReduceLatency, eagerLaunchPerLayer, decodeMetricPerSequence, decodeMetricBytesPerSlot, kernelTables,
+             pagedAttentionSlowdown, pagedAttentionReread, pagedAttentionMetricBytes,
              deviceTimeScale, sustainedComputeScale, gpuTimeScales
     }
 
@@ -128,6 +148,9 @@ public struct CostConstants: Codable, Equatable, Sendable {
         decodeMetricPerSequence = try c.decodeIfPresent(Double.self, forKey: .decodeMetricPerSequence) ?? d.decodeMetricPerSequence
         decodeMetricBytesPerSlot = try c.decodeIfPresent(Double.self, forKey: .decodeMetricBytesPerSlot) ?? d.decodeMetricBytesPerSlot
         kernelTables = try c.decodeIfPresent(Bool.self, forKey: .kernelTables) ?? d.kernelTables
+        pagedAttentionSlowdown = try c.decodeIfPresent(Double.self, forKey: .pagedAttentionSlowdown) ?? d.pagedAttentionSlowdown
+        pagedAttentionReread = try c.decodeIfPresent(Double.self, forKey: .pagedAttentionReread) ?? d.pagedAttentionReread
+        pagedAttentionMetricBytes = try c.decodeIfPresent(Double.self, forKey: .pagedAttentionMetricBytes) ?? d.pagedAttentionMetricBytes
         deviceTimeScale = try c.decodeIfPresent(Double.self, forKey: .deviceTimeScale) ?? d.deviceTimeScale
         sustainedComputeScale = try c.decodeIfPresent(Double.self, forKey: .sustainedComputeScale) ?? d.sustainedComputeScale
         gpuTimeScales = try c.decodeIfPresent([String: Double].self, forKey: .gpuTimeScales) ?? d.gpuTimeScales
@@ -136,15 +159,15 @@ public struct CostConstants: Codable, Equatable, Sendable {
     /// The constants `ckv-sim validate --calibrate` fits to KV-Compress's four L4 throughput
     /// multipliers (a grid search minimising their median error, with the fork's mechanisms
     /// modelled: eager mode, per-sequence metric syncs, full-pool metric updates, its pool's
-    /// metadata): 0.4 ms of host work per KV-Compress sequence per step and vLLM 0.6's 4 ms per
-    /// step (both the defaults' values, which the same search chose), and 0.50 of peak for a
-    /// power-capped L4's GEMMs before the sustained-compute slowdown (0.31 after it; the L4 has no
-    /// measured kernel tables). In-sample for the L4 rows; shown beside the defaults in
-    /// `Docs/validation.md`, not used by default.
+    /// metadata, its per-query-head paged-attention kernel): 0.4 ms of host work per KV-Compress
+    /// sequence per step (the defaults' value), 8 ms per step for vLLM 0.6 (the defaults: 4 ms),
+    /// and 0.50 of peak for a power-capped L4's GEMMs before the sustained-compute slowdown (0.31
+    /// after it; the L4 has no measured kernel tables). In-sample for the L4 rows; shown beside the
+    /// defaults in `Docs/validation.md`, not used by default.
     public static var calibratedKVCompressL4: CostConstants {
         var c = CostConstants()
         c.decodeMetricPerSequence = 0.0004
-        c.stepOverhead = 0.004
+        c.stepOverhead = 0.008
         c.gemmEfficiency = 0.50
         return c
     }
@@ -389,13 +412,22 @@ public struct CostModel: Sendable {
         let prefillFlops = perArea * (work.prefillAttentionArea * globalLayers + work.prefillLocalArea * localLayers)
         let decodeFlops = 4 * qHeads * Double(model.headDim) * work.decodeTokenLayers
         let decodeBytes = work.decodeTokenLayers * kvBytesPerTokenLayer
-        let attention: Double
+        var attention: Double, decodeAttentionTime: Double
         if let contextAttention, let generationAttention {
-            attention = measuredAttention(contextAttention, generationAttention, work, idealPrefill: prefillFlops / peakAttentionFLOPS)
+            (attention, decodeAttentionTime) = measuredAttention(contextAttention, generationAttention, work, idealPrefill: prefillFlops / peakAttentionFLOPS)
         } else {
             attention = prefillFlops / attentionFLOPS
-                + max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
+            decodeAttentionTime = max(decodeFlops / attentionFLOPS, decodeBytes / (bandwidth * constants.attentionMemoryEfficiency))
         }
+        if work.decodeAttention == .perHeadPaged, decodeAttentionTime > 0 {
+            // The fork's kernel: each query head re-reads its KV head, and writes every key's
+            // attention for the eviction metrics.
+            let group = Double(qHeadsPerGPU) / Double(kvHeadsPerGPU)
+            decodeAttentionTime *= constants.pagedAttentionSlowdown * (1 + constants.pagedAttentionReread * (group - 1))
+            decodeAttentionTime += work.decodeTokenLayers * Double(qHeadsPerGPU) * constants.pagedAttentionMetricBytes
+                / (bandwidth * constants.attentionMemoryEfficiency)
+        }
+        attention += decodeAttentionTime
 
         let rows = Double(work.logitRows)
         let headParams = Double(model.vocab) * Double(model.hidden) / tp
@@ -436,9 +468,9 @@ public struct CostModel: Sendable {
     }
 
     /// Prefill attention of the step's chunks, each as long as the causal area it covers
-    /// (√(2·area / chunks) tokens, full layers and windowed ones apart), plus decode attention of
+    /// (√(2·area / chunks) tokens, full layers and windowed ones apart), and decode attention of
     /// its sequences at their mean KV length per layer.
-    private func measuredAttention(_ context: HeadRows, _ generation: HeadRows, _ work: StepWork, idealPrefill: Double) -> Double {
+    private func measuredAttention(_ context: HeadRows, _ generation: HeadRows, _ work: StepWork, idealPrefill: Double) -> (prefill: Double, decode: Double) {
         var prefill = 0.0
         if work.prefillSequences > 0 {
             let b = Double(work.prefillSequences)
@@ -449,12 +481,12 @@ public struct CostModel: Sendable {
                 prefill += localLayers * context.value(batch: b, length: (2 * work.prefillLocalArea / b).squareRoot())
             }
         }
-        var time = sustained(prefill, ideal: idealPrefill)
+        var decode = 0.0
         if work.decodeSequences > 0, work.decodeTokenLayers > 0 {
             let b = Double(work.decodeSequences), layers = Double(model.layers)
-            time += layers * generation.value(batch: b, length: work.decodeTokenLayers / (b * layers))
+            decode = layers * generation.value(batch: b, length: work.decodeTokenLayers / (b * layers))
         }
-        return time
+        return (sustained(prefill, ideal: idealPrefill), decode)
     }
 
     /// A measured kernel time with its compute-bound share (`ideal` time at peak over `measured`,

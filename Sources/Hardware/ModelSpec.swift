@@ -206,6 +206,8 @@ public enum ModelCatalog {
                   vocab: 151936, maxContext: 32768, tiedEmbeddings: true, qkvBias: true, source: "Qwen/Qwen2.5-3B-Instruct config.json"),
         ModelSpec(name: "TinyLlama-1.1B", layers: 22, hidden: 2048, heads: 32, kvHeads: 4, headDim: 64, intermediate: 5632,
                   vocab: 32000, maxContext: 2048, tiedEmbeddings: false, source: "TinyLlama/TinyLlama-1.1B config.json (the base of Rho-1 1B)"),
+        ModelSpec(name: "Llama-2-7B-Chat", layers: 32, hidden: 4096, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008,
+                  vocab: 32000, maxContext: 4096, tiedEmbeddings: false, source: "meta-llama/Llama-2-7b-chat-hf config.json (NousResearch's copy)"),
         ModelSpec(name: "Llama-3-8B-Instruct", layers: 32, hidden: 4096, heads: 32, kvHeads: 8, headDim: 128, intermediate: 14336,
                   vocab: 128256, maxContext: 8192, tiedEmbeddings: false, source: "meta-llama/Meta-Llama-3-8B-Instruct config.json"),
         ModelSpec(name: "Qwen2-7B-Instruct", layers: 28, hidden: 3584, heads: 28, kvHeads: 4, headDim: 128, intermediate: 18944,

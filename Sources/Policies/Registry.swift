@@ -86,6 +86,14 @@ public enum PolicyKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// The decode attention kernel of the engine that runs the policy for real.
+    public var decodeAttention: DecodeAttention {
+        switch self {
+        case .kvCompress: .perHeadPaged
+        case .streamingLLM, .h2o, .snapKV, .pyramidKV, .adaKV, .chunkKV, .compressKV: .engine
+        }
+    }
+
     /// What scoring costs a serving engine at the end of prefill.
     public var scoring: ScoringCost {
         switch self {
@@ -209,6 +217,22 @@ public struct PoolMetadata: Sendable, Equatable {
     /// ⌈max_model_len / 16⌉]` int32 (kvcompress/block.py). A Llama-3.1-8B block of 16 tokens is
     /// 8,917 bytes instead of 8,192.
     public static let kvCompress = PoolMetadata(bytesPerSlot: 12, bytesPerSlotPerQueryHead: 8, bytesPerBlock: 21, preallocatedBlockTable: true)
+}
+
+/// Which kernel a serving engine's decode steps attend with.
+public enum DecodeAttention: String, Codable, Sendable {
+    /// The engine's own (FlashAttention or FlashInfer over vLLM's or SGLang's paged cache): one
+    /// read of each KV head serves all the query heads of its group.
+    case engine
+    /// vllm-kvcompress's paged-attention kernel over per-head block tables
+    /// (csrc/attention/kvcompress_attention_kernels.cu, adapted from vLLM 0.3.3's v1/v2 kernels;
+    /// vllm/attention/ops/paged_attn.py `KVCAttention.forward_decode`): a thread block per query
+    /// head (grid `(num_heads, num_seqs, partitions)`, `kv_head_idx = head_idx /
+    /// num_queries_per_kv`), so every KV head's blocks are fetched once per query head of the
+    /// group, and each key's attention is written out per query head (float32, with an int32
+    /// position read) for the eviction metrics. With compression off the fork runs stock
+    /// FlashAttention (flash_attn.py), so a full-cache baseline is `.engine`.
+    case perHeadPaged = "per-head-paged"
 }
 
 /// How a paged KV cache holds a sequence's kept tokens.

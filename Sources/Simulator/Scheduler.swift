@@ -1,5 +1,6 @@
 import DequeModule
 import Hardware
+import Policies
 
 /// What a scheduler sees and changes when it forms a step: the queues, the block pool, the
 /// footprint of the policy in force and the replica's limits. The simulation owns it; it passes
@@ -26,6 +27,8 @@ public struct SchedulerState {
     public let tokenBudget: Int
     /// Whether the policy updates eviction metrics at every decode step (resolved once).
     let tracksDecodeMetrics: Bool
+    /// The kernel decodes attend with (`PolicyKind.decodeAttention`; resolved once).
+    let decodeKernel: DecodeAttention
     public internal(set) var preemptions = 0
     public internal(set) var compressions = 0
     /// Compression passes run so far (the clock of vllm-kvcompress's pass order).
@@ -60,6 +63,7 @@ public struct SchedulerState {
         self.cost = cost
         tokenBudget = plan.serving.batchedTokens(for: plan.model)
         tracksDecodeMetrics = compression?.policy.scoring.decodeMetrics ?? false
+        decodeKernel = compression?.policy.decodeAttention ?? .engine
         if plan.serving.prefixCaching, compression?.policy.keepsPrefixBlocks ?? true { prefixCache = PrefixCache(free: plan.phbCapacity) }
     }
 
@@ -439,6 +443,7 @@ extension SchedulerState {
             work.metricSequences += 1
             work.metricPoolSlots = Double(blocks.capacity * serving.blockSize)
         }
+        work.decodeAttention = decodeKernel
         work.decodeSequences += 1
         work.logitRows += 1
         work.decodeTokenLayers += Double(model.globalLayers) * Double(s.kept) + Double(model.localLayers) * Double(min(s.tokens, window))

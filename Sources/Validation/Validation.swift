@@ -122,6 +122,15 @@ public struct Validation: Sendable {
     /// efficiency (the L4 has no measured kernel tables), minimising the median absolute error of
     /// the four L4 rows.
     public func calibrate() throws -> String {
+        let search = try calibrationSearch()
+        let c = search.best
+        return (search.lines + [String(format: "best: decodeMetricPerSequence %.4f s, stepOverhead %.3f s, gemmEfficiency %.2f: median error %.1f %%",
+                                       c.decodeMetricPerSequence, c.stepOverhead, c.gemmEfficiency, search.median)]).joined(separator: "\n")
+    }
+
+    /// The grid search `calibrate` prints: the best constants, their median absolute error over
+    /// the four L4 rows, and one line per grid point.
+    public func calibrationSearch() throws -> (best: CostConstants, median: Double, lines: [String]) {
         var best: (Double, CostConstants)?
         var lines = ["metric ms/seq  step ms  gemm eff  median |error| of the 4 L4 rows"]
         for perSeq in [0.0, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4] {
@@ -138,10 +147,7 @@ public struct Validation: Sendable {
                 }
             }
         }
-        let c = best!.1
-        lines.append(String(format: "best: decodeMetricPerSequence %.4f s, stepOverhead %.3f s, gemmEfficiency %.2f: median error %.1f %%",
-                            c.decodeMetricPerSequence, c.stepOverhead, c.gemmEfficiency, best!.0))
-        return lines.joined(separator: "\n")
+        return (best!.1, best!.0, lines)
     }
 
     public func markdown() throws -> String {
@@ -194,7 +200,13 @@ public struct Validation: Sendable {
         The KV-Compress runs are modelled as vllm-kvcompress runs them (its `benchmark_throughput.py`):
         vLLM 0.6 (V0) in eager mode, no chunked prefill, compression in passes after every step that
         prefilled and when blocks run out, each pass capped at 5 M KVs (50 M in the 70B script), and at every decode step the fork's metric bookkeeping — a clear and an
-        accumulate over the whole pool (76 bytes per KV slot) and host work per running sequence.
+        accumulate over the whole pool (76 bytes per KV slot) and host work per running sequence — and
+        its decode attention kernel (`DecodeAttention.perHeadPaged`): a thread block per query head that
+        re-reads its KV head's blocks, timed as the engine's FlashAttention decode × \(fmt(d.pagedAttentionSlowdown)) × (1 +
+        \(fmt(d.pagedAttentionReread)) × (query heads per KV head − 1)) (× \(fmt(d.pagedAttentionSlowdown * (1 + d.pagedAttentionReread * 3))) for Llama-3.1-8B, × \(fmt(d.pagedAttentionSlowdown * (1 + d.pagedAttentionReread * 7))) for the 70B; vLLM
+        PRs #3010 and #2744 measured the paged kernel against FlashAttention), plus each key's attention
+        written for the metrics (\(Int(d.pagedAttentionMetricBytes)) bytes per key per query head). The full-cache baselines run
+        the fork with compression off, which is stock FlashAttention.
 
         ## Serving results
 
@@ -209,8 +221,8 @@ public struct Validation: Sendable {
         give \(String(format: "%.0f", median(calibrated[4..<6]))) % (defaults \(String(format: "%.0f", median(defaults[4..<6]))) %). The fork's pool is modelled
         (`PoolMetadata.kvCompress`: per-KV metadata makes a Llama-3.1-8B block 8,917 bytes instead of 8,192, and its
         preallocated block table comes out of the pool), and so are its compression passes with their cap on the KVs one pass sorts
-        (it binds rarely here: a 6,000-token prompt is 1.5 M KVs of Llama-3.1-8B, and the pass after each prefill holds one). Not modelled yet: its
-        paged-attention kernel over per-head block tables, slower than FlashAttention. The 70B rows' prompt length is assumed.
+        (it binds rarely here: a 6,000-token prompt is 1.5 M KVs of Llama-3.1-8B, and the pass after each prefill holds one), and
+        so is its slower decode kernel. The 70B rows' prompt length is assumed.
 
         ## Serving runs without compression
 
@@ -222,7 +234,7 @@ public struct Validation: Sendable {
         compressed runs reach mean decode batches of 20 to 100 sequences, and a decode step is dominated by
         streaming 15 GiB of weights, so what grows with the batch decides the multiplier: the fork's
         host work per sequence (modelled, \(fmtMs(d.decodeMetricPerSequence)) per sequence per step) and
-        its per-head paged-attention kernel (not modelled yet). The full-cache baseline matters as much: on
+        its per-query-head paged-attention kernel (modelled, above). The full-cache baseline matters as much: on
         an L4 it runs two or three 6,000-token sequences at once, because the 22 GiB card holds
         15 GiB of weights and the KV cache is what is left after vLLM's profiling run. The paper does
         not give the baseline's `# GPU blocks`, so the simulator's memory arithmetic decides it. How

@@ -14,6 +14,7 @@ struct ModelSpecTests {
         ("Llama-3.2-3B-Instruct", 3.21e9), ("Mistral-7B-Instruct-v0.3", 7.25e9), ("Qwen2.5-7B-Instruct", 7.62e9),
         ("Qwen2.5-72B-Instruct", 72.7e9), ("SmolLM2-135M-Instruct", 0.135e9), ("Qwen3-14B", 14.8e9),
         ("Qwen3-30B-A3B", 30.5e9), ("Qwen3-235B-A22B", 235.1e9), ("Mixtral-8x7B-Instruct-v0.1", 46.7e9),
+        ("Llama-2-7B-Chat", 6.74e9),
     ])
     func parameters(name: String, published: Double) throws {
         let m = try #require(ModelCatalog.named(name))
@@ -205,6 +206,34 @@ struct CostModelTests {
         let a = prefill(8192), b = prefill(16384)
         #expect(abs(b.linear / a.linear - 2) < 1e-9)
         #expect(abs(b.attention / a.attention - 4) < 1e-9)
+    }
+
+    @Test("KV-Compress's per-query-head paged kernel slows decode attention by its group's re-reads, with tables and without; prefill is untouched", arguments: [false, true])
+    func perHeadPagedDecode(tables: Bool) {
+        var constants = CostConstants()
+        constants.kernelTables = tables
+        let cost = CostModel(gpu: gpu, model: model, serving: ServingConfig(), constants: constants)
+        var w = StepWork()
+        w.decodeSequences = 32
+        w.logitRows = 32
+        w.decodeTokenLayers = 32 * 2000 * 32
+        var paged = w
+        paged.decodeAttention = .perHeadPaged
+        let engine = cost.stepTime(w).attention, fork = cost.stepTime(paged).attention
+        // Llama-3.1-8B: 32 query heads over 8 KV heads, groups of 4.
+        let c = cost.constants
+        let metrics = w.decodeTokenLayers * 32 * c.pagedAttentionMetricBytes / (gpu.bandwidthGBps * 1e9 * c.attentionMemoryEfficiency)
+        let expected = engine * c.pagedAttentionSlowdown * (1 + c.pagedAttentionReread * 3) + metrics
+        #expect(abs(fork - expected) / expected < 1e-12)
+        #expect(fork > 1.5 * engine)
+        #expect(cost.stepTime(paged).linear == cost.stepTime(w).linear)
+        var prefill = StepWork()
+        prefill.prefillTokens = 4096
+        prefill.prefillSequences = 1
+        prefill.prefillAttentionArea = 4096 * 2048
+        var prefillPaged = prefill
+        prefillPaged.decodeAttention = .perHeadPaged
+        #expect(cost.stepTime(prefillPaged) == cost.stepTime(prefill))
     }
 
     @Test("tensor parallelism splits the work and adds all-reduces")

@@ -2,6 +2,7 @@ import Foundation
 import Hardware
 import Reporting
 import Testing
+import TestSupport
 @testable import Validation
 
 @Suite("KV capacity against vLLM's start-up logs")
@@ -59,6 +60,15 @@ struct ServingCorpusTests {
         #expect(c.overhead(for: .sglang) == CostConstants().overhead(for: .sglang))
         #expect(c.sustainedComputeScale == CostConstants().sustainedComputeScale)
         #expect(c.gpuTimeScales == CostConstants().gpuTimeScales)
+    }
+
+    @Test("the calibrated KV-Compress set Docs/validation.md shows is the one `validate --calibrate` finds")
+    func calibratedKVCompress() throws {
+        let search = try Validation(scenarioDirectory: TestSupport.repositoryRoot.appendingPathComponent("Scenarios").path).calibrationSearch()
+        let c = CostConstants.calibratedKVCompressL4
+        #expect(search.best.decodeMetricPerSequence == c.decodeMetricPerSequence)
+        #expect(search.best.stepOverhead == c.stepOverhead)
+        #expect(search.best.gemmEfficiency == c.gemmEfficiency)
     }
 
     @Test("every serving class has a band from the check split")
