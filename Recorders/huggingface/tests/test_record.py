@@ -69,6 +69,54 @@ def test_statistics_and_selections_agree_with_the_engine(pairs):
             assert o["share_at_least"] >= MIN_PAIRS_AT_90, (task.id, o)
 
 
+# With --numerics ggml the recorder rounds where llama.cpp rounds (Q8 activations, binary16
+# attention): the first layer, whose inputs are then the engine's own, must come out as the
+# engine's sums; later layers keep the differences of summation order, RoPE angles and exp, which
+# the roundings amplify layer by layer (Docs/recording-on-gpu.md, "Checked on the CPU").
+FIRST_LAYER_DISTANCE, GGML_MEDIAN_DISTANCE = 2e-3, 0.025
+
+
+def _statistics(path):
+    """(kind, window) -> (layer, head) -> values, from a trace's head statistics."""
+    import struct
+    import numpy as np
+    _, records, _ = ckvt.read(path)
+    out = {}
+    for t, r in records:
+        if t != ckvt.HEAD_STATISTIC:
+            continue
+        kind, encoding, layer, head, window, n = struct.unpack_from("<BBHHHI", r)
+        data = r[struct.calcsize("<BBHHHI"):]
+        values = np.frombuffer(data, dtype=np.float32 if encoding == ckvt.F32 else np.float16).astype(np.float64)
+        out.setdefault((kind, window), {})[(layer, head)] = values
+    return out
+
+
+def test_with_ggml_numerics_the_first_layer_is_the_engines(pairs, exported, tmp_path):
+    import numpy as np
+    task, _, _, theirs = pairs[0]
+    tasks = load(exported[0])
+    loaded = record.load_model(MODELS, SMOL, "cpu", "fp32", numerics="ggml")
+    ours = str(tmp_path / f"{task.id}-ggml.ckvt")
+    result = record.record_task(loaded, tasks, task, ours)
+    assert result["correct"], result["text"]
+    a, b = _statistics(theirs), _statistics(ours)
+    assert set(a) == set(b) and len(a) >= 4
+    for key, heads in a.items():
+        distances = {lh: np.abs(heads[lh] - b[key][lh]).sum() / np.abs(heads[lh]).sum() for lh in heads}
+        first = [d for (layer, _), d in distances.items() if layer == 0]
+        assert max(first) <= FIRST_LAYER_DISTANCE, (key, max(first))
+        assert float(np.median(list(distances.values()))) <= GGML_MEDIAN_DISTANCE, key
+
+
+@pytest.mark.parametrize("flags", [["--dtype", "bf16"], []])
+def test_ggml_numerics_need_a_gguf_on_the_cpu_in_fp32(tmp_path, exported, flags):
+    args = ["--model", MODELS, "--tasks", exported[0], "--out", str(tmp_path / "out"), "--numerics", "ggml", "--device", "cpu"]
+    if flags:
+        args += ["--gguf-file", SMOL] + flags
+    one_line_failure(cli(*args), "--numerics ggml", "--gguf-file, --device cpu and --dtype fp32")
+
+
 def test_the_full_cache_outcome_agrees_with_the_engine(pairs):
     for task, result, ours, theirs in pairs:
         swift = json.loads(ckv_sim("replay", theirs, "--policies", "snapkv", "--budgets", "64", "--format", "json").stdout)

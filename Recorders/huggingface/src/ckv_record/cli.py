@@ -2,6 +2,7 @@
 
   ckv-record --model ID_OR_DIR [--gguf-file F] --tasks TASKS.jsonl --out DIR
              [--device cuda|cpu] [--dtype bf16|fp32] [--presses snapkv,… --budgets 64,256]
+             [--numerics native|ggml]
 
 One trace per task, DIR/<task id>.ckvt. Bad input is one line on stderr and exit status 1.
 """
@@ -26,6 +27,9 @@ def parse(argv):
     p.add_argument("--out", required=True, help="directory for the traces (one per task, <task id>.ckvt)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None, help="weights and activations (default: bf16 on cuda, fp32 on cpu)")
+    p.add_argument("--numerics", choices=["native", "ggml"], default="native",
+                   help="native (default), or ggml: round as llama.cpp's CPU backend does for the GGUF (Q8 activations, "
+                   "binary16 attention), to check the recorder against ckv-sim's engine on the CPU")
     p.add_argument("--only", help="task ids to record, comma-separated (default: every task)")
     p.add_argument("--presses", default="", help="kvpress presses to run for real after each full run, comma-separated "
                    "(streamingllm, snapkv, pyramidkv, adakv, chunkkv); needs kvpress")
@@ -99,7 +103,7 @@ def main(argv=None):
 
     try:
         started = time.monotonic()
-        loaded = load_model(a.model, a.gguf_file, device, dtype, check=check)
+        loaded = load_model(a.model, a.gguf_file, device, dtype, check=check, numerics=a.numerics)
         if not a.quiet:
             print(f"ckv-record: {loaded.identity['name']} on {device} ({dtype}), loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
         from tqdm import tqdm

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import __version__, ckvt
+from . import __version__, ckvt, ggml
 from .tasks import Task, TasksFile
 
 ATTENTION = "ckv_record"
@@ -53,6 +53,7 @@ class _Recording:
         self.step = 0
         self.rows: dict = {}  # step -> layer -> [heads, keys] float32 numpy
         self.seen: set = set()
+        self.ggml = False  # round the attention's operands as ggml does (`ggml.py`)
 
 
 _ACTIVE: _Recording | None = None
@@ -94,6 +95,8 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         hi = min(k, rec.first + c1 - 1 - key_first + 1)  # keys up to the chunk's last query
         qs = query[0, :, c0:c1].float().reshape(KV, G * C, d)
         ks = key[0, :, :hi].float()
+        if rec.ggml:
+            qs, ks = ggml.half(qs), ggml.half(ks)
         s = torch.matmul(qs, ks.transpose(1, 2)) * scaling
         if cap:
             s = torch.tanh(s / cap) * cap
@@ -105,7 +108,10 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
             masked = masked | (qpos - kpos >= window)
         s = s.masked_fill(masked, float("-inf"))
         p = torch.softmax(s, dim=-1)
-        out[:, :, c0:c1] = torch.matmul(p.to(value.dtype), value[0, :, :hi].unsqueeze(1))
+        if rec.ggml:
+            out[:, :, c0:c1] = torch.matmul(ggml.half(p), ggml.half(value[0, :, :hi].float()).unsqueeze(1))
+        else:
+            out[:, :, c0:c1] = torch.matmul(p.to(value.dtype), value[0, :, :hi].unsqueeze(1))
         if prefill:
             ph = p.reshape(H, C, hi)
             acc[:, :hi] += ph.sum(dim=1)
@@ -173,11 +179,18 @@ class LoadedModel:
     identity: dict
     device: str
     dtype: str
+    numerics: str = "native"
 
 
-def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str, check=None) -> LoadedModel:
+def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str, check=None, numerics: str = "native") -> LoadedModel:
     """Loads a model and its tokenizer with the recording attention, and names it as a trace does.
-    `check(tokenizer, context_length)` runs before the weights load (it may raise RecordError)."""
+    `check(tokenizer, context_length)` runs before the weights load (it may raise RecordError).
+    `numerics` "ggml" rounds as llama.cpp's CPU backend does for the GGUF (`ggml.py`: the CPU check
+    against ckv-sim's engine); "native" is the framework's own arithmetic."""
+    if numerics not in ("native", "ggml"):
+        raise RecordError(f"--numerics {numerics}: not one of native, ggml")
+    if numerics == "ggml" and (not gguf_file or device != "cpu" or dtype != "fp32"):
+        raise RecordError("--numerics ggml emulates llama.cpp's CPU arithmetic for a GGUF: it needs --gguf-file, --device cpu and --dtype fp32")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
@@ -202,18 +215,27 @@ def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str, ch
         raise RecordError(f"{model_id}: cannot load the tokenizer ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if check is not None:
         check(tokenizer, int(getattr(text, "max_position_embeddings", 0) or 0))  # before the slow part
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar
+    # transformers' GGUF conversion bar (tqdm reads TQDM_DISABLE only when it is imported).
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_loading
+        bar = getattr(gguf_loading, "tqdm", None)
+    except ImportError:
+        gguf_loading, bar = None, None
+    if bar is not None:
+        gguf_loading.tqdm = lambda *args, **kw: bar(*args, **{**kw, "disable": True})
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch_dtype, attn_implementation=ATTENTION, **kwargs)
     except Exception as e:
         raise RecordError(f"{model_id}: cannot load the model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
+        if bar is not None:
+            gguf_loading.tqdm = bar
     model = model.to(device).eval()
+    if numerics == "ggml":
+        try:
+            ggml.emulate(model, os.path.join(model_id, gguf_file) if local else gguf_file)
+        except ggml.NumericsError as e:
+            raise RecordError(str(e)) from None
     layers = text.num_hidden_layers
     heads = text.num_attention_heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
@@ -245,7 +267,7 @@ def load_model(model_id: str, gguf_file: str | None, device: str, dtype: str, ch
         identity["name"] = model_id if not local else os.path.basename(os.path.normpath(model_id))
         if local:
             identity["hf_id"] = identity["name"]
-    return LoadedModel(model, tokenizer, identity, device, dtype)
+    return LoadedModel(model, tokenizer, identity, device, dtype, numerics)
 
 
 def _stops(tokenizer) -> set:
@@ -319,7 +341,8 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
             "windows": ",".join(map(str, tasks.windows)), "squared_windows": ",".join(map(str, tasks.squared_windows)),
         }},
         "producer": f"ckv-record {__version__}",
-        "notes": {"engine": f"Hugging Face transformers {transformers.__version__}, torch {torch.__version__}, {loaded.dtype} on {loaded.device}, greedy, full cache",
+        "notes": {"engine": f"Hugging Face transformers {transformers.__version__}, torch {torch.__version__}, {loaded.dtype} on {loaded.device}"
+                            + (", ggml's roundings emulated (Q8 activations, binary16 attention)" if loaded.numerics == "ggml" else "") + ", greedy, full cache",
                   "tasks": f"{os.path.basename(tasks.path)} ({tasks.header['producer']})"},
     }
     writer = ckvt.TraceWriter(out, header, frame_size=frame_size)
@@ -342,6 +365,7 @@ def record_task(loaded: LoadedModel, tasks: TasksFile, task: Task, out: str, fra
             writer.flush()
 
         rec = _Recording(n, layers, heads, tasks.windows, tasks.squared_windows, global_layers, attention_memory, on_layer)
+        rec.ggml = loaded.numerics == "ggml"
         stops = _stops(tok)
         device = loaded.device
         _ACTIVE = rec
