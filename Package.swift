@@ -101,7 +101,7 @@ let package = Package(
         .target(name: "Validation", dependencies: ["Simulator", "Hardware", "Policies", "Reporting", .product(name: "Crypto", package: "swift-crypto")],
                 resources: [.copy("Data")]),
         // The accuracy corpus (generated tasks × policies × budgets, real runs and replay) and its curves.
-        .target(name: "Accuracy", dependencies: ["Engine", "Recorder", "Replay", "Policies", "TraceFormat", "SeededRandom"]),
+        .target(name: "Accuracy", dependencies: ["Engine", "Recorder", "Replay", "Policies", "Reporting", "TraceFormat", "SeededRandom"]),
         // Commands live in a library so tests can parse and run them.
         .target(
             name: "CKVCommands",

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Regenerates Docs/accuracy.md: records generated tasks on both reference models with the full
-# cache, runs every policy for real at every budget from the same prefill, replays the traces,
+# cache, runs every policy for real at every kv-fraction from the same prefill, replays the traces,
 # and writes accuracy (real runs) beside the replay proxies with their rank correlations.
-# Needs the committed head profiles (Profiles/, from scripts/profile-models.sh). About 6 minutes on 2 idle cores (6 min 10 s measured on af5db56).
+# Needs the committed head profiles (Profiles/, from scripts/profile-models.sh); the corpus section reads
+# the committed Accuracy/*.jsonl (from `ckv-sim corpus run`, see the section). About 3 minutes on 2 idle cores (2 min 53 s measured on 9a04436 with the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bin=.build/release/ckv-sim
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-budgets=64,128,256,512,1024
 fractions=1%,2%,5%,10%,20%,50%
 smol=Models/SmolLM2-135M-Instruct.Q4_1.gguf
 gemma=Models/gemma-3-270m-q4_k_m.gguf
-grid=(--evaluate all --budgets $budgets --kv-fractions $fractions --max-tokens 8)
+grid=(--evaluate all --kv-fractions $fractions --max-tokens 8)
 $bin record --model $smol --profile Profiles/smollm2-135m-instruct.json --task passkey --lengths 2k --depths 0.1,0.3,0.5,0.7,0.9 --seed 5 "${grid[@]}" --out "$work/smol-passkey.ckvt"
 $bin record --model $smol --profile Profiles/smollm2-135m-instruct.json --task qa --lengths 2k --depths 0.1,0.5,0.9 --seed 5 "${grid[@]}" --out "$work/smol-qa.ckvt"
 $bin record --model $gemma --profile Profiles/gemma3-270m.json --task passkey --lengths 4k --depths 0.25,0.75 --seed 5 "${grid[@]}" --out "$work/gemma-passkey.ckvt"
@@ -22,7 +22,7 @@ $bin record --model $gemma --profile Profiles/gemma3-270m.json --task qa --lengt
   cat <<'HEAD'
 # Accuracy under compression: real runs and replay proxies
 
-Regenerate with `bash scripts/accuracy.sh` (about 6 minutes on 2 idle cores). Everything below is
+Regenerate with `bash scripts/accuracy.sh` (about 3 minutes on 2 idle cores). Everything below is
 measured by it; nothing is edited by hand.
 
 **Tasks.** SmolLM2-135M-Instruct: passkey retrieval at 2k tokens, needle depths 10/30/50/70/90 %,
@@ -30,12 +30,12 @@ and QA over prose (four facts, one asked) at 2k, depths 10/50/90 %. Gemma 3 270M
 (depths 25/75 %) and QA at 4k (depth 50 %), where its sliding-window layers matter. Every task is
 generated with a seed (`ckv-sim record --task passkey|qa --seed 5`).
 
-**Real runs.** Each task is prefilled once with the full cache; every policy at every budget is then
+**Real runs.** Each task is prefilled once with the full cache; every policy at every kv-fraction is then
 applied to that cache for real and 8 tokens are decoded greedily from the compressed cache
 (`ckv-sim record --evaluate all`); StreamingLLM, H2O and KV-Compress go on evicting during those
 steps to stay within the budget, as the engine does by default. *Answer found*: the continuation starts with the expected answer.
 *Greedy agreement*: the share of the full cache's 8 tokens reproduced before the first difference.
-Budgets are tokens per layer per KV head (window included); kv-fractions are of each prompt.
+kv-fractions are of each prompt (a fraction becomes tokens per layer per KV head, window included, by `Budget.tokens`).
 
 **Replay proxies.** From the same traces (`ckv-sim replay --format md`): *attention mass* kept
 during the full-cache decode steps and the relative attention-output error per layer (mean over
@@ -44,7 +44,7 @@ eviction is fed the full-cache rows restricted to what they hold (an approximati
 compressed run's own attention).
 
 HEAD
-  $bin replay "$work"/*.ckvt --budgets $budgets --kv-fractions $fractions --format md
+  $bin replay "$work"/*.ckvt --kv-fractions $fractions --format md
   # The kvpress check: measured by Tests/AccuracyTests/KVPressAgreementTests.swift on the fixture
   # from scripts/kvpress-fixture.sh (re-measure both when the engine's policies change).
   cat <<'KVPRESS'
@@ -87,5 +87,26 @@ conventions where it lets them be set:
 
 StreamingLLM agrees on all 80 runs (the same positions by construction).
 KVPRESS
+  # The corpus: the committed results files, read as they stand (`corpus run` resumes them).
+  cat <<'CORPUS'
+
+## The corpus: seeded RULER-style tasks, every policy at every kv-fraction
+
+`ckv-sim corpus run` prefills each seeded sample once with the full cache and runs every policy at
+every kv-fraction for real from that prefill (continual policies evict during decode), scoring each
+continuation exactly (the share of expected items produced). Scores below are over the samples the
+full cache solves, with Wilson 95 % intervals; a cell where the full cache solves fewer than 5 is
+reported and not scored. The SmolLM2 file was produced (and is resumed, losing at most the sample
+in progress) by
+
+    ckv-sim corpus run --model Models/SmolLM2-135M-Instruct.Q4_1.gguf --profile Profiles/smollm2-135m-instruct.json \
+      --lengths 1k,2k,4k,8000 --kv-fractions 2%,5%,10%,20%,50% --seed 1 --out Accuracy/smollm2-135m.jsonl
+
+and this section, charts included, by `ckv-sim accuracy Accuracy/*.jsonl --format report --charts
+Docs/accuracy-charts --links-from Docs` (part of `scripts/accuracy.sh`).
+
+CORPUS
+  rm -rf Docs/accuracy-charts
+  $bin accuracy Accuracy/*.jsonl --format report --charts Docs/accuracy-charts --links-from Docs
 } > Docs/accuracy.md
 echo "wrote Docs/accuracy.md" >&2

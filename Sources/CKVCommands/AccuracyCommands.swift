@@ -116,43 +116,63 @@ struct AccuracyCommand: AsyncParsableCommand {
     @Option(help: "Only these policies, comma-separated.")
     var policies: String?
 
-    @Option(help: "Output format: table, md or json.")
+    @Option(help: "Output format: table, md (the table), report (Markdown: per kind its tables and, with --charts, SVG charts; the papers' ordering with the intervals behind each verdict; the score at a fixed kv-fraction by length) or json.")
     var format: Format = .table
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case table, md, json }
+    @Option(help: "With --format report: write one SVG chart per (model, kind, length) into this directory and link them.")
+    var charts: String?
+
+    @Option(name: .customLong("links-from"), help: "With --charts: the directory the report will be read from, so that its chart links are relative to it (default: the current directory).")
+    var linksFrom: String = "."
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, md, report, json }
+
+    func validate() throws {
+        if charts != nil, format != .report { throw ValidationError("--charts needs --format report") }
+    }
 
     func run() async throws {
         let kindFilter = try kinds.map { Set(try parseTaskKinds($0)) }
         let policyFilter = try policies.map { Set(try parsePolicies($0, haveProfile: true)) }
-        var cells: [AccuracyCell] = []
+        var cells: [AccuracyCell] = [], progress: [String] = []
         for path in files {
-            cells += try CorpusFile.read(path).file.cells.filter { kindFilter?.contains($0.kind) ?? true }
+            let file = try CorpusFile.read(path).file
+            cells += file.cells.filter { kindFilter?.contains($0.kind) ?? true }
+            progress.append(AccuracyReport.progress(file, path: path))
         }
         for i in cells.indices { cells[i].points.removeAll { !(policyFilter?.contains($0.policy) ?? true) } }
         switch format {
         case .json: print(try JSONOutput.string(cells))
-        case .table: print(Self.table(cells).text)
-        case .md: print(Self.table(cells).markdown, terminator: "")
+        case .table: print(AccuracyReport.table(cells).text)
+        case .md: print(AccuracyReport.table(cells).markdown, terminator: "")
+        case .report:
+            var link: ((AccuracyCell) -> String)?
+            if let charts {
+                do {
+                    try FileManager.default.createDirectory(atPath: charts, withIntermediateDirectories: true)
+                    for cell in cells where cell.isInformative {
+                        try Data(AccuracyReport.chart(cell).utf8).write(to: URL(fileURLWithPath: charts).appendingPathComponent(AccuracyReport.chartName(cell)))
+                    }
+                } catch {
+                    throw CLIError("--charts \(charts): cannot write the charts (\(error.localizedDescription))")
+                }
+                let base = relativePath(from: linksFrom, to: charts)
+                link = { base.isEmpty ? AccuracyReport.chartName($0) : base + "/" + AccuracyReport.chartName($0) }
+            }
+            print(progress.joined(separator: "\n") + "\n" + AccuracyReport.markdown(cells, chartLink: link), terminator: "")
         }
     }
+}
 
-    /// One row per (model, kind, length, policy); a column per kv-fraction.
-    static func table(_ cells: [AccuracyCell]) -> Table {
-        let fractions = Array(Set(cells.flatMap { $0.points.map(\.fraction) })).sorted()
-        var rows: [[String]] = []
-        for cell in cells {
-            let lead = [cell.model, cell.kind.rawValue, String(cell.length), "\(Int(cell.full.value * Double(cell.full.n)))/\(cell.full.n) \(cell.full.text)"]
-            guard cell.isInformative else {
-                rows.append(lead + ["(full cache solves too few)"] + Array(repeating: "", count: fractions.count))
-                continue
-            }
-            for policy in PolicyKind.allCases where cell.points.contains(where: { $0.policy == policy }) {
-                rows.append(lead + [policy.rawValue] + fractions.map { cell.point(policy, $0)?.accuracy.text ?? "—" })
-            }
-        }
-        return Table(columns: ["model", "kind", "length", "full cache solved", "policy"] + fractions.map(formatPercent), rows: rows,
-                     rightAligned: Set(2..<(5 + fractions.count)))
+/// `to` relative to `from`, both paths relative to the current directory or absolute ("Docs",
+/// "Docs/accuracy-charts" → "accuracy-charts").
+func relativePath(from: String, to: String) -> String {
+    func parts(_ p: String) -> [String] {
+        URL(fileURLWithPath: p).standardizedFileURL.pathComponents.filter { $0 != "/" }
     }
+    let a = parts(from), b = parts(to)
+    let common = zip(a, b).prefix { $0 == $1 }.count
+    return (Array(repeating: "..", count: a.count - common) + b[common...]).joined(separator: "/")
 }
 
 /// `--kinds a,b` (or `all`) as task kinds.

@@ -7,57 +7,12 @@ import Reporting
 // vs rate). No scripts, no external resources.
 
 extension PlanReport {
-    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+    typealias Series = SVGChart.Series
+    static let palette = SVGChart.palette
 
-    /// A series of (x, y) points with a name.
-    struct Series {
-        var name: String
-        var points: [(Double, Double)]
-        var color: String
-    }
-
-    /// A line chart with log-2 x when `logX`, linear y from 0.
     static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool, baseline: Double? = nil,
                           baselineLabel: String = "full cache") -> String {
-        let w = 520.0, h = 300.0, left = 64.0, right = 130.0, top = 30.0, bottom = 44.0
-        let xs = series.flatMap { $0.points.map(\.0) }, ys = series.flatMap { $0.points.map(\.1) } + (baseline.map { [$0] } ?? [])
-        guard let xmin0 = xs.min(), let xmax0 = xs.max(), let ymax0 = ys.max() else { return "" }
-        func tx(_ x: Double) -> Double { logX ? log2(max(x, 1e-9)) : x }
-        let xmin = tx(xmin0), xmax = max(tx(xmax0), xmin + 1e-9), ymax = ymax0 > 0 ? ymax0 * 1.1 : 1
-        func px(_ x: Double) -> Double { left + (tx(x) - xmin) / (xmax - xmin) * (w - left - right) }
-        func py(_ y: Double) -> Double { top + (1 - y / ymax) * (h - top - bottom) }
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\" aria-label=\"\(HTML.escape(title))\">"
-        svg += "<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>"
-        svg += "<text x=\"\(Int(left))\" y=\"18\" font-size=\"14\" font-weight=\"bold\">\(HTML.escape(title))</text>"
-        svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
-        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#333\"/>"
-        for i in 0...4 {
-            let y = ymax * Double(i) / 4
-            svg += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(w - right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" font-size=\"10\" text-anchor=\"end\">\(Format.figure(y))</text>"
-        }
-        // Log axes label their few distinct values (budgets, fractions); linear axes 5 even ticks.
-        let ticks = logX ? Array(Set(xs)).sorted() : (0...4).map { xmin0 + (xmax0 - xmin0) * Double($0) / 4 }
-        for x in ticks {
-            let label = logX ? (x >= 1 ? Format.figure(x) : Format.percent(x)) : Format.figure(x)
-            svg += "<text x=\"\(px(x))\" y=\"\(h - bottom + 14)\" font-size=\"10\" text-anchor=\"middle\">\(label)</text>"
-        }
-        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 8)\" font-size=\"11\" text-anchor=\"middle\">\(HTML.escape(xLabel))</text>"
-        svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(HTML.escape(yLabel))</text>"
-        if let baseline {
-            svg += "<line x1=\"\(left)\" y1=\"\(py(baseline))\" x2=\"\(w - right)\" y2=\"\(py(baseline))\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>"
-            svg += "<text x=\"\(left + 4)\" y=\"\(py(baseline) - 4)\" font-size=\"10\">\(HTML.escape(baselineLabel))</text>"
-        }
-        for (i, s) in series.enumerated() where !s.points.isEmpty {
-            let color = s.color
-            let pts = s.points.sorted { $0.0 < $1.0 }.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ")
-            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(pts)\"/>"
-            for p in s.points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>" }
-            let ly = top + 14 * Double(i)
-            svg += "<rect x=\"\(w - right + 8)\" y=\"\(ly)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
-            svg += "<text x=\"\(w - right + 22)\" y=\"\(ly + 9)\" font-size=\"11\">\(HTML.escape(s.name))</text>"
-        }
-        return svg + "</svg>"
+        SVGChart.line(title: title, xLabel: xLabel, yLabel: yLabel, series: series, logX: logX, baseline: baseline, baselineLabel: baselineLabel)
     }
 
     /// Cost per million output tokens against the accuracy loss the recommendation uses: per

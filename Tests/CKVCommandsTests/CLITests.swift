@@ -208,3 +208,29 @@ struct KilledRecordingTests {
         }
     }
 }
+
+@Suite("accuracy report command")
+struct AccuracyReportCLITests {
+    @Test("chart links are relative to the document's directory")
+    func links() {
+        #expect(relativePath(from: "Docs", to: "Docs/accuracy-charts") == "accuracy-charts")
+        #expect(relativePath(from: ".", to: "out/charts") == "out/charts")
+        #expect(relativePath(from: "a/b", to: "c") == "../../c")
+    }
+
+    @Test("--format report on the committed corpus writes a chart per informative cell and links it; --charts needs --format report")
+    func report() throws {
+        let corpus = TestSupport.repositoryRoot.appendingPathComponent("Accuracy/smollm2-135m.jsonl").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckv-charts-\(ProcessInfo.processInfo.processIdentifier)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try runCLI(["accuracy", corpus, "--format", "report", "--charts", dir, "--links-from", dir + "/.."])
+        #expect(r.status == 0, "\(r.stderr)")
+        let charts = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".svg") }
+        #expect(!charts.isEmpty)
+        let name = URL(fileURLWithPath: dir).lastPathComponent
+        for c in charts { #expect(r.stdout.contains("](\(name)/\(c))")) }
+        #expect(r.stdout.contains("samples recorded:") && r.stdout.contains("### The papers' ordering on retrieval"))
+        let bad = try runCLI(["accuracy", corpus, "--charts", dir])
+        #expect(bad.status != 0 && bad.stderr.contains("--charts needs --format report"))
+    }
+}
