@@ -138,10 +138,12 @@ public enum AccuracyReport {
                     "\(c.length) tokens (prompts of \(Int(c.promptTokens.rounded())) on average): the full cache solves \(solved(c)) of \(c.full.n) samples, \(c.full.text)"
                         + (c.isInformative ? "" : "; too few for the policies' scores to mean anything")
                 }.joined(separator: ". ") + ".\n\n"
+                let informative = byLength.filter(\.isInformative)
+                guard !informative.isEmpty else { continue }
                 if let chartLink {
-                    out += byLength.filter(\.isInformative).map { "![\(kind.rawValue) at \($0.length) tokens](\(chartLink($0)))" }.joined(separator: "\n") + "\n\n"
+                    out += informative.map { "![\(kind.rawValue) at \($0.length) tokens](\(chartLink($0)))" }.joined(separator: "\n") + "\n\n"
                 }
-                out += kindTable(byLength.filter(\.isInformative)).markdown + "\n\n"
+                out += kindTable(informative).markdown + "\n\n"
             }
         }
         out += orderingSection(cells)

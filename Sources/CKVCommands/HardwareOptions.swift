@@ -131,7 +131,7 @@ struct ServingOptions: ParsableArguments {
     @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (default: the engine's).")
     var chunkedPrefill: Bool?
 
-    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default) or flashinfer (FlashInfer installed and enabled).")
+    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default), flashinfer (FlashInfer installed and enabled) or triton (vLLM 0.17 and later: top-k/top-p in place).")
     var sampler: SamplerKind?
 
     @Option(name: .customLong("num-scheduler-steps"), parsing: .unconditional, help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")

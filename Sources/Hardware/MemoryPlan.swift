@@ -71,6 +71,17 @@ public enum SamplerKind: String, Codable, CaseIterable, Sendable {
     /// FlashInfer's sampling kernels (when FlashInfer is installed and enabled): the logits and
     /// their probabilities.
     case flashinfer
+    /// vLLM 0.17 and later: top-k/top-p masked in place by a Triton kernel when eight rows or more
+    /// are sampled (`apply_top_k_top_p_triton`, vllm/v1/sample/ops/topk_topp_sampler.py@0.17.0),
+    /// so the sort path's copies are never made.
+    case triton
+
+    /// Bytes per row × vocabulary entry PyTorch's path holds at its peak beyond the Triton path's,
+    /// from vLLM's code (topk_topp_sampler.py@0.16.0 against @0.17.0): the sorted fp32 values (4),
+    /// their int64 indices (8), two bool masks (2), the sorted probabilities (4) and the scatter's
+    /// new fp32 tensor (4) on top of the fp32 logits, 22 bytes; the Triton path's peak is the
+    /// sampling step's fp32 probabilities and exponential noise (8) instead: 22 − 8 = 14.
+    public static let tritonSaving = 14.0
 }
 
 /// The memory constants of vLLM's start-up profiling that no formula gives, fitted to public
@@ -107,12 +118,13 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
 
     /// The constants before the start-up logs were read: the sampler's logits and probabilities
     /// (8 bytes) on top of the forward peak, 0.6 GiB of non-torch memory (+0.25 GiB with TP).
-    public static let estimated = MemoryConstants(samplerBytesPerLogit: [.pytorch: 8, .flashinfer: 8], peaksAdd: true, forwardScale: 1,
+    public static let estimated = MemoryConstants(samplerBytesPerLogit: [.pytorch: 8, .flashinfer: 8, .triton: 8], peaksAdd: true, forwardScale: 1,
                                                   nonTorchGiB: 0.6, nonTorchTensorParallelGiB: 0.85, sglangContextGiB: 0.6)
 
     /// The constants fitted to the `fit` split of the start-up logs (medians of what each log
     /// implies; `Validation.fitMemoryConstants` recomputes them).
-    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1], peaksAdd: false, forwardScale: 1.11,
+    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1, .triton: 38.8 - SamplerKind.tritonSaving],
+                                               peaksAdd: false, forwardScale: 1.11,
                                                nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54, sglangContextGiB: 0.39)
 }
 

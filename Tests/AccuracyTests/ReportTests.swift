@@ -53,6 +53,7 @@ struct AccuracyReportTests {
         #expect(md.contains("![passkey at 1024 tokens](charts/test-model-passkey-1024.svg)"))
         #expect(md.contains("![passkey at 2048 tokens](charts/test-model-passkey-2048.svg)") && !md.contains("qa-1024.svg"))
         #expect(md.contains("too few for the policies' scores to mean anything"))
+        #expect(!md.components(separatedBy: "#### qa")[1].contains("| length | policy |"))
         #expect(md.contains("### The papers' ordering on retrieval") && md.contains("| compresskv ≥ snapkv | 0 | 2 | 0 | 0 | 2 |"))
         #expect(md.contains("#### Test Model, passkey") && md.contains("| 10% | snapkv | 0.67 [0.49–0.81] | 0.67 [0.49–0.81] | +0.00 |"))
         #expect(md == AccuracyReport.markdown(cells) { "charts/" + AccuracyReport.chartName($0) })
