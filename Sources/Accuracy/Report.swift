@@ -73,9 +73,7 @@ public enum AccuracyReport {
                 rows.append(lead + ["(full cache solves too few)"] + Array(repeating: "", count: fractions.count))
                 continue
             }
-            for policy in PolicyKind.allCases where cell.points.contains(where: { $0.policy == policy }) {
-                rows.append(lead + [policy.rawValue] + fractions.map { cell.point(policy, $0)?.accuracy.text ?? "—" })
-            }
+            rows += policyRows(cell, fractions).map { lead + $0 }
         }
         return Table(columns: ["model", "kind", "length", "full cache solved", "policy"] + fractions.map(formatPercent), rows: rows,
                      rightAligned: Set(2..<(5 + fractions.count)))
@@ -84,12 +82,20 @@ public enum AccuracyReport {
     /// One kind's cells: a row per (length, policy), a column per kv-fraction.
     static func kindTable(_ cells: [AccuracyCell]) -> Table {
         let fractions = Array(Set(cells.flatMap { $0.points.map(\.fraction) })).sorted()
-        let rows = cells.flatMap { cell in
-            PolicyKind.allCases.filter { p in cell.points.contains { $0.policy == p } }.map { policy in
-                [String(cell.length), policy.rawValue] + fractions.map { cell.point(policy, $0)?.accuracy.text ?? "—" }
-            }
-        }
+        let rows = cells.flatMap { cell in policyRows(cell, fractions).map { [String(cell.length)] + $0 } }
         return Table(columns: ["length", "policy"] + fractions.map(formatPercent), rows: rows, rightAligned: Set([0] + Array(2..<(2 + fractions.count))))
+    }
+
+    /// A row per policy `cell` holds: its name, then its score at each of `fractions`.
+    static func policyRows(_ cell: AccuracyCell, _ fractions: [Double]) -> [[String]] {
+        PolicyKind.allCases.filter { p in cell.points.contains { $0.policy == p } }.map { policy in
+            [policy.rawValue] + fractions.map { cell.point(policy, $0)?.accuracy.text ?? "—" }
+        }
+    }
+
+    /// The cells' models, in order of first appearance.
+    static func models(_ cells: [AccuracyCell]) -> [String] {
+        cells.map(\.model).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
     }
 
     static func solved(_ cell: AccuracyCell) -> Int { Int((cell.full.value * Double(cell.full.n)).rounded()) }
@@ -126,8 +132,7 @@ public enum AccuracyReport {
     /// to the document (nil: no charts).
     public static func markdown(_ cells: [AccuracyCell], chartLink: ((AccuracyCell) -> String)? = nil) -> String {
         var out = ""
-        let models = cells.map(\.model).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        for model in models {
+        for model in models(cells) {
             let mine = cells.filter { $0.model == model }
             out += "### \(model)\n\n"
             for kind in TaskKind.allCases {
@@ -181,9 +186,8 @@ public enum AccuracyReport {
         var out = "### Loss with length at a fixed kv-fraction\n\n"
         out += "Per kind measured at two lengths or more, each policy's score at a fixed kv-fraction by length, on the samples "
         out += "the full cache solves; the last column compares the shortest and the longest length (\"apart\": their intervals do not overlap).\n\n"
-        let models = cells.map(\.model).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         var any = false
-        for model in models {
+        for model in models(cells) {
             for kind in TaskKind.allCases {
                 let byLength = cells.filter { $0.model == model && $0.kind == kind && $0.isInformative }.sorted { $0.length < $1.length }
                 guard byLength.count >= 2, let first = byLength.first, let last = byLength.last else { continue }
@@ -193,11 +197,11 @@ public enum AccuracyReport {
                 var rows: [[String]] = []
                 for f in fractions {
                     for policy in PolicyKind.allCases {
-                        let points = byLength.map { $0.point(policy, f)?.accuracy }
-                        guard points.allSatisfy({ ($0?.n ?? 0) > 0 }), let a = first.point(policy, f)?.accuracy, let b = last.point(policy, f)?.accuracy else { continue }
+                        let points = byLength.compactMap { $0.point(policy, f)?.accuracy }.filter { $0.n > 0 }
+                        guard points.count == byLength.count, let a = points.first, let b = points.last else { continue }
                         let change = b.value - a.value
                         let apart = b.high < a.low || b.low > a.high
-                        rows.append([formatPercent(f), policy.rawValue] + points.map { $0!.text }
+                        rows.append([formatPercent(f), policy.rawValue] + points.map(\.text)
                                     + [String(format: "%+.2f", change) + (apart ? ", apart" : "")])
                     }
                 }

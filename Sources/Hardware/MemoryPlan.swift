@@ -116,6 +116,15 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
         self.sglangContextGiB = sglangContextGiB
     }
 
+    /// Bytes per row × vocabulary entry of `kind`'s dummy sampling step: the one given, else for the
+    /// Triton sampler PyTorch's less the copies its code never makes (`SamplerKind.tritonSaving`;
+    /// no fit-split log runs vLLM ≥ 0.17, and a profile from before it has no entry for it).
+    public func samplerBytes(_ kind: SamplerKind) -> Double {
+        if let given = samplerBytesPerLogit[kind] { return given }
+        if kind == .triton, let pytorch = samplerBytesPerLogit[.pytorch] { return pytorch - SamplerKind.tritonSaving }
+        return 0
+    }
+
     /// The constants before the start-up logs were read: the sampler's logits and probabilities
     /// (8 bytes) on top of the forward peak, 0.6 GiB of non-torch memory (+0.25 GiB with TP).
     public static let estimated = MemoryConstants(samplerBytesPerLogit: [.pytorch: 8, .flashinfer: 8, .triton: 8], peaksAdd: true, forwardScale: 1,
@@ -123,8 +132,7 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
 
     /// The constants fitted to the `fit` split of the start-up logs (medians of what each log
     /// implies; `Validation.fitMemoryConstants` recomputes them).
-    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1, .triton: 38.8 - SamplerKind.tritonSaving],
-                                               peaksAdd: false, forwardScale: 1.11,
+    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1], peaksAdd: false, forwardScale: 1.11,
                                                nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54, sglangContextGiB: 0.39)
 }
 
@@ -200,7 +208,7 @@ public struct MemoryPlan: Equatable, Sendable {
             nonTorchBytes = constants.sglangContextGiB * 1_073_741_824 * fraction
         } else {
             let run = Self.profilingRun(model: model, serving: serving)
-            let sampler = run.logits * (constants.samplerBytesPerLogit[serving.sampler] ?? 0)
+            let sampler = run.logits * constants.samplerBytes(serving.sampler)
             let forward = run.forwardBytes * constants.forwardScale
             activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
             nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824

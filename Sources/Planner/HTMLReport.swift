@@ -8,12 +8,6 @@ import Reporting
 
 extension PlanReport {
     typealias Series = SVGChart.Series
-    static let palette = SVGChart.palette
-
-    static func lineChart(title: String, xLabel: String, yLabel: String, series: [Series], logX: Bool, baseline: Double? = nil,
-                          baselineLabel: String = "full cache") -> String {
-        SVGChart.line(title: title, xLabel: xLabel, yLabel: yLabel, series: series, logX: logX, baseline: baseline, baselineLabel: baselineLabel)
-    }
 
     /// Cost per million output tokens against the accuracy loss the recommendation uses: per
     /// policy its cheapest fleet at each budget (over every GPU × TP searched), and the Pareto
@@ -31,7 +25,7 @@ extension PlanReport {
         var frontier: [(Double, Double)] = []
         for o in known.sorted(by: { point($0) < point($1) }) where frontier.last.map({ point(o).1 < $0.1 }) ?? true { frontier.append(point(o)) }
         series.append(Series(name: "Pareto frontier", points: frontier, color: "#000"))
-        return Self.lineChart(title: "Cost vs accuracy loss at \(Format.figure(f.targetRate)) req/s",
+        return SVGChart.line(title: "Cost vs accuracy loss at \(Format.figure(f.targetRate)) req/s",
                               xLabel: "accuracy loss the recommendation uses (%)", yLabel: "$ per million output tokens",
                               series: series, logX: false)
     }
@@ -51,7 +45,7 @@ extension PlanReport {
             frontier.append(p)
         }
         series.append(Series(name: "Pareto frontier", points: frontier, color: "#000"))
-        return Self.lineChart(title: "SLO-meeting rate vs TTFT p90, one replica", xLabel: "highest rate meeting the SLOs (req/s)", yLabel: "TTFT p90 there (s)",
+        return SVGChart.line(title: "SLO-meeting rate vs TTFT p90, one replica", xLabel: "highest rate meeting the SLOs (req/s)", yLabel: "TTFT p90 there (s)",
                               series: series, logX: false, baseline: sloTTFTSeconds, baselineLabel: "TTFT SLO")
     }
 
@@ -66,7 +60,7 @@ extension PlanReport {
                           color: p == "full" ? "#7f7f7f" : color(p))
         }
         guard !series.isEmpty else { return "" }
-        return Self.lineChart(title: "GPUs needed vs arrival rate (\(gpu) × \(tensorParallel))", xLabel: "Poisson arrival rate (req/s)", yLabel: "GPUs",
+        return SVGChart.line(title: "GPUs needed vs arrival rate (\(gpu) × \(tensorParallel))", xLabel: "Poisson arrival rate (req/s)", yLabel: "GPUs",
                               series: series, logX: false)
     }
 
@@ -96,23 +90,23 @@ extension PlanReport {
         let policies = Array(Set(rows.compactMap { $0.budget == nil ? nil : $0.policy })).sorted()
         // One colour per policy in every chart; the full cache is black.
         func color(_ policy: String) -> String {
-            policies.firstIndex(of: policy).map { Self.palette[$0 % Self.palette.count] } ?? "#000"
+            policies.firstIndex(of: policy).map { SVGChart.palette[$0 % SVGChart.palette.count] } ?? "#000"
         }
         func series(_ value: (PlanRow) -> Double?, x: (PlanRow) -> Double) -> [Series] {
             policies.map { p in Series(name: p, points: rows.filter { $0.policy == p }.compactMap { r in value(r).map { (x(r), $0) } }, color: color(p)) }
         }
         let full = rows.first
-        let throughput = Self.lineChart(title: "Saturated output tokens/s vs budget", xLabel: "budget (tokens per layer per KV head)", yLabel: "output tok/s",
+        let throughput = SVGChart.line(title: "Saturated output tokens/s vs budget", xLabel: "budget (tokens per layer per KV head)", yLabel: "output tok/s",
                                         series: series({ $0.saturation.outputTokensPerSecond }, x: { Double($0.budget!) }), logX: true,
                                         baseline: full?.saturation.outputTokensPerSecond)
         // (y capped at 3× the SLO so the curves near it stay readable)
-        let accuracy = Self.lineChart(title: "Attention mass kept (replay) vs kv-fraction", xLabel: "kv-fraction", yLabel: "attention mass",
+        let accuracy = SVGChart.line(title: "Attention mass kept (replay) vs kv-fraction", xLabel: "kv-fraction", yLabel: "attention mass",
                                       series: series({ $0.accuracy.traces?.attentionMass }, x: \.kvFraction), logX: true, baseline: 1)
         // Latency vs rate: the rates the SLO search simulated, full cache and each policy at its
         // smallest budget (the most compression).
         let smallest = policies.compactMap { p in rows.filter { $0.policy == p }.min { ($0.budget ?? 0) < ($1.budget ?? 0) } }
         let latencyRows = (full.map { [$0] } ?? []) + smallest
-        let latency = Self.lineChart(title: "TTFT p90 vs arrival rate", xLabel: "Poisson arrival rate (req/s)", yLabel: "TTFT p90 (s)",
+        let latency = SVGChart.line(title: "TTFT p90 vs arrival rate", xLabel: "Poisson arrival rate (req/s)", yLabel: "TTFT p90 (s)",
                                      series: latencyRows.map { r in
                                          Series(name: r.budget.map { "\(r.policy) @\($0)" } ?? "full", points: r.curve.map { ($0.rate, min($0.ttftP90 / 1000, sloTTFTSeconds * 3)) },
                                                 color: color(r.policy))

@@ -129,9 +129,8 @@ extension Validation {
             throw MeasurementError("the fit split lacks a point for one of the memory constants")
         }
         func round(_ x: Double, _ digits: Double) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
-        // No fit-split log runs vLLM ≥ 0.17: the Triton sampler is PyTorch's less the copies its
-        // code does not make (`SamplerKind.tritonSaving`).
-        return MemoryConstants(samplerBytesPerLogit: [.pytorch: round(p, 1), .flashinfer: round(f, 1), .triton: round(p, 1) - SamplerKind.tritonSaving], peaksAdd: false,
+        // No fit-split log runs vLLM ≥ 0.17: the Triton sampler follows from PyTorch's (`samplerBytes`).
+        return MemoryConstants(samplerBytesPerLogit: [.pytorch: round(p, 1), .flashinfer: round(f, 1)], peaksAdd: false,
                                forwardScale: round(scale, 2), nonTorchGiB: round(n, 2), nonTorchTensorParallelGiB: round(ntp, 2),
                                sglangContextGiB: round(ctx, 2))
     }

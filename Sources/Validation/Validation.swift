@@ -296,7 +296,7 @@ public struct Validation: Sendable {
         sampler holds \(f.samplerBytesPerLogit[.pytorch]!) bytes per row × vocabulary entry with PyTorch's
         top-k/top-p and \(f.samplerBytesPerLogit[.flashinfer]!) with FlashInfer's (vLLM 0.17 and later mask top-k/top-p in
         place with a Triton kernel: PyTorch's \(f.samplerBytesPerLogit[.pytorch]!) less the \(Int(SamplerKind.tritonSaving)) bytes of copies that code does not
-        make, \(f.samplerBytesPerLogit[.triton]!), from vLLM's sources, since no fit-split log runs 0.17), the peak is the larger of the
+        make, \(String(format: "%.1f", f.samplerBytes(.triton))), from vLLM's sources, since no fit-split log runs 0.17), the peak is the larger of the
         sampler's and the forward pass's (× \(f.forwardScale)), non-torch memory is \(f.nonTorchGiB) GiB
         (\(f.nonTorchTensorParallelGiB) GiB per GPU with TP). SGLang sizes its pool its own way — the memory free
         at start-up × `mem_fraction_static` − weights — from the total less the CUDA context, \(f.sglangContextGiB) GiB.

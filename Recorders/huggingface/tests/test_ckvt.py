@@ -46,11 +46,12 @@ def test_crc_check_value():
     assert ckvt.crc32(b"123456789") == 0xCBF43926
 
 
-def test_f16_and_bf16_round_to_nearest_even():
+def test_f16_and_bf16_round_to_nearest_even_and_read_back():
     x = np.array([1.0, 1 + 2**-11, 1 + 3 * 2**-11, 1 + 2**-8, 1 + 3 * 2**-8, -2.5], dtype=np.float32)
-    f16 = np.frombuffer(ckvt.encode_values(x, ckvt.F16), dtype="<f2").astype(np.float32)
+    assert list(ckvt.decode_values(ckvt.encode_values(x, ckvt.F32), ckvt.F32)) == list(x)
+    f16 = ckvt.decode_values(ckvt.encode_values(x, ckvt.F16), ckvt.F16)
     assert list(f16) == [1.0, 1.0, 1 + 2 * 2**-10, 1 + 2**-8, 1 + 3 * 2**-8, -2.5]
-    bf = (np.frombuffer(ckvt.encode_values(x, ckvt.BF16), dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    bf = ckvt.decode_values(ckvt.encode_values(x, ckvt.BF16), ckvt.BF16)
     # bf16 keeps 7 fraction bits: 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷ and goes to the even 1;
     # 1 + 3·2⁻⁸ is halfway between 1 + 2⁻⁷ and 1 + 2·2⁻⁷ and goes to the even 1 + 2·2⁻⁷.
     assert list(bf) == [1.0, 1.0, 1.0, 1.0, 1 + 2 * 2**-7, -2.5]

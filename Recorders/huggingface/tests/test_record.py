@@ -78,18 +78,7 @@ FIRST_LAYER_DISTANCE, GGML_MEDIAN_DISTANCE = 2e-3, 0.025
 
 def _statistics(path):
     """(kind, window) -> (layer, head) -> values, from a trace's head statistics."""
-    import struct
-    import numpy as np
-    _, records, _ = ckvt.read(path)
-    out = {}
-    for t, r in records:
-        if t != ckvt.HEAD_STATISTIC:
-            continue
-        kind, encoding, layer, head, window, n = struct.unpack_from("<BBHHHI", r)
-        data = r[struct.calcsize("<BBHHHI"):]
-        values = np.frombuffer(data, dtype=np.float32 if encoding == ckvt.F32 else np.float16).astype(np.float64)
-        out.setdefault((kind, window), {})[(layer, head)] = values
-    return out
+    return ckvt.head_statistics(ckvt.read(path)[1])
 
 
 def test_with_ggml_numerics_the_first_layer_is_the_engines(pairs, exported, tmp_path):
@@ -103,7 +92,7 @@ def test_with_ggml_numerics_the_first_layer_is_the_engines(pairs, exported, tmp_
     a, b = _statistics(theirs), _statistics(ours)
     assert set(a) == set(b) and len(a) >= 4
     for key, heads in a.items():
-        distances = {lh: np.abs(heads[lh] - b[key][lh]).sum() / np.abs(heads[lh]).sum() for lh in heads}
+        distances = {lh: np.abs(heads[lh].astype(np.float64) - b[key][lh]).sum() / np.abs(heads[lh].astype(np.float64)).sum() for lh in heads}
         first = [d for (layer, _), d in distances.items() if layer == 0]
         assert max(first) <= FIRST_LAYER_DISTANCE, (key, max(first))
         assert float(np.median(list(distances.values()))) <= GGML_MEDIAN_DISTANCE, key

@@ -34,6 +34,8 @@ WINDOW_SUM, WINDOW_SQUARED_SUM, ACCUMULATED = 0, 1, 2
 KEY, VALUE = 1, 2
 
 MAX_METADATA = 16 << 20
+# A head statistic's fields before its values: kind, encoding, layer, head, window, count.
+_HEAD_STATISTIC = struct.Struct("<BBHHHI")
 
 
 class TraceFormatError(Exception):
@@ -60,6 +62,27 @@ def encode_values(values, encoding: int) -> bytes:
         out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)  # keep NaN a (quiet) NaN
         return out.astype("<u2").tobytes()
     raise ValueError(f"unknown value encoding {encoding}")
+
+
+def decode_values(data: bytes, encoding: int) -> np.ndarray:
+    """The values `encode_values` wrote, as float32."""
+    if encoding == F32:
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if encoding == F16:
+        return np.frombuffer(data, dtype="<f2").astype(np.float32)
+    if encoding == BF16:
+        return (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    raise ValueError(f"unknown value encoding {encoding}")
+
+
+def head_statistics(records) -> dict:
+    """(kind, window) -> (layer, head) -> float32 values, from `read`'s records."""
+    out = {}
+    for t, body in records:
+        if t == HEAD_STATISTIC:
+            kind, encoding, layer, head, window, _ = _HEAD_STATISTIC.unpack_from(body)
+            out.setdefault((kind, window), {})[(layer, head)] = decode_values(body[_HEAD_STATISTIC.size:], encoding)
+    return out
 
 
 def metadata_json(header: dict) -> bytes:
@@ -122,7 +145,7 @@ class TraceWriter:
     def head_statistic(self, kind: int, layer: int, head: int, window: int, values, encoding: int = F32):
         data = encode_values(values, encoding)
         n = len(data) // (4 if encoding == F32 else 2)
-        self.append(HEAD_STATISTIC, struct.pack("<BBHHHI", kind, encoding, layer, head, window, n) + data)
+        self.append(HEAD_STATISTIC, _HEAD_STATISTIC.pack(kind, encoding, layer, head, window, n) + data)
 
     def decode_attention(self, layer: int, head: int, step: int, values, encoding: int = F16):
         data = encode_values(values, encoding)

@@ -42,7 +42,8 @@ def q8_blocks(x: torch.Tensor):
     b = x.float().reshape(*shape[:-1], shape[-1] // 32, 32)
     amax = b.abs().amax(dim=-1, keepdim=True)
     scale = amax / 127.0
-    inverse = torch.where(amax != 0, 127.0 / torch.where(amax != 0, amax, torch.ones_like(amax)), torch.zeros_like(amax))
+    inverse = 127.0 / amax
+    inverse[amax == 0] = 0
     q = torch.round(b * inverse)  # half to even, as _mm256_round_ps(_MM_FROUND_TO_NEAREST_INT)
     d16 = scale.half().float()
     s16 = (scale[..., 0] * q.sum(dim=-1)).half().float()
