@@ -8,6 +8,9 @@ extension WeightFormat: ExpressibleByArgument {}
 extension KVFormat: ExpressibleByArgument {}
 extension SamplerKind: ExpressibleByArgument {}
 extension ServingEngine: ExpressibleByArgument {}
+extension EngineVersion: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
 extension RouterPolicy: ExpressibleByArgument {}
 
 /// `--gpu`, `--model`, `--tp` and formats, shared by every command that sizes a deployment.
@@ -113,8 +116,11 @@ struct HardwareOptions: ParsableArguments {
 /// The serving engine and its settings, shared by `plan`, `simulate` and `memory`: each given
 /// one overrides the scenario's, and what neither gives is the engine's default for the GPU.
 struct ServingOptions: ParsableArguments {
-    @Option(help: "Serving engine: vllm-v1 (vLLM 0.9 and later, the default), vllm-v0 (0.6.x) or sglang (0.4.x); its scheduler, memory rule and defaults apply (default: the scenario's).")
+    @Option(help: "Serving engine: vllm-v1 (vLLM's V1 engine, 0.7 and later; the default), vllm-v0 (its V0 engine, 0.6.x) or sglang (0.4.x); its scheduler, memory rule and defaults apply (default: the scenario's).")
     var engine: ServingEngine?
+
+    @Option(name: .customLong("engine-version"), help: "The engine's release, e.g. 0.16.0: the rules that changed between releases follow it (vLLM's sampler: PyTorch before 0.17, Triton from it). Default: vllm-v1 0.19.0, vllm-v0 0.6.6, sglang 0.4.5.")
+    var engineVersion: EngineVersion?
 
     @Option(name: .customLong("gpu-memory-utilization"), parsing: .unconditional, help: "vLLM's --gpu-memory-utilization (default 0.9).")
     var utilisation: Double?
@@ -131,7 +137,7 @@ struct ServingOptions: ParsableArguments {
     @Flag(inversion: .prefixedEnableDisable, help: "Chunked prefill (default: the engine's).")
     var chunkedPrefill: Bool?
 
-    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch, the default), flashinfer (FlashInfer installed and enabled) or triton (vLLM 0.17 and later: top-k/top-p in place).")
+    @Option(help: "vLLM's sampler, which sizes its start-up profiling peak: pytorch (top-k/top-p in PyTorch; vLLM before 0.17), triton (top-k/top-p in place; vLLM 0.17 and later) or flashinfer (FlashInfer installed and enabled). Default: the engine release's.")
     var sampler: SamplerKind?
 
     @Option(name: .customLong("num-scheduler-steps"), parsing: .unconditional, help: "vLLM V0's --num-scheduler-steps: decode batches run this many steps before new requests are admitted (default 1).")
@@ -158,6 +164,7 @@ struct ServingOptions: ParsableArguments {
     func settings(over base: ServingSettings) -> ServingSettings {
         var s = base
         s.engine = engine
+        s.engineVersion = engineVersion
         s.gpuMemoryUtilization = utilisation
         s.memFractionStatic = memFractionStatic
         s.maxNumSeqs = maxNumSeqs
@@ -173,7 +180,7 @@ struct ServingOptions: ParsableArguments {
 
 /// `--calibration FILE`, shared by `plan`, `simulate` and `memory`.
 struct CalibrationOptions: ParsableArguments {
-    @Option(help: "A calibration profile written by `ckv-sim calibrate --out`: its fitted coefficients replace the defaults. Its GPU, model, engine and TP must be this run's; its engine is the default engine.")
+    @Option(help: "A calibration profile written by `ckv-sim calibrate --out`: its fitted coefficients replace the defaults. Its GPU, model, engine, release and TP must be this run's; its engine and release are the defaults.")
     var calibration: String?
 
     /// The profile, read and checked for its format and version.
@@ -181,10 +188,12 @@ struct CalibrationOptions: ParsableArguments {
         try calibration.map { try CalibrationProfile.load(path: $0) }
     }
 
-    /// `settings` with the profile's engine where none was given.
+    /// `settings` with the profile's engine and release where none was given.
     func settings(_ settings: ServingSettings, profile: CalibrationProfile?) -> ServingSettings {
         var s = settings
-        if s.engine == nil, let profile { s.engine = profile.engine }
+        guard let profile else { return s }
+        if s.engine == nil { s.engine = profile.engine }
+        if s.engineVersion == nil, s.engine == profile.engine { s.engineVersion = profile.engineVersion }
         return s
     }
 

@@ -266,7 +266,7 @@ struct SimulateRun: Encodable {
     var text: String {
         let r = result
         func p(_ x: Percentiles) -> String { "\(Format.fixed(x.p50, 1)) / \(Format.fixed(x.p90, 1)) / \(Format.fixed(x.p99, 1)) ms" }
-        let settings = "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? " with \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off")\(serving.engine == .vllmV1 ? ", prefix caching \(serving.prefixCaching ? "on" : "off")" : ""), max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), gpu_memory_utilization \(serving.gpuMemoryUtilization), TP \(serving.tensorParallel), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"
+        let settings = serving.summary
         return Table(pairs: [
             ("scenario", scenario),
             ("deployment", "\(model) on \(gpu); \(settings)"),

@@ -7,6 +7,9 @@ import Foundation
 public struct ServingConfig: Codable, Equatable, Sendable {
     /// The engine whose scheduler, memory rule and step overheads apply.
     public var engine: ServingEngine = .vllmV1
+    /// The engine's release (nil in a configuration that does not name one; `ServingSettings.resolve`
+    /// always sets it).
+    public var engineVersion: EngineVersion?
     /// An API server (requests pass its front-end: HTTP, chat template, tokenisation, streaming)
     /// or an offline `LLM()` run (prompts handed to the engine in-process).
     public var entrypoint: ServingSettings.Entrypoint = .server
@@ -51,6 +54,27 @@ public struct ServingConfig: Codable, Equatable, Sendable {
     /// `ServingSettings.resolve` applies those).
     public init(from decoder: Decoder) throws {
         self = try ServingSettings(from: decoder).applied(to: ServingConfig())
+    }
+
+    /// The release whose rules apply.
+    public var release: EngineVersion { engineVersion ?? engine.defaultVersion }
+
+    /// How reports name the engine: "vLLM V1 0.19.0".
+    public var engineLabel: String { engine.label(release) }
+
+    /// Every setting in force, as the reports print it: "vLLM V1 0.19.0, CUDA graphs on, prefix
+    /// caching on, max_num_seqs 1024, …" (the sampler where vLLM's memory rule reads it).
+    public var summary: String {
+        var parts = [engineLabel + (numSchedulerSteps > 1 ? " with \(numSchedulerSteps) scheduler steps" : ""),
+                     "CUDA graphs \(cudaGraphs ? "on" : "off")"]
+        if engine == .vllmV1 { parts.append("prefix caching \(prefixCaching ? "on" : "off")") }
+        parts += ["max_num_seqs \(maxNumSeqs)", "max_num_batched_tokens \(maxNumBatchedTokens.map(String.init) ?? "default")",
+                  "chunked prefill \(chunkedPrefill ? "on" : "off")"]
+        if let f = memFractionStatic { parts.append("mem_fraction_static \(f)") } else {
+            parts += ["gpu_memory_utilization \(gpuMemoryUtilization)", "sampler \(sampler.rawValue)"]
+        }
+        parts += ["TP \(tensorParallel)", "block \(blockSize)", "weights \(weightFormat.rawValue)", "KV \(kvFormat.rawValue)"]
+        return parts.joined(separator: ", ")
     }
 
     /// `max_model_len` for `model`.

@@ -35,8 +35,10 @@ public struct MemoryReport: Encodable, Sendable {
     /// A calibration profile's KV correction, bytes (0 without one), and how the report names the profile.
     public var adjustmentBytes: Double
     public var calibration: String?
-    /// The engine whose memory rule and defaults apply.
+    /// The engine whose memory rule and defaults apply, its release, and how the report names both.
     public var engine: ServingEngine
+    public var engineVersion: EngineVersion
+    public var engineLabel: String { engine.label(engineVersion) }
     /// SGLang's `mem_fraction_static` when memory is sized its way.
     public var memFractionStatic: Double?
 
@@ -60,6 +62,7 @@ public struct MemoryReport: Encodable, Sendable {
         profiledRows = run.rows
         sampler = plan.serving.sampler
         engine = plan.serving.engine
+        engineVersion = plan.serving.release
         memFractionStatic = plan.serving.memFractionStatic
         vllmBlocks = plan.vllmBlocks
         kvTokens = plan.kvTokens
@@ -94,6 +97,7 @@ public struct MemoryReport: Encodable, Sendable {
         case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
         case profiledRows = "profiled_sampler_rows", sampler
         case kvCapacityBand = "kv_capacity_error_band", engine
+        case engineVersion = "engine_version"
         case memFractionStatic = "mem_fraction_static"
         case adjustmentBytes = "calibration_adjustment_bytes", calibration
     }
@@ -101,7 +105,7 @@ public struct MemoryReport: Encodable, Sendable {
     /// The breakdown and the table, as `ckv-sim memory` prints them.
     public var text: String {
         func g(_ b: Double) -> String { Format.fixed(b / 1_073_741_824, 2) + " GiB" }
-        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests; \(engine.displayName); per GPU:", ""]
+        var lines = ["\(model) on \(gpu)\(tensorParallel > 1 ? " × \(tensorParallel) (TP)" : ""), \(context)-token requests; \(engineLabel); per GPU:", ""]
         let breakdown: [(String, String)] = memFractionStatic.map { f in [
             ("total (CUDA)", g(totalBytes)),
             ("× mem_fraction_static", g(budgetBytes) + " (\(f))"),

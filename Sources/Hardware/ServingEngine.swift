@@ -56,14 +56,110 @@ public enum ServingEngine: String, Codable, CaseIterable, Sendable {
         }
     }
 
-    /// How reports name it.
-    public var displayName: String {
+    /// The release whose rules apply when a deployment does not name one: vLLM V0's last, 0.6.6;
+    /// for V1, 0.19.0, the newest release whose code the rules here were read from; SGLang 0.4.5,
+    /// the last release of the `mem_fraction_static` table above.
+    public var defaultVersion: EngineVersion {
         switch self {
-        case .vllmV0: "vLLM V0 (0.6.x)"
-        case .vllmV1: "vLLM V1 (≥ 0.9)"
-        case .sglang: "SGLang (0.4.x)"
+        case .vllmV0: EngineVersion(0, 6, 6)
+        case .vllmV1: EngineVersion(0, 19, 0)
+        case .sglang: EngineVersion(0, 4, 5)
         }
     }
+
+    /// The releases that run this engine: vLLM's V0 engine until 0.10 (removed in 0.11), its V1
+    /// engine from 0.7 (opt-in with `VLLM_USE_V1=1` until 0.8); SGLang any.
+    public func runs(_ version: EngineVersion) -> Bool {
+        switch self {
+        case .vllmV0: version < EngineVersion(0, 11, 0)
+        case .vllmV1: version >= EngineVersion(0, 7, 0)
+        case .sglang: true
+        }
+    }
+
+    /// The sampler `version` profiles with unless FlashInfer is installed and enabled: from vLLM
+    /// 0.17, top-k/top-p is masked in place by a Triton kernel when 8 rows or more are sampled,
+    /// as the dummy sampling run of `max_num_seqs` rows does (`apply_top_k_top_p_triton`,
+    /// vllm/v1/sample/ops/topk_topp_sampler.py@0.17.0); before, PyTorch sorts the logits.
+    public func defaultSampler(_ version: EngineVersion) -> SamplerKind {
+        self == .vllmV1 && version >= EngineVersion(0, 17, 0) ? .triton : .pytorch
+    }
+
+    /// How reports name it, without a release ("vLLM V1").
+    public var displayName: String {
+        switch self {
+        case .vllmV0: "vLLM V0"
+        case .vllmV1: "vLLM V1"
+        case .sglang: "SGLang"
+        }
+    }
+
+    /// How reports name it at `release`: "vLLM V1 0.19.0".
+    public func label(_ release: EngineVersion) -> String { "\(displayName) \(release)" }
+}
+
+/// A release of a serving engine, as its version string names it ("0.19.1"; a further part or a
+/// suffix, as in "0.10.1.1", "0.6.3.post1", "v0.9.0rc2" or "0.8.5+cu124", is not read): the rules
+/// that changed between releases compare it.
+public struct EngineVersion: Comparable, Hashable, Codable, Sendable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+    public var patch: Int
+
+    public init(_ major: Int, _ minor: Int, _ patch: Int = 0) {
+        self.major = major
+        self.minor = minor
+        self.patch = patch
+    }
+
+    /// Reads "MAJOR.MINOR[.PATCH]" at the start of `text` (after an optional "v"); nil when it
+    /// does not start so.
+    public init?(_ text: String) {
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
+        if rest.first == "v" || rest.first == "V" { rest = rest.dropFirst() }
+        var parts: [Int] = []
+        while parts.count < 3 {
+            let digits = rest.prefix(while: \.isASCIIDigit)
+            guard !digits.isEmpty, digits.count <= 6, let n = Int(digits) else { break }
+            parts.append(n)
+            rest = rest.dropFirst(digits.count)
+            guard rest.first == ".", rest.dropFirst().first?.isASCIIDigit == true else { break }
+            rest = rest.dropFirst()
+        }
+        guard parts.count >= 2 else { return nil }
+        self.init(parts[0], parts[1], parts.count > 2 ? parts[2] : 0)
+    }
+
+    /// The release named in a source's engine label ("vllm 0.19.0", "sglang 0.4.6.post2",
+    /// "vllm 0.10.1.1 (V1 engine)"): the first word that reads as one.
+    public init?(label: String) {
+        guard let v = label.split(separator: " ").lazy.compactMap({ EngineVersion(String($0)) }).first else { return nil }
+        self = v
+    }
+
+    public static func < (a: EngineVersion, b: EngineVersion) -> Bool {
+        (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch)
+    }
+
+    public var description: String { "\(major).\(minor).\(patch)" }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        guard let v = EngineVersion(text) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not a release (expected MAJOR.MINOR[.PATCH], e.g. 0.19.1)")
+        }
+        self = v
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
 /// Why a deployment's settings cannot be resolved.
@@ -78,6 +174,9 @@ public struct ServingError: LocalizedError, CustomStringConvertible, Equatable {
 /// place those defaults are applied.
 public struct ServingSettings: Codable, Equatable, Sendable {
     public var engine: ServingEngine?
+    /// The engine's release (nil: `ServingEngine.defaultVersion`), which decides the rules that
+    /// changed between releases (today the sampler's default).
+    public var engineVersion: EngineVersion?
     /// `server` (an OpenAI-compatible API server; the default) or `offline` (vLLM's `LLM` class, as
     /// `benchmark_throughput` runs it), which decides vLLM V1's defaults.
     public var entrypoint: Entrypoint?
@@ -104,6 +203,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case engine, entrypoint, sampler
+        case engineVersion = "engine_version"
         case gpuMemoryUtilization = "gpu_memory_utilization"
         case maxNumSeqs = "max_num_seqs"
         case maxNumBatchedTokens = "max_num_batched_tokens"
@@ -123,6 +223,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
     public func overridden(by other: ServingSettings) -> ServingSettings {
         var s = self
         s.engine = other.engine ?? engine
+        s.engineVersion = other.engineVersion ?? engineVersion
         s.entrypoint = other.entrypoint ?? entrypoint
         s.gpuMemoryUtilization = other.gpuMemoryUtilization ?? gpuMemoryUtilization
         s.maxNumSeqs = other.maxNumSeqs ?? maxNumSeqs
@@ -146,6 +247,7 @@ public struct ServingSettings: Codable, Equatable, Sendable {
     public func applied(to base: ServingConfig) -> ServingConfig {
         var c = base
         if let engine { c.engine = engine }
+        if let v = engineVersion { c.engineVersion = v }
         if let entrypoint { c.entrypoint = entrypoint }
         if let u = gpuMemoryUtilization { c.gpuMemoryUtilization = u }
         if let n = maxNumSeqs { c.maxNumSeqs = n }
@@ -156,7 +258,8 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         if let t = tensorParallel { c.tensorParallel = t }
         if let w = weightFormat { c.weightFormat = w }
         if let k = kvFormat { c.kvFormat = k }
-        if let s = sampler { c.sampler = s }
+        // A release given without a sampler takes that release's (the one rule, `defaultSampler`).
+        if let s = sampler { c.sampler = s } else if let v = engineVersion { c.sampler = c.engine.defaultSampler(v) }
         if let n = numSchedulerSteps { c.numSchedulerSteps = n }
         if let f = memFractionStatic { c.memFractionStatic = f }
         if let g = cudaGraphs { c.cudaGraphs = g }
@@ -169,6 +272,9 @@ public struct ServingSettings: Codable, Equatable, Sendable {
     ///   does not have (multi-step decoding outside vLLM V0, `mem_fraction_static` outside SGLang).
     public func resolve(gpu: GPU, model: ModelSpec) throws -> ServingConfig {
         let engine = self.engine ?? .vllmV1
+        if let v = engineVersion, !engine.runs(v) {
+            throw ServingError("engine_version \(v): \(engine.rawValue) is vLLM's \(engine == .vllmV0 ? "V0 engine, which releases before 0.11 run" : "V1 engine, which releases from 0.7 run")")
+        }
         if let u = gpuMemoryUtilization, !(u > 0 && u <= 1) { throw ServingError("gpu_memory_utilization must be in (0, 1], found \(u)") }
         if let n = maxModelLen, n <= 0 { throw ServingError("max_model_len must be positive, found \(n)") }
         // Upper bounds far above any deployment and far below an overflow in the step arithmetic.
@@ -201,6 +307,9 @@ public struct ServingSettings: Codable, Equatable, Sendable {
         }
         var c = applied(to: ServingConfig())
         c.engine = engine
+        let version = engineVersion ?? engine.defaultVersion
+        c.engineVersion = version
+        c.sampler = sampler ?? engine.defaultSampler(version)
         c.prefixCaching = prefixCaching ?? (engine == .vllmV1)
         // What is not given: the engine's default for this GPU and max_model_len.
         let modelLen = c.modelLen(for: model)

@@ -16,7 +16,7 @@ extension PlanReport {
             ("context", "\(context) tokens (longest request)"),
             ("scenario", "\(scenario): \(workload)"),
             ("cost model", costModel.description + (calibration.map { "; calibrated by \($0)" } ?? "")),
-            ("serving", "\(serving.engine.displayName)\(serving.numSchedulerSteps > 1 ? ", \(serving.numSchedulerSteps) scheduler steps" : ""), CUDA graphs \(serving.cudaGraphs ? "on" : "off")\(serving.engine == .vllmV1 ? ", prefix caching \(serving.prefixCaching ? "on" : "off")" : ""): max_num_seqs \(serving.maxNumSeqs), max_num_batched_tokens \(serving.maxNumBatchedTokens.map(String.init) ?? "default"), gpu_memory_utilization \(serving.gpuMemoryUtilization), chunked prefill \(serving.chunkedPrefill ? "on" : "off"), block \(serving.blockSize), weights \(serving.weightFormat.rawValue), KV \(serving.kvFormat.rawValue)"),
+            ("serving", serving.summary),
             ("KV capacity", "\(Format.gib(kvCapacityBytes)) \(kvCapacityBand.label) (90th percentile error on \(kvCapacityBand.points) start-up logs held out of the fit)"),
             ("error bands", servingBands.servingSummary()),
             ("SLOs", "TTFT p90 ≤ \(Format.figure(sloTTFTSeconds)) s, TPOT p99 ≤ \(Format.figure(sloTPOTSeconds * 1000)) ms"),

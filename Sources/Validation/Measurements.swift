@@ -48,6 +48,27 @@ public struct CapacityMeasurement: Codable, Sendable, Equatable {
         case freeAtStartGiB = "free_at_start_gib"
     }
 
+    /// Decodes an entry; its configuration's release is the one `engine` names ("vllm 0.19.0"),
+    /// so the rules that follow the release (the sampler) apply without the entry repeating them.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        split = try c.decode(Split.self, forKey: .split)
+        source = try c.decode(Provenance.self, forKey: .source)
+        engine = try c.decode(String.self, forKey: .engine)
+        gpu = try c.decode(String.self, forKey: .gpu)
+        model = try c.decode(String.self, forKey: .model)
+        var settings = try c.decode(ServingSettings.self, forKey: .serving)
+        settings.engineVersion = settings.engineVersion ?? EngineVersion(label: engine)
+        serving = settings.applied(to: ServingConfig())
+        kvGiB = try c.decode(Double.self, forKey: .kvGiB)
+        kvTokens = try c.decodeIfPresent(Int.self, forKey: .kvTokens)
+        weightsGiB = try c.decodeIfPresent(Double.self, forKey: .weightsGiB)
+        activationGiB = try c.decodeIfPresent(Double.self, forKey: .activationGiB)
+        nonTorchGiB = try c.decodeIfPresent(Double.self, forKey: .nonTorchGiB)
+        freeAtStartGiB = try c.decodeIfPresent(Double.self, forKey: .freeAtStartGiB)
+    }
+
     /// The measurements committed with the build.
     public static func committed() throws -> [CapacityMeasurement] { try committedData("kv-capacity") }
 }

@@ -92,8 +92,11 @@ public struct ServingMeasurement: Codable, Sendable {
     public func simulate(_ constants: CostConstants) throws -> SimulationResult {
         guard let g = GPUCatalog.named(gpu) else { throw MeasurementError("\(id): unknown GPU '\(gpu)'") }
         guard let m = ModelCatalog.named(model) else { throw MeasurementError("\(id): unknown model '\(model)'") }
+        // The release the source names decides the rules that follow it (the sampler).
+        var settings = self.serving
+        settings.engineVersion = settings.engineVersion ?? EngineVersion(label: engine)
         let serving: ServingConfig
-        do { serving = try self.serving.resolve(gpu: g, model: m) } catch let e as ServingError { throw MeasurementError("\(id): serving: \(e.description)") }
+        do { serving = try settings.resolve(gpu: g, model: m) } catch let e as ServingError { throw MeasurementError("\(id): serving: \(e.description)") }
         return try simulate(gpu: g, model: m, serving: serving, coefficients: Coefficients(cost: constants))
     }
 

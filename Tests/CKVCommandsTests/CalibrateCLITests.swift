@@ -20,6 +20,7 @@ struct CalibrateCLITests {
         #expect(r.stdout.contains("KV cache (GiB)") && r.stdout.contains("KV cache adjustment") && r.stdout.contains("wrote \(profile)"))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: profile))) as? [String: Any])
         #expect(object["format"] as? String == "ckv-sim calibration profile" && object["engine"] as? String == "vllm-v1")
+        #expect(object["engine_version"] as? String == "0.10.1")
 
         let memory = try runCLI(["memory", "--gpu", "A100-80G", "--model", "Qwen2-7B-Instruct", "--context", "16384", "--gpu-memory-utilization", "0.5",
                                  "--calibration", profile, "--format", "json"])
@@ -37,6 +38,8 @@ struct CalibrateCLITests {
                                "a100-qwen2.json: gpu: the profile is for A100-80G, this run is for H100-80G-SXM")
         try expectOneLineError(["memory", "--gpu", "A100-80G", "--model", "Qwen2-7B-Instruct", "--context", "16384", "--tp", "2", "--calibration", profile],
                                "tensor_parallel: the profile is for TP 1, this run is for TP 2")
+        try expectOneLineError(["memory", "--gpu", "A100-80G", "--model", "Qwen2-7B-Instruct", "--context", "16384", "--engine-version", "0.19.0", "--calibration", profile],
+                               "engine_version: the profile is for 0.10.1, this run is for 0.19.0")
     }
 
     @Test("calibrate fits timing to a vllm bench serve run; plan prints the profile it applied")

@@ -80,6 +80,12 @@ struct SimulatorCLITests {
         #expect(full["setting"] as? String == "full cache")
         let concurrency = rows.compactMap { $0["max_concurrency"] as? Int }
         #expect(concurrency.count == rows.count && concurrency.last! > concurrency.first!)
+        #expect(object["engine_version"] as? String == "0.19.0" && object["sampler"] as? String == "triton")
+        // An older release samples with PyTorch: a larger profiling peak, a smaller cache.
+        let older = try runCLI(["memory", "--gpu", "H100", "--model", "Llama-3.1-8B-Instruct", "--context", "128k", "--engine-version", "0.16.1", "--format", "json"])
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(older.stdout.utf8)) as? [String: Any])
+        #expect(o["sampler"] as? String == "pytorch" && (o["kv_cache_bytes"] as! Double) < (object["kv_cache_bytes"] as! Double))
+        #expect(try runCLI(["memory", "--gpu", "H100", "--context", "8k", "--engine-version", "0.16.1"]).stdout.contains("vLLM V1 0.16.1; per GPU"))
     }
 
     @Test("gpus and models list the catalogues")
@@ -102,6 +108,8 @@ struct SimulatorCLITests {
             (["memory", "--gpu", "L4", "--context", "256k"], "maximum context of Llama-3.1-8B-Instruct, 131072"),
             (["memory", "--gpu", "L4", "--model", "Llama-3.1-70B-Instruct", "--context", "8k"], "does not fit on L4"),
             (["memory", "--gpu", "L4", "--context", "lots"], "not a token count"),
+            (["memory", "--gpu", "L4", "--context", "8k", "--engine-version", "0.6.3"], "engine_version 0.6.3: vllm-v1 is vLLM's V1 engine, which releases from 0.7 run"),
+            (["memory", "--gpu", "L4", "--context", "8k", "--engine-version", "latest"], "--engine-version"),
             (["simulate", "--gpu", "L4", "--scenario", "/nonexistent.yaml"], "cannot read the scenario"),
             (["simulate", "--gpu", "L4", "--scenario", scenario, "--policy", "snapkv", "--budget", "4"], "smaller than the observation window"),
             (["simulate", "--gpu", "L4", "--scenario", scenario, "--policy", "magic", "--budget", "64"], "snapkv"),

@@ -372,6 +372,58 @@ struct ServingDefaultsTests {
         }
     }
 
+    @Test("a release reads from its version string and orders by its numbers", arguments: [
+        ("0.19.1", "0.19.1"), ("v0.9.0rc2", "0.9.0"), ("0.6.3.post1", "0.6.3"), ("0.10.1.1", "0.10.1"), ("0.8.5+cu124", "0.8.5"), ("1.2", "1.2.0"),
+    ])
+    func versionParses(text: String, release: String) throws {
+        #expect(EngineVersion(text)?.description == release)
+    }
+
+    @Test("a string that is no release is refused, and a label's release is its first version-shaped word")
+    func versionRefuses() throws {
+        for bad in ["", "main", "0", "x.1", "0.", "~0.4.4"] { #expect(EngineVersion(bad) == nil, "\(bad)") }
+        #expect(EngineVersion(label: "vllm 0.10.1.1 (V1 engine)") == EngineVersion(0, 10, 1))
+        #expect(EngineVersion(label: "sglang main ~0.4.4") == nil)
+        #expect(EngineVersion(0, 9, 2) < EngineVersion(0, 10, 0) && EngineVersion(0, 17, 0) < EngineVersion(1, 0, 0))
+        let json = try JSONEncoder().encode(EngineVersion(0, 19, 1))
+        #expect(String(decoding: json, as: UTF8.self) == #""0.19.1""#)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(EngineVersion.self, from: Data(#""latest""#.utf8)) }
+    }
+
+    @Test("the sampler follows the release: PyTorch's before vLLM 0.17, the Triton kernel from it; a given one wins")
+    func samplerByRelease() throws {
+        let h100 = GPUCatalog.named("H100-80G-SXM")!
+        var s = ServingSettings()
+        let current = try s.resolve(gpu: h100, model: llama)
+        #expect(current.engineVersion == ServingEngine.vllmV1.defaultVersion && current.sampler == .triton)
+        #expect(current.summary.hasPrefix("vLLM V1 0.19.0, CUDA graphs on") && current.summary.contains("sampler triton"))
+        s.engineVersion = EngineVersion(0, 16, 0)
+        #expect(try s.resolve(gpu: h100, model: llama).sampler == .pytorch)
+        s.sampler = .flashinfer
+        #expect(try s.resolve(gpu: h100, model: llama).sampler == .flashinfer)
+        s = ServingSettings()
+        s.engine = .vllmV0
+        #expect(try s.resolve(gpu: h100, model: llama).sampler == .pytorch)
+        // A configuration written out in full (the start-up-log corpus) takes its release's sampler too.
+        let decoded = try JSONDecoder().decode(ServingConfig.self, from: Data(#"{"engine_version": "0.19.0"}"#.utf8))
+        #expect(decoded.sampler == .triton && decoded.engineVersion == EngineVersion(0, 19, 0))
+        // The Triton sampler's peak is the smaller: more KV on the same GPU.
+        let older = try MemoryPlan(gpu: h100, model: llama, serving: try { var o = ServingSettings(); o.engineVersion = EngineVersion(0, 16, 0); return try o.resolve(gpu: h100, model: llama) }())
+        #expect(try MemoryPlan(gpu: h100, model: llama, serving: current).kvBytes > older.kvBytes)
+    }
+
+    @Test("a release the engine never ran is refused, naming the key", arguments: [
+        (ServingEngine.vllmV1, EngineVersion(0, 6, 3)), (.vllmV0, EngineVersion(0, 11, 0)),
+    ])
+    func releaseRefused(engine: ServingEngine, version: EngineVersion) throws {
+        var s = ServingSettings()
+        s.engine = engine
+        s.engineVersion = version
+        #expect { try s.resolve(gpu: GPUCatalog.named("A100-80G")!, model: llama) } throws: {
+            ($0 as? ServingError)?.description.hasPrefix("engine_version \(version)") == true
+        }
+    }
+
     @Test("CUDA graphs: V0 and SGLang replay decode-only steps, V1 any batch up to its capture size")
     func graphs() {
         #expect(ServingEngine.vllmV0.replaysGraph(prefillTokens: 0, decodeSequences: 64, maxNumSeqs: 256))

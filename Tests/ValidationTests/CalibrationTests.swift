@@ -114,6 +114,7 @@ struct CalibrationInputTests {
     func startupLogs() throws {
         let v1 = try Self.log(Self.read("vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.5.log"))
         #expect(v1.engine == .vllmV1 && v1.version == "0.10.1.1" && v1.model == "Qwen2-7B-Instruct")
+        #expect(v1.settings.engineVersion == EngineVersion(0, 10, 1)) // its rules, its sampler
         #expect(v1.kvGiB == 24.83 && v1.kvTokens == 464_848 && v1.weightsGiB == 14.2488)
         #expect(v1.settings.gpuMemoryUtilization == 0.5 && v1.settings.maxModelLen == 16384 && v1.settings.maxNumBatchedTokens == 2048)
         #expect(v1.settings.tensorParallel == 1 && v1.settings.entrypoint == .server && v1.settings.chunkedPrefill == true)
@@ -170,14 +171,26 @@ struct CalibrationFitTests {
         let kv = try #require(p.residuals.first { $0.metric == "kv_capacity" })
         #expect(kv.points == 2 && kv.medianAfterPercent < 0.5 && kv.medianBeforePercent > 5)
         #expect(p.coefficients.kvAdjustmentGiB > 0.5 && p.coefficients.kvAdjustmentGiB < 1.5)
-        // The calibrated plan holds the log's tokens.
+        #expect(p.engineVersion == EngineVersion(0, 10, 1)) // the logs' release: its sampler is the one the adjustment sits on
+        // The calibrated plan, at the profile's release, holds the log's tokens.
         var given = ServingSettings()
         given.gpuMemoryUtilization = 0.5
         given.maxModelLen = 16384
         given.maxNumBatchedTokens = 2048
-        let serving = try given.resolve(gpu: GPUCatalog.named("A100-80G")!, model: ModelCatalog.named("Qwen2-7B-Instruct")!)
-        let plan = try MemoryPlan(gpu: GPUCatalog.named("A100-80G")!, model: ModelCatalog.named("Qwen2-7B-Instruct")!, serving: serving, constants: p.applied().memory)
+        given.engineVersion = p.engineVersion
+        let gpu = GPUCatalog.named("A100-80G")!, model = ModelCatalog.named("Qwen2-7B-Instruct")!
+        let serving = try given.resolve(gpu: gpu, model: model)
+        let plan = try MemoryPlan(gpu: gpu, model: model, serving: serving, constants: p.applied().memory)
         #expect(abs(Double(plan.kvTokens) - 464_848) / 464_848 < 0.005)
+        try p.check(gpu: gpu, model: model, serving: serving, file: "p.json")
+        // Another release's deployment is refused, naming the key; so is a log of a release other than the one asked for.
+        given.engineVersion = EngineVersion(0, 19, 0)
+        #expect(CalibrationInputTests.message { try p.check(gpu: gpu, model: model, serving: try given.resolve(gpu: gpu, model: model), file: "p.json") }
+            .contains("p.json: engine_version: the profile is for 0.10.1, this run is for 0.19.0 (--engine-version 0.10.1"))
+        var asked = ServingSettings()
+        asked.engineVersion = EngineVersion(0, 19, 0)
+        #expect(CalibrationInputTests.message { _ = try Calibrator(gpu: gpu, model: model, settings: asked).calibrate(files: files, lengths: nil) }
+            .contains("a vLLM 0.10.1 log, but the profile is for 0.19.0 (--engine-version)"))
         let flashinfer = try Self.calibrator("A100-80G", "Qwen2-7B-Instruct", sampler: .flashinfer).calibrate(files: files, lengths: nil)
         #expect(abs(flashinfer.coefficients.kvAdjustmentGiB) < abs(p.coefficients.kvAdjustmentGiB))
     }
@@ -216,7 +229,7 @@ struct CalibrationFitTests {
         let log = try Self.file("vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.5.log")
         #expect(message { _ = try qwen.calibrate(files: [log, log], lengths: nil) }.contains("the same contents as vllm-log-0.10.1.1-qwen2-7b-a100-80g-gmu0.5.log"))
         #expect(message { _ = try Self.calibrator("A100-80G", "Qwen2-7B-Instruct", engine: .vllmV0).calibrate(files: [log], lengths: nil) }
-            .contains("a vLLM V1 (≥ 0.9) log, but the profile is for vLLM V0"))
+            .contains("a vLLM V1 log, but the profile is for vLLM V0"))
         #expect(message { _ = try Self.calibrator("A100-80G", "Llama-3.1-8B-Instruct").calibrate(files: [log], lengths: nil) }
             .contains("model 'Qwen2-7B-Instruct' is Qwen2-7B-Instruct, not Llama-3.1-8B-Instruct"))
         // A log whose model the catalogue cannot name is caught by its bytes per token.
@@ -247,11 +260,14 @@ struct CalibrationFitTests {
         let gpu = GPUCatalog.named("RTX-3090")!, model = ModelCatalog.named("Llama-3-8B-Instruct")!
         var s = ServingSettings()
         s.engine = .vllmV0
+        s.engineVersion = back.engineVersion // the log's 0.4.1, as `--calibration` takes it
+        #expect(back.engineVersion == EngineVersion(0, 4, 1))
         try back.check(gpu: gpu, model: model, serving: try s.resolve(gpu: gpu, model: model), file: path)
         func message(_ body: () throws -> Void) -> String { CalibrationInputTests.message(body) }
         #expect(message { try back.check(gpu: GPUCatalog.named("L4")!, model: model, serving: try s.resolve(gpu: gpu, model: model), file: path) }
             == "profile.json: gpu: the profile is for RTX-3090, this run is for L4 (--gpu RTX-3090, or calibrate for it)")
         s.engine = .vllmV1
+        s.engineVersion = nil
         #expect(message { try back.check(gpu: gpu, model: model, serving: try s.resolve(gpu: gpu, model: model), file: path) }.contains("engine: the profile is for vllm-v0"))
         let v2 = try TestSupport.temporaryFile("v2.json", try JSONOutput.string(p).replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 2"))
         #expect(message { _ = try CalibrationProfile.load(path: v2) }.contains("v2.json: key version: this ckv-sim reads version 1 profiles, found 2"))

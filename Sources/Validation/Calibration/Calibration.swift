@@ -16,6 +16,9 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
     public var gpu: String
     public var model: String
     public var engine: ServingEngine
+    /// The engine's release the inputs ran (`--engine-version`, else their logs'; nil when neither
+    /// names one): a deployment planned with the profile takes it, since the memory rules follow it.
+    public var engineVersion: EngineVersion?
     public var tensorParallel: Int
     public var inputs: [Input]
     public var coefficients: Fitted
@@ -97,6 +100,7 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case format, version, gpu, model, engine, inputs, coefficients, residuals, runs
+        case engineVersion = "engine_version"
         case tensorParallel = "tensor_parallel"
     }
 
@@ -135,6 +139,7 @@ public struct CalibrationProfile: Codable, Equatable, Sendable {
         if self.gpu != gpu.name { throw differ("gpu", self.gpu, gpu.name, "--gpu \(self.gpu)") }
         if self.model != model.name { throw differ("model", self.model, model.name, "--model \(self.model)") }
         if engine != serving.engine { throw differ("engine", engine.rawValue, serving.engine.rawValue, "--engine \(engine.rawValue)") }
+        if let v = engineVersion, v != serving.release { throw differ("engine_version", "\(v)", "\(serving.release)", "--engine-version \(v)") }
         if tensorParallel != serving.tensorParallel { throw differ("tensor_parallel", "TP \(tensorParallel)", "TP \(serving.tensorParallel)", "--tp \(tensorParallel)") }
     }
 
@@ -198,6 +203,7 @@ public struct Calibrator {
         let engine = try resolveEngine(logs)
         var base = settings
         base.engine = engine
+        base.engineVersion = try resolveRelease(logs, engine: engine)
         let defaults = Coefficients()
 
         // Memory: the median of logged − predicted KV over the logs.
@@ -256,7 +262,7 @@ public struct Calibrator {
             }
         }
         return CalibrationProfile(format: CalibrationProfile.formatName, version: CalibrationProfile.currentVersion, gpu: gpu.name, model: model.name,
-                                  engine: engine, tensorParallel: serving.tensorParallel, inputs: inputs,
+                                  engine: engine, engineVersion: base.engineVersion, tensorParallel: serving.tensorParallel, inputs: inputs,
                                   coefficients: fitted(best.scale, best.step),
                                   residuals: timingResiduals + memoryResiduals, runs: timingDetails + memoryDetails)
     }
@@ -320,6 +326,23 @@ public struct Calibrator {
             return first.engine
         }
         return .vllmV1
+    }
+
+    /// The profile's release: the one given, else the logs' (which must agree), else none. A log
+    /// of another release than the one given is refused: its memory rules are not the deployment's.
+    func resolveRelease(_ logs: [StartupLog], engine: ServingEngine) throws -> EngineVersion? {
+        let named = logs.compactMap { log in log.settings.engineVersion.map { (log, $0) } }
+        if let given = settings.engineVersion {
+            if let (log, v) = named.first(where: { $0.1 != given }) {
+                throw CalibrationError("\(log.file):\(log.lines["version"] ?? 0): a vLLM \(v) log, but the profile is for \(given) (--engine-version)")
+            }
+            return given
+        }
+        guard let (first, v) = named.first else { return nil }
+        if let (other, w) = named.first(where: { $0.1 != v }) {
+            throw CalibrationError("\(other.file): a vLLM \(w) log beside \(first.file)'s \(v): one profile is for one release (--engine-version picks one)")
+        }
+        return v
     }
 
     /// `given` over `base`, resolved for the GPU and model.

@@ -83,6 +83,7 @@ enum StartupLogParser {
         if let model = setting("model", "model") { log.model = (unquoted(model) as NSString).lastPathComponent }
         var s = ServingSettings()
         s.engine = log.engine
+        if let v = log.version.flatMap({ EngineVersion($0) }), log.engine.runs(v) { s.engineVersion = v }
         s.entrypoint = apiServer ? .server : .offline
         s.gpuMemoryUtilization = try number("gpu_memory_utilization", args["gpu_memory_utilization"])
         s.maxModelLen = try number("max_model_len", args["max_model_len"]) ?? (try number("max_seq_len", setting("max_seq_len", "max_seq_len")))
