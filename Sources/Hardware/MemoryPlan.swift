@@ -103,9 +103,10 @@ public enum SamplerKind: String, Codable, CaseIterable, Sendable {
     /// Bytes per row × vocabulary entry PyTorch's path holds at its peak beyond the Triton path's,
     /// from vLLM's code (topk_topp_sampler.py@0.16.0 against @0.17.0): the sorted fp32 values (4),
     /// their int64 indices (8), two bool masks (2), the sorted probabilities (4) and the scatter's
-    /// new fp32 tensor (4) on top of the fp32 logits, 22 bytes; the Triton path's peak is the
-    /// sampling step's fp32 probabilities and exponential noise (8) instead: 22 − 8 = 14.
-    public static let tritonSaving = 14.0
+    /// new fp32 tensor (4), 22 bytes; the logits, probabilities and noise both paths hold. The
+    /// fallback where no fitted figure exists: vLLM 0.19's start-up logs measure the Triton path
+    /// itself (`MemoryConstants.fitted`).
+    public static let tritonSaving = 22.0
 }
 
 /// The memory constants of vLLM's start-up profiling that no formula gives, fitted to public
@@ -123,6 +124,14 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
     /// workspaces), GiB, on one GPU and per GPU with tensor parallelism (NCCL, custom all-reduce).
     public var nonTorchGiB: Double
     public var nonTorchTensorParallelGiB: Double
+    /// The same from vLLM `recentNonTorchFrom` on, when fitted (nil: as before it).
+    public var recentNonTorchGiB: Double?
+    public var recentNonTorchTensorParallelGiB: Double?
+    /// The first vLLM release whose start-up logs show the larger non-torch memory: 0.19.0 (one GPU
+    /// 0.24–0.27 GiB against 0.13 before; with TP about 2.1 GiB per GPU against 0.54 at 0.11). The
+    /// corpus has no logs of 0.12–0.18, so where between 0.11 and 0.19 it changed is not known;
+    /// those releases take the earlier figures.
+    public static let recentNonTorchFrom = EngineVersion(0, 19, 0)
     /// SGLang: what the CUDA context holds before the weights load (the free memory it sizes from
     /// is the total less this), GiB.
     public var sglangContextGiB: Double
@@ -131,18 +140,29 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
     public var kvAdjustmentGiB: Double = 0
 
     public init(samplerBytesPerLogit: [SamplerKind: Double], peaksAdd: Bool, forwardScale: Double, nonTorchGiB: Double, nonTorchTensorParallelGiB: Double,
-                sglangContextGiB: Double) {
+                recentNonTorchGiB: Double? = nil, recentNonTorchTensorParallelGiB: Double? = nil, sglangContextGiB: Double) {
         self.samplerBytesPerLogit = samplerBytesPerLogit
         self.peaksAdd = peaksAdd
         self.forwardScale = forwardScale
         self.nonTorchGiB = nonTorchGiB
         self.nonTorchTensorParallelGiB = nonTorchTensorParallelGiB
+        self.recentNonTorchGiB = recentNonTorchGiB
+        self.recentNonTorchTensorParallelGiB = recentNonTorchTensorParallelGiB
         self.sglangContextGiB = sglangContextGiB
     }
 
+    /// The non-torch memory `serving` deducts, GiB per GPU: by its TP degree and its release.
+    public func nonTorchGiB(_ serving: ServingConfig) -> Double {
+        let tp = serving.tensorParallel > 1
+        if serving.engine == .vllmV1, serving.release >= Self.recentNonTorchFrom,
+           let recent = tp ? recentNonTorchTensorParallelGiB : recentNonTorchGiB {
+            return recent
+        }
+        return tp ? nonTorchTensorParallelGiB : nonTorchGiB
+    }
+
     /// Bytes per row × vocabulary entry of `kind`'s dummy sampling step: the one given, else for the
-    /// Triton sampler PyTorch's less the copies its code never makes (`SamplerKind.tritonSaving`;
-    /// no fit-split log runs vLLM ≥ 0.17, and a profile from before it has no entry for it).
+    /// Triton sampler PyTorch's less the copies its code never makes (`SamplerKind.tritonSaving`).
     public func samplerBytes(_ kind: SamplerKind) -> Double {
         if let given = samplerBytesPerLogit[kind] { return given }
         if kind == .triton, let pytorch = samplerBytesPerLogit[.pytorch] { return pytorch - SamplerKind.tritonSaving }
@@ -156,8 +176,9 @@ public struct MemoryConstants: Codable, Equatable, Sendable {
 
     /// The constants fitted to the `fit` split of the start-up logs (medians of what each log
     /// implies; `Validation.fitMemoryConstants` recomputes them).
-    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1], peaksAdd: false, forwardScale: 1.11,
-                                               nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54, sglangContextGiB: 0.39)
+    public static let fitted = MemoryConstants(samplerBytesPerLogit: [.pytorch: 38.8, .flashinfer: 10.1, .triton: 15.5], peaksAdd: false, forwardScale: 1.11,
+                                               nonTorchGiB: 0.13, nonTorchTensorParallelGiB: 0.54, recentNonTorchGiB: 0.25,
+                                               recentNonTorchTensorParallelGiB: 2.13, sglangContextGiB: 0.39)
 }
 
 /// Why a configuration cannot serve at all.
@@ -234,8 +255,10 @@ public struct MemoryPlan: Equatable, Sendable {
             let run = Self.profilingRun(model: model, serving: serving)
             let sampler = run.logits * constants.samplerBytes(serving.sampler)
             let forward = run.forwardBytes * constants.forwardScale
-            activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler)
-            nonTorchBytes = (tp > 1 ? constants.nonTorchTensorParallelGiB : constants.nonTorchGiB) * 1_073_741_824
+            // What the forward pass leaves allocated is still there when the sampler runs.
+            let held = Self.persistentMoEWorkspaceBytes(model: model, serving: serving)
+            activationBytes = constants.peaksAdd ? forward + sampler : max(forward, sampler + held)
+            nonTorchBytes = constants.nonTorchGiB(serving) * 1_073_741_824
         }
         adjustmentBytes = constants.kvAdjustmentGiB * 1_073_741_824
         let kvHeads = model.kvHeadsPerGPU(tp: tp)
@@ -271,6 +294,25 @@ public struct MemoryPlan: Equatable, Sendable {
 
     /// Tokens the pool holds for a model whose layers are all global (`# GPU blocks × block_size`).
     public var kvTokens: Int { vllmBlocks * serving.blockSize }
+
+    /// The first vLLM release that keeps the fused-MoE kernels' scratch buffers between forward
+    /// passes (one buffer for all layers, grown to the largest step and kept:
+    /// `current_workspace_manager`, vllm/v1/worker/workspace.py).
+    public static let persistentMoEWorkspaceFrom = EngineVersion(0, 14, 0)
+
+    /// Bytes of that buffer after the profiling run's forward pass (0 for a dense model, another
+    /// engine or an earlier release): `FusedMoEModularKernel._allocate_buffers` takes one
+    /// allocation for the first and last GEMMs' outputs, tokens × top-k × max(N / 2, K), and one for
+    /// the activation, tokens × top-k × max(N, K), in bf16, where N is w1's width (gate and up,
+    /// 2 × the expert's intermediate size / TP) and K the hidden size (`TritonExperts.workspace_shapes`,
+    /// vllm/model_executor/layers/fused_moe/fused_moe.py@0.19.0; the tokens are not chunked). The
+    /// dummy sampling step runs beside it: Qwen3-30B-A3B at 8192 tokens holds 512 MiB.
+    public static func persistentMoEWorkspaceBytes(model: ModelSpec, serving: ServingConfig) -> Double {
+        guard model.isMoE, serving.engine == .vllmV1, serving.release >= persistentMoEWorkspaceFrom else { return 0 }
+        let tokens = Double(serving.batchedTokens(for: model)), k = Double(model.hidden)
+        let n = 2 * Double(model.intermediate) / Double(serving.tensorParallel)
+        return tokens * Double(model.activeExperts) * (max(n / 2, k) + max(n, k)) * 2
+    }
 
     /// vLLM's profiling run for `model` under `serving`: its forward pass over `tokens` tokens,
     /// whose MLP live set is `forwardBytes` (before `MemoryConstants.forwardScale`), then the dummy

@@ -23,6 +23,8 @@ public struct MemoryReport: Encodable, Sendable {
     public var tensorParallel: Int
     public var context: Int
     public var totalBytes, budgetBytes, weightBytes, activationBytes, nonTorchBytes, kvBytes: Double
+    /// The fused-MoE scratch buffer the sampler runs beside (`MemoryPlan.persistentMoEWorkspaceBytes`; 0 for a dense model).
+    public var moeWorkspaceBytes: Double
     public var profiledTokens: Int
     /// Rows of logits the profiling run's dummy sampling step takes, and the sampler.
     public var profiledRows: Int
@@ -54,6 +56,7 @@ public struct MemoryReport: Encodable, Sendable {
         budgetBytes = plan.budgetBytes
         weightBytes = plan.weightBytes
         activationBytes = plan.activationBytes
+        moeWorkspaceBytes = MemoryPlan.persistentMoEWorkspaceBytes(model: plan.model, serving: plan.serving)
         nonTorchBytes = plan.nonTorchBytes
         kvBytes = plan.kvBytes
         adjustmentBytes = plan.adjustmentBytes
@@ -93,7 +96,7 @@ public struct MemoryReport: Encodable, Sendable {
         case gpu, model, context, rows
         case tensorParallel = "tensor_parallel"
         case totalBytes = "total_bytes", budgetBytes = "budget_bytes", weightBytes = "weight_bytes"
-        case activationBytes = "activation_peak_bytes", nonTorchBytes = "non_torch_bytes", kvBytes = "kv_cache_bytes"
+        case activationBytes = "activation_peak_bytes", moeWorkspaceBytes = "moe_workspace_bytes", nonTorchBytes = "non_torch_bytes", kvBytes = "kv_cache_bytes"
         case profiledTokens = "profiled_tokens", vllmBlocks = "vllm_gpu_blocks", kvTokens = "kv_tokens"
         case profiledRows = "profiled_sampler_rows", sampler
         case kvCapacityBand = "kv_capacity_error_band", engine
@@ -115,7 +118,7 @@ public struct MemoryReport: Encodable, Sendable {
             ("total (CUDA)", g(totalBytes)),
             ("× utilisation", g(budgetBytes)),
             ("− weights", g(weightBytes)),
-            ("− activation peak", g(activationBytes) + " (profiling run: a \(profiledTokens)-token forward pass, then \(sampler.rawValue) sampling of \(profiledRows) rows; the larger peak)"),
+            ("− activation peak", g(activationBytes) + " (profiling run: a \(profiledTokens)-token forward pass, then \(sampler.rawValue) sampling of \(profiledRows) rows\(moeWorkspaceBytes > 0 ? " beside the fused-MoE workspace's \(g(moeWorkspaceBytes))" : ""); the larger peak)"),
             ("− CUDA/runtime", g(nonTorchBytes)),
         ]
         let calibrated: [(String, String)] = calibration.map { [((adjustmentBytes < 0 ? "− " : "+ ") + "calibration", g(abs(adjustmentBytes)) + " (profile \($0): the median of its start-up logs' KV cache less the rules')")] } ?? []

@@ -112,12 +112,14 @@ extension CapacityMeasurement {
 
 extension Validation {
     /// `MemoryConstants` from the `fit` split, each the median of what the logs imply:
-    /// - the sampler's bytes per logit: the logged activation peak over rows × vocabulary, on the
-    ///   points whose peak is the sampler's (over 1.2 × the forward pass's estimate); for FlashInfer,
+    /// - the sampler's bytes per logit: the logged activation peak (less a fused-MoE workspace it
+    ///   runs beside) over rows × vocabulary, on the points whose peak is the sampler's (over 1.2 ×
+    ///   the forward pass's estimate), PyTorch's and the Triton kernel's apart; for FlashInfer,
     ///   from the overhead its points imply (total × utilisation − logged weights − KV − non-torch);
     /// - the forward pass's scale: logged peak over the formula's, on the points whose peak is the
     ///   forward pass's;
-    /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart;
+    /// - non-torch memory: the logged figures, one GPU and with tensor parallelism apart, and the
+    ///   releases from `MemoryConstants.recentNonTorchFrom` apart from the earlier ones;
     /// - SGLang's start-up context: the GPU's total less the free memory its logs start from.
     public static func fitMemoryConstants(_ measurements: [CapacityMeasurement]) throws -> MemoryConstants {
         let median = ErrorStatistics.median
@@ -127,17 +129,31 @@ extension Validation {
         for m in sglang {
             if let free = m.freeAtStartGiB { context.append(try m.resolved().0.cudaVisibleGiB - free) }
         }
-        var pytorch: [Double] = [], flashinfer: [Double] = [], forward: [Double] = [], nonTorch: [Double] = [], nonTorchTP: [Double] = []
+        var pytorch: [Double] = [], flashinfer: [Double] = [], triton: [Double] = [], forward: [Double] = []
+        var nonTorch: [Double] = [], nonTorchTP: [Double] = [], recentNonTorch: [Double] = [], recentNonTorchTP: [Double] = []
         let gib = 1_073_741_824.0
         for m in fit {
             let (gpu, model) = try m.resolved()
             let s = m.serving
             let run = MemoryPlan.profilingRun(model: model, serving: s)
             let forwardPeak = run.forwardBytes / gib, logits = run.logits
-            if let n = m.nonTorchGiB { if s.tensorParallel > 1 { nonTorchTP.append(n) } else { nonTorch.append(n) } }
+            let held = MemoryPlan.persistentMoEWorkspaceBytes(model: model, serving: s)
+            if let n = m.nonTorchGiB {
+                let recent = s.engine == .vllmV1 && s.release >= MemoryConstants.recentNonTorchFrom
+                switch (recent, s.tensorParallel > 1) {
+                case (false, false): nonTorch.append(n)
+                case (false, true): nonTorchTP.append(n)
+                case (true, false): recentNonTorch.append(n)
+                case (true, true): recentNonTorchTP.append(n)
+                }
+            }
             if let a = m.activationGiB {
                 if a > 1.2 * forwardPeak {
-                    if s.sampler == .pytorch { pytorch.append(a * gib / logits) }
+                    switch s.sampler {
+                    case .pytorch: pytorch.append((a * gib - held) / logits)
+                    case .triton: triton.append((a * gib - held) / logits)
+                    case .flashinfer: break
+                    }
                 } else {
                     forward.append(a / forwardPeak)
                 }
@@ -150,9 +166,12 @@ extension Validation {
             throw MeasurementError("the fit split lacks a point for one of the memory constants")
         }
         func round(_ x: Double, _ digits: Double) -> Double { (x * pow(10, digits)).rounded() / pow(10, digits) }
-        // No fit-split log runs vLLM ≥ 0.17: the Triton sampler follows from PyTorch's (`samplerBytes`).
-        return MemoryConstants(samplerBytesPerLogit: [.pytorch: round(p, 1), .flashinfer: round(f, 1)], peaksAdd: false,
+        var samplers = [SamplerKind.pytorch: round(p, 1), .flashinfer: round(f, 1)]
+        if let t = median(triton) { samplers[.triton] = round(t, 1) }
+        return MemoryConstants(samplerBytesPerLogit: samplers, peaksAdd: false,
                                forwardScale: round(scale, 2), nonTorchGiB: round(n, 2), nonTorchTensorParallelGiB: round(ntp, 2),
+                               recentNonTorchGiB: median(recentNonTorch).map { round($0, 2) },
+                               recentNonTorchTensorParallelGiB: median(recentNonTorchTP).map { round($0, 2) },
                                sglangContextGiB: round(ctx, 2))
     }
 }

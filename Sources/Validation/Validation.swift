@@ -294,14 +294,17 @@ public struct Validation: Sendable {
         pass, 0.6 GiB of non-torch memory, 0.85 GiB with TP). **After**: the constants the `fit`
         split gives, each the median of what its logs imply (`Validation.fitMemoryConstants`): the
         sampler holds \(f.samplerBytesPerLogit[.pytorch]!) bytes per row × vocabulary entry with PyTorch's
-        top-k/top-p and \(f.samplerBytesPerLogit[.flashinfer]!) with FlashInfer's (vLLM 0.17 and later mask top-k/top-p in
-        place with a Triton kernel: PyTorch's \(f.samplerBytesPerLogit[.pytorch]!) less the \(Int(SamplerKind.tritonSaving)) bytes of copies that code does not
-        make, \(String(format: "%.1f", f.samplerBytes(.triton))), from vLLM's sources, since no fit-split log runs 0.17), the peak is the larger of the
-        sampler's and the forward pass's (× \(f.forwardScale)), non-torch memory is \(f.nonTorchGiB) GiB
-        (\(f.nonTorchTensorParallelGiB) GiB per GPU with TP). SGLang sizes its pool its own way — the memory free
+        top-k/top-p, \(gib(f.samplerBytes(.triton))) with the Triton kernel vLLM 0.17 and later mask top-k/top-p with in place
+        (PyTorch's less the \(Int(SamplerKind.tritonSaving)) bytes of copies that code does not make would be \(gib(f.samplerBytesPerLogit[.pytorch]! - SamplerKind.tritonSaving))),
+        and \(f.samplerBytesPerLogit[.flashinfer]!) with FlashInfer's; the peak is the larger of the
+        sampler's and the forward pass's (× \(f.forwardScale)), and from vLLM 0.14 a mixture of experts' fused-MoE
+        workspace stays allocated beside the sampler (`MemoryPlan.persistentMoEWorkspaceBytes`; 512 MiB for Qwen3-30B-A3B
+        at 8192 tokens). Non-torch memory is \(f.nonTorchGiB) GiB
+        (\(f.nonTorchTensorParallelGiB) GiB per GPU with TP), and from vLLM \(MemoryConstants.recentNonTorchFrom) (the first release whose logs show it; the set has
+        none of 0.12–0.18) \(f.recentNonTorchGiB.map(gib) ?? "the same") GiB (\(f.recentNonTorchTensorParallelGiB.map(gib) ?? "the same") GiB with TP). SGLang sizes its pool its own way — the memory free
         at start-up × `mem_fraction_static` − weights — from the total less the CUDA context, \(f.sglangContextGiB) GiB.
-        Refitted now, the fit split gives \(refit.samplerBytesPerLogit[.pytorch]!) / \(refit.samplerBytesPerLogit[.flashinfer]!) bytes,
-        × \(refit.forwardScale), \(refit.nonTorchGiB) / \(refit.nonTorchTensorParallelGiB) GiB and \(refit.sglangContextGiB) GiB:
+        Refitted now, the fit split gives \(refit.samplerBytesPerLogit[.pytorch]!) / \(gib(refit.samplerBytes(.triton))) / \(refit.samplerBytesPerLogit[.flashinfer]!) bytes,
+        × \(refit.forwardScale), \(refit.nonTorchGiB) / \(refit.nonTorchTensorParallelGiB) GiB, \(refit.recentNonTorchGiB.map(gib) ?? "–") / \(refit.recentNonTorchTensorParallelGiB.map(gib) ?? "–") GiB and \(refit.sglangContextGiB) GiB:
         \(agrees). The `check` split is used for nothing but this table.
 
         \(summary.markdown)
@@ -309,13 +312,16 @@ public struct Validation: Sendable {
         \(points.markdown)
 
         The GPUs' totals are the ones the runtime reports (`ckv-sim gpus`, with the log each comes
-        from). Logs of multimodal models, unified-memory devices and MoE models are not in the set
+        from). Logs of multimodal models, unified-memory devices, models with sliding-window layers
+        (Gemma 2 and 3: vLLM's hybrid allocator) and MoE models in the fit split are not in the set
         yet, nor one of a desktop GPU whose display already held 1.2 GB (SGLang on an RTX 3090).
 
         """
     }
 
     private func pct(_ v: Double) -> String { String(format: "%+.0f %%", v) }
+    /// A memory constant as the fit rounds it (24.8, not 24.799999999999997).
+    private func gib(_ v: Double) -> String { String(format: "%g", (v * 100).rounded() / 100) }
     private func fmtMs(_ s: Double) -> String { String(format: "%g ms", s * 1000) }
 
     private func fmt(_ v: Double) -> String { String(format: abs(v) >= 10 ? "%.1f" : "%.2f", v) }

@@ -412,6 +412,42 @@ struct ServingDefaultsTests {
         #expect(try MemoryPlan(gpu: h100, model: llama, serving: current).kvBytes > older.kvBytes)
     }
 
+    @Test("from vLLM 0.14 a mixture of experts' fused-MoE workspace stays beside the sampler: 512 MiB for Qwen3-30B-A3B at 8192 tokens; none for a dense model or before")
+    func moeWorkspace() throws {
+        let h100 = GPUCatalog.named("H100-80G-SXM")!, qwen = ModelCatalog.named("Qwen3-30B-A3B")!
+        var s = ServingSettings()
+        s.maxModelLen = 8192
+        let current = try s.resolve(gpu: h100, model: qwen)
+        // 8192 tokens × 8 experts × (max(768, 2048) + max(1536, 2048)) × 2 bytes.
+        #expect(MemoryPlan.persistentMoEWorkspaceBytes(model: qwen, serving: current) == 512 * 1_048_576)
+        #expect(MemoryPlan.persistentMoEWorkspaceBytes(model: llama, serving: try s.resolve(gpu: h100, model: llama)) == 0)
+        s.engineVersion = EngineVersion(0, 13, 0)
+        let older = try s.resolve(gpu: h100, model: qwen)
+        #expect(MemoryPlan.persistentMoEWorkspaceBytes(model: qwen, serving: older) == 0)
+        // The sampler's peak (the larger one here) sits on top of it.
+        let plan = try MemoryPlan(gpu: h100, model: qwen, serving: current)
+        let sampler = MemoryPlan.profilingRun(model: qwen, serving: current).logits * MemoryConstants.fitted.samplerBytes(.triton)
+        #expect(abs(plan.activationBytes - (sampler + 512 * 1_048_576)) < 1)
+    }
+
+    @Test("non-torch memory follows the release: vLLM 0.19's logs hold more than the earlier ones, on one GPU and with TP")
+    func nonTorchByRelease() throws {
+        let h100 = GPUCatalog.named("H100-80G-SXM")!
+        let f = MemoryConstants.fitted
+        var s = ServingSettings()
+        s.tensorParallel = 2
+        let recent = try s.resolve(gpu: h100, model: llama)
+        #expect(f.nonTorchGiB(recent) == f.recentNonTorchTensorParallelGiB && f.recentNonTorchTensorParallelGiB! > f.nonTorchTensorParallelGiB)
+        s.engineVersion = EngineVersion(0, 11, 0)
+        #expect(f.nonTorchGiB(try s.resolve(gpu: h100, model: llama)) == f.nonTorchTensorParallelGiB)
+        s.tensorParallel = 1
+        #expect(f.nonTorchGiB(try s.resolve(gpu: h100, model: llama)) == f.nonTorchGiB)
+        s.engineVersion = nil
+        #expect(f.nonTorchGiB(try s.resolve(gpu: h100, model: llama)) == f.recentNonTorchGiB)
+        s.engine = .vllmV0
+        #expect(f.nonTorchGiB(try s.resolve(gpu: h100, model: llama)) == f.nonTorchGiB)
+    }
+
     @Test("a release the engine never ran is refused, naming the key", arguments: [
         (ServingEngine.vllmV1, EngineVersion(0, 6, 3)), (.vllmV0, EngineVersion(0, 11, 0)),
     ])

@@ -410,6 +410,7 @@ struct EngineSchedulerTests {
             settings.engine = .vllmV1
             settings.prefixCaching = caching
             settings.maxModelLen = 32768
+            settings.engineVersion = EngineVersion(0, 16, 0) // PyTorch's sampler: the pool the prompts below are sized for
             let config = try settings.resolve(gpu: l4, model: llama8b)
             let plan = try MemoryPlan(gpu: l4, model: llama8b, serving: config)
             let source = SyntheticSource(arrivals: .batch, prompt: .fixed(prompt), output: .fixed(200), count: count, seed: 4)
